@@ -1,0 +1,45 @@
+"""The ASGI application: routes of SPEC section 3 around one `Runtime`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from graph.config import Settings
+from graph.http import GraphQLEndpoint
+from graph.runtime import Runtime
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
+    """The ASGI app; keyword arguments mirror `forgegraph serve`'s flags."""
+    settings = (settings or Settings()).with_overrides(**overrides)
+    runtime = Runtime(settings)
+
+    async def healthz(_request: Request) -> JSONResponse:
+        if await runtime.healthy():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", GraphQLEndpoint(runtime).handle, methods=["GET", "POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app

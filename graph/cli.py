@@ -1,0 +1,345 @@
+"""The `forgegraph` command: serve, migrate, export-schema.
+
+Each flag falls back to `FORGEGRAPH_<FLAG>` in the environment, then to the
+defaults in `graph.config.Settings`. User errors (bad URL, unreachable
+database, unreadable file, port in use) end the process with one line on
+stderr and exit code 2; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+from graph.config import ENV_PREFIX, Settings
+from graph.errors import StartupError
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+T = TypeVar("T")
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+# uvicorn waits for open responses (SSE streams) this long on shutdown before
+# cancelling them; the conformance runner SIGKILLs after 5 s.
+GRACEFUL_SHUTDOWN_SECONDS = 3
+OPEN_API_WARNING = "warning: no --permissions file: the API is open to every role"
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    metavar: str
+    help: str
+    kind: Callable[[str], Any] = str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port out of range: {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1: {value}")
+    return value
+
+
+DATABASE = Option("--database", "URL", "SQLAlchemy async URL (default: the embedded demo SQLite)")
+SERVE_OPTIONS = (
+    DATABASE,
+    Option("--host", "HOST", "interface to listen on (default 127.0.0.1)"),
+    Option("--port", "PORT", "port to listen on (default 8000)", _port),
+    Option("--broadcast", "URL", "broadcaster URL shared by server processes (default memory://)"),
+    Option("--permissions", "FILE", "YAML/JSON permission rules (default: open to every role)"),
+    Option("--jwt-secret", "SECRET", "HS256 secret for verifying JWTs"),
+    Option("--admin-secret", "SECRET", "X-Admin-Secret value that grants the admin role"),
+    Option(
+        "--websocket-port", "PORT", "also serve the raw realtime protocol on ws://HOST:PORT/", _port
+    ),
+    Option("--workers", "N", "number of server processes (default 1)", _positive),
+)
+COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
+    "serve": ("serve the GraphQL API, realtime events and playground", SERVE_OPTIONS),
+    "migrate": ("apply the bundled migrations (the demo schema)", (DATABASE,)),
+    "export-schema": ("print the GraphQL SDL to stdout", (DATABASE,)),
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    # argparse prints usage plus the error on two lines; we promise one.
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see forgegraph --help)")
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="forgegraph", description="A Hasura-dialect GraphQL API for a SQL database."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, (help_text, options) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        for option in options:
+            # Values stay strings here so flags and environment variables go
+            # through the same conversion and the same error message.
+            sub.add_argument(
+                option.flag, metavar=option.metavar, help=f"{option.help} [env {option.env}]"
+            )
+    return parser
+
+
+def resolve_settings(
+    command: str, namespace: argparse.Namespace, environ: Mapping[str, str]
+) -> Settings:
+    values: dict[str, Any] = {}
+    for option in COMMANDS[command][1]:
+        raw = getattr(namespace, option.dest, None)
+        source = option.flag
+        if raw is None:
+            raw = environ.get(option.env) or None
+            source = option.env
+        if raw is None:
+            continue
+        try:
+            values[option.dest] = option.kind(raw)
+        except ValueError:
+            raise UsageError(f"invalid value for {source}: {raw!r}") from None
+    return Settings().with_overrides(**values)
+
+
+def check_settings(settings: Settings) -> None:
+    if settings.workers > 1:
+        # Several processes need a shared broadcast and a socket hand-over
+        # that serve does not do yet.
+        raise UsageError("--workers is not supported yet")
+    if settings.websocket_port is not None and settings.websocket_port == settings.port != 0:
+        raise UsageError(f"--websocket-port must differ from --port ({settings.port})")
+    if settings.permissions is not None:
+        try:
+            with open(settings.permissions, "rb"):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise StartupError(
+                f"cannot read permissions file {settings.permissions}: {reason}"
+            ) from None
+
+
+# -- commands ----------------------------------------------------------------
+
+
+async def _started_app(settings: Settings) -> Starlette:
+    # Imported late: migrate must not need the server stack loaded.
+    from graph.app import create_app
+
+    # runtime.start() also creates the demo database when no --database is given.
+    app = create_app(settings)
+    await app.state.runtime.start()
+    return app
+
+
+async def serve(settings: Settings) -> None:
+    import uvicorn
+
+    # Bind before touching the database: a port in use should fail fast and
+    # leave no demo database behind.
+    sockets = [bind_socket(settings.host, settings.port)]
+    try:
+        if settings.websocket_port is not None:
+            sockets.append(bind_socket(settings.host, settings.websocket_port))
+        app = await _started_app(settings)
+        try:
+            _announce(settings, sockets)
+            asgi = app if len(sockets) == 1 else websocket_port_app(app, _port_of(sockets[1]))
+            config = uvicorn.Config(
+                asgi,
+                lifespan="on",
+                log_level="warning",
+                access_log=False,
+                ws="auto",
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            )
+            with _signals_end_serving():
+                await uvicorn.Server(config).serve(sockets=sockets)
+        finally:
+            await app.state.runtime.stop()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+async def export_schema(settings: Settings) -> None:
+    app = await _started_app(settings)
+    try:
+        sdl = app.state.runtime.schema_sdl()
+    finally:
+        await app.state.runtime.stop()
+    sys.stdout.write(sdl if sdl.endswith("\n") else sdl + "\n")
+
+
+async def migrate(settings: Settings) -> None:
+    from graph.migrate import display_url
+    from graph.migrate import migrate as run_migrations
+
+    url = display_url(settings.database_url)
+    revisions = await run_migrations(settings.database_url)
+    if revisions.changed:
+        before = revisions.before or "an empty schema"
+        print(f"migrated {url} from {before} to revision {revisions.after}")
+    else:
+        print(f"{url} is already at the latest revision ({revisions.after})")
+
+
+def _port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+def _announce(settings: Settings, sockets: list[socket.socket]) -> None:
+    host, port = settings.host, _port_of(sockets[0])
+    lines = [
+        endpoint_url("http", host, port, "/graphql"),
+        endpoint_url("ws", host, port, "/graphql"),
+        endpoint_url("ws", host, port, "/realtime"),
+        endpoint_url("http", host, port, "/playground"),
+        endpoint_url("http", host, port, "/healthz"),
+    ]
+    if len(sockets) > 1:
+        lines.append(endpoint_url("ws", host, _port_of(sockets[1]), "/"))
+    print("\n".join(lines), flush=True)
+    if settings.permissions is None:
+        print(OPEN_API_WARNING, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _signals_end_serving() -> Iterator[None]:
+    # uvicorn handles SIGINT/SIGTERM while serving, then restores the previous
+    # handlers and re-raises the signal it caught. With the default handlers
+    # that re-raise would kill us (SIGTERM) or raise KeyboardInterrupt (SIGINT)
+    # before the runtime is stopped; a no-op handler absorbs it.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# -- sockets -----------------------------------------------------------------
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves, so a busy port is a one-line error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {port} on {host} is already in use") from None
+        if exc.errno == errno.EACCES:
+            raise StartupError(f"no permission to listen on port {port} on {host}") from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def endpoint_url(scheme: str, host: str, port: int, path: str) -> str:
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}{path}"
+
+
+def websocket_port_app(app: ASGIApp, websocket_port: int) -> ASGIApp:
+    """Serve the raw realtime protocol at `/` of --websocket-port, as ForgeBase does.
+
+    Both ports are served by one uvicorn server (one lifespan, one set of
+    signal handlers); a WebSocket to `/` on the extra port is routed to
+    `/realtime`, keeping its query string (`?token=`).
+    """
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "websocket"
+            and scope.get("path") == "/"
+            and (scope.get("server") or (None, None))[1] == websocket_port
+        ):
+            scope = {**scope, "path": "/realtime", "raw_path": b"/realtime"}
+        await app(scope, receive, send)
+
+    return dispatch
+
+
+# -- entry point -------------------------------------------------------------
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coroutine)
+
+
+def _fail(message: str) -> int:
+    print(f"forgegraph: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+COMMAND_FUNCTIONS: dict[str, Callable[[Settings], Coroutine[Any, Any, None]]] = {
+    "serve": serve,
+    "migrate": migrate,
+    "export-schema": export_schema,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        namespace = parser.parse_args(argv)
+        if namespace.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        settings = resolve_settings(namespace.command, namespace, os.environ)
+        if namespace.command == "serve":
+            check_settings(settings)
+        _run(COMMAND_FUNCTIONS[namespace.command](settings))
+    except (UsageError, StartupError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return 0

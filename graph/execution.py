@@ -1,0 +1,156 @@
+"""Parse, validate (cached per document) and execute GraphQL; format errors with codes.
+
+Shared by every transport so errors look the same over HTTP and WebSocket.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    ValidationRule,
+    execute,
+    get_operation_ast,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.pyutils import is_awaitable
+
+from graph.errors import ForgeError
+
+if TYPE_CHECKING:
+    from graphql import GraphQLSchema, ValidationContext
+
+    from graph.context import RequestContext
+
+log = logging.getLogger("forgegraph")
+DOCUMENT_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class Prepared:
+    document: DocumentNode | None
+    errors: tuple[GraphQLError, ...] = ()
+
+
+def depth_rule(max_depth: int) -> type[ValidationRule]:
+    class MaxDepth(ValidationRule):
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+            depth = _depth(self.context, node.selection_set, frozenset())
+            if depth > max_depth:
+                self.report_error(
+                    GraphQLError(
+                        f"the query depth {depth} exceeds the maximum depth of {max_depth}", node
+                    )
+                )
+
+    return MaxDepth
+
+
+def _depth(context: ValidationContext, selection_set: SelectionSetNode | None, seen: frozenset[str]) -> int:
+    if selection_set is None:
+        return 0
+    deepest = 0
+    for node in selection_set.selections:
+        if isinstance(node, FieldNode):
+            if node.name.value.startswith("__"):
+                continue  # introspection (GraphiQL's own query) does not count
+            deepest = max(deepest, 1 + _depth(context, node.selection_set, seen))
+        elif isinstance(node, InlineFragmentNode):
+            deepest = max(deepest, _depth(context, node.selection_set, seen))
+        elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
+            fragment = context.get_fragment(node.name.value)
+            if fragment is not None:
+                inner = seen | {node.name.value}
+                deepest = max(deepest, _depth(context, fragment.selection_set, inner))
+    return deepest
+
+
+class Executor:
+    def __init__(self, schema: GraphQLSchema, *, max_depth: int) -> None:
+        self.schema = schema
+        self.rules = (*specified_rules, depth_rule(max_depth))
+        self._cache: OrderedDict[str, Prepared] = OrderedDict()
+
+    def prepare(self, query: str) -> Prepared:
+        cached = self._cache.get(query)
+        if cached is not None:
+            self._cache.move_to_end(query)
+            return cached
+        try:
+            document = parse(query)
+        except GraphQLError as error:
+            prepared = Prepared(None, (error,))
+        else:
+            errors = validate(self.schema, document, self.rules)
+            prepared = Prepared(None if errors else document, tuple(errors))
+        self._cache[query] = prepared
+        if len(self._cache) > DOCUMENT_CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return prepared
+
+    @staticmethod
+    def operation_type(document: DocumentNode, operation_name: str | None) -> OperationType | None:
+        operation = get_operation_ast(document, operation_name)
+        return operation.operation if operation else None
+
+    async def execute(
+        self,
+        document: DocumentNode,
+        context: RequestContext,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+    ) -> ExecutionResult:
+        ok = False
+        try:
+            result = execute(
+                self.schema,
+                document,
+                context_value=context,
+                variable_values=variables,
+                operation_name=operation_name,
+            )
+            if is_awaitable(result):
+                result = await result
+            assert isinstance(result, ExecutionResult)
+            ok = not result.errors
+            if result.errors and self.operation_type(document, operation_name) is OperationType.MUTATION:
+                # The whole request was rolled back: no field's data stands.
+                result = ExecutionResult(None, result.errors)
+            return result
+        finally:
+            await context.finish(commit=ok)
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    """One error as the client sees it: always with `extensions.code`, never a traceback."""
+    original = error.original_error
+    if isinstance(original, ForgeError):
+        out: dict[str, Any] = {"message": original.message}
+        extensions = {"code": original.code, **original.extensions}
+    elif original is not None and not isinstance(original, GraphQLError):
+        log.error("unexpected error in %s", error.path, exc_info=original)
+        out = {"message": "unexpected error while executing the request"}
+        extensions = {"code": "unexpected"}
+    else:
+        out = {"message": error.message}
+        extensions = {**(error.extensions or {}), "code": "validation-failed"}
+    if error.locations:
+        out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    if error.path:
+        out["path"] = error.path
+    out["extensions"] = extensions
+    return out

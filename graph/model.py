@@ -1,0 +1,94 @@
+"""The table model: what reflection found, as plain frozen data.
+
+Everything after reflection (naming, schema build, SQL, events) reads this
+model and nothing else about the database's catalogue.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Kind(enum.Enum):
+    """How a column's values travel through GraphQL (SPEC section 4, Scalars)."""
+
+    INTEGER = "integer"
+    FLOAT = "float"
+    STRING = "string"
+    BOOLEAN = "boolean"
+    DATETIME = "datetime"
+    DATE = "date"
+    TIME = "time"
+    JSON = "json"
+    NUMERIC = "numeric"
+    BLOB = "blob"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    nullable: bool
+    has_default: bool = False
+    db_type: str = ""
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """`columns` of the owning table reference `referred_columns` of `referred_table`."""
+
+    columns: tuple[str, ...]
+    referred_table: str
+    referred_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """A field that walks a foreign key from one table to another.
+
+    An object relationship sits on the referencing table and yields at most one
+    row; an array relationship sits on the referenced table and yields a list.
+    `local_columns[i]` joins `remote_columns[i]`.
+    """
+
+    name: str
+    is_array: bool
+    table: str
+    remote_table: str
+    local_columns: tuple[str, ...]
+    remote_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    relationships: tuple[Relationship, ...] = ()
+
+    @property
+    def is_writable(self) -> bool:
+        return bool(self.primary_key)
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+@dataclass(frozen=True)
+class DatabaseModel:
+    dialect: str
+    tables: dict[str, Table] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
+    """Human-readable reasons for tables or columns left out of the API."""
+
+    def table(self, name: str) -> Table:
+        return self.tables[name]

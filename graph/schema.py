@@ -1,0 +1,304 @@
+"""Build the GraphQL schema of SPEC section 4 from the table model, once, with no I/O.
+
+Resolvers come from a factory (`graph.resolvers`) so this module knows only
+shapes, never SQL. Every object field resolves by response key, because the
+root resolver has already fetched the whole tree keyed by alias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from graphql import (
+    GraphQLArgument,
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLEnumValue,
+    GraphQLField,
+    GraphQLFloat,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    GraphQLString,
+    ValueNode,
+    value_from_ast_untyped,
+)
+
+from graph import naming
+from graph.model import DatabaseModel, Kind, Table
+from graph.sql.order import DIRECTIONS
+from graph.sql.where import COMPARISONS, LIST_OPERATORS, PATTERN_OPERATORS
+
+Resolver = Callable[..., Any]
+
+
+class ResolverFactory(Protocol):
+    def select(self, table: Table) -> Resolver: ...
+    def select_by_pk(self, table: Table) -> Resolver: ...
+    def aggregate(self, table: Table) -> Resolver: ...
+    def insert(self, table: Table) -> Resolver: ...
+    def insert_one(self, table: Table) -> Resolver: ...
+    def update(self, table: Table) -> Resolver: ...
+    def update_by_pk(self, table: Table) -> Resolver: ...
+    def delete(self, table: Table) -> Resolver: ...
+    def delete_by_pk(self, table: Table) -> Resolver: ...
+
+
+def _parse_json_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
+    return value_from_ast_untyped(node, variables)
+
+
+JSONScalar = GraphQLScalarType(
+    "JSON",
+    description="Any JSON value.",
+    serialize=lambda value: value,
+    parse_value=lambda value: value,
+    parse_literal=_parse_json_literal,
+)
+
+SCALARS: dict[Kind, GraphQLScalarType] = {
+    Kind.INTEGER: GraphQLInt,
+    Kind.FLOAT: GraphQLFloat,
+    Kind.BOOLEAN: GraphQLBoolean,
+    Kind.JSON: JSONScalar,
+}
+
+OrderBy = GraphQLEnumType(
+    "order_by",
+    {name: GraphQLEnumValue(name) for name in DIRECTIONS},
+    description="Column ordering; plain asc puts NULLs last and desc puts them first.",
+)
+
+
+def scalar_of(kind: Kind) -> GraphQLScalarType:
+    return SCALARS.get(kind, GraphQLString)
+
+
+def by_response_key(source: Any, info: Any, **_: Any) -> Any:
+    return source.get(info.path.key) if isinstance(source, dict) else None
+
+
+def _nn(type_: Any) -> GraphQLNonNull[Any]:
+    return GraphQLNonNull(type_)
+
+
+def _list_nn(type_: Any) -> GraphQLNonNull[Any]:
+    return GraphQLNonNull(GraphQLList(GraphQLNonNull(type_)))
+
+
+class SchemaBuilder:
+    def __init__(self, model: DatabaseModel, resolvers: ResolverFactory) -> None:
+        self.model = model
+        self.resolvers = resolvers
+        self.comparisons: dict[str, GraphQLInputObjectType] = {}
+        self.objects: dict[str, GraphQLObjectType] = {}
+        self.bool_exps: dict[str, GraphQLInputObjectType] = {}
+        self.order_bys: dict[str, GraphQLInputObjectType] = {}
+
+    def build(self) -> GraphQLSchema:
+        tables = sorted(self.model.tables.values(), key=lambda t: t.name)
+        for table in tables:
+            self.objects[table.name] = self._object(table)
+            self.bool_exps[table.name] = self._bool_exp(table)
+            self.order_bys[table.name] = self._order_by(table)
+        query: dict[str, GraphQLField] = {}
+        mutation: dict[str, GraphQLField] = {}
+        for table in tables:
+            query.update(self._query_fields(table))
+            if table.is_writable:
+                mutation.update(self._mutation_fields(table))
+        if not query:
+            query["no_queries_available"] = GraphQLField(
+                _nn(GraphQLString), resolve=lambda *_: "no tables are served"
+            )
+        return GraphQLSchema(
+            query=GraphQLObjectType("query_root", query),
+            mutation=GraphQLObjectType("mutation_root", mutation) if mutation else None,
+        )
+
+    # -- per-table types -------------------------------------------------
+
+    def _comparison(self, kind: Kind) -> GraphQLInputObjectType:
+        scalar = scalar_of(kind)
+        if scalar.name not in self.comparisons:
+            fields = {op: GraphQLInputField(scalar) for op in COMPARISONS}
+            fields.update({op: GraphQLInputField(GraphQLList(_nn(scalar))) for op in LIST_OPERATORS})
+            fields["_is_null"] = GraphQLInputField(GraphQLBoolean)
+            if scalar is GraphQLString:
+                fields.update({op: GraphQLInputField(GraphQLString) for op in PATTERN_OPERATORS})
+            self.comparisons[scalar.name] = GraphQLInputObjectType(
+                naming.comparison_exp(scalar.name), fields
+            )
+        return self.comparisons[scalar.name]
+
+    def _object(self, table: Table) -> GraphQLObjectType:
+        def fields() -> dict[str, GraphQLField]:
+            out = {
+                c.name: GraphQLField(
+                    scalar_of(c.kind) if c.nullable else _nn(scalar_of(c.kind)),
+                    resolve=by_response_key,
+                )
+                for c in table.columns
+            }
+            for rel in table.relationships:
+                remote = self.objects[rel.remote_table]
+                if rel.is_array:
+                    out[rel.name] = GraphQLField(
+                        _list_nn(remote),
+                        args=self._list_args(rel.remote_table),
+                        resolve=by_response_key,
+                    )
+                else:
+                    out[rel.name] = GraphQLField(remote, resolve=by_response_key)
+            return out
+
+        return GraphQLObjectType(table.name, fields)
+
+    def _bool_exp(self, table: Table) -> GraphQLInputObjectType:
+        def fields() -> dict[str, GraphQLInputField]:
+            me = self.bool_exps[table.name]
+            out = {
+                "_and": GraphQLInputField(GraphQLList(_nn(me))),
+                "_not": GraphQLInputField(me),
+                "_or": GraphQLInputField(GraphQLList(_nn(me))),
+            }
+            out.update({c.name: GraphQLInputField(self._comparison(c.kind)) for c in table.columns})
+            out.update(
+                {rel.name: GraphQLInputField(self.bool_exps[rel.remote_table]) for rel in table.relationships}
+            )
+            return out
+
+        return GraphQLInputObjectType(
+            naming.bool_exp(table.name),
+            fields,
+            description=f"Boolean expression to filter rows from the table {table.name!r}.",
+        )
+
+    def _order_by(self, table: Table) -> GraphQLInputObjectType:
+        def fields() -> dict[str, GraphQLInputField]:
+            out = {c.name: GraphQLInputField(OrderBy) for c in table.columns}
+            out.update(
+                {
+                    rel.name: GraphQLInputField(self.order_bys[rel.remote_table])
+                    for rel in table.relationships
+                    if not rel.is_array
+                }
+            )
+            return out
+
+        return GraphQLInputObjectType(naming.order_by(table.name), fields)
+
+    def _list_args(self, table_name: str) -> dict[str, GraphQLArgument]:
+        return {
+            "where": GraphQLArgument(self.bool_exps[table_name]),
+            "order_by": GraphQLArgument(GraphQLList(_nn(self.order_bys[table_name]))),
+            "limit": GraphQLArgument(GraphQLInt),
+            "offset": GraphQLArgument(GraphQLInt),
+        }
+
+    def _pk_args(self, table: Table) -> dict[str, GraphQLArgument]:
+        return {
+            name: GraphQLArgument(_nn(scalar_of(table.column(name).kind)))
+            for name in table.primary_key
+        }
+
+    def _columns_input(self, name: str, table: Table) -> GraphQLInputObjectType:
+        return GraphQLInputObjectType(
+            name, {c.name: GraphQLInputField(scalar_of(c.kind)) for c in table.columns}
+        )
+
+    # -- root fields -------------------------------------------------------
+
+    def _query_fields(self, table: Table) -> dict[str, GraphQLField]:
+        obj = self.objects[table.name]
+        aggregate_fields = GraphQLObjectType(
+            naming.aggregate_fields(table.name),
+            {"count": GraphQLField(_nn(GraphQLInt), resolve=by_response_key)},
+        )
+        aggregate = GraphQLObjectType(
+            naming.aggregate(table.name),
+            {"aggregate": GraphQLField(aggregate_fields, resolve=by_response_key)},
+        )
+        fields = {
+            table.name: GraphQLField(
+                _list_nn(obj),
+                args=self._list_args(table.name),
+                resolve=self.resolvers.select(table),
+                description=f"Rows of the table {table.name!r}.",
+            ),
+            naming.aggregate(table.name): GraphQLField(
+                _nn(aggregate),
+                args={"where": GraphQLArgument(self.bool_exps[table.name])},
+                resolve=self.resolvers.aggregate(table),
+            ),
+        }
+        if table.primary_key:
+            fields[naming.by_pk(table.name)] = GraphQLField(
+                obj,
+                args=self._pk_args(table),
+                resolve=self.resolvers.select_by_pk(table),
+                description=f"One row of {table.name!r} by its primary key.",
+            )
+        return fields
+
+    def _mutation_fields(self, table: Table) -> dict[str, GraphQLField]:
+        obj = self.objects[table.name]
+        bool_exp = self.bool_exps[table.name]
+        insert_input = self._columns_input(naming.insert_input(table.name), table)
+        set_input = self._columns_input(naming.set_input(table.name), table)
+        pk_input = GraphQLInputObjectType(
+            naming.pk_columns_input(table.name),
+            {
+                name: GraphQLInputField(_nn(scalar_of(table.column(name).kind)))
+                for name in table.primary_key
+            },
+        )
+        response = GraphQLObjectType(
+            naming.mutation_response(table.name),
+            {
+                "affected_rows": GraphQLField(_nn(GraphQLInt), resolve=by_response_key),
+                "returning": GraphQLField(_list_nn(obj), resolve=by_response_key),
+            },
+        )
+        r = self.resolvers
+        return {
+            naming.insert(table.name): GraphQLField(
+                response,
+                args={"objects": GraphQLArgument(_list_nn(insert_input))},
+                resolve=r.insert(table),
+            ),
+            naming.insert_one(table.name): GraphQLField(
+                obj, args={"object": GraphQLArgument(_nn(insert_input))}, resolve=r.insert_one(table)
+            ),
+            naming.update(table.name): GraphQLField(
+                response,
+                args={"where": GraphQLArgument(_nn(bool_exp)), "_set": GraphQLArgument(set_input)},
+                resolve=r.update(table),
+            ),
+            naming.update_by_pk(table.name): GraphQLField(
+                obj,
+                args={
+                    "pk_columns": GraphQLArgument(_nn(pk_input)),
+                    "_set": GraphQLArgument(set_input),
+                },
+                resolve=r.update_by_pk(table),
+            ),
+            naming.delete(table.name): GraphQLField(
+                response,
+                args={"where": GraphQLArgument(_nn(bool_exp))},
+                resolve=r.delete(table),
+            ),
+            naming.delete_by_pk(table.name): GraphQLField(
+                obj, args=self._pk_args(table), resolve=r.delete_by_pk(table)
+            ),
+        }
+
+
+def build_schema(model: DatabaseModel, resolvers: ResolverFactory) -> GraphQLSchema:
+    return SchemaBuilder(model, resolvers).build()

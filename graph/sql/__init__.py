@@ -1,0 +1,1 @@
+"""Statement builders: GraphQL arguments compiled to SQLAlchemy Core, run on one connection."""

@@ -1,0 +1,98 @@
+"""Writes: INSERT/UPDATE/DELETE ... RETURNING every column.
+
+The returned rows are the changed rows as committed (they feed the
+`returning` selection, and change events later); no statement reads a row
+back by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from graph.errors import ConstraintViolation, ValidationFailed
+from graph.sql.values import to_db
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from graph.model import DatabaseModel, Table
+    from graph.sql.where import Condition
+
+Row = Mapping[Any, Any]
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn the driver's complaints about the data into the errors of SPEC section 8."""
+    try:
+        yield
+    except exc.IntegrityError as error:
+        raise ConstraintViolation(_reason(error)) from error
+    except exc.DataError as error:
+        raise ValidationFailed(_reason(error)) from error
+    except exc.DBAPIError as error:
+        # Data the driver rejects before it reaches the database (asyncpg's
+        # type checks) surfaces here too; anything else is the server's fault.
+        if isinstance(error.orig, ValueError | TypeError | OverflowError):
+            raise ValidationFailed(_reason(error)) from error
+        raise
+
+
+def _reason(error: exc.DBAPIError) -> str:
+    text = str(error.orig) if error.orig is not None else str(error)
+    return text.splitlines()[0].split(": ", 1)[-1] if "<class" in text else text.splitlines()[0]
+
+
+class Writer:
+    def __init__(self, model: DatabaseModel, tables: Mapping[str, sa.Table]) -> None:
+        self.model = model
+        self.tables = tables
+
+    def _values(self, table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            name: to_db(table.column(name), value, self.model.dialect)
+            for name, value in values.items()
+        }
+
+    async def insert(
+        self, conn: AsyncConnection, table: Table, objects: Sequence[Mapping[str, Any]]
+    ) -> list[Row]:
+        core = self.tables[table.name]
+        rows: list[Row] = []
+        # Objects naming the same columns share one multi-row INSERT; the
+        # order of `objects` is kept within each group.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for obj in objects:
+            values = self._values(table, obj)
+            groups.setdefault(tuple(values), []).append(values)
+        with database_errors():
+            for names, group in groups.items():
+                stmt = sa.insert(core).returning(*core.c)
+                if names:
+                    result = await conn.execute(stmt.values(group))
+                    rows.extend(result.mappings().all())
+                else:
+                    for _ in group:
+                        rows.extend((await conn.execute(stmt)).mappings().all())
+        return rows
+
+    async def update(
+        self, conn: AsyncConnection, table: Table, where: Condition, changes: Mapping[str, Any]
+    ) -> list[Row]:
+        if not changes:
+            return []
+        core = self.tables[table.name]
+        stmt = sa.update(core).where(where).values(self._values(table, changes)).returning(*core.c)
+        with database_errors():
+            return list((await conn.execute(stmt)).mappings().all())
+
+    async def delete(self, conn: AsyncConnection, table: Table, where: Condition) -> list[Row]:
+        core = self.tables[table.name]
+        stmt = sa.delete(core).where(where).returning(*core.c)
+        with database_errors():
+            return list((await conn.execute(stmt)).mappings().all())

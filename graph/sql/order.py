@@ -1,0 +1,86 @@
+"""`[t_order_by!]` to ORDER BY, with PostgreSQL's NULL placement on every database.
+
+An object relationship in `order_by` ({author: {name: asc}}) orders by the
+related row's column, read with a correlated scalar subquery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from graph.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql import FromClause
+
+    from graph.model import DatabaseModel, Relationship
+
+DIRECTIONS = (
+    "asc",
+    "asc_nulls_first",
+    "asc_nulls_last",
+    "desc",
+    "desc_nulls_first",
+    "desc_nulls_last",
+)
+
+
+class Orderings:
+    def __init__(self, model: DatabaseModel, tables: Mapping[str, sa.Table]) -> None:
+        self.model = model
+        self.tables = tables
+
+    def clauses(
+        self, table: str, order_by: Iterable[Mapping[str, Any]], target: FromClause | None = None
+    ) -> list[Any]:
+        target = self.tables[table] if target is None else target
+        out: list[Any] = []
+        for item in order_by:
+            for value, direction in self._terms(table, item, target, lambda v: v):
+                out.append(order_clause(value, direction))
+        return out
+
+    def _terms(
+        self, table: str, item: Mapping[str, Any], target: FromClause, wrap: Any
+    ) -> list[tuple[Any, str]]:
+        model = self.model.table(table)
+        relationships = {r.name: r for r in model.relationships if not r.is_array}
+        terms: list[tuple[Any, str]] = []
+        for name, direction in item.items():
+            if direction is None:
+                continue
+            if name in relationships:
+                if not isinstance(direction, Mapping):
+                    raise ValidationFailed(f"expected an object of {name}'s order_by for {name!r}")
+                terms.extend(self._related(relationships[name], direction, target, wrap))
+            elif name in model.column_names:
+                terms.append((wrap(target.c[name]), direction))
+            else:
+                raise ValidationFailed(f"field {name!r} not found in type: '{table}_order_by'")
+        return terms
+
+    def _related(
+        self, rel: Relationship, item: Mapping[str, Any], target: FromClause, wrap: Any
+    ) -> list[tuple[Any, str]]:
+        remote = self.tables[rel.remote_table].alias()
+        joined = [
+            remote.c[r] == target.c[local]
+            for local, r in zip(rel.local_columns, rel.remote_columns, strict=True)
+        ]
+
+        def through(value: Any) -> Any:
+            return wrap(sa.select(value).select_from(remote).where(*joined).scalar_subquery())
+
+        return self._terms(rel.remote_table, item, remote, through)
+
+
+def order_clause(value: Any, direction: str) -> Any:
+    if direction not in DIRECTIONS:
+        raise ValidationFailed(f"unexpected order_by value {direction!r}")
+    descending = direction.startswith("desc")
+    nulls_first = direction.endswith("nulls_first") or direction == "desc"
+    ordered = value.desc() if descending else value.asc()
+    return ordered.nulls_first() if nulls_first else ordered.nulls_last()

@@ -1,0 +1,101 @@
+"""Column values between the database driver and GraphQL JSON, per SPEC section 4.
+
+SQLite keeps dates and times as the text that was stored, so they travel as
+that text both ways; PostgreSQL's driver wants and gives Python objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import decimal
+import uuid
+from typing import Any
+
+import orjson
+
+from graph.errors import ValidationFailed
+from graph.model import Column, Kind
+
+
+def to_api(kind: Kind, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind is Kind.INTEGER:
+        return int(value)
+    if kind is Kind.FLOAT:
+        return float(value)
+    if kind is Kind.BOOLEAN:
+        if isinstance(value, str):
+            return value.strip().lower() in {"1", "t", "true", "yes", "on"}
+        return bool(value)
+    if kind in (Kind.DATETIME, Kind.DATE, Kind.TIME):
+        return value.isoformat() if isinstance(value, (dt.date, dt.time)) else str(value)
+    if kind is Kind.JSON:
+        if isinstance(value, (str, bytes)):
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError:
+                return value if isinstance(value, str) else value.decode(errors="replace")
+        return _jsonable(value)
+    if kind is Kind.BLOB:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return base64.b64encode(bytes(value)).decode()
+        return str(value)
+    if kind is Kind.NUMERIC:
+        return str(value)
+    return value if isinstance(value, str) else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    return value
+
+
+PARSERS: dict[Kind, Any] = {
+    Kind.DATETIME: dt.datetime.fromisoformat,
+    Kind.DATE: dt.date.fromisoformat,
+    Kind.TIME: dt.time.fromisoformat,
+}
+
+
+def to_db(column: Column, value: Any, dialect: str) -> Any:
+    """Convert a GraphQL input value for `column`; raise ValidationFailed when it cannot be."""
+    if value is None:
+        return None
+    kind = column.kind
+    try:
+        if kind is Kind.JSON:
+            return orjson.dumps(value).decode()
+        if kind is Kind.BLOB:
+            return base64.b64decode(str(value), validate=True)
+        if kind in PARSERS:
+            # Parsed on every database so that SQLite refuses what PostgreSQL
+            # would; SQLite then stores the text exactly as the client sent it.
+            parsed = PARSERS[kind](str(value))
+            if dialect != "postgresql":
+                return value
+            if isinstance(parsed, dt.datetime):
+                if "WITH TIME ZONE" in column.db_type.upper():
+                    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+                return parsed.replace(tzinfo=None)
+            return parsed
+        if dialect != "postgresql":
+            return value
+        if kind is Kind.NUMERIC:
+            return decimal.Decimal(str(value))
+        if column.db_type.upper() == "UUID":
+            return uuid.UUID(str(value))
+    except (ValueError, TypeError, binascii.Error, decimal.InvalidOperation) as exc:
+        raise ValidationFailed(
+            f"invalid value {value!r} for column {column.name!r} of type {kind.value}"
+        ) from exc
+    return value

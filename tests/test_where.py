@@ -1,0 +1,61 @@
+"""Compiling t_bool_exp to SQL (pure: statements are compiled, not run)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from graph.errors import ValidationFailed
+from graph.model import Column, DatabaseModel, Kind, Table
+from graph.sql.where import Filters, like_to_glob
+
+TABLE = Table(
+    name="posts",
+    columns=(Column("id", Kind.INTEGER, False), Column("title", Kind.STRING, True),
+             Column("at", Kind.DATETIME, True)),
+    primary_key=("id",),
+)
+CORE = sa.Table("posts", sa.MetaData(), sa.Column("id"), sa.Column("title"), sa.Column("at"))
+
+
+def sql(exp: object, dialect: str = "sqlite") -> str:
+    filters = Filters(DatabaseModel(dialect, {"posts": TABLE}), {"posts": CORE})
+    target = sqlite.dialect() if dialect == "sqlite" else postgresql.dialect()
+    clause = filters.compile("posts", exp)  # type: ignore[arg-type]
+    return str(clause.compile(dialect=target, compile_kwargs={"literal_binds": True}))
+
+
+@pytest.mark.parametrize(
+    ("like", "glob"),
+    [("a%", "a*"), ("_b", "?b"), ("50\\%", "50%"), ("x\\_y", "x_y"), ("a*?[", "a[*][?][[]"), ("\\\\", "\\")],
+)
+def test_like_patterns_become_glob_patterns(like: str, glob: str) -> None:
+    assert like_to_glob(like) == glob
+
+
+def test_like_uses_glob_on_sqlite_and_like_on_postgresql() -> None:
+    assert "GLOB 'a*'" in sql({"title": {"_like": "a%"}})
+    assert "LIKE 'a%'" in sql({"title": {"_ilike": "a%"}})
+    assert "title LIKE 'a%%'" in sql({"title": {"_like": "a%"}}, "postgresql")
+    assert "ILIKE 'a%%'" in sql({"title": {"_ilike": "a%"}}, "postgresql")
+
+
+def test_null_operands_are_left_out_as_hasura_does() -> None:
+    assert sql({"title": {"_eq": None}}) == sql({})
+    assert sql({"title": None, "_and": None}) == sql({})
+
+
+def test_empty_or_matches_nothing_and_empty_and_everything() -> None:
+    assert sql({"_or": []}) == "0"
+    assert sql({"_and": []}) == "1"
+    assert sql({"_or": []}, "postgresql") == "false"
+
+
+def test_unknown_columns_and_operators_are_validation_failed() -> None:
+    with pytest.raises(ValidationFailed, match="nope"):
+        sql({"nope": {"_eq": 1}})
+    with pytest.raises(ValidationFailed, match="_ne"):
+        sql({"id": {"_ne": 1}})
+    with pytest.raises(ValidationFailed):
+        sql({"at": {"_eq": "yesterday"}})
