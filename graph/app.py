@@ -9,9 +9,11 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from graph.config import Settings
+from graph.delivery.graphql_ws import graphql_websocket
 from graph.http import GraphQLEndpoint
 from graph.runtime import Runtime
 
@@ -26,6 +28,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
 
+    async def graphql_ws(websocket: WebSocket) -> None:
+        await graphql_websocket(runtime, websocket)
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
@@ -37,6 +42,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     app = Starlette(
         routes=[
             Route("/graphql", GraphQLEndpoint(runtime).handle, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql_ws),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         lifespan=lifespan,

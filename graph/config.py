@@ -19,6 +19,8 @@ class Limits:
     max_body_bytes: int = 1_048_576
     max_subscriptions_per_connection: int = 100
     send_queue_size: int = 1_000
+    max_message_bytes: int = 65_536
+    connection_init_timeout: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ transaction that the endpoint commits only when every field succeeded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
 
 class RequestContext:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        self.on_commit = on_commit
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
 
@@ -41,6 +42,8 @@ class RequestContext:
         try:
             if commit:
                 await tx.commit()
+                if self.on_commit is not None:
+                    self.on_commit()
             else:
                 await tx.rollback()
         finally:

@@ -108,7 +108,7 @@ class GraphQLEndpoint:
         if operation is OperationType.SUBSCRIPTION:
             raise RequestError(400, "subscriptions are served over WebSocket at /graphql")
 
-        context = RequestContext(self.runtime.engine)
+        context = RequestContext(self.runtime.engine, on_commit=self.runtime.realtime.nudge)
         result = await executor.execute(prepared.document, context, variables, operation_name)
         body: dict[str, Any] = {}
         if result.errors:

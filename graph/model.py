@@ -67,6 +67,7 @@ class Table:
     primary_key: tuple[str, ...]
     foreign_keys: tuple[ForeignKey, ...] = ()
     relationships: tuple[Relationship, ...] = ()
+    is_view: bool = False
 
     @property
     def is_writable(self) -> bool:

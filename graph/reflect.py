@@ -74,7 +74,9 @@ def _reflect(sync_conn: sa.Connection) -> DatabaseModel:
             for fk in fks.get(key, ())
             if fk.get("referred_table") and not _is_hidden(fk["referred_table"])
         )
-        tables[name] = Table(name=name, columns=cols, primary_key=pk, foreign_keys=foreign)
+        tables[name] = Table(
+            name=name, columns=cols, primary_key=pk, foreign_keys=foreign, is_view=name in views
+        )
     return DatabaseModel(dialect=sync_conn.dialect.name, tables=tables, skipped=tuple(skipped))
 
 

@@ -15,6 +15,7 @@ from graph.database import create_engine, ping
 from graph.errors import StartupError
 from graph.execution import Executor
 from graph.naming import name_model
+from graph.realtime import Realtime
 from graph.reflect import reflect
 from graph.resolvers import Resolvers
 from graph.schema import build_schema
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from graph.config import Settings
+    from graph.delivery.graphql_ws import GraphQLSocket
     from graph.model import DatabaseModel
 
 log = logging.getLogger("forgegraph")
@@ -37,7 +39,9 @@ class Runtime:
         self._engine: AsyncEngine | None = None
         self._schema: GraphQLSchema | None = None
         self._executor: Executor | None = None
-        self.model: DatabaseModel | None = None
+        self._realtime: Realtime | None = None
+        self._model: DatabaseModel | None = None
+        self.connections: set[GraphQLSocket] = set()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -56,6 +60,18 @@ class Runtime:
         if self._executor is None:
             raise RuntimeError("the runtime has not been started")
         return self._executor
+
+    @property
+    def realtime(self) -> Realtime:
+        if self._realtime is None:
+            raise RuntimeError("the runtime has not been started")
+        return self._realtime
+
+    @property
+    def model(self) -> DatabaseModel:
+        if self._model is None:
+            raise RuntimeError("the runtime has not been started")
+        return self._model
 
     @property
     def started(self) -> bool:
@@ -85,10 +101,23 @@ class Runtime:
         resolvers = Resolvers(model, Reader(model, tables), Writer(model, tables))
         self._schema = build_schema(model, resolvers)
         self._executor = Executor(self._schema, max_depth=self.settings.limits.max_depth)
-        self.model = model
+        realtime = Realtime(engine, model, self.settings.broadcast)
+        try:
+            await realtime.start()
+        except (exc.DBAPIError, OSError) as error:
+            await engine.dispose()
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            raise StartupError(f"cannot start change capture on {url!r}: {reason}") from None
+        self._realtime = realtime
+        self._model = model
         self._engine = engine
 
     async def stop(self) -> None:
+        for connection in list(self.connections):
+            await connection.close_for_shutdown()
+        realtime, self._realtime = self._realtime, None
+        if realtime is not None:
+            await realtime.stop()
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.dispose()

@@ -76,6 +76,37 @@ OrderBy = GraphQLEnumType(
 )
 
 
+ChangeTypeEnum = GraphQLEnumType(
+    "ChangeType",
+    {name: GraphQLEnumValue(name) for name in ("create", "update", "delete")},
+    description="What happened to the row (lower case, as ForgeBase sends it).",
+)
+
+TableChange = GraphQLObjectType(
+    "TableChange",
+    {
+        "type": GraphQLField(GraphQLNonNull(ChangeTypeEnum)),
+        "table": GraphQLField(GraphQLNonNull(GraphQLString)),
+        "id": GraphQLField(GraphQLNonNull(JSONScalar), description="The primary key; an object for composite keys."),
+        "record": GraphQLField(JSONScalar, description="The row after the change; null on delete."),
+        "old_record": GraphQLField(JSONScalar, description="The row before the change; null on create."),
+        "cursor": GraphQLField(GraphQLNonNull(GraphQLString), description="Resume after this event with `since`."),
+    },
+    description="One committed change to one row.",
+)
+
+# Served by graph.delivery, which reads the document itself (no resolver runs).
+TABLE_CHANGED = GraphQLField(
+    GraphQLNonNull(TableChange),
+    args={
+        "table": GraphQLArgument(GraphQLNonNull(GraphQLString)),
+        "where": GraphQLArgument(JSONScalar, description="The table's bool_exp, as JSON."),
+        "since": GraphQLArgument(GraphQLString, description="Replay retained events after this cursor first."),
+    },
+    description="Every committed create, update and delete of a table's rows, in commit order.",
+)
+
+
 def scalar_of(kind: Kind) -> GraphQLScalarType:
     return SCALARS.get(kind, GraphQLString)
 
@@ -120,6 +151,7 @@ class SchemaBuilder:
         return GraphQLSchema(
             query=GraphQLObjectType("query_root", query),
             mutation=GraphQLObjectType("mutation_root", mutation) if mutation else None,
+            subscription=GraphQLObjectType("subscription_root", {"tableChanged": TABLE_CHANGED}),
         )
 
     # -- per-table types -------------------------------------------------

@@ -6,11 +6,12 @@ sees only columns, relationships and arguments.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLIncludeDirective,
     GraphQLSkipDirective,
@@ -29,14 +30,22 @@ if TYPE_CHECKING:
 
 def subfields(info: GraphQLResolveInfo, nodes: Iterable[FieldNode]) -> dict[str, list[FieldNode]]:
     """The fields selected under `nodes`, grouped by response key, in document order."""
+    selection_sets = [n.selection_set for n in nodes if n.selection_set is not None]
+    return collect_fields(info.fragments, info.variable_values, selection_sets)
+
+
+def collect_fields(
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Any,
+    selection_sets: Iterable[SelectionSetNode],
+) -> dict[str, list[FieldNode]]:
+    """Fields by response key, with fragments spread and @skip/@include applied."""
     out: dict[str, list[FieldNode]] = {}
     seen: set[str] = set()
 
-    def walk(selection_set: SelectionSetNode | None) -> None:
-        if selection_set is None:
-            return
+    def walk(selection_set: SelectionSetNode) -> None:
         for node in selection_set.selections:
-            if not _included(info, node):
+            if not _included(variables, node):
                 continue
             if isinstance(node, FieldNode):
                 key = node.alias.value if node.alias else node.name.value
@@ -45,18 +54,17 @@ def subfields(info: GraphQLResolveInfo, nodes: Iterable[FieldNode]) -> dict[str,
                 walk(node.selection_set)
             elif isinstance(node, FragmentSpreadNode):
                 name = node.name.value
-                fragment = info.fragments.get(name)
+                fragment = fragments.get(name)
                 if fragment is not None and name not in seen:
                     seen.add(name)
                     walk(fragment.selection_set)
 
-    for node in nodes:
-        walk(node.selection_set)
+    for selection_set in selection_sets:
+        walk(selection_set)
     return out
 
 
-def _included(info: GraphQLResolveInfo, node: Any) -> bool:
-    variables = info.variable_values
+def _included(variables: Any, node: Any) -> bool:
     skip = get_directive_values(GraphQLSkipDirective, node, variables)
     if skip and skip.get("if"):
         return False

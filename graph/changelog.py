@@ -1,0 +1,208 @@
+"""The change log: triggers write every committed row change into one table.
+
+Triggers run inside the writing transaction, so the log sees bulk writes,
+`ON DELETE/UPDATE CASCADE` and other programs' writes alike, and a rolled-back
+transaction leaves nothing behind. The log's key is the event cursor.
+
+On PostgreSQL, sequence values are handed out before commit, so two writers
+could commit out of cursor order and a reader could step past a cursor that
+commits later. The trigger therefore takes a transaction-level advisory lock
+first: writers that change captured tables take turns from their first
+captured change until they commit, which keeps cursor order = commit order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from graph.errors import InvalidCursor
+from graph.events import ChangeEvent, decode_row
+from graph.model import Kind
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from graph.model import DatabaseModel, Table
+
+LOG = "_forgegraph_changes"
+META = "_forgegraph_meta"
+NOTIFY_CHANNEL = "forgegraph_changes"
+# SQLite caps a function at 127 arguments: build wide rows 60 columns at a time.
+SQLITE_COLUMNS_PER_CALL = 60
+
+SQLITE_SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS {LOG} (
+        cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+        table_name TEXT NOT NULL,
+        op TEXT NOT NULL,
+        old TEXT,
+        new TEXT,
+        created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0))""",
+    f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+POSTGRES_SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS {LOG} (
+        cursor BIGSERIAL PRIMARY KEY,
+        table_name TEXT NOT NULL,
+        op TEXT NOT NULL,
+        old JSONB,
+        new JSONB,
+        created_at DOUBLE PRECISION NOT NULL DEFAULT extract(epoch from clock_timestamp()))""",
+    f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"""CREATE OR REPLACE FUNCTION _forgegraph_capture() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtext('{LOG}'));
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO {LOG} (table_name, op, new) VALUES (TG_TABLE_NAME, 'create', to_jsonb(NEW));
+        ELSIF TG_OP = 'UPDATE' THEN
+            INSERT INTO {LOG} (table_name, op, old, new)
+                VALUES (TG_TABLE_NAME, 'update', to_jsonb(OLD), to_jsonb(NEW));
+        ELSE
+            INSERT INTO {LOG} (table_name, op, old) VALUES (TG_TABLE_NAME, 'delete', to_jsonb(OLD));
+        END IF;
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+        RETURN NULL;
+    END $$""",
+)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sqlite_row_json(table: Table, row: str) -> str:
+    def value(column_name: str, kind: Kind) -> str:
+        ref = f"{row}.{_quote(column_name)}"
+        return f"hex({ref})" if kind is Kind.BLOB else ref
+
+    columns = [(c.name, value(c.name, c.kind)) for c in table.columns]
+    first, rest = columns[:SQLITE_COLUMNS_PER_CALL], columns[SQLITE_COLUMNS_PER_CALL:]
+    expr = "json_object(" + ", ".join(f"{_literal(n)}, {v}" for n, v in first) + ")"
+    while rest:
+        chunk, rest = rest[:SQLITE_COLUMNS_PER_CALL], rest[SQLITE_COLUMNS_PER_CALL:]
+        pairs = ", ".join(f"{_literal('$.' + _quote(n))}, {v}" for n, v in chunk)
+        expr = f"json_set({expr}, {pairs})"
+    return expr
+
+
+def sqlite_triggers(table: Table) -> list[str]:
+    name, quoted = table.name, _quote(table.name)
+    insert_log = f"INSERT INTO {LOG} (table_name, op, old, new) VALUES ({_literal(name)}, "
+    bodies = {
+        "insert": f"{insert_log}'create', NULL, {_sqlite_row_json(table, 'NEW')})",
+        "update": f"{insert_log}'update', {_sqlite_row_json(table, 'OLD')}, {_sqlite_row_json(table, 'NEW')})",
+        "delete": f"{insert_log}'delete', {_sqlite_row_json(table, 'OLD')}, NULL)",
+    }
+    statements = []
+    for event, body in bodies.items():
+        trigger = _quote(f"_forgegraph_{name}_{event}")
+        statements.append(f"DROP TRIGGER IF EXISTS {trigger}")
+        statements.append(f"CREATE TRIGGER {trigger} AFTER {event.upper()} ON {quoted} BEGIN {body}; END")
+    return statements
+
+
+def postgres_triggers(table: Table) -> list[str]:
+    return [
+        f"CREATE OR REPLACE TRIGGER _forgegraph_capture AFTER INSERT OR UPDATE OR DELETE "
+        f"ON public.{_quote(table.name)} FOR EACH ROW EXECUTE FUNCTION _forgegraph_capture()"
+    ]
+
+
+@dataclass(frozen=True)
+class Retention:
+    hours: float = 24.0
+    events: int = 100_000
+
+
+class ChangeLog:
+    def __init__(self, engine: AsyncEngine, model: DatabaseModel) -> None:
+        self.engine = engine
+        self.model = model
+        self.dialect = model.dialect
+
+    def captured_tables(self) -> list[Table]:
+        # Views have no rows of their own to capture, and rows without keys
+        # cannot be named in an event.
+        return [t for t in self.model.tables.values() if t.primary_key and not t.is_view]
+
+    async def install(self) -> None:
+        """Create the log and (re)create every captured table's triggers, in one transaction."""
+        postgres = self.dialect == "postgresql"
+        async with self.engine.begin() as conn:
+            if postgres:
+                # Two processes starting at once must not interleave DDL.
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('forgegraph-install'))"))
+            for statement in POSTGRES_SCHEMA if postgres else SQLITE_SCHEMA:
+                await conn.execute(sa.text(statement))
+            for table in self.captured_tables():
+                for statement in postgres_triggers(table) if postgres else sqlite_triggers(table):
+                    await conn.execute(sa.text(statement))
+
+    async def latest(self, conn: AsyncConnection) -> int:
+        value = (await conn.execute(sa.text(f"SELECT max(cursor) FROM {LOG}"))).scalar()
+        return int(value) if value is not None else await self._pruned_through(conn)
+
+    async def _pruned_through(self, conn: AsyncConnection) -> int:
+        value = (
+            await conn.execute(sa.text(f"SELECT value FROM {META} WHERE key = 'pruned_through'"))
+        ).scalar()
+        return int(value) if value is not None else 0
+
+    async def read(
+        self, conn: AsyncConnection, after: int, *, tables: list[str] | None = None, limit: int = 1000
+    ) -> list[ChangeEvent]:
+        sql = f"SELECT cursor, table_name, op, old, new FROM {LOG} WHERE cursor > :after"
+        params: dict[str, Any] = {"after": after, "limit": limit}
+        if tables is not None:
+            sql += " AND table_name IN :tables"
+            params["tables"] = tuple(tables)
+        statement = sa.text(sql + " ORDER BY cursor LIMIT :limit")
+        if tables is not None:
+            statement = statement.bindparams(sa.bindparam("tables", expanding=True))
+        rows = (await conn.execute(statement, params)).all()
+        events = (decode_row(self.model, *row) for row in rows)
+        return [e for e in events if e is not None]
+
+    async def check_cursor(self, conn: AsyncConnection, since: str) -> int:
+        """The cursor `since` names, or InvalidCursor when it cannot be resumed from."""
+        if not since.isdigit() or len(since) > 19:
+            raise InvalidCursor(f"malformed cursor {since!r}: expected decimal digits")
+        cursor = int(since)
+        if cursor > await self.latest(conn):
+            raise InvalidCursor(f"cursor {since} was never issued by this database")
+        if cursor < await self._pruned_through(conn):
+            raise InvalidCursor(
+                f"cursor {since} is older than the retained change log; query the current rows instead"
+            )
+        return cursor
+
+    async def prune(self, retention: Retention) -> int:
+        """Drop events both older than the retention time and beyond the retained count."""
+        cutoff = time.time() - retention.hours * 3600
+        async with self.engine.begin() as conn:
+            latest = (await conn.execute(sa.text(f"SELECT max(cursor) FROM {LOG}"))).scalar()
+            if latest is None:
+                return 0
+            horizon = (
+                await conn.execute(
+                    sa.text(f"SELECT max(cursor) FROM {LOG} WHERE cursor <= :keep AND created_at < :cutoff"),
+                    {"keep": int(latest) - retention.events, "cutoff": cutoff},
+                )
+            ).scalar()
+            if horizon is None:
+                return 0
+            result = await conn.execute(sa.text(f"DELETE FROM {LOG} WHERE cursor <= :h"), {"h": horizon})
+            await conn.execute(sa.text(f"DELETE FROM {META} WHERE key = 'pruned_through'"))
+            await conn.execute(
+                sa.text(f"INSERT INTO {META} (key, value) VALUES ('pruned_through', :v)"), {"v": str(horizon)}
+            )
+            return int(result.rowcount or 0)

@@ -1,0 +1,323 @@
+"""GraphQL over WebSocket: `graphql-transport-ws` (the graphql-ws library) and the
+legacy `graphql-ws` (subscriptions-transport-ws), one handler class each.
+
+Hand-written rather than strawberry's handlers: our schema is built with
+graphql-core from reflection, and a subscription here is not executed per
+subscriber but joined to a shared stream whose frames are encoded once.
+Queries and mutations sent over the socket run through the normal executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
+from graphql import GraphQLError, OperationType
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from graph.context import RequestContext
+from graph.delivery.changes import plan_change_query
+from graph.delivery.outbox import Outbox
+from graph.errors import ForgeError
+from graph.execution import format_error
+
+if TYPE_CHECKING:
+    from graph.fanout import Subscription
+    from graph.runtime import Runtime
+
+log = logging.getLogger("forgegraph.delivery")
+
+TRANSPORT_WS = "graphql-transport-ws"
+LEGACY_WS = "graphql-ws"
+
+# Close codes of the graphql-transport-ws protocol.
+BAD_REQUEST = 4400
+UNAUTHORIZED = 4401
+FORBIDDEN = 4403
+INIT_TIMEOUT = 4408
+DUPLICATE_ID = 4409
+TOO_MANY_INITS = 4429
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _dumps(message: Any) -> str:
+    return orjson.dumps(message).decode()
+
+
+class GraphQLSocket:
+    """One WebSocket connection: reads client messages, owns its subscriptions."""
+
+    protocol: ClassVar[str]
+    next_type: ClassVar[str]
+
+    def __init__(self, runtime: Runtime, websocket: WebSocket) -> None:
+        self.runtime = runtime
+        self.websocket = websocket
+        limits = runtime.settings.limits
+        self.outbox = Outbox(self._write, self._close, limits.send_queue_size)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.operations: dict[str, asyncio.Task[None]] = {}
+        self.acknowledged = False
+        self.init_payload: dict[str, Any] = {}
+
+    # -- plumbing ---------------------------------------------------------
+
+    async def _write(self, frames: list[str]) -> None:
+        for frame in frames:
+            await self.websocket.send_text(frame)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, OSError):
+                await self.websocket.close(code, reason)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.outbox.push_one(_dumps(message))
+
+    async def serve(self) -> None:
+        await self.websocket.accept(subprotocol=self.protocol)
+        writer = asyncio.create_task(self._drain(), name="forgegraph-ws-writer")
+        self.runtime.connections.add(self)
+        try:
+            await self._read_loop()
+        except ProtocolError as error:
+            self.outbox.fail(error.code, error.reason)
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.runtime.connections.discard(self)
+            for operation in self.operations.values():
+                operation.cancel()
+            for subscription in self.subscriptions.values():
+                self.runtime.realtime.unsubscribe(subscription)
+            self.subscriptions.clear()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+
+    async def _drain(self) -> None:
+        try:
+            await self.outbox.run()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        # The outbox closed the socket (slow consumer or protocol error): stop reading too.
+        with contextlib.suppress(Exception):
+            if self.websocket.client_state is not WebSocketState.DISCONNECTED:
+                await self._close(1000, "")
+
+    async def _read_loop(self) -> None:
+        timeout = self.runtime.settings.limits.connection_init_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.acknowledged:
+                    await self._handle(await self._receive())
+        except TimeoutError:
+            raise ProtocolError(INIT_TIMEOUT, "Connection initialisation timeout") from None
+        while True:
+            await self._handle(await self._receive())
+
+    async def _receive(self) -> dict[str, Any]:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            raise ProtocolError(BAD_REQUEST, "Invalid message received: expected a text frame")
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise ProtocolError(BAD_REQUEST, "Invalid message received: not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise ProtocolError(BAD_REQUEST, "Invalid message received: expected an object with a type")
+        return data
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # -- operations ---------------------------------------------------------
+
+    async def start(self, op_id: str, payload: Any) -> None:
+        """Run or subscribe one operation; errors go to the client as an error message."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            raise ProtocolError(BAD_REQUEST, "Invalid message received: payload.query must be a string")
+        variables = payload.get("variables")
+        operation_name = payload.get("operationName")
+        if variables is not None and not isinstance(variables, dict):
+            raise ProtocolError(BAD_REQUEST, "Invalid message received: variables must be an object")
+        executor = self.runtime.executor
+        prepared = executor.prepare(payload["query"])
+        if prepared.document is None:
+            self.send_error(op_id, [format_error(e) for e in prepared.errors])
+            return
+        operation = executor.operation_type(prepared.document, operation_name)
+        if operation is None:
+            self.send_error(op_id, [_validation("no operation matches operationName")])
+            return
+        if operation is not OperationType.SUBSCRIPTION:
+            task = asyncio.create_task(self._execute_once(op_id, prepared.document, variables, operation_name))
+            self.operations[op_id] = task
+            task.add_done_callback(lambda _t: self.operations.pop(op_id, None))
+            return
+        limit = self.runtime.settings.limits.max_subscriptions_per_connection
+        if len(self.subscriptions) >= limit:
+            self.send_error(op_id, [_validation(f"at most {limit} subscriptions per connection")])
+            return
+        try:
+            query = plan_change_query(
+                self.runtime.schema, self.runtime.model, prepared.document, variables, operation_name
+            )
+            prefix = f'{{"id":{_dumps(op_id)},"type":"{self.next_type}","payload":'
+            self.subscriptions[op_id] = await self.runtime.realtime.subscribe(
+                query.stream_key("graphql"),
+                query.table,
+                query.where,
+                query.render,
+                self.outbox,
+                lambda payload, _cursor: prefix + payload + "}",
+                since=query.since,
+            )
+        except ForgeError as error:
+            self.send_error(op_id, [error.to_graphql()])
+        except GraphQLError as error:
+            self.send_error(op_id, [format_error(error)])
+
+    async def _execute_once(
+        self, op_id: str, document: Any, variables: dict[str, Any] | None, operation_name: str | None
+    ) -> None:
+        context = RequestContext(self.runtime.engine, on_commit=self.runtime.realtime.nudge)
+        result = await self.runtime.executor.execute(document, context, variables, operation_name)
+        body: dict[str, Any] = {}
+        if result.errors:
+            body["errors"] = [format_error(e) for e in result.errors]
+        body["data"] = result.data
+        self.send({"id": op_id, "type": self.next_type, "payload": body})
+        self.send_complete(op_id)
+
+    def stop(self, op_id: str) -> None:
+        subscription = self.subscriptions.pop(op_id, None)
+        if subscription is not None:
+            self.runtime.realtime.unsubscribe(subscription)
+        operation = self.operations.pop(op_id, None)
+        if operation is not None:
+            operation.cancel()
+
+    def send_error(self, op_id: str, errors: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def send_complete(self, op_id: str) -> None:
+        self.send({"id": op_id, "type": "complete"})
+
+    async def close_for_shutdown(self) -> None:
+        self.outbox.fail(1001, "server shutting down")
+
+
+def _validation(message: str) -> dict[str, Any]:
+    return {"message": message, "extensions": {"code": "validation-failed"}}
+
+
+def _op_id(message: dict[str, Any]) -> str:
+    op_id = message.get("id")
+    if not isinstance(op_id, str) or not op_id:
+        raise ProtocolError(BAD_REQUEST, "Invalid message received: id must be a non-empty string")
+    return op_id
+
+
+class TransportWS(GraphQLSocket):
+    """The `graphql-transport-ws` protocol of the graphql-ws library."""
+
+    protocol = TRANSPORT_WS
+    next_type = "next"
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "connection_init":
+            if self.acknowledged:
+                raise ProtocolError(TOO_MANY_INITS, "Too many initialisation requests")
+            payload = message.get("payload")
+            if payload is not None and not isinstance(payload, dict):
+                raise ProtocolError(BAD_REQUEST, "Invalid message received: payload must be an object")
+            self.init_payload = payload or {}
+            self.acknowledged = True
+            self.send({"type": "connection_ack"})
+        elif kind == "ping":
+            pong: dict[str, Any] = {"type": "pong"}
+            if "payload" in message:
+                pong["payload"] = message["payload"]
+            self.send(pong)
+        elif kind == "pong":
+            pass
+        elif kind == "subscribe":
+            if not self.acknowledged:
+                raise ProtocolError(UNAUTHORIZED, "Unauthorized")
+            op_id = _op_id(message)
+            if op_id in self.subscriptions or op_id in self.operations:
+                raise ProtocolError(DUPLICATE_ID, f"Subscriber for {op_id} already exists")
+            await self.start(op_id, message.get("payload"))
+        elif kind == "complete":
+            self.stop(_op_id(message))
+        else:
+            raise ProtocolError(BAD_REQUEST, f"Invalid message received: unknown type {kind!r}")
+
+    def send_error(self, op_id: str, errors: list[dict[str, Any]]) -> None:
+        self.send({"id": op_id, "type": "error", "payload": errors})
+
+
+class LegacyWS(GraphQLSocket):
+    """The legacy `graphql-ws` protocol of subscriptions-transport-ws (Apollo's old client)."""
+
+    protocol = LEGACY_WS
+    next_type = "data"
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "connection_init":
+            payload = message.get("payload")
+            if payload is not None and not isinstance(payload, dict):
+                self.send({"type": "connection_error", "payload": {"message": "payload must be an object"}})
+                return
+            self.init_payload = payload or {}
+            self.acknowledged = True
+            self.send({"type": "connection_ack"})
+            self.send({"type": "ka"})
+        elif kind == "start":
+            op_id = _op_id(message)
+            if not self.acknowledged:
+                self.send_error(op_id, [_validation("send connection_init first")])
+                return
+            self.stop(op_id)  # the protocol lets a client restart an id
+            await self.start(op_id, message.get("payload"))
+        elif kind == "stop":
+            op_id = _op_id(message)
+            self.stop(op_id)
+            self.send_complete(op_id)
+        elif kind == "connection_terminate":
+            raise WebSocketDisconnect(1000)
+        else:
+            self.send({"type": "error", "id": message.get("id"),
+                       "payload": {"message": f"unknown message type {kind!r}"}})
+
+    def send_error(self, op_id: str, errors: list[dict[str, Any]]) -> None:
+        self.send({"id": op_id, "type": "error", "payload": errors[0] if len(errors) == 1 else errors})
+
+
+async def graphql_websocket(runtime: Runtime, websocket: WebSocket) -> None:
+    offered = websocket.scope.get("subprotocols") or []
+    if TRANSPORT_WS in offered:
+        handler: GraphQLSocket = TransportWS(runtime, websocket)
+    elif LEGACY_WS in offered:
+        handler = LegacyWS(runtime, websocket)
+    else:
+        await websocket.close(BAD_REQUEST, "Subprotocol not acceptable: use graphql-transport-ws")
+        return
+    await handler.serve()

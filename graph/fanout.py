@@ -1,0 +1,149 @@
+"""The fan-out hub: change events to every subscription that wants them.
+
+Subscriptions that would receive identical payloads share a `Stream` (same
+table, filter and shape, later also the same visibility), so an event is
+matched and encoded once per stream, and the per-subscriber work is only
+framing a string that is already encoded and queueing it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from graph.matching import matches
+
+if TYPE_CHECKING:
+    from graph.delivery.outbox import Outbox
+    from graph.events import ChangeEvent, ChangeType
+    from graph.model import Table
+
+Render = Callable[["ChangeEvent", "ChangeType"], str]
+"""The payload of an event for a stream, given the change type as the stream sees it."""
+Frame = Callable[[str, int], str]
+"""One subscription's wire frame around a payload (its id, its protocol), given the cursor."""
+
+
+@dataclass(frozen=True)
+class StreamKey:
+    protocol: str
+    table: str
+    where: str
+    shape: tuple[Any, ...] = ()
+
+
+@dataclass(eq=False)
+class Stream:
+    key: StreamKey
+    table: Table
+    where: Mapping[str, Any] | None
+    render: Render
+    members: dict[Subscription, None] = field(default_factory=dict)
+
+    def view(self, event: ChangeEvent) -> ChangeType | None:
+        """How the event looks through this stream's filter: a row leaving it is a delete."""
+        if not self.where:
+            return event.type
+        before = event.old is not None and matches(self.where, event.old) is True
+        after = event.new is not None and matches(self.where, event.new) is True
+        if before and after:
+            return "update"
+        if after:
+            return "create"
+        if before:
+            return "delete"
+        return None
+
+
+@dataclass(eq=False)
+class Subscription:
+    stream: Stream
+    outbox: Outbox
+    frame: Frame
+    last_cursor: int = 0
+    pending: list[tuple[int, str]] | None = None
+    """Live frames held back while the subscription replays the log."""
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.streams: dict[StreamKey, Stream] = {}
+        self._by_table: dict[str, list[Stream]] = defaultdict(list)
+
+    def join(
+        self,
+        key: StreamKey,
+        table: Table,
+        where: Mapping[str, Any] | None,
+        render: Render,
+        outbox: Outbox,
+        frame: Frame,
+        *,
+        replaying: bool = False,
+    ) -> Subscription:
+        stream = self.streams.get(key)
+        if stream is None:
+            stream = self.streams[key] = Stream(key, table, where, render)
+            self._by_table[table.name].append(stream)
+        subscription = Subscription(stream, outbox, frame, pending=[] if replaying else None)
+        stream.members[subscription] = None
+        return subscription
+
+    def leave(self, subscription: Subscription) -> None:
+        stream = subscription.stream
+        stream.members.pop(subscription, None)
+        if not stream.members and self.streams.get(stream.key) is stream:
+            del self.streams[stream.key]
+            self._by_table[stream.table.name].remove(stream)
+            if not self._by_table[stream.table.name]:
+                del self._by_table[stream.table.name]
+
+    @property
+    def subscriptions(self) -> int:
+        return sum(len(s.members) for s in self.streams.values())
+
+    def dispatch(self, events: list[ChangeEvent]) -> None:
+        """Queue `events` (in cursor order) to every subscription; never waits on a socket."""
+        bursts: dict[Outbox, list[str]] = defaultdict(list)
+        for event in events:
+            for stream in self._by_table.get(event.table, ()):
+                change = stream.view(event)
+                if change is None:
+                    continue
+                payload = stream.render(event, change)
+                cursor = event.cursor
+                for sub in stream.members:
+                    if sub.pending is not None:
+                        sub.pending.append((cursor, sub.frame(payload, cursor)))
+                    elif cursor > sub.last_cursor:
+                        sub.last_cursor = cursor
+                        bursts[sub.outbox].append(sub.frame(payload, cursor))
+        for outbox, frames in bursts.items():
+            outbox.push(frames)
+
+    @staticmethod
+    def replayed(subscription: Subscription, events: list[ChangeEvent]) -> None:
+        """Queue events read back from the log to one replaying subscription."""
+        stream = subscription.stream
+        frames = []
+        for event in events:
+            if event.table != stream.table.name or event.cursor <= subscription.last_cursor:
+                continue
+            subscription.last_cursor = event.cursor
+            change = stream.view(event)
+            if change is not None:
+                frames.append(subscription.frame(stream.render(event, change), event.cursor))
+        subscription.outbox.push(frames)
+
+    @staticmethod
+    def go_live(subscription: Subscription) -> None:
+        """End a replay: release held live frames the replay did not already send."""
+        pending, subscription.pending = subscription.pending or [], None
+        frames = []
+        for cursor, frame in pending:
+            if cursor > subscription.last_cursor:
+                subscription.last_cursor = cursor
+                frames.append(frame)
+        subscription.outbox.push(frames)
