@@ -13,6 +13,7 @@ captured change until they commit, which keeps cursor order = commit order.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -134,18 +135,44 @@ class ChangeLog:
         # cannot be named in an event.
         return [t for t in self.model.tables.values() if t.primary_key and not t.is_view]
 
-    async def install(self) -> None:
-        """Create the log and (re)create every captured table's triggers, in one transaction."""
+    def _statements(self) -> list[str]:
         postgres = self.dialect == "postgresql"
-        async with self.engine.begin() as conn:
-            if postgres:
+        statements = list(POSTGRES_SCHEMA if postgres else SQLITE_SCHEMA)
+        for table in self.captured_tables():
+            statements.extend(postgres_triggers(table) if postgres else sqlite_triggers(table))
+        return statements
+
+    async def install(self) -> None:
+        """Create the log and every captured table's triggers, unless they are already current.
+
+        A digest of the DDL is kept in the meta table, so a restart on an
+        unchanged schema costs one query instead of rewriting every trigger.
+        """
+        statements = self._statements()
+        digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+
+        def apply(sync_conn: sa.Connection) -> None:
+            if self.dialect == "postgresql":
                 # Two processes starting at once must not interleave DDL.
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('forgegraph-install'))"))
-            for statement in POSTGRES_SCHEMA if postgres else SQLITE_SCHEMA:
-                await conn.execute(sa.text(statement))
-            for table in self.captured_tables():
-                for statement in postgres_triggers(table) if postgres else sqlite_triggers(table):
-                    await conn.execute(sa.text(statement))
+                sync_conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('forgegraph-install'))"))
+            if self._installed_digest(sync_conn) == digest:
+                return
+            for statement in statements:
+                sync_conn.exec_driver_sql(statement)
+            sync_conn.execute(sa.text(f"DELETE FROM {META} WHERE key = 'ddl_digest'"))
+            sync_conn.execute(
+                sa.text(f"INSERT INTO {META} (key, value) VALUES ('ddl_digest', :d)"), {"d": digest}
+            )
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(apply)
+
+    @staticmethod
+    def _installed_digest(sync_conn: sa.Connection) -> str | None:
+        if not sa.inspect(sync_conn).has_table(META):
+            return None
+        value = sync_conn.execute(sa.text(f"SELECT value FROM {META} WHERE key = 'ddl_digest'")).scalar()
+        return None if value is None else str(value)
 
     async def latest(self, conn: AsyncConnection) -> int:
         value = (await conn.execute(sa.text(f"SELECT max(cursor) FROM {LOG}"))).scalar()
