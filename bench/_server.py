@@ -112,7 +112,7 @@ class Server:
         ]
 
     def start(self) -> float:
-        """Spawn the server and return the seconds until /healthz answered 200."""
+        """Spawn the server and return the seconds until it was ready (/healthz 200)."""
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             started = time.perf_counter()
             self.process = subprocess.Popen(
@@ -129,15 +129,19 @@ class Server:
             if self.process.poll() is not None:
                 raise ServerError(
                     f"{self.label}: server exited with {self.process.returncode} before "
-                    f"answering /healthz; stderr:\n{self.stderr_tail()}"
+                    f"it was ready; stderr:\n{self.stderr_tail()}"
                 )
-            if healthz_ok(self.port):
+            if self.ready():
                 return time.perf_counter() - started
             time.sleep(POLL_INTERVAL_SECONDS)
         raise ServerError(
-            f"{self.label}: /healthz not 200 after {READY_TIMEOUT_SECONDS:.0f} s; "
+            f"{self.label}: not ready after {READY_TIMEOUT_SECONDS:.0f} s; "
             f"stderr:\n{self.stderr_tail()}"
         )
+
+    def ready(self) -> bool:
+        """Whether the spawned server answers yet; subclasses serving other apps override it."""
+        return healthz_ok(self.port)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -1,4 +1,4 @@
-"""forgegraph benchmarks: start-up time on a wide schema and query throughput.
+"""forgegraph benchmarks: start-up time, query throughput and subscription fan-out.
 
 Run as `make bench` (or `.venv/bin/python bench/run.py --help`). Prints a
 table of figures and writes them to bench/results/latest.json; it never
@@ -40,6 +40,7 @@ from _data import (
     seed_sqlite,
     sqlite_url,
 )
+from _fanout import bench_fanout
 from _load import GENERATORS, LoadResult, run_asyncio_load, run_wrk
 from _report import Report, print_table, write_json
 from _server import HOST, Server, ServerError, run_forgegraph
@@ -340,7 +341,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="PostgreSQL server for a scratch database, 127.0.0.1 only "
         "(default $FORGEGRAPH_TEST_POSTGRES or %(default)s)",
     )
+    add("--skip-fanout", action="store_true", help="skip the subscription fan-out figures")
+    add(
+        "--fanout-duration",
+        type=float,
+        default=8.0,
+        metavar="SECONDS",
+        help="measured seconds per fan-out run (default 8)",
+    )
+    add(
+        "--fanout-subscribers",
+        type=_sizes,
+        default=_sizes("1,100,1000"),
+        metavar="N,N,...",
+        help="subscriber counts of the max-rate runs (default 1,100,1000); "
+        "the fixed-rate runs (N=100 @20/s, N=1000 @2/s) follow the N listed",
+    )
+    add(
+        "--with-references",
+        action="store_true",
+        help="also run ../shared/bench/ceiling_server.py at each N, alternately, for ratios",
+    )
     args = parser.parse_args(argv)
+    if args.fanout_duration <= 0:
+        parser.error("--fanout-duration must be positive")
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--concurrency and --duration must be positive, --warmup not negative")
     args.wrk = shutil.which("wrk")
@@ -349,6 +373,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     elif args.generator == "wrk" and not args.wrk:
         parser.error("--generator wrk: wrk is not on PATH (Debian package wrk)")
     return args
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"subscriber counts must be positive: {text!r}")
+    return sizes
 
 
 def _terminate(_signum: int, _frame: object) -> None:
@@ -378,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(bench_sqlite_queries)
         if not args.skip_postgres:
             phases.append(bench_postgres_queries)
+    if not args.skip_fanout:
+        phases.append(bench_fanout)
     try:
         with tempfile.TemporaryDirectory(prefix="forgegraph-bench-") as tmp:
             for phase in phases:

@@ -13,7 +13,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from graph.config import Settings
+from graph.delivery.forgebase import forgebase_websocket
 from graph.delivery.graphql_ws import graphql_websocket
+from graph.delivery.sse import SSEEndpoint
 from graph.http import GraphQLEndpoint
 from graph.runtime import Runtime
 
@@ -31,6 +33,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     async def graphql_ws(websocket: WebSocket) -> None:
         await graphql_websocket(runtime, websocket)
 
+    async def realtime_ws(websocket: WebSocket) -> None:
+        await forgebase_websocket(runtime, websocket)
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
@@ -43,6 +48,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         routes=[
             Route("/graphql", GraphQLEndpoint(runtime).handle, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql_ws),
+            WebSocketRoute("/realtime", realtime_ws),
+            Route("/realtime/sse", SSEEndpoint(runtime).handle, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         lifespan=lifespan,

@@ -154,13 +154,13 @@ def check_settings(settings: Settings) -> None:
 # -- commands ----------------------------------------------------------------
 
 
-async def _started_app(settings: Settings) -> Starlette:
+async def _started_app(settings: Settings, *, realtime: bool = True) -> Starlette:
     # Imported late: migrate must not need the server stack loaded.
     from graph.app import create_app
 
     # runtime.start() also creates the demo database when no --database is given.
     app = create_app(settings)
-    await app.state.runtime.start()
+    await app.state.runtime.start(realtime=realtime)
     return app
 
 
@@ -184,6 +184,7 @@ async def serve(settings: Settings) -> None:
                 access_log=False,
                 ws="auto",
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+                ws_max_size=settings.limits.max_message_bytes,
             )
             with _signals_end_serving():
                 await uvicorn.Server(config).serve(sockets=sockets)
@@ -195,7 +196,8 @@ async def serve(settings: Settings) -> None:
 
 
 async def export_schema(settings: Settings) -> None:
-    app = await _started_app(settings)
+    # Printing the schema must not install change capture into the database.
+    app = await _started_app(settings, realtime=False)
     try:
         sdl = app.state.runtime.schema_sdl()
     finally:

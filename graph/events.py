@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import decimal
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -53,16 +55,36 @@ def row_image(table: Table, raw: Any) -> dict[str, Any] | None:
     """A captured row (JSON from the change log) with values typed as queries return them."""
     if raw is None:
         return None
-    data = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+    exact = False
+    if isinstance(raw, str | bytes):
+        # PostgreSQL's to_jsonb writes numeric as JSON numbers: read them as
+        # Decimal so "4.50" stays "4.50", as queries return it.
+        exact = any(c.kind is Kind.NUMERIC for c in table.columns)
+        data = json.loads(raw, parse_float=decimal.Decimal) if exact else orjson.loads(raw)
+    else:
+        data = raw
     out: dict[str, Any] = {}
     for column in table.columns:
         value = data.get(column.name)
-        if column.kind is Kind.BLOB and isinstance(value, str):
+        if column.kind is Kind.JSON and exact:
+            out[column.name] = to_api(column.kind, _plain_numbers(value))
+        elif column.kind is Kind.BLOB and isinstance(value, str):
             # SQLite's triggers hex-encode blobs; PostgreSQL's to_jsonb writes "\x<hex>".
             out[column.name] = base64.b64encode(bytes.fromhex(value.removeprefix("\\x"))).decode()
         else:
             out[column.name] = to_api(column.kind, value)
     return out
+
+
+def _plain_numbers(value: Any) -> Any:
+    """JSON column values as JSON numbers again, after an exact (Decimal) parse."""
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_plain_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain_numbers(v) for k, v in value.items()}
+    return value
 
 
 def decode_row(model: DatabaseModel, cursor: int, table_name: str, op: str, old: Any, new: Any) -> ChangeEvent | None:

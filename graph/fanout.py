@@ -8,8 +8,9 @@ framing a string that is already encoded and queueing it.
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -138,12 +139,22 @@ class Hub:
         subscription.outbox.push(frames)
 
     @staticmethod
-    def go_live(subscription: Subscription) -> None:
-        """End a replay: release held live frames the replay did not already send."""
-        pending, subscription.pending = subscription.pending or [], None
-        frames = []
-        for cursor, frame in pending:
-            if cursor > subscription.last_cursor:
-                subscription.last_cursor = cursor
-                frames.append(frame)
-        subscription.outbox.push(frames)
+    def go_live(subscriptions: Sequence[Subscription]) -> None:
+        """End a replay: release held live frames the replay did not already send.
+
+        Frames held for several subscriptions (one SSE stream over several
+        tables) go out merged in cursor order.
+        """
+        held = heapq.merge(
+            *([(cursor, frame, sub) for cursor, frame in sub.pending or ()] for sub in subscriptions),
+            key=lambda item: item[0],
+        )
+        bursts: dict[Outbox, list[str]] = defaultdict(list)
+        for cursor, frame, sub in held:
+            if cursor > sub.last_cursor:
+                sub.last_cursor = cursor
+                bursts[sub.outbox].append(frame)
+        for sub in subscriptions:
+            sub.pending = None
+        for outbox, frames in bursts.items():
+            outbox.push(frames)

@@ -19,11 +19,12 @@ from broadcaster import Broadcast
 from broadcaster._base import Unsubscribed
 
 from graph.changelog import ChangeLog, Retention
+from graph.errors import StartupError
 from graph.events import decode_batch, encode_batch
 from graph.fanout import Hub
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -56,7 +57,11 @@ class Realtime:
         self.settings = settings or RealtimeSettings()
         self.changelog = ChangeLog(engine, model)
         self.hub = Hub()
-        self.broadcast = Broadcast(broadcast_url)
+        try:
+            self.broadcast = Broadcast(broadcast_url)
+        except (ValueError, ImportError) as error:
+            raise StartupError(f"cannot use broadcast URL {broadcast_url!r}: {error}") from None
+        self.broadcast_url = broadcast_url
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
@@ -64,7 +69,10 @@ class Realtime:
 
     async def start(self) -> None:
         await self.changelog.install()
-        await self.broadcast.connect()
+        try:
+            await self.broadcast.connect()
+        except Exception as error:  # noqa: BLE001 - each backend raises its own kind
+            raise StartupError(f"cannot connect to broadcast {self.broadcast_url!r}: {error}") from None
         async with self.engine.connect() as conn:
             self.published_through = await self.changelog.latest(conn)
         self._tasks = [
@@ -75,6 +83,8 @@ class Realtime:
         await self._listening.wait()
 
     async def stop(self) -> None:
+        if not self._tasks:
+            return  # never started (export-schema) or already stopped
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -129,6 +139,11 @@ class Realtime:
             except Exception:
                 log.exception("pruning the change log failed")
 
+    async def check_cursor(self, since: str) -> int:
+        """The cursor `since` names; InvalidCursor when it cannot be resumed from."""
+        async with self.engine.connect() as conn:
+            return await self.changelog.check_cursor(conn, since)
+
     async def subscribe(
         self,
         key: StreamKey,
@@ -145,25 +160,37 @@ class Realtime:
         """
         if since is None:
             return self.hub.join(key, table, where, render, outbox, frame)
-        async with self.engine.connect() as conn:
-            cursor = await self.changelog.check_cursor(conn, since)
+        cursor = await self.check_cursor(since)
         # Join first, holding live frames, so nothing committed meanwhile is missed.
         subscription = self.hub.join(key, table, where, render, outbox, frame, replaying=True)
         subscription.last_cursor = cursor
         try:
-            while True:
-                async with self.engine.connect() as conn:
-                    events = await self.changelog.read(
-                        conn, subscription.last_cursor, tables=[table.name], limit=REPLAY_PAGE
-                    )
-                if not events:
-                    break
-                self.hub.replayed(subscription, events)
+            await self.resume([subscription], outbox)
         except BaseException:
             self.hub.leave(subscription)
             raise
-        self.hub.go_live(subscription)
         return subscription
+
+    async def resume(self, subscriptions: Sequence[Subscription], outbox: Outbox) -> None:
+        """Replay the log after the subscriptions' `last_cursor` into `outbox`, then go live.
+
+        The subscriptions (one per table, joined with `replaying=True`) share
+        the outbox; their events are replayed in one cursor-ordered pass, so a
+        client cut off mid-replay resumes from a cursor that lost nothing.
+        Pages wait for room in the outbox: the reader sets the pace.
+        """
+        by_table = {s.stream.table.name: s for s in subscriptions}
+        after = min(s.last_cursor for s in subscriptions)
+        page = max(1, min(REPLAY_PAGE, outbox.limit // 2))
+        while await outbox.room(page):
+            async with self.engine.connect() as conn:
+                events = await self.changelog.read(conn, after, tables=list(by_table), limit=page)
+            if not events:
+                break
+            after = events[-1].cursor
+            for event in events:
+                self.hub.replayed(by_table[event.table], [event])
+        self.hub.go_live(subscriptions)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.hub.leave(subscription)

@@ -6,7 +6,7 @@ Built once at start-up (SPEC: the schema is never built per request).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from graphql import GraphQLSchema, print_schema
 from sqlalchemy import exc
@@ -27,10 +27,15 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from graph.config import Settings
-    from graph.delivery.graphql_ws import GraphQLSocket
     from graph.model import DatabaseModel
 
 log = logging.getLogger("forgegraph")
+
+
+class Connection(Protocol):
+    """A long-lived client connection (WebSocket, SSE stream) the runtime ends on shutdown."""
+
+    async def close_for_shutdown(self) -> None: ...
 
 
 class Runtime:
@@ -41,7 +46,7 @@ class Runtime:
         self._executor: Executor | None = None
         self._realtime: Realtime | None = None
         self._model: DatabaseModel | None = None
-        self.connections: set[GraphQLSocket] = set()
+        self.connections: set[Connection] = set()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -77,7 +82,8 @@ class Runtime:
     def started(self) -> bool:
         return self._engine is not None
 
-    async def start(self) -> None:
+    async def start(self, *, realtime: bool = True) -> None:
+        """Reflect, build the schema and (unless `realtime` is False) start change capture."""
         if self.started:
             return
         url = self.settings.database_url
@@ -101,14 +107,18 @@ class Runtime:
         resolvers = Resolvers(model, Reader(model, tables), Writer(model, tables))
         self._schema = build_schema(model, resolvers)
         self._executor = Executor(self._schema, max_depth=self.settings.limits.max_depth)
-        realtime = Realtime(engine, model, self.settings.broadcast)
+        changes = Realtime(engine, model, self.settings.broadcast)
         try:
-            await realtime.start()
+            if realtime:
+                await changes.start()
         except (exc.DBAPIError, OSError) as error:
             await engine.dispose()
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             raise StartupError(f"cannot start change capture on {url!r}: {reason}") from None
-        self._realtime = realtime
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._realtime = changes
         self._model = model
         self._engine = engine
 

@@ -8,12 +8,14 @@ under FORGEGRAPH_REQUIRE_SERVICES=1 (as in CI).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,9 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 from starlette.applications import Starlette
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from graph.app import create_app
 from tests import library
@@ -183,3 +188,79 @@ def gql(library_url: str, serve: Any) -> Iterator[GraphQL]:
     client = GraphQL(serve(database=library_url))
     yield client
     client.http.close()
+
+
+TRANSPORT_WS = "graphql-transport-ws"
+LEGACY_WS = "graphql-ws"
+
+
+class GraphQLWS:
+    """A test client for GraphQL over WebSocket in either subprotocol, on the `websockets` library.
+
+    Messages are plain dicts; `receive` fails the test instead of hanging when
+    nothing arrives in time. The legacy protocol's keep-alives (`ka`) are skipped.
+    """
+
+    def __init__(self, connection: ClientConnection, protocol: str) -> None:
+        self.connection = connection
+        self.protocol = protocol
+        self.legacy = protocol == LEGACY_WS
+        self.next_type = "data" if self.legacy else "next"
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, server: LiveServer, *, protocol: str = TRANSPORT_WS, init: bool = True, **options: Any
+    ) -> AsyncIterator[GraphQLWS]:
+        """Connect to `server`'s /graphql (and acknowledge, unless `init=False`)."""
+        url = "ws" + server.url.removeprefix("http") + "/graphql"
+        options.setdefault("open_timeout", 10)
+        options.setdefault("proxy", None)
+        async with connect(url, subprotocols=[Subprotocol(protocol)], **options) as connection:
+            client = cls(connection, protocol)
+            if init:
+                await client.init()
+            yield client
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        await self.connection.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def receive(self, timeout: float = 5) -> dict[str, Any]:
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    message: dict[str, Any] = json.loads(await self.connection.recv())
+            except TimeoutError:
+                pytest.fail(f"no message within {timeout} s")
+            if message.get("type") != "ka":
+                return message
+
+    async def init(self, payload: dict[str, Any] | None = None) -> None:
+        await self.send({"type": "connection_init", "payload": payload or {}})
+        assert (await self.receive())["type"] == "connection_ack"
+
+    async def subscribe(self, op_id: str, query: str, variables: dict[str, Any] | None = None) -> None:
+        payload = {"query": query, "variables": variables or {}}
+        await self.send({"type": "start" if self.legacy else "subscribe", "id": op_id, "payload": payload})
+
+    async def complete(self, op_id: str) -> None:
+        await self.send({"type": "stop" if self.legacy else "complete", "id": op_id})
+
+    async def next(self, op_id: str | None = None, timeout: float = 5) -> dict[str, Any]:
+        """The payload of the next message, which must be a result (of `op_id`, when given)."""
+        message = await self.receive(timeout)
+        assert message["type"] == self.next_type, message
+        if op_id is not None:
+            assert message["id"] == op_id, message
+        return message["payload"]
+
+    async def close_code(self, timeout: float = 5) -> int | None:
+        """Read (and drop) messages until the server closes; the close code it sent."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.connection.recv()
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+        except TimeoutError:
+            pytest.fail(f"the server did not close the connection within {timeout} s")

@@ -126,7 +126,11 @@ def test_nested_relationships_take_one_statement_per_level(gql: GraphQL) -> None
     data = gql("""{ users(order_by: {id: asc}) { name
                     posts_by_user_id(order_by: {id: asc}) { title
                       comments(order_by: {id: asc}) { body } } } }""")
-    selects = [s for s in gql.server.statements if s.lstrip().upper().startswith("SELECT")]
+    # The change capture polls its log meanwhile; only the query's own statements count.
+    selects = [
+        s for s in gql.server.statements
+        if s.lstrip().upper().startswith("SELECT") and "_forgegraph" not in s
+    ]
     assert len(selects) == 3, selects
     assert data["users"][0] == {
         "name": "Alice",

@@ -29,6 +29,7 @@ class Outbox:
         self._limit = limit
         self._frames: deque[str] = deque()
         self._ready = asyncio.Event()
+        self._written = asyncio.Event()
         self.closed = False
         self._close_code: tuple[int, str] | None = None
 
@@ -54,8 +55,23 @@ class Outbox:
         self._ready.set()
 
     @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
     def depth(self) -> int:
         return len(self._frames)
+
+    async def room(self, frames: int) -> bool:
+        """Wait until `frames` more fit in the queue; False once the connection is gone.
+
+        Replays use this so that a long backlog is paced by the reader
+        instead of overflowing the queue.
+        """
+        while not self.closed and self.depth + frames > self._limit:
+            self._written.clear()
+            await self._written.wait()
+        return not self.closed
 
     async def run(self) -> None:
         """Write queued frames until the outbox fails or the task is cancelled."""
@@ -64,6 +80,7 @@ class Outbox:
             self._ready.clear()
             if self._close_code is not None:
                 code, reason = self._close_code
+                self._written.set()
                 log.info("closing a connection: %s", reason)
                 await self._close(code, reason)
                 return
@@ -73,3 +90,4 @@ class Outbox:
             self._frames.clear()
             if batch:
                 await self._write(batch)
+            self._written.set()

@@ -70,11 +70,13 @@ class Writer:
         for obj in objects:
             values = self._values(table, obj)
             groups.setdefault(tuple(values), []).append(values)
+        stmt = sa.insert(core).returning(*core.c, sort_by_parameter_order=True)
         with database_errors():
             for names, group in groups.items():
-                stmt = sa.insert(core).returning(*core.c)
                 if names:
-                    result = await conn.execute(stmt.values(group))
+                    # Parameters, not literal VALUES: the compiled statement is
+                    # cached, and SQLAlchemy batches many rows into one INSERT.
+                    result = await conn.execute(stmt, group[0] if len(group) == 1 else group)
                     rows.extend(result.mappings().all())
                 else:
                     for _ in group:

@@ -1,0 +1,250 @@
+"""ForgeBase's raw realtime protocol on `WS /realtime` (and at `/` of --websocket-port).
+
+Client -> server (text frames, JSON):
+    {"type": "subscribe", "table": "posts"}
+    {"type": "subscribe", "table": "posts", "since": "12"}   # extension: resume after a cursor
+    {"type": "unsubscribe", "table": "posts"}
+    {"type": "auth", "token": "<jwt>"}
+Server -> client, ForgeBase's format plus the cursor:
+    {"type": "create", "table": "posts", "record": {...}, "cursor": "13"}
+    {"type": "update", "table": "posts", "record": {...}, "cursor": "14"}
+    {"type": "delete", "table": "posts", "id": 123, "cursor": "15"}
+    {"type": "error", "message": "..."}            # the connection stays open
+
+`since` is not in ForgeBase: it replays the retained change log after that
+cursor before going live, as `tableChanged(since:)` does. Subscribing to a
+table already subscribed is a no-op, so one table never yields an event twice.
+Every raw-protocol subscriber of a table (WebSocket or SSE) shares one stream,
+so each event is encoded once for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from graph.delivery.changes import unknown_table
+from graph.delivery.outbox import Outbox
+from graph.errors import ForgeError, InvalidCursor
+from graph.fanout import StreamKey
+
+if TYPE_CHECKING:
+    from graph.events import ChangeEvent, ChangeType
+    from graph.fanout import Render, Subscription
+    from graph.model import Table
+    from graph.runtime import Runtime
+
+log = logging.getLogger("forgegraph.delivery")
+
+PROTOCOL = "forgebase"
+
+
+class RecordMessage(TypedDict):
+    type: Literal["create", "update"]
+    table: str
+    record: dict[str, Any] | None
+    cursor: str
+
+
+class DeleteMessage(TypedDict):
+    type: Literal["delete"]
+    table: str
+    id: Any
+    cursor: str
+
+
+class ErrorMessage(TypedDict):
+    type: Literal["error"]
+    message: str
+
+
+# -- the event format, shared with SSE ------------------------------------------
+
+
+def stream_key(table: Table) -> StreamKey:
+    return StreamKey(PROTOCOL, table.name, "", ())
+
+
+def renderer(table: Table) -> Render:
+    """Encode an event as ForgeBase does: `record` for create/update, the key for delete."""
+
+    def render(event: ChangeEvent, change: ChangeType) -> str:
+        message: RecordMessage | DeleteMessage
+        if change == "delete":
+            message = {"type": "delete", "table": event.table, "id": event.key(table),
+                       "cursor": str(event.cursor)}
+        else:
+            message = {"type": change, "table": event.table, "record": event.new,
+                       "cursor": str(event.cursor)}
+        return orjson.dumps(message).decode()
+
+    return render
+
+
+def error_message(message: str) -> str:
+    error: ErrorMessage = {"type": "error", "message": message}
+    return orjson.dumps(error).decode()
+
+
+def served_table(runtime: Runtime, name: str) -> Table:
+    """The table `name`, or ValidationFailed when it cannot be subscribed to."""
+    table = runtime.model.tables.get(name)
+    if table is None or not table.primary_key:
+        raise unknown_table(name)
+    return table
+
+
+def _as_is(payload: str, _cursor: int) -> str:
+    return payload
+
+
+class ClientError(Exception):
+    """A message this connection cannot act on; answered with an error message, not a close."""
+
+
+# -- the connection -------------------------------------------------------------
+
+
+class ForgeBaseSocket:
+    """One raw-protocol WebSocket: reads client messages, owns its table subscriptions."""
+
+    def __init__(self, runtime: Runtime, websocket: WebSocket) -> None:
+        self.runtime = runtime
+        # Held from the start: the runtime drops its Realtime on shutdown, before we unsubscribe.
+        self.realtime = runtime.realtime
+        self.websocket = websocket
+        limits = runtime.settings.limits
+        self.outbox = Outbox(self._write, self._close, limits.send_queue_size)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.token: str | None = websocket.query_params.get("token")
+
+    async def _write(self, frames: list[str]) -> None:
+        for frame in frames:
+            await self.websocket.send_text(frame)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, OSError):
+                await self.websocket.close(code, reason)
+
+    def send_error(self, message: str) -> None:
+        self.outbox.push_one(error_message(message))
+
+    async def serve(self) -> None:
+        await self.websocket.accept()
+        writer = asyncio.create_task(self._drain(), name="forgegraph-forgebase-writer")
+        self.runtime.connections.add(self)
+        try:
+            if self.token is not None:
+                await self.authenticate(self.token)
+            while True:
+                raw = await self._receive()
+                try:
+                    await self._handle(raw)
+                except ClientError as error:
+                    self.send_error(str(error))
+                except ForgeError as error:
+                    self.send_error(error.message)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.runtime.connections.discard(self)
+            for subscription in self.subscriptions.values():
+                self.realtime.unsubscribe(subscription)
+            self.subscriptions.clear()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+
+    async def _drain(self) -> None:
+        try:
+            await self.outbox.run()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        # The outbox closed the socket (slow consumer, shutdown): stop reading too.
+        with contextlib.suppress(Exception):
+            if self.websocket.client_state is not WebSocketState.DISCONNECTED:
+                await self._close(1000, "")
+
+    async def _receive(self) -> str | bytes:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        data: str | bytes | None = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        return data
+
+    async def _handle(self, raw: str | bytes) -> None:
+        limit = self.runtime.settings.limits.max_message_bytes
+        if len(raw) > limit or (isinstance(raw, str) and len(raw.encode()) > limit):
+            raise ClientError(f"malformed message: larger than {limit} bytes")
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ClientError("malformed message: not JSON") from None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise ClientError('malformed message: expected a JSON object with a string "type"')
+        kind = message["type"]
+        if kind == "subscribe":
+            await self.subscribe(message)
+        elif kind == "unsubscribe":
+            self.unsubscribe(message)
+        elif kind == "auth":
+            token = message.get("token")
+            if not isinstance(token, str):
+                raise ClientError('malformed message: "auth" needs a "token" string')
+            await self.authenticate(token)
+        else:
+            raise ClientError(f"unknown message type {kind!r}")
+
+    async def subscribe(self, message: dict[str, Any]) -> None:
+        name = _table_name(message)
+        table = served_table(self.runtime, name)
+        since = message.get("since")
+        if since is not None and not isinstance(since, str):
+            raise InvalidCursor(f"malformed cursor {since!r}: expected a string of decimal digits")
+        if name in self.subscriptions:
+            return  # already receiving this table's events since the first subscribe
+        limit = self.runtime.settings.limits.max_subscriptions_per_connection
+        if len(self.subscriptions) >= limit:
+            raise ClientError(f"at most {limit} subscriptions per connection")
+        subscription = await self.realtime.subscribe(
+            stream_key(table), table, None, renderer(table), self.outbox, _as_is, since=since
+        )
+        self.subscriptions[name] = subscription
+
+    def unsubscribe(self, message: dict[str, Any]) -> None:
+        name = _table_name(message)
+        subscription = self.subscriptions.pop(name, None)
+        if subscription is None:
+            served_table(self.runtime, name)  # an unknown table is an error, a known one a no-op
+            return
+        self.realtime.unsubscribe(subscription)
+
+    async def authenticate(self, token: str) -> None:
+        """Hook for the auth issue: verify `token` and apply its role to the subscriptions.
+
+        An invalid token will close the socket with 4403 (SPEC section 6). For
+        now the token is only kept on the connection.
+        """
+        self.token = token
+
+    async def close_for_shutdown(self) -> None:
+        self.outbox.fail(1001, "server shutting down")
+
+
+def _table_name(message: dict[str, Any]) -> str:
+    table = message.get("table")
+    if not isinstance(table, str) or not table:
+        raise ClientError(f'missing "table": a {message["type"]} message names a table')
+    return table
+
+
+async def forgebase_websocket(runtime: Runtime, websocket: WebSocket) -> None:
+    await ForgeBaseSocket(runtime, websocket).serve()

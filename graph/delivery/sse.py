@@ -1,0 +1,194 @@
+"""`GET /realtime/sse?table=a&table=b`: the raw protocol's events as Server-Sent Events.
+
+Each event is `id: <cursor>` plus `data: <the raw protocol's JSON>`, so an
+EventSource that reconnects sends `Last-Event-ID` and resumes with no gap
+(`?since=<cursor>` does the same for clients that cannot set headers). A
+comment line every `HEARTBEAT_SECONDS` keeps idle connections and proxies
+from timing out. Bad requests are answered before streaming starts, with a
+GraphQL-style error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from graph.delivery.forgebase import renderer, served_table, stream_key
+from graph.delivery.outbox import Outbox
+from graph.errors import ForgeError, ValidationFailed
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from starlette.requests import Request
+    from starlette.types import Receive, Scope, Send
+
+    from graph.fanout import Subscription
+    from graph.model import Table
+    from graph.runtime import Runtime
+
+log = logging.getLogger("forgegraph.delivery")
+
+HEARTBEAT_SECONDS = 15.0
+KEEP_ALIVE = ": keep-alive\n\n"
+# No caching, and no buffering by nginx-style proxies: events must flow as they happen.
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+MEDIA_TYPE = "text/event-stream"
+
+
+def sse_frame(payload: str, cursor: int) -> str:
+    return f"id: {cursor}\ndata: {payload}\n\n"
+
+
+class EventStream:
+    """One SSE response's subscriptions, send queue and tasks; `close()` releases them all.
+
+    Frames go hub -> Outbox (bounded; a slow reader ends the stream) -> a
+    one-slot hand-over -> the response body. The hand-over holds one burst,
+    so a reader that stops reading makes the outbox fill up and fail.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        tables: list[Table],
+        after: int | None,
+        token: str | None,
+        heartbeat: float,
+    ) -> None:
+        self.runtime = runtime
+        self.realtime = runtime.realtime
+        self.tables = tables
+        self.after = after
+        self.token = token  # kept for the auth issue, which will check it and apply its role
+        self.heartbeat = heartbeat
+        limit = runtime.settings.limits.send_queue_size
+        self.outbox = Outbox(self._write, self._close, limit)
+        self.subscriptions: list[Subscription] = []
+        self._chunks: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def open(self) -> None:
+        # Joining takes no await: the streams are live before the response
+        # headers go out, so a client that has its headers misses nothing.
+        replaying = self.after is not None
+        for table in self.tables:
+            subscription = self.realtime.hub.join(
+                stream_key(table), table, None, renderer(table), self.outbox, sse_frame,
+                replaying=replaying,
+            )
+            if self.after is not None:
+                subscription.last_cursor = self.after
+            self.subscriptions.append(subscription)
+        self.runtime.connections.add(self)
+        self._tasks.append(asyncio.create_task(self._drain(), name="forgegraph-sse-writer"))
+        if replaying:
+            # Replayed while the body streams, so a long replay is paced by the reader.
+            self._tasks.append(asyncio.create_task(self._replay(), name="forgegraph-sse-replay"))
+
+    async def close(self) -> None:
+        self.runtime.connections.discard(self)
+        for subscription in self.subscriptions:
+            self.realtime.unsubscribe(subscription)
+        self.subscriptions.clear()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def close_for_shutdown(self) -> None:
+        self.outbox.fail(1001, "server shutting down")
+
+    async def frames(self) -> AsyncIterator[str]:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(self._chunks.get(), self.heartbeat)
+            except TimeoutError:
+                yield KEEP_ALIVE
+                continue
+            if chunk is None:
+                return
+            yield chunk
+
+    async def _write(self, frames: list[str]) -> None:
+        await self._chunks.put("".join(frames))
+
+    async def _close(self, _code: int, _reason: str) -> None:
+        await self._chunks.put(None)  # the end of the body; the outbox has logged why
+
+    async def _drain(self) -> None:
+        await self.outbox.run()
+
+    async def _replay(self) -> None:
+        try:
+            await self.realtime.resume(self.subscriptions, self.outbox)
+        except Exception:
+            log.exception("replaying the change log to an SSE stream failed")
+            self.outbox.fail(1011, "replay failed")
+
+
+class EventStreamResponse(StreamingResponse):
+    """The body of an `EventStream`, which it opens before the headers and closes after."""
+
+    def __init__(self, stream: EventStream) -> None:
+        super().__init__(stream.frames(), media_type=MEDIA_TYPE, headers=HEADERS)
+        self.stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Owned here rather than in the body generator: a generator cancelled
+        # while suspended at `yield` runs its `finally` only when collected.
+        self.stream.open()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.stream.close()
+
+
+class SSEEndpoint:
+    def __init__(self, runtime: Runtime, heartbeat: float | None = None) -> None:
+        self.runtime = runtime
+        self.heartbeat = heartbeat
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            tables = self._tables(request)
+            after = await self._after(request)
+        except ForgeError as error:
+            body = orjson.dumps({"errors": [error.to_graphql()]})
+            return Response(body, status_code=error.http_status, media_type="application/json")
+        token = request.query_params.get("token") or _bearer(request.headers.get("authorization"))
+        heartbeat = HEARTBEAT_SECONDS if self.heartbeat is None else self.heartbeat
+        return EventStreamResponse(EventStream(self.runtime, tables, after, token, heartbeat))
+
+    def _tables(self, request: Request) -> list[Table]:
+        names = list(dict.fromkeys(request.query_params.getlist("table")))
+        if not names:
+            raise ValidationFailed("no table: name one or more with ?table=<name>")
+        limit = self.runtime.settings.limits.max_subscriptions_per_connection
+        if len(names) > limit:
+            raise ValidationFailed(f"at most {limit} subscriptions per connection")
+        return [served_table(self.runtime, name) for name in names]
+
+    async def _after(self, request: Request) -> int | None:
+        since = request.headers.get("last-event-id") or request.query_params.get("since")
+        if since is None:
+            return None
+        realtime = self.runtime.realtime
+        async with realtime.engine.connect() as conn:
+            return await realtime.changelog.check_cursor(conn, since.strip())
+
+
+def _bearer(header: str | None) -> str | None:
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None

@@ -1,0 +1,337 @@
+"""ForgeBase's raw protocol on WS /realtime and --websocket-port, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from graph.config import Limits
+from graph.fanout import StreamKey
+from tests.conftest import LiveServer, free_port
+
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+POST_5 = {"id": 5, "title": "t", "body": None, "published": False, "user_id": 1,
+          "editor_id": None, "rating": None, "published_at": None}
+
+
+class RawClient:
+    """A raw-protocol client: JSON messages in and out, with timeouts instead of hangs."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, url: str) -> AsyncIterator[RawClient]:
+        async with connect(url, open_timeout=10, proxy=None) as connection:
+            yield cls(connection)
+
+    async def send(self, message: dict[str, Any] | str | bytes) -> None:
+        await self.connection.send(message if isinstance(message, str | bytes) else json.dumps(message))
+
+    async def receive(self, timeout: float = 5) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                message: dict[str, Any] = json.loads(await self.connection.recv())
+        except TimeoutError:
+            pytest.fail(f"no message within {timeout} s")
+        return message
+
+    async def sync(self) -> None:
+        """Wait until the server has handled everything sent so far.
+
+        Messages are handled in order and an unknown type is answered with an
+        error, so that answer means every earlier message took effect.
+        """
+        await self.send({"type": "sync"})
+        assert await self.receive() == {"type": "error", "message": "unknown message type 'sync'"}
+
+    async def subscribe(self, table: str, since: str | None = None) -> None:
+        message = {"type": "subscribe", "table": table}
+        if since is not None:
+            message["since"] = since
+        await self.send(message)
+        await self.sync()
+
+    async def error(self, message: dict[str, Any] | str | bytes) -> str:
+        await self.send(message)
+        answer = await self.receive()
+        assert answer["type"] == "error" and list(answer) == ["type", "message"], answer
+        return str(answer["message"])
+
+
+def ws_url(server: LiveServer, path: str = "/realtime") -> str:
+    return "ws" + server.url.removeprefix("http") + path
+
+
+async def mutate(base_url: str, query: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, trust_env=False) as http:
+        response = await http.post("/graphql", json={"query": query})
+    body = response.json()
+    assert response.status_code == 200 and "errors" not in body, body
+    return body["data"]  # type: ignore[no-any-return]
+
+
+async def insert_post(base_url: str, title: str = "t") -> int:
+    data = await mutate(base_url, f'mutation {{ insert_posts_one(object: {{title: "{title}", user_id: 1}}) {{ id }} }}')
+    return int(data["insert_posts_one"]["id"])
+
+
+# -- the event format ------------------------------------------------------------
+
+
+@sqlite_only
+async def test_create_update_delete_have_forgebase_shapes(library_url: str, serve: Any) -> None:
+    server = serve(database=library_url)
+    async with RawClient.open(ws_url(server)) as client:
+        await client.subscribe("posts")
+        await insert_post(server.url)
+        await mutate(server.url, 'mutation { update_posts_by_pk(pk_columns: {id: 5}, _set: {title: "u"}) { id } }')
+        await mutate(server.url, "mutation { delete_posts_by_pk(id: 5) { id } }")
+        created, updated, deleted = [await client.receive() for _ in range(3)]
+
+    assert list(created) == ["type", "table", "record", "cursor"]
+    assert created == {"type": "create", "table": "posts", "record": POST_5, "cursor": created["cursor"]}
+    assert updated == {"type": "update", "table": "posts", "record": {**POST_5, "title": "u"},
+                       "cursor": updated["cursor"]}
+    assert list(deleted) == ["type", "table", "id", "cursor"]
+    assert deleted == {"type": "delete", "table": "posts", "id": 5, "cursor": deleted["cursor"]}
+    cursors = [m["cursor"] for m in (created, updated, deleted)]
+    assert all(isinstance(c, str) and c.isdigit() for c in cursors)
+    assert [int(c) for c in cursors] == sorted({int(c) for c in cursors})
+
+
+@sqlite_only
+async def test_a_composite_key_is_deleted_by_an_object_id(library_url: str, serve: Any) -> None:
+    server = serve(database=library_url)
+    async with RawClient.open(ws_url(server)) as client:
+        await client.subscribe("tags")
+        await mutate(server.url, 'mutation { delete_tags_by_pk(post_id: 1, name: "intro") { name } }')
+        deleted = await client.receive()
+    assert deleted == {"type": "delete", "table": "tags", "id": {"post_id": 1, "name": "intro"},
+                       "cursor": deleted["cursor"]}
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_events_on_postgres(library_url: str, serve: Any) -> None:
+    server = serve(database=library_url)
+    async with RawClient.open(ws_url(server)) as client:
+        await client.subscribe("posts")
+        await client.subscribe("tags")
+        await insert_post(server.url)
+        await mutate(server.url, 'mutation { delete_tags_by_pk(post_id: 1, name: "news") { name } }')
+        created, deleted = await client.receive(), await client.receive()
+    assert created == {"type": "create", "table": "posts", "record": POST_5, "cursor": created["cursor"]}
+    assert deleted == {"type": "delete", "table": "tags", "id": {"post_id": 1, "name": "news"},
+                       "cursor": deleted["cursor"]}
+    assert int(deleted["cursor"]) > int(created["cursor"])
+
+
+# -- subscriptions ---------------------------------------------------------------
+
+
+@sqlite_only
+async def test_subscribing_twice_is_one_subscription(library_url: str, serve: Any) -> None:
+    server = serve(database=library_url)
+    async with RawClient.open(ws_url(server)) as client:
+        await client.subscribe("posts")
+        await client.subscribe("posts")
+        await insert_post(server.url)
+        assert (await client.receive())["type"] == "create"
+        await client.sync()  # the only message before the barrier's answer: no second event
+
+
+@sqlite_only
+async def test_raw_subscribers_of_a_table_share_one_stream(library_url: str, serve: Any) -> None:
+    server = serve(database=library_url)
+    hub = server.app.state.runtime.realtime.hub
+    async with RawClient.open(ws_url(server)) as one, RawClient.open(ws_url(server)) as two:
+        await one.subscribe("posts")
+        await two.subscribe("posts")
+        stream = hub.streams[StreamKey("forgebase", "posts", "", ())]
+        assert len(stream.members) == 2
+        await insert_post(server.url)
+        assert await one.receive() == await two.receive()
+    for _ in range(100):  # the server notices both disconnects shortly
+        if not hub.streams:
+            break
+        await asyncio.sleep(0.05)
+    assert hub.streams == {}
+
+
+@sqlite_only
+async def test_unsubscribe_stops_that_tables_events(library_url: str, serve: Any) -> None:
+    server = serve(database=library_url)
+    async with RawClient.open(ws_url(server)) as client:
+        await client.subscribe("posts")
+        await client.subscribe("comments")
+        await client.send({"type": "unsubscribe", "table": "posts"})
+        await client.sync()
+        await insert_post(server.url)
+        await mutate(server.url, 'mutation { insert_comments_one(object: {post_id: 1, body: "b"}) { id } }')
+        event = await client.receive()  # the post's event, had it come, would be first
+        assert (event["type"], event["table"]) == ("create", "comments")
+        await client.send({"type": "unsubscribe", "table": "posts"})  # not subscribed: a no-op
+        await client.sync()
+
+
+@sqlite_only
+async def test_since_replays_exactly_the_missed_events(library_url: str, serve: Any) -> None:
+    server = serve(database=library_url)
+    async with RawClient.open(ws_url(server)) as client:
+        await client.subscribe("posts")
+        await insert_post(server.url, "seen")
+        seen = await client.receive()
+    await insert_post(server.url, "missed 1")
+    await mutate(server.url, 'mutation { insert_comments_one(object: {post_id: 1, body: "x"}) { id } }')
+    await insert_post(server.url, "missed 2")
+
+    async with RawClient.open(ws_url(server)) as client:
+        await client.send({"type": "subscribe", "table": "posts", "since": seen["cursor"]})
+        replayed = [await client.receive(), await client.receive()]
+        await client.sync()  # nothing else was replayed
+        await insert_post(server.url, "live")
+        live = await client.receive()
+    assert [m["record"]["title"] for m in replayed] == ["missed 1", "missed 2"]
+    assert live["record"]["title"] == "live"
+    cursors = [int(m["cursor"]) for m in (seen, *replayed, live)]
+    assert cursors == sorted(set(cursors))
+
+
+# -- errors keep the connection open --------------------------------------------
+
+
+@sqlite_only
+async def test_errors_are_messages_and_the_connection_stays_open(library_url: str, serve: Any) -> None:
+    limits = Limits(max_subscriptions_per_connection=1)
+    server = serve(database=library_url, limits=limits)
+    async with RawClient.open(ws_url(server)) as client:
+        assert await client.error("{not json") == "malformed message: not JSON"
+        assert await client.error(b"\xff\x00") == "malformed message: not JSON"
+        assert await client.error("[1, 2]") == 'malformed message: expected a JSON object with a string "type"'
+        assert await client.error({"type": "hello"}) == "unknown message type 'hello'"
+        assert await client.error({"type": "subscribe"}) == 'missing "table": a subscribe message names a table'
+        assert await client.error({"type": "unsubscribe", "table": 7}) == (
+            'missing "table": a unsubscribe message names a table'
+        )
+        unknown = "table 'nope' does not exist or is not available to this role"
+        assert await client.error({"type": "subscribe", "table": "nope"}) == unknown
+        assert await client.error({"type": "unsubscribe", "table": "nope"}) == unknown
+        # A table without a primary key has no events: the same answer as an unknown one.
+        assert "'audit_log' does not exist" in await client.error({"type": "subscribe", "table": "audit_log"})
+        assert "malformed cursor 'abc'" in await client.error(
+            {"type": "subscribe", "table": "posts", "since": "abc"}
+        )
+        assert "never issued" in await client.error(
+            {"type": "subscribe", "table": "posts", "since": "99999999"}
+        )
+        assert await client.error({"type": "auth"}) == 'malformed message: "auth" needs a "token" string'
+        await client.send({"type": "auth", "token": "a.b.c"})  # accepted silently, for now
+        await client.subscribe("posts")
+        assert await client.error({"type": "subscribe", "table": "comments"}) == (
+            "at most 1 subscriptions per connection"
+        )
+        assert await client.error("x" * 70_000) == "malformed message: larger than 65536 bytes"
+
+        await insert_post(server.url)
+        assert (await client.receive())["type"] == "create"
+
+
+@sqlite_only
+async def test_malformed_frames_do_not_hurt_other_clients(library_url: str, serve: Any) -> None:
+    server = serve(database=library_url)
+    async with RawClient.open(ws_url(server)) as steady:
+        await steady.subscribe("posts")
+        for garbage in ("", "\x00", "{{{", b"\x80", '{"type": null}', "null"):
+            async with RawClient.open(ws_url(server)) as rude:
+                assert (await rude.error(garbage)).startswith("malformed message")
+        async with RawClient.open(ws_url(server)) as rude:
+            await rude.subscribe("posts")
+            rude.connection.transport.abort()  # gone without a close frame
+        await insert_post(server.url)
+        assert (await steady.receive())["type"] == "create"
+    async with httpx.AsyncClient(base_url=server.url, trust_env=False) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+
+
+@sqlite_only
+async def test_tokens_are_kept_for_auth_and_shutdown_sends_a_close_frame(
+    library_url: str, serve: Any
+) -> None:
+    server = serve(database=library_url)
+    runtime = server.app.state.runtime
+    async with RawClient.open(ws_url(server) + "?token=from.the.url") as client:
+        await client.subscribe("posts")
+        (connection,) = runtime.connections
+        assert connection.token == "from.the.url"
+        await client.send({"type": "auth", "token": "from.a.message"})
+        await client.sync()  # `auth` has no answer of its own yet
+        assert connection.token == "from.a.message"
+        # What runtime.stop() does to every connection, run on the server's loop.
+        loop = runtime.realtime._tasks[0].get_loop()
+        asyncio.run_coroutine_threadsafe(connection.close_for_shutdown(), loop).result(timeout=5)
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.receive()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+# -- --websocket-port ------------------------------------------------------------
+
+
+@sqlite_only
+async def test_websocket_port_serves_the_raw_protocol_at_its_root(library_url: str, tmp_path: Path) -> None:
+    port, ws_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORGEGRAPH_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graph", "serve", "--database", library_url,
+         "--port", str(port), "--websocket-port", str(ws_port)],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_until_healthy(base, proc)
+        async with RawClient.open(f"ws://127.0.0.1:{ws_port}/") as client:
+            await client.subscribe("posts")
+            await insert_post(base)
+            event = await client.receive()
+            assert (event["type"], event["table"], event["record"]) == ("create", "posts", POST_5)
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                await client.receive(timeout=15)
+        assert closed.value.rcvd is not None  # a close frame, not a dropped connection
+        assert proc.wait(timeout=15) == 0
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def _wait_until_healthy(base: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient(base_url=base, trust_env=False) as http:
+        while True:
+            try:
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                assert proc.stderr is not None
+                pytest.fail(f"the server did not start: {proc.stderr.read()}")
+            await asyncio.sleep(0.1)
