@@ -187,7 +187,10 @@ class ChangeLog:
     async def read(
         self, conn: AsyncConnection, after: int, *, tables: list[str] | None = None, limit: int = 1000
     ) -> list[ChangeEvent]:
-        sql = f"SELECT cursor, table_name, op, old, new FROM {LOG} WHERE cursor > :after"
+        # As text on PostgreSQL: the driver would decode JSONB numbers as floats
+        # and numeric(10,2) 12345678.90 would lose its scale.
+        images = "old::text, new::text" if self.dialect == "postgresql" else "old, new"
+        sql = f"SELECT cursor, table_name, op, {images} FROM {LOG} WHERE cursor > :after"
         params: dict[str, Any] = {"after": after, "limit": limit}
         if tables is not None:
             sql += " AND table_name IN :tables"

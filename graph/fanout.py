@@ -116,6 +116,8 @@ class Hub:
                 payload = stream.render(event, change)
                 cursor = event.cursor
                 for sub in stream.members:
+                    if sub.outbox.closed:
+                        continue  # a slow consumer being closed costs no more work
                     if sub.pending is not None:
                         sub.pending.append((cursor, sub.frame(payload, cursor)))
                     elif cursor > sub.last_cursor:

@@ -120,7 +120,10 @@ class LiveServer:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
+        limits = self.app.state.runtime.settings.limits
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="on", ws_max_size=limits.max_message_bytes
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
