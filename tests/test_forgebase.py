@@ -245,10 +245,22 @@ async def test_errors_are_messages_and_the_connection_stays_open(library_url: st
         assert await client.error({"type": "subscribe", "table": "comments"}) == (
             "at most 1 subscriptions per connection"
         )
-        assert await client.error("x" * 70_000) == "malformed message: larger than 65536 bytes"
-
         await insert_post(server.url)
         assert (await client.receive())["type"] == "create"
+
+
+@sqlite_only
+async def test_a_message_over_the_size_limit_closes_with_1009(library_url: str, serve: Any) -> None:
+    server = serve(database=library_url)
+    async with RawClient.open(ws_url(server)) as steady:
+        await steady.subscribe("posts")
+        async with RawClient.open(ws_url(server)) as big:
+            await big.connection.send("x" * 70_000)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(big.connection.recv(), 5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        await insert_post(server.url)
+        assert (await steady.receive())["type"] == "create"
 
 
 @sqlite_only

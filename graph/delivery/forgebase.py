@@ -181,9 +181,8 @@ class ForgeBaseSocket:
         return data
 
     async def _handle(self, raw: str | bytes) -> None:
-        limit = self.runtime.settings.limits.max_message_bytes
-        if len(raw) > limit or (isinstance(raw, str) and len(raw.encode()) > limit):
-            raise ClientError(f"malformed message: larger than {limit} bytes")
+        # Frames over limits.max_message_bytes never get here: the server
+        # refuses them with 1009 (message too big), on every WebSocket route.
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
