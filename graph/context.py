@@ -14,10 +14,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+    from graph.access import SessionAccess
+
 
 class RequestContext:
-    def __init__(self, engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        access: SessionAccess,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.engine = engine
+        self.access = access
         self.on_commit = on_commit
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None

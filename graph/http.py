@@ -13,7 +13,7 @@ import orjson
 from graphql import OperationType
 from starlette.responses import Response
 
-from graph.context import RequestContext
+from graph.errors import InvalidJWT
 from graph.execution import format_error
 
 if TYPE_CHECKING:
@@ -94,7 +94,11 @@ class GraphQLEndpoint:
         if operation_name is not None and not isinstance(operation_name, str):
             raise RequestError(400, "`operationName` must be a string")
 
-        executor = self.runtime.executor
+        try:
+            session = self.runtime.authenticator.from_headers(request.headers)
+        except InvalidJWT as error:
+            return _respond({"errors": [error.to_graphql()]}, error.http_status, media_type)
+        executor = self.runtime.executor_for(session)
         prepared = executor.prepare(query)
         request_error_status = 400 if media_type == GRAPHQL_RESPONSE else 200
         if prepared.document is None:
@@ -108,7 +112,7 @@ class GraphQLEndpoint:
         if operation is OperationType.SUBSCRIPTION:
             raise RequestError(400, "subscriptions are served over WebSocket at /graphql")
 
-        context = RequestContext(self.runtime.engine, on_commit=self.runtime.realtime.nudge)
+        context = self.runtime.request_context(session)
         result = await executor.execute(prepared.document, context, variables, operation_name)
         body: dict[str, Any] = {}
         if result.errors:

@@ -89,8 +89,8 @@ def _compare(value: Any, op: str, operand: Any) -> Truth:
         return True  # as in SQL building: a null operand leaves the comparison out
     if op == "_is_null":
         return (value is None) == bool(operand)
-    if op == "_nin" and not operand:
-        return True  # NOT IN () holds even for NULL
+    if op in ("_in", "_nin") and not operand:
+        return op == "_nin"  # IN () is false and NOT IN () true, even for NULL
     if value is None:
         return None
     if op == "_eq":

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from graph.errors import ValidationFailed
+import sqlalchemy as sa
+
+from graph.errors import PermissionDenied, ValidationFailed
 from graph.selection import list_query, row_shape, subfields
 
 if TYPE_CHECKING:
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel, Table
     from graph.sql.mutate import Row, Writer
     from graph.sql.select import Reader
+    from graph.sql.where import Condition
 
     Resolver = Callable[..., Awaitable[Any]]
 
@@ -41,25 +44,37 @@ class Resolvers:
 
     def select(self, table: Table) -> Resolver:
         async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
-            query = list_query(info, self.model, table, list(info.field_nodes), args)
-            async with _context(info).reading() as conn:
-                return await self.reader.select(conn, query)
+            context = _context(info)
+            query = list_query(
+                info, self.model, self.model.table(table.name), list(info.field_nodes), args
+            )
+            async with context.reading() as conn:
+                return await self.reader.select(conn, query, visible=context.access.select_filter)
 
         return resolve
 
     def select_by_pk(self, table: Table) -> Resolver:
         async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
-            query = list_query(info, self.model, table, list(info.field_nodes), {})
-            async with _context(info).reading() as conn:
-                rows = await self.reader.select(conn, query, self.reader.pk_condition(table, args))
+            context = _context(info)
+            full = self.model.table(table.name)
+            query = list_query(info, self.model, full, list(info.field_nodes), {})
+            where = self.reader.pk_condition(full, args)
+            async with context.reading() as conn:
+                rows = await self.reader.select(conn, query, where, context.access.select_filter)
             return rows[0] if rows else None
 
         return resolve
 
     def aggregate(self, table: Table) -> Resolver:
         async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
-            async with _context(info).reading() as conn:
-                count = await self.reader.count(conn, table, args.get("where"))
+            context = _context(info)
+            async with context.reading() as conn:
+                count = await self.reader.count(
+                    conn,
+                    self.model.table(table.name),
+                    args.get("where"),
+                    context.access.select_filter,
+                )
             out: dict[str, Any] = {}
             for key, nodes in subfields(info, info.field_nodes).items():
                 if nodes[0].name.value == "aggregate":
@@ -70,76 +85,172 @@ class Resolvers:
 
     # -- mutations -------------------------------------------------------
 
+    async def _visible(
+        self, context: RequestContext, conn: AsyncConnection, table: Table, rows: Sequence[Row]
+    ) -> Sequence[Row]:
+        """The changed rows the session may select (`returning` shows no others)."""
+        allowed = context.access.select_filter(table.name)
+        if allowed is None or not rows:
+            return rows
+        keys = await self.reader.keys_where(conn, table, allowed, rows)
+        return [row for row in rows if tuple(row[c] for c in table.primary_key) in keys]
+
+    async def _check(
+        self,
+        conn: AsyncConnection,
+        table: Table,
+        check: Condition | None,
+        rows: Sequence[Row],
+        what: str,
+    ) -> None:
+        if check is None or not rows:
+            return
+        passing = await self.reader.keys_where(conn, table, check, rows)
+        if len(passing) < len({tuple(row[c] for c in table.primary_key) for row in rows}):
+            raise PermissionDenied(f"check constraint of an {what} permission has failed")
+
     async def _response(
-        self, info: GraphQLResolveInfo, conn: AsyncConnection, table: Table, rows: Sequence[Row]
+        self,
+        info: GraphQLResolveInfo,
+        conn: AsyncConnection,
+        table: Table,
+        rows: Sequence[Row],
+        shown: Sequence[Row] | None = None,
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        context = _context(info)
         for key, nodes in subfields(info, info.field_nodes).items():
             name = nodes[0].name.value
             if name == "affected_rows":
                 out[key] = len(rows)
             elif name == "returning":
                 shape = row_shape(info, self.model, table, nodes)
-                out[key] = await self.reader.records(conn, shape, rows)
+                if shown is None:
+                    shown = await self._visible(context, conn, table, rows)
+                out[key] = await self.reader.records(
+                    conn, shape, shown, context.access.select_filter
+                )
         return out
 
     async def _one(
-        self, info: GraphQLResolveInfo, conn: AsyncConnection, table: Table, rows: Sequence[Row]
+        self,
+        info: GraphQLResolveInfo,
+        conn: AsyncConnection,
+        table: Table,
+        rows: Sequence[Row],
+        shown: Sequence[Row] | None = None,
     ) -> dict[str, Any] | None:
-        if not rows:
+        context = _context(info)
+        if shown is None:
+            shown = await self._visible(context, conn, table, rows[:1])
+        if not shown:
             return None
         shape = row_shape(info, self.model, table, list(info.field_nodes))
-        return (await self.reader.records(conn, shape, rows[:1]))[0]
+        return (await self.reader.records(conn, shape, shown, context.access.select_filter))[0]
+
+    async def _insert(
+        self, info: GraphQLResolveInfo, table: Table, objects: list[Any]
+    ) -> tuple[AsyncConnection, list[Row]]:
+        context = _context(info)
+        access = context.access
+        presets = access.insert_presets(table)
+        conn = await context.writing()
+        rows = await self.writer.insert(conn, table, [{**obj, **presets} for obj in objects])
+        await self._check(conn, table, access.insert_check(table), rows, "insert")
+        return conn, rows
 
     def insert(self, table: Table) -> Resolver:
+        full = self.model.table(table.name)
+
         async def resolve(_root: Any, info: GraphQLResolveInfo, objects: list[Any]) -> Any:
-            conn = await _context(info).writing()
-            rows = await self.writer.insert(conn, table, objects)
-            return await self._response(info, conn, table, rows)
+            conn, rows = await self._insert(info, full, objects)
+            return await self._response(info, conn, full, rows)
 
         return resolve
 
     def insert_one(self, table: Table) -> Resolver:
+        full = self.model.table(table.name)
+
         async def resolve(_root: Any, info: GraphQLResolveInfo, object: Any) -> Any:  # noqa: A002
-            conn = await _context(info).writing()
-            rows = await self.writer.insert(conn, table, [object])
-            return await self._one(info, conn, table, rows)
+            conn, rows = await self._insert(info, full, [object])
+            return await self._one(info, conn, full, rows)
 
         return resolve
 
+    async def _update(
+        self, info: GraphQLResolveInfo, table: Table, where: Condition, args: dict[str, Any]
+    ) -> tuple[AsyncConnection, list[Row]]:
+        context = _context(info)
+        access = context.access
+        changes = {**_required_set(table, args), **access.update_presets(table)}
+        allowed = access.update_filter(table)
+        if allowed is not None:
+            where = sa.and_(where, allowed)
+        conn = await context.writing()
+        rows = await self.writer.update(conn, table, where, changes)
+        await self._check(conn, table, access.update_check(table), rows, "update")
+        return conn, rows
+
     def update(self, table: Table) -> Resolver:
+        full = self.model.table(table.name)
+
         async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
-            changes = _required_set(table, args)
-            conn = await _context(info).writing()
-            where = self.reader.where(table.name, args["where"])
-            rows = await self.writer.update(conn, table, where, changes)
-            return await self._response(info, conn, table, rows)
+            where = self.reader.where(full.name, args["where"])
+            conn, rows = await self._update(info, full, where, args)
+            return await self._response(info, conn, full, rows)
 
         return resolve
 
     def update_by_pk(self, table: Table) -> Resolver:
+        full = self.model.table(table.name)
+
         async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
-            changes = _required_set(table, args)
-            conn = await _context(info).writing()
-            where = self.reader.pk_condition(table, args["pk_columns"])
-            rows = await self.writer.update(conn, table, where, changes)
-            return await self._one(info, conn, table, rows)
+            where = self.reader.pk_condition(full, args["pk_columns"])
+            conn, rows = await self._update(info, full, where, args)
+            return await self._one(info, conn, full, rows)
 
         return resolve
 
+    async def _delete(
+        self, info: GraphQLResolveInfo, table: Table, where: Condition
+    ) -> tuple[AsyncConnection, list[Row], list[Row]]:
+        """Delete; return the deleted rows and those of them the session may see."""
+        context = _context(info)
+        allowed = context.access.delete_filter(table)
+        if allowed is not None:
+            where = sa.and_(where, allowed)
+        conn = await context.writing()
+        # Deleted rows cannot be filtered afterwards: find the visible ones first.
+        select_filter = context.access.select_filter(table.name)
+        shown = None
+        if select_filter is not None:
+            shown = await self.reader.keys_where(conn, table, sa.and_(where, select_filter))
+        rows = await self.writer.delete(conn, table, where)
+        if shown is None:
+            return conn, rows, rows
+        return (
+            conn,
+            rows,
+            [row for row in rows if tuple(row[c] for c in table.primary_key) in shown],
+        )
+
     def delete(self, table: Table) -> Resolver:
+        full = self.model.table(table.name)
+
         async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
-            conn = await _context(info).writing()
-            rows = await self.writer.delete(conn, table, self.reader.where(table.name, args["where"]))
-            return await self._response(info, conn, table, rows)
+            conn, rows, shown = await self._delete(
+                info, full, self.reader.where(full.name, args["where"])
+            )
+            return await self._response(info, conn, full, rows, shown)
 
         return resolve
 
     def delete_by_pk(self, table: Table) -> Resolver:
+        full = self.model.table(table.name)
+
         async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
-            conn = await _context(info).writing()
-            rows = await self.writer.delete(conn, table, self.reader.pk_condition(table, args))
-            return await self._one(info, conn, table, rows)
+            conn, rows, shown = await self._delete(info, full, self.reader.pk_condition(full, args))
+            return await self._one(info, conn, full, rows, shown)
 
         return resolve
 

@@ -11,14 +11,17 @@ from typing import TYPE_CHECKING, Protocol
 from graphql import GraphQLSchema, print_schema
 from sqlalchemy import exc
 
+from graph.access import Access
+from graph.auth import Authenticator, Session
+from graph.context import RequestContext
 from graph.database import create_engine, ping
 from graph.errors import StartupError
-from graph.execution import Executor
 from graph.naming import name_model
+from graph.permissions import Permissions, load_permissions
 from graph.realtime import Realtime
 from graph.reflect import reflect
 from graph.resolvers import Resolvers
-from graph.schema import build_schema
+from graph.roles import RoleSchemas
 from graph.sql.mutate import Writer
 from graph.sql.select import Reader
 from graph.sql.tables import core_tables
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from graph.config import Settings
+    from graph.execution import Executor
     from graph.model import DatabaseModel
 
 log = logging.getLogger("forgegraph")
@@ -42,8 +46,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engine: AsyncEngine | None = None
-        self._schema: GraphQLSchema | None = None
-        self._executor: Executor | None = None
+        self._schemas: RoleSchemas | None = None
+        self.authenticator = Authenticator(settings.jwt_secret, settings.admin_secret)
         self._realtime: Realtime | None = None
         self._model: DatabaseModel | None = None
         self.connections: set[Connection] = set()
@@ -55,16 +59,21 @@ class Runtime:
         return self._engine
 
     @property
-    def schema(self) -> GraphQLSchema:
-        if self._schema is None:
+    def schemas(self) -> RoleSchemas:
+        if self._schemas is None:
             raise RuntimeError("the runtime has not been started")
-        return self._schema
+        return self._schemas
 
     @property
-    def executor(self) -> Executor:
-        if self._executor is None:
-            raise RuntimeError("the runtime has not been started")
-        return self._executor
+    def schema(self) -> GraphQLSchema:
+        """The full schema (what `admin` sees, and every role without a permissions file)."""
+        return self.schemas.full.schema
+
+    def executor_for(self, session: Session) -> Executor:
+        return self.schemas.executor(session.role)
+
+    def request_context(self, session: Session) -> RequestContext:
+        return RequestContext(self.engine, self.access.for_session(session), self.realtime.nudge)
 
     @property
     def realtime(self) -> Realtime:
@@ -103,10 +112,23 @@ class Runtime:
             raise
         for reason in model.skipped:
             log.warning("not served: %s", reason)
+        try:
+            permissions = (
+                load_permissions(self.settings.permissions, model)
+                if self.settings.permissions
+                else Permissions.open()
+            )
+        except BaseException:
+            await engine.dispose()
+            raise
         tables = core_tables(model)
-        resolvers = Resolvers(model, Reader(model, tables), Writer(model, tables))
-        self._schema = build_schema(model, resolvers)
-        self._executor = Executor(self._schema, max_depth=self.settings.limits.max_depth)
+        reader = Reader(model, tables)
+        resolvers = Resolvers(model, reader, Writer(model, tables))
+        self._schemas = RoleSchemas(
+            model, resolvers, permissions, max_depth=self.settings.limits.max_depth
+        )
+        self.permissions = permissions
+        self.access = Access(model, permissions, reader.filters)
         changes = Realtime(engine, model, self.settings.broadcast)
         try:
             if realtime:

@@ -7,7 +7,8 @@ root resolver has already fetched the whole tree keyed by alias.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from graphql import (
@@ -31,6 +32,7 @@ from graphql import (
 )
 
 from graph import naming
+from graph.grants import TableGrants, all_grants, visible_model
 from graph.model import DatabaseModel, Kind, Table
 from graph.sql.order import DIRECTIONS
 from graph.sql.where import COMPARISONS, LIST_OPERATORS, PATTERN_OPERATORS
@@ -124,8 +126,16 @@ def _list_nn(type_: Any) -> GraphQLNonNull[Any]:
 
 
 class SchemaBuilder:
-    def __init__(self, model: DatabaseModel, resolvers: ResolverFactory) -> None:
-        self.model = model
+    def __init__(
+        self,
+        model: DatabaseModel,
+        resolvers: ResolverFactory,
+        grants: Mapping[str, TableGrants] | None = None,
+    ) -> None:
+        self.full = model
+        self.grants = grants if grants is not None else all_grants(model)
+        # Object types, filters and orderings show only what the role may select.
+        self.model = visible_model(model, dict(self.grants))
         self.resolvers = resolvers
         self.comparisons: dict[str, GraphQLInputObjectType] = {}
         self.objects: dict[str, GraphQLObjectType] = {}
@@ -142,8 +152,9 @@ class SchemaBuilder:
         mutation: dict[str, GraphQLField] = {}
         for table in tables:
             query.update(self._query_fields(table))
+        for table in sorted(self.full.tables.values(), key=lambda t: t.name):
             if table.is_writable:
-                mutation.update(self._mutation_fields(table))
+                mutation.update(self._mutation_fields(table, self.grants[table.name]))
         if not query:
             query["no_queries_available"] = GraphQLField(
                 _nn(GraphQLString), resolve=lambda *_: "no tables are served"
@@ -270,7 +281,7 @@ class SchemaBuilder:
                 resolve=self.resolvers.aggregate(table),
             ),
         }
-        if table.primary_key:
+        if table.primary_key and set(table.primary_key) <= set(table.column_names):
             fields[naming.by_pk(table.name)] = GraphQLField(
                 obj,
                 args=self._pk_args(table),
@@ -279,11 +290,56 @@ class SchemaBuilder:
             )
         return fields
 
-    def _mutation_fields(self, table: Table) -> dict[str, GraphQLField]:
+    def _mutation_fields(self, table: Table, grants: TableGrants) -> dict[str, GraphQLField]:
+        visible = table.name in self.objects
+        # Updating and deleting pick rows with a filter, which needs the select grant.
+        may_update = grants.update is not None and visible
+        may_delete = grants.delete and visible
+        if grants.insert is None and not may_update and not may_delete:
+            return {}
+        response_fields = {"affected_rows": GraphQLField(_nn(GraphQLInt), resolve=by_response_key)}
+        if visible:
+            response_fields["returning"] = GraphQLField(
+                _list_nn(self.objects[table.name]), resolve=by_response_key
+            )
+        response = GraphQLObjectType(naming.mutation_response(table.name), response_fields)
+        r = self.resolvers
+        fields: dict[str, GraphQLField] = {}
+        if grants.insert is not None:
+            insert_input = self._columns_input(
+                naming.insert_input(table.name), _only(table, grants.insert)
+            )
+            fields[naming.insert(table.name)] = GraphQLField(
+                response,
+                args={"objects": GraphQLArgument(_list_nn(insert_input))},
+                resolve=r.insert(table),
+            )
+            if visible:
+                fields[naming.insert_one(table.name)] = GraphQLField(
+                    self.objects[table.name],
+                    args={"object": GraphQLArgument(_nn(insert_input))},
+                    resolve=r.insert_one(table),
+                )
+        if may_update:
+            fields.update(self._update_fields(table, _only(table, grants.update or ()), response))
+        if may_delete:
+            obj = self.objects[table.name]
+            fields[naming.delete(table.name)] = GraphQLField(
+                response,
+                args={"where": GraphQLArgument(_nn(self.bool_exps[table.name]))},
+                resolve=r.delete(table),
+            )
+            fields[naming.delete_by_pk(table.name)] = GraphQLField(
+                obj, args=self._pk_args(table), resolve=r.delete_by_pk(table)
+            )
+        return fields
+
+    def _update_fields(
+        self, table: Table, columns: Table, response: GraphQLObjectType
+    ) -> dict[str, GraphQLField]:
         obj = self.objects[table.name]
         bool_exp = self.bool_exps[table.name]
-        insert_input = self._columns_input(naming.insert_input(table.name), table)
-        set_input = self._columns_input(naming.set_input(table.name), table)
+        set_input = self._columns_input(naming.set_input(table.name), columns)
         pk_input = GraphQLInputObjectType(
             naming.pk_columns_input(table.name),
             {
@@ -291,23 +347,8 @@ class SchemaBuilder:
                 for name in table.primary_key
             },
         )
-        response = GraphQLObjectType(
-            naming.mutation_response(table.name),
-            {
-                "affected_rows": GraphQLField(_nn(GraphQLInt), resolve=by_response_key),
-                "returning": GraphQLField(_list_nn(obj), resolve=by_response_key),
-            },
-        )
         r = self.resolvers
         return {
-            naming.insert(table.name): GraphQLField(
-                response,
-                args={"objects": GraphQLArgument(_list_nn(insert_input))},
-                resolve=r.insert(table),
-            ),
-            naming.insert_one(table.name): GraphQLField(
-                obj, args={"object": GraphQLArgument(_nn(insert_input))}, resolve=r.insert_one(table)
-            ),
             naming.update(table.name): GraphQLField(
                 response,
                 args={"where": GraphQLArgument(_nn(bool_exp)), "_set": GraphQLArgument(set_input)},
@@ -321,16 +362,16 @@ class SchemaBuilder:
                 },
                 resolve=r.update_by_pk(table),
             ),
-            naming.delete(table.name): GraphQLField(
-                response,
-                args={"where": GraphQLArgument(_nn(bool_exp))},
-                resolve=r.delete(table),
-            ),
-            naming.delete_by_pk(table.name): GraphQLField(
-                obj, args=self._pk_args(table), resolve=r.delete_by_pk(table)
-            ),
         }
 
 
-def build_schema(model: DatabaseModel, resolvers: ResolverFactory) -> GraphQLSchema:
-    return SchemaBuilder(model, resolvers).build()
+def _only(table: Table, columns: tuple[str, ...]) -> Table:
+    return replace(table, columns=tuple(c for c in table.columns if c.name in columns))
+
+
+def build_schema(
+    model: DatabaseModel,
+    resolvers: ResolverFactory,
+    grants: Mapping[str, TableGrants] | None = None,
+) -> GraphQLSchema:
+    return SchemaBuilder(model, resolvers, grants).build()

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from graph.config import Limits
-from graph.fanout import StreamKey
 from tests.conftest import LiveServer, free_port
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 POST_5 = {"id": 5, "title": "t", "body": None, "published": False, "user_id": 1,
@@ -162,7 +164,8 @@ async def test_raw_subscribers_of_a_table_share_one_stream(library_url: str, ser
     async with RawClient.open(ws_url(server)) as one, RawClient.open(ws_url(server)) as two:
         await one.subscribe("posts")
         await two.subscribe("posts")
-        stream = hub.streams[StreamKey("forgebase", "posts", "", ())]
+        (stream,) = hub.streams.values()
+        assert stream.key.protocol == "forgebase" and stream.key.table == "posts"
         assert len(stream.members) == 2
         await insert_post(server.url)
         assert await one.receive() == await two.receive()
@@ -240,7 +243,6 @@ async def test_errors_are_messages_and_the_connection_stays_open(library_url: st
             {"type": "subscribe", "table": "posts", "since": "99999999"}
         )
         assert await client.error({"type": "auth"}) == 'malformed message: "auth" needs a "token" string'
-        await client.send({"type": "auth", "token": "a.b.c"})  # accepted silently, for now
         await client.subscribe("posts")
         assert await client.error({"type": "subscribe", "table": "comments"}) == (
             "at most 1 subscriptions per connection"
@@ -281,24 +283,43 @@ async def test_malformed_frames_do_not_hurt_other_clients(library_url: str, serv
 
 
 @sqlite_only
-async def test_tokens_are_kept_for_auth_and_shutdown_sends_a_close_frame(
+async def test_tokens_set_the_session_and_shutdown_sends_a_close_frame(
     library_url: str, serve: Any
 ) -> None:
-    server = serve(database=library_url)
+    server = serve(database=library_url, jwt_secret=SECRET)
     runtime = server.app.state.runtime
-    async with RawClient.open(ws_url(server) + "?token=from.the.url") as client:
+    first = jwt.encode({"sub": "1", "role": "user"}, SECRET, algorithm="HS256")
+    second = jwt.encode({"sub": "2", "role": "editor"}, SECRET, algorithm="HS256")
+    async with RawClient.open(ws_url(server) + f"?token={first}") as client:
         await client.subscribe("posts")
         (connection,) = runtime.connections
-        assert connection.token == "from.the.url"
-        await client.send({"type": "auth", "token": "from.a.message"})
-        await client.sync()  # `auth` has no answer of its own yet
-        assert connection.token == "from.a.message"
+        assert (connection.session.user_id, connection.session.role) == ("1", "user")
+        await client.send({"type": "auth", "token": second})
+        await client.sync()  # `auth` has no answer of its own
+        assert (connection.session.user_id, connection.session.role) == ("2", "editor")
+        await insert_post(server.url)
+        assert (await client.receive())["type"] == "create"  # still subscribed after auth
         # What runtime.stop() does to every connection, run on the server's loop.
         loop = runtime.realtime._tasks[0].get_loop()
         asyncio.run_coroutine_threadsafe(connection.close_for_shutdown(), loop).result(timeout=5)
         with pytest.raises(ConnectionClosed) as closed:
             await client.receive()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+@sqlite_only
+async def test_an_invalid_token_closes_with_4403(library_url: str, serve: Any) -> None:
+    server = serve(database=library_url, jwt_secret=SECRET)
+    forged = jwt.encode({"sub": "1"}, "not-the-secret-" * 3, algorithm="HS256")
+    for url, first in ((ws_url(server) + f"?token={forged}", None), (ws_url(server), forged)):
+        async with RawClient.open(url) as client:
+            if first is not None:
+                await client.send({"type": "auth", "token": first})
+            message = json.loads(await asyncio.wait_for(client.connection.recv(), 5))
+            assert message["type"] == "error" and "invalid token" in message["message"]
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(client.connection.recv(), 5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
 
 
 # -- --websocket-port ------------------------------------------------------------

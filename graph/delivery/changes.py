@@ -8,7 +8,8 @@ stream and each event is encoded once for all of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,6 +24,7 @@ from graph.selection import collect_fields
 if TYPE_CHECKING:
     from graphql import DocumentNode, GraphQLSchema
 
+    from graph.access import EventView, SessionAccess
     from graph.events import ChangeEvent, ChangeType
     from graph.model import DatabaseModel, Table
 
@@ -34,18 +36,41 @@ def unknown_table(name: str) -> ValidationFailed:
     return ValidationFailed(f"table {name!r} does not exist or is not available to this role")
 
 
+def combine(view: EventView, where: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The session's row rule and the subscriber's own filter, as one bool_exp."""
+    parts = [exp for exp in (view.filter, where) if exp]
+    if not parts:
+        return None
+    return dict(parts[0]) if len(parts) == 1 else {"_and": parts}
+
+
+def canonical(exp: Mapping[str, Any] | None) -> str:
+    return orjson.dumps(exp, option=orjson.OPT_SORT_KEYS).decode() if exp else ""
+
+
+def project(row: dict[str, Any] | None, columns: tuple[str, ...] | None) -> dict[str, Any] | None:
+    """A row image with only the columns the session may see."""
+    if row is None or columns is None:
+        return row
+    return {name: row[name] for name in columns if name in row}
+
+
 @dataclass(frozen=True)
 class ChangeQuery:
     table: Table
     where: dict[str, Any] | None
+    """The subscriber's filter and the session's row rule together."""
+    columns: tuple[str, ...] | None
     since: str | None
     root_key: str
     fields: tuple[tuple[str, str], ...]
     """(response key, TableChange field)"""
 
     def stream_key(self, protocol: str) -> StreamKey:
-        where = orjson.dumps(self.where, option=orjson.OPT_SORT_KEYS).decode() if self.where else ""
-        return StreamKey(protocol, self.table.name, where, (self.root_key, self.fields))
+        # Sessions whose rules resolve alike (all anonymous, one user's tabs)
+        # share a stream: the key holds the resolved rule, not the session.
+        shape = (self.root_key, self.fields, self.columns)
+        return StreamKey(protocol, self.table.name, canonical(self.where), shape)
 
     def render(self, event: ChangeEvent, change: ChangeType) -> str:
         values = {
@@ -59,9 +84,9 @@ class ChangeQuery:
             if name == "id":
                 out[key] = event.key(self.table)
             elif name == "record":
-                out[key] = event.new if change != "delete" else None
+                out[key] = project(event.new, self.columns) if change != "delete" else None
             elif name == "old_record":
-                out[key] = event.old if change != "create" else None
+                out[key] = project(event.old, self.columns) if change != "create" else None
             else:
                 out[key] = values[name]
         return orjson.dumps({"data": {self.root_key: out}}).decode()
@@ -73,6 +98,7 @@ def plan_change_query(
     document: DocumentNode,
     variables: dict[str, Any] | None,
     operation_name: str | None,
+    access: SessionAccess,
 ) -> ChangeQuery:
     """Read a validated subscription document; GraphQLError or ForgeError when it cannot run."""
     operation = get_operation_ast(document, operation_name)
@@ -92,14 +118,17 @@ def plan_change_query(
     assert subscription_type is not None
     args = get_argument_values(subscription_type.fields["tableChanged"], nodes[0], coerced)
     table = model.tables.get(args["table"])
-    if table is None or not table.primary_key:
+    view = access.event_view(table.name) if table is not None and table.primary_key else None
+    if table is None or view is None:
         raise unknown_table(args["table"])
     where = args.get("where")
-    check_filter(table, where)
+    # The subscriber may filter on what it may see, nothing else.
+    check_filter(replace(table, columns=tuple(c for c in table.columns if c.name in view.columns)), where)
     since = args.get("since")
     selected = collect_fields(fragments, coerced, [n.selection_set for n in nodes if n.selection_set])
     fields = tuple((key, field_nodes[0].name.value) for key, field_nodes in selected.items())
-    return ChangeQuery(table, where, since, root_key, fields)
+    columns = None if view.columns == table.column_names else view.columns
+    return ChangeQuery(table, combine(view, where), columns, since, root_key, fields)
 
 
 __all__ = ["ChangeQuery", "GraphQLError", "plan_change_query", "unknown_table"]

@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from graph.delivery.changes import unknown_table
+from graph.auth import ANONYMOUS_SESSION, Session
+from graph.delivery.changes import canonical, project, unknown_table
 from graph.delivery.outbox import Outbox
-from graph.errors import ForgeError, InvalidCursor
+from graph.errors import ForgeError, InvalidCursor, InvalidJWT
 from graph.fanout import StreamKey
 
 if TYPE_CHECKING:
+    from graph.access import EventView
     from graph.events import ChangeEvent, ChangeType
     from graph.fanout import Render, Subscription
     from graph.model import Table
@@ -66,12 +68,14 @@ class ErrorMessage(TypedDict):
 # -- the event format, shared with SSE ------------------------------------------
 
 
-def stream_key(table: Table) -> StreamKey:
-    return StreamKey(PROTOCOL, table.name, "", ())
+def stream_key(table: Table, view: EventView) -> StreamKey:
+    # Keyed by the resolved rule: every session that sees the table alike shares a stream.
+    return StreamKey(PROTOCOL, table.name, canonical(view.filter), (view.columns,))
 
 
-def renderer(table: Table) -> Render:
+def renderer(table: Table, view: EventView) -> Render:
     """Encode an event as ForgeBase does: `record` for create/update, the key for delete."""
+    columns = None if view.columns == table.column_names else view.columns
 
     def render(event: ChangeEvent, change: ChangeType) -> str:
         message: RecordMessage | DeleteMessage
@@ -79,8 +83,8 @@ def renderer(table: Table) -> Render:
             message = {"type": "delete", "table": event.table, "id": event.key(table),
                        "cursor": str(event.cursor)}
         else:
-            message = {"type": change, "table": event.table, "record": event.new,
-                       "cursor": str(event.cursor)}
+            message = {"type": change, "table": event.table,
+                       "record": project(event.new, columns), "cursor": str(event.cursor)}
         return orjson.dumps(message).decode()
 
     return render
@@ -91,16 +95,22 @@ def error_message(message: str) -> str:
     return orjson.dumps(error).decode()
 
 
-def served_table(runtime: Runtime, name: str) -> Table:
-    """The table `name`, or ValidationFailed when it cannot be subscribed to."""
+def served_table(runtime: Runtime, name: str, session: Session) -> tuple[Table, EventView]:
+    """The table `name` and the session's view of it; ValidationFailed when it cannot be subscribed to."""
     table = runtime.model.tables.get(name)
     if table is None or not table.primary_key:
         raise unknown_table(name)
-    return table
+    view = runtime.access.for_session(session).event_view(name)
+    if view is None:
+        raise unknown_table(name)
+    return table, view
 
 
 def _as_is(payload: str, _cursor: int) -> str:
     return payload
+
+
+FORBIDDEN = 4403
 
 
 class ClientError(Exception):
@@ -122,6 +132,8 @@ class ForgeBaseSocket:
         self.outbox = Outbox(self._write, self._close, limits.send_queue_size)
         self.subscriptions: dict[str, Subscription] = {}
         self.token: str | None = websocket.query_params.get("token")
+        self.session = ANONYMOUS_SESSION
+        self._expiry: asyncio.TimerHandle | None = None
 
     async def _write(self, frames: list[str]) -> None:
         for frame in frames:
@@ -142,7 +154,7 @@ class ForgeBaseSocket:
         try:
             if self.token is not None:
                 await self.authenticate(self.token)
-            while True:
+            while not self.outbox.closed:
                 raw = await self._receive()
                 try:
                     await self._handle(raw)
@@ -150,9 +162,14 @@ class ForgeBaseSocket:
                     self.send_error(str(error))
                 except ForgeError as error:
                     self.send_error(error.message)
+            # The outbox is closing the socket (a bad token): let it finish.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(writer), 5)
         except WebSocketDisconnect:
             pass
         finally:
+            if self._expiry is not None:
+                self._expiry.cancel()
             self.runtime.connections.discard(self)
             for subscription in self.subscriptions.values():
                 self.realtime.unsubscribe(subscription)
@@ -204,7 +221,7 @@ class ForgeBaseSocket:
 
     async def subscribe(self, message: dict[str, Any]) -> None:
         name = _table_name(message)
-        table = served_table(self.runtime, name)
+        table, view = served_table(self.runtime, name, self.session)
         since = message.get("since")
         if since is not None and not isinstance(since, str):
             raise InvalidCursor(f"malformed cursor {since!r}: expected a string of decimal digits")
@@ -214,7 +231,8 @@ class ForgeBaseSocket:
         if len(self.subscriptions) >= limit:
             raise ClientError(f"at most {limit} subscriptions per connection")
         subscription = await self.realtime.subscribe(
-            stream_key(table), table, None, renderer(table), self.outbox, _as_is, since=since
+            stream_key(table, view), table, view.filter, renderer(table, view), self.outbox, _as_is,
+            since=since,
         )
         self.subscriptions[name] = subscription
 
@@ -222,17 +240,40 @@ class ForgeBaseSocket:
         name = _table_name(message)
         subscription = self.subscriptions.pop(name, None)
         if subscription is None:
-            served_table(self.runtime, name)  # an unknown table is an error, a known one a no-op
+            served_table(self.runtime, name, self.session)  # unknown: an error; known: a no-op
             return
         self.realtime.unsubscribe(subscription)
 
     async def authenticate(self, token: str) -> None:
-        """Hook for the auth issue: verify `token` and apply its role to the subscriptions.
+        """Take the session of `token` (SPEC section 6); an invalid one closes with 4403.
 
-        An invalid token will close the socket with 4403 (SPEC section 6). For
-        now the token is only kept on the connection.
+        Tables already subscribed to switch to the new session's view, from
+        the last event this connection received, so nothing is lost between.
         """
-        self.token = token
+        try:
+            session = self.runtime.authenticator.from_token(token)
+        except InvalidJWT as error:
+            self.outbox.push_one(error_message(error.message))
+            self.outbox.fail(FORBIDDEN, f"Forbidden: {error.message}", flush=True)
+            return
+        self.token, self.session = token, session
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        left = session.seconds_left()
+        if left is not None:
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, left), self.outbox.fail, FORBIDDEN, "Forbidden: the token has expired"
+            )
+        previous, self.subscriptions = self.subscriptions, {}
+        for name, subscription in previous.items():
+            self.realtime.unsubscribe(subscription)
+            try:
+                await self.subscribe({"type": "subscribe", "table": name})
+            except ForgeError as error:
+                self.send_error(error.message)  # the new role may not see this table
+                continue
+            self.subscriptions[name].last_cursor = subscription.last_cursor
 
     async def close_for_shutdown(self) -> None:
         self.outbox.fail(1001, "server shutting down")

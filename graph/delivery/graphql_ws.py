@@ -18,10 +18,10 @@ import orjson
 from graphql import GraphQLError, OperationType
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from graph.context import RequestContext
+from graph.auth import ANONYMOUS_SESSION
 from graph.delivery.changes import plan_change_query
 from graph.delivery.outbox import Outbox
-from graph.errors import ForgeError
+from graph.errors import ForgeError, InvalidJWT
 from graph.execution import format_error
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ class GraphQLSocket:
         self.subscriptions: dict[str, Subscription] = {}
         self.operations: dict[str, asyncio.Task[None]] = {}
         self.acknowledged = False
-        self.init_payload: dict[str, Any] = {}
+        self.session = ANONYMOUS_SESSION
+        self._expiry: asyncio.TimerHandle | None = None
 
     # -- plumbing ---------------------------------------------------------
 
@@ -90,12 +91,14 @@ class GraphQLSocket:
         try:
             await self._read_loop()
         except ProtocolError as error:
-            self.outbox.fail(error.code, error.reason)
+            self.outbox.fail(error.code, error.reason, flush=True)
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
         except WebSocketDisconnect:
             pass
         finally:
+            if self._expiry is not None:
+                self._expiry.cancel()
             self.runtime.connections.discard(self)
             for operation in self.operations.values():
                 operation.cancel()
@@ -145,6 +148,20 @@ class GraphQLSocket:
     async def _handle(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def authenticate(self, payload: Any) -> None:
+        """Take the session from connection_init; its token's expiry closes the socket (4403)."""
+        if payload is not None and not isinstance(payload, dict):
+            raise ProtocolError(BAD_REQUEST, "Invalid message received: payload must be an object")
+        try:
+            self.session = self.runtime.authenticator.from_init_payload(payload)
+        except InvalidJWT as error:
+            raise ProtocolError(FORBIDDEN, f"Forbidden: {error.message}") from None
+        left = self.session.seconds_left()
+        if left is not None:
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, left), self.outbox.fail, FORBIDDEN, "Forbidden: the token has expired"
+            )
+
     # -- operations ---------------------------------------------------------
 
     async def start(self, op_id: str, payload: Any) -> None:
@@ -155,7 +172,7 @@ class GraphQLSocket:
         operation_name = payload.get("operationName")
         if variables is not None and not isinstance(variables, dict):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: variables must be an object")
-        executor = self.runtime.executor
+        executor = self.runtime.executor_for(self.session)
         prepared = executor.prepare(payload["query"])
         if prepared.document is None:
             self.send_error(op_id, [format_error(e) for e in prepared.errors])
@@ -175,7 +192,12 @@ class GraphQLSocket:
             return
         try:
             query = plan_change_query(
-                self.runtime.schema, self.runtime.model, prepared.document, variables, operation_name
+                executor.schema,
+                self.runtime.model,
+                prepared.document,
+                variables,
+                operation_name,
+                self.runtime.access.for_session(self.session),
             )
             prefix = f'{{"id":{_dumps(op_id)},"type":"{self.next_type}","payload":'
             self.subscriptions[op_id] = await self.runtime.realtime.subscribe(
@@ -195,8 +217,9 @@ class GraphQLSocket:
     async def _execute_once(
         self, op_id: str, document: Any, variables: dict[str, Any] | None, operation_name: str | None
     ) -> None:
-        context = RequestContext(self.runtime.engine, on_commit=self.runtime.realtime.nudge)
-        result = await self.runtime.executor.execute(document, context, variables, operation_name)
+        context = self.runtime.request_context(self.session)
+        executor = self.runtime.executor_for(self.session)
+        result = await executor.execute(document, context, variables, operation_name)
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = [format_error(e) for e in result.errors]
@@ -244,10 +267,7 @@ class TransportWS(GraphQLSocket):
         if kind == "connection_init":
             if self.acknowledged:
                 raise ProtocolError(TOO_MANY_INITS, "Too many initialisation requests")
-            payload = message.get("payload")
-            if payload is not None and not isinstance(payload, dict):
-                raise ProtocolError(BAD_REQUEST, "Invalid message received: payload must be an object")
-            self.init_payload = payload or {}
+            self.authenticate(message.get("payload"))
             self.acknowledged = True
             self.send({"type": "connection_ack"})
         elif kind == "ping":
@@ -282,11 +302,13 @@ class LegacyWS(GraphQLSocket):
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "connection_init":
-            payload = message.get("payload")
-            if payload is not None and not isinstance(payload, dict):
-                self.send({"type": "connection_error", "payload": {"message": "payload must be an object"}})
-                return
-            self.init_payload = payload or {}
+            try:
+                self.authenticate(message.get("payload"))
+            except ProtocolError as error:
+                self.send({"type": "connection_error", "payload": {"message": error.reason}})
+                if error.code != FORBIDDEN:
+                    return
+                raise
             self.acknowledged = True
             self.send({"type": "connection_ack"})
             self.send({"type": "ka"})

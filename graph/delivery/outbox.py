@@ -45,12 +45,17 @@ class Outbox:
     def push_one(self, frame: str) -> None:
         self.push((frame,))
 
-    def fail(self, code: int, reason: str) -> None:
-        """Drop what is queued and close the connection as soon as the writer runs."""
+    def fail(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Close the connection as soon as the writer runs.
+
+        Queued frames are dropped (a slow consumer), or with `flush` sent
+        first (an error message that explains the close).
+        """
         if self.closed:
             return
         self.closed = True
-        self._frames.clear()
+        if not flush:
+            self._frames.clear()
         self._close_code = (code, reason)
         self._ready.set()
 
@@ -80,6 +85,9 @@ class Outbox:
             self._ready.clear()
             if self._close_code is not None:
                 code, reason = self._close_code
+                if self._frames:
+                    await self._write(list(self._frames))
+                    self._frames.clear()
                 self._written.set()
                 log.info("closing a connection: %s", reason)
                 await self._close(code, reason)

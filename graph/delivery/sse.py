@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import Receive, Scope, Send
 
+    from graph.access import EventView
+    from graph.auth import Session
     from graph.fanout import Subscription
     from graph.model import Table
     from graph.runtime import Runtime
@@ -56,17 +58,18 @@ class EventStream:
     def __init__(
         self,
         runtime: Runtime,
-        tables: list[Table],
+        tables: list[tuple[Table, EventView]],
         after: int | None,
-        token: str | None,
+        session: Session,
         heartbeat: float,
     ) -> None:
         self.runtime = runtime
         self.realtime = runtime.realtime
         self.tables = tables
         self.after = after
-        self.token = token  # kept for the auth issue, which will check it and apply its role
+        self.session = session
         self.heartbeat = heartbeat
+        self._expiry: asyncio.TimerHandle | None = None
         limit = runtime.settings.limits.send_queue_size
         self.outbox = Outbox(self._write, self._close, limit)
         self.subscriptions: list[Subscription] = []
@@ -77,21 +80,29 @@ class EventStream:
         # Joining takes no await: the streams are live before the response
         # headers go out, so a client that has its headers misses nothing.
         replaying = self.after is not None
-        for table in self.tables:
+        for table, view in self.tables:
             subscription = self.realtime.hub.join(
-                stream_key(table), table, None, renderer(table), self.outbox, sse_frame,
-                replaying=replaying,
+                stream_key(table, view), table, view.filter, renderer(table, view), self.outbox,
+                sse_frame, replaying=replaying,
             )
             if self.after is not None:
                 subscription.last_cursor = self.after
             self.subscriptions.append(subscription)
         self.runtime.connections.add(self)
+        left = self.session.seconds_left()
+        if left is not None:
+            # The stream ends when its token does; EventSource reconnects with a new one.
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, left), self.outbox.fail, 4403, "the token has expired"
+            )
         self._tasks.append(asyncio.create_task(self._drain(), name="forgegraph-sse-writer"))
         if replaying:
             # Replayed while the body streams, so a long replay is paced by the reader.
             self._tasks.append(asyncio.create_task(self._replay(), name="forgegraph-sse-replay"))
 
     async def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         self.runtime.connections.discard(self)
         for subscription in self.subscriptions:
             self.realtime.unsubscribe(subscription)
@@ -158,23 +169,30 @@ class SSEEndpoint:
 
     async def handle(self, request: Request) -> Response:
         try:
-            tables = self._tables(request)
+            session = self._session(request)
+            tables = self._tables(request, session)
             after = await self._after(request)
         except ForgeError as error:
             body = orjson.dumps({"errors": [error.to_graphql()]})
             return Response(body, status_code=error.http_status, media_type="application/json")
-        token = request.query_params.get("token") or _bearer(request.headers.get("authorization"))
         heartbeat = HEARTBEAT_SECONDS if self.heartbeat is None else self.heartbeat
-        return EventStreamResponse(EventStream(self.runtime, tables, after, token, heartbeat))
+        return EventStreamResponse(EventStream(self.runtime, tables, after, session, heartbeat))
 
-    def _tables(self, request: Request) -> list[Table]:
+    def _session(self, request: Request) -> Session:
+        """`?token=` (EventSource cannot send headers) or the usual HTTP headers."""
+        token = request.query_params.get("token")
+        if token:
+            return self.runtime.authenticator.from_token(token)
+        return self.runtime.authenticator.from_headers(request.headers)
+
+    def _tables(self, request: Request, session: Session) -> list[tuple[Table, EventView]]:
         names = list(dict.fromkeys(request.query_params.getlist("table")))
         if not names:
             raise ValidationFailed("no table: name one or more with ?table=<name>")
         limit = self.runtime.settings.limits.max_subscriptions_per_connection
         if len(names) > limit:
             raise ValidationFailed(f"at most {limit} subscriptions per connection")
-        return [served_table(self.runtime, name) for name in names]
+        return [served_table(self.runtime, name, session) for name in names]
 
     async def _after(self, request: Request) -> int | None:
         since = request.headers.get("last-event-id") or request.query_params.get("since")
@@ -183,12 +201,3 @@ class SSEEndpoint:
         realtime = self.runtime.realtime
         async with realtime.engine.connect() as conn:
             return await realtime.changelog.check_cursor(conn, since.strip())
-
-
-def _bearer(header: str | None) -> str | None:
-    if header is None:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None

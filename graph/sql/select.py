@@ -7,7 +7,7 @@ keys); per-parent `limit`/`offset` on array relationships use ROW_NUMBER().
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel, Relationship, Table
 
 Row = Mapping[Any, Any]
+Visible = Callable[[str], "Condition | None"]
+"""A table's row filter for the session asking (None: every row), from graph.access."""
 Key = tuple[Any, ...]
 # Bind parameters per statement stay well under SQLite's and asyncpg's limits.
 MAX_PARAMETERS = 20_000
@@ -51,7 +53,11 @@ class Reader:
         )
 
     async def select(
-        self, conn: AsyncConnection, query: ListQuery, extra: Condition | None = None
+        self,
+        conn: AsyncConnection,
+        query: ListQuery,
+        extra: Condition | None = None,
+        visible: Visible | None = None,
     ) -> list[dict[str, Any]]:
         table = query.shape.table
         core = self.tables[table.name]
@@ -63,32 +69,64 @@ class Reader:
         )
         if extra is not None:
             stmt = stmt.where(extra)
+        allowed = visible(table.name) if visible else None
+        if allowed is not None:
+            stmt = stmt.where(allowed)
         if query.limit is not None:
             stmt = stmt.limit(query.limit)
         if query.offset:
             stmt = stmt.offset(query.offset)
         rows = (await conn.execute(stmt)).mappings().all()
-        return await self.records(conn, query.shape, rows)
+        return await self.records(conn, query.shape, rows, visible)
 
-    async def count(self, conn: AsyncConnection, table: Table, where: Mapping[str, Any] | None) -> int:
+    async def count(
+        self,
+        conn: AsyncConnection,
+        table: Table,
+        where: Mapping[str, Any] | None,
+        visible: Visible | None = None,
+    ) -> int:
         core = self.tables[table.name]
         stmt = sa.select(sa.func.count()).select_from(core).where(self.where(table.name, where))
+        allowed = visible(table.name) if visible else None
+        if allowed is not None:
+            stmt = stmt.where(allowed)
         return int((await conn.execute(stmt)).scalar_one())
 
+    async def keys_where(
+        self, conn: AsyncConnection, table: Table, condition: Condition, rows: Sequence[Row] | None = None
+    ) -> set[Key]:
+        """Primary keys of the rows (of `rows`, when given) for which `condition` holds."""
+        core = self.tables[table.name]
+        key_cols = [core.c[n] for n in table.primary_key]
+        stmt = sa.select(*key_cols).where(sa.func.coalesce(condition, sa.false()))
+        if rows is not None:
+            keys = [_key(row, table.primary_key) for row in rows]
+            if not keys:
+                return set()
+            stmt = stmt.where(
+                key_cols[0].in_([k[0] for k in keys]) if len(key_cols) == 1 else sa.tuple_(*key_cols).in_(keys)
+            )
+        return {tuple(row) for row in (await conn.execute(stmt)).all()}
+
     async def records(
-        self, conn: AsyncConnection, shape: RowShape, rows: Sequence[Row]
+        self,
+        conn: AsyncConnection,
+        shape: RowShape,
+        rows: Sequence[Row],
+        visible: Visible | None = None,
     ) -> list[dict[str, Any]]:
         """Turn raw rows into response objects, fetching their relationships level by level."""
         table = shape.table
         kinds = {c.name: c.kind for c in table.columns}
         out = [{key: to_api(kinds[name], row[name]) for key, name in shape.columns} for row in rows]
         for key, rel, child_shape in shape.objects:
-            children = await self._related(conn, rel, child_shape, None, rows)
+            children = await self._related(conn, rel, child_shape, None, rows, visible)
             for record, row in zip(out, rows, strict=True):
                 found = children.get(_key(row, rel.local_columns))
                 record[key] = found[0] if found else None
         for key, rel, query in shape.arrays:
-            children = await self._related(conn, rel, query.shape, query, rows)
+            children = await self._related(conn, rel, query.shape, query, rows, visible)
             for record, row in zip(out, rows, strict=True):
                 record[key] = children.get(_key(row, rel.local_columns), [])
         return out
@@ -100,6 +138,7 @@ class Reader:
         shape: RowShape,
         query: ListQuery | None,
         parents: Sequence[Row],
+        visible: Visible | None,
     ) -> dict[Key, list[dict[str, Any]]]:
         keys = list(dict.fromkeys(k for row in parents if None not in (k := _key(row, rel.local_columns))))
         if not keys:
@@ -111,13 +150,16 @@ class Reader:
         rows: list[Row] = []
         for start in range(0, len(keys), per_statement):
             chunk = keys[start : start + per_statement]
-            matches = (
+            matches: Condition = (
                 join_cols[0].in_([k[0] for k in chunk])
                 if len(join_cols) == 1
                 else sa.tuple_(*join_cols).in_(chunk)
             )
+            allowed = visible(rel.remote_table) if visible else None
+            if allowed is not None:
+                matches = sa.and_(matches, allowed)
             rows.extend(await self._fetch_children(conn, core, names, join_cols, matches, query))
-        records = await self.records(conn, shape, rows)
+        records = await self.records(conn, shape, rows, visible)
         grouped: dict[Key, list[dict[str, Any]]] = defaultdict(list)
         for row, record in zip(rows, records, strict=True):
             grouped[_key(row, rel.remote_columns)].append(record)

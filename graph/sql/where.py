@@ -118,7 +118,9 @@ class Filters:
             if value is None:
                 continue
             if op in COMPARISONS:
-                parts.append(COMPARISONS[op](col, to_db(column, value, self.dialect)))
+                # A bound literal, since SQLAlchemy refuses `col > True` on a bare bool.
+                operand = sa.literal(to_db(column, value, self.dialect))
+                parts.append(COMPARISONS[op](col, operand))
             elif op in LIST_OPERATORS:
                 values = [to_db(column, v, self.dialect) for v in _as_list(value)]
                 parts.append(col.in_(values) if op == "_in" else col.not_in(values))

@@ -1,0 +1,103 @@
+"""Permissions applied to one session: SQL row filters, write checks and presets,
+and the view an event stream gives (filter and columns).
+
+The rules come from `graph.permissions`; this module turns them, with the
+session's variables filled in, into SQL conditions (queries, aggregates,
+relationships, mutations) and into the in-memory filters events go through,
+so queries and events always agree on what a session may see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from graph.auth import Session
+from graph.permissions import Permissions, resolve_presets, resolve_session
+
+if TYPE_CHECKING:
+    from graph.model import DatabaseModel, Table
+    from graph.sql.where import Condition, Filters
+
+
+@dataclass(frozen=True)
+class EventView:
+    """What one session sees of a table's events: rows matching `filter`, `columns` of them."""
+
+    filter: Mapping[str, Any] | None
+    columns: tuple[str, ...]
+
+
+class Access:
+    def __init__(self, model: DatabaseModel, permissions: Permissions, filters: Filters) -> None:
+        self.model = model
+        self.permissions = permissions
+        self.filters = filters
+
+    def for_session(self, session: Session) -> SessionAccess:
+        return SessionAccess(self, session)
+
+
+class SessionAccess:
+    def __init__(self, access: Access, session: Session) -> None:
+        self.access = access
+        self.session = session
+        self.role = session.role
+        self.variables = session.variables
+        self.permissions = access.permissions
+
+    def _table(self, name: str) -> Table:
+        return self.access.model.table(name)
+
+    def _condition(self, table: Table, exp: Mapping[str, Any] | None) -> Condition | None:
+        if not exp:
+            return None
+        resolved = resolve_session(exp, table, self.access.model, self.variables)
+        return self.access.filters.compile(table.name, resolved)
+
+    # -- reading -------------------------------------------------------------
+
+    def select_filter(self, table_name: str) -> Condition | None:
+        table = self._table(table_name)
+        rule = self.permissions.select(self.role, table)
+        return self._condition(table, rule.filter) if rule else None
+
+    def event_view(self, table_name: str) -> EventView | None:
+        """None when the session may not see the table at all."""
+        table = self._table(table_name)
+        rule = self.permissions.select(self.role, table)
+        if rule is None:
+            return None
+        resolved = (
+            resolve_session(rule.filter, table, self.access.model, self.variables)
+            if rule.filter
+            else None
+        )
+        return EventView(resolved, rule.columns)
+
+    # -- writing -------------------------------------------------------------
+
+    def insert_check(self, table: Table) -> Condition | None:
+        rule = self.permissions.insert(self.role, table)
+        return self._condition(table, rule.check) if rule else None
+
+    def insert_presets(self, table: Table) -> dict[str, Any]:
+        rule = self.permissions.insert(self.role, table)
+        return resolve_presets(rule.set, table, self.variables) if rule and rule.set else {}
+
+    def update_filter(self, table: Table) -> Condition | None:
+        rule = self.permissions.update(self.role, table)
+        return self._condition(table, rule.filter) if rule else None
+
+    def update_check(self, table: Table) -> Condition | None:
+        rule = self.permissions.update(self.role, table)
+        return self._condition(table, rule.check) if rule else None
+
+    def update_presets(self, table: Table) -> dict[str, Any]:
+        rule = self.permissions.update(self.role, table)
+        return resolve_presets(rule.set, table, self.variables) if rule and rule.set else {}
+
+    def delete_filter(self, table: Table) -> Condition | None:
+        rule = self.permissions.delete(self.role, table)
+        return self._condition(table, rule.filter) if rule else None

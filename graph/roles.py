@@ -1,0 +1,44 @@
+"""One schema, and one executor, per role: built at start-up, never per request.
+
+Without a permissions file every role shares the full schema. With one, each
+role named in it (and `anonymous`) gets the schema its grants allow, `admin`
+the full one, and any other role a schema with no tables in it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from graph.auth import ADMIN
+from graph.execution import Executor
+from graph.grants import TableGrants, grants_for
+from graph.schema import build_schema
+
+if TYPE_CHECKING:
+    from graph.model import DatabaseModel
+    from graph.permissions import Permissions
+    from graph.schema import ResolverFactory
+
+
+class RoleSchemas:
+    def __init__(
+        self,
+        model: DatabaseModel,
+        resolvers: ResolverFactory,
+        permissions: Permissions,
+        *,
+        max_depth: int,
+    ) -> None:
+        self.full = Executor(build_schema(model, resolvers), max_depth=max_depth)
+        self._by_role: dict[str, Executor] = {ADMIN: self.full}
+        self._nobody = self.full
+        if permissions.is_open:
+            return
+        for role in sorted(permissions.roles() - {ADMIN}):
+            grants = grants_for(role, model, permissions)
+            self._by_role[role] = Executor(build_schema(model, resolvers, grants), max_depth=max_depth)
+        nothing = {name: TableGrants() for name in model.tables}
+        self._nobody = Executor(build_schema(model, resolvers, nothing), max_depth=max_depth)
+
+    def executor(self, role: str) -> Executor:
+        return self._by_role.get(role, self._nobody)
