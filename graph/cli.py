@@ -82,7 +82,7 @@ SERVE_OPTIONS = (
     Option("--workers", "N", "number of server processes (default 1)", _positive),
 )
 COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
-    "serve": ("serve the GraphQL API, realtime events and playground", SERVE_OPTIONS),
+    "serve": ("serve the GraphQL API and its realtime events", SERVE_OPTIONS),
     "migrate": ("apply the bundled migrations (the demo schema)", (DATABASE,)),
     "export-schema": ("print the GraphQL SDL to stdout", (DATABASE,)),
 }
@@ -228,7 +228,7 @@ def _announce(settings: Settings, sockets: list[socket.socket]) -> None:
         endpoint_url("http", host, port, "/graphql"),
         endpoint_url("ws", host, port, "/graphql"),
         endpoint_url("ws", host, port, "/realtime"),
-        endpoint_url("http", host, port, "/playground"),
+        endpoint_url("http", host, port, "/realtime/sse"),
         endpoint_url("http", host, port, "/healthz"),
     ]
     if len(sockets) > 1:
