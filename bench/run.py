@@ -1,5 +1,8 @@
 """forgegraph benchmarks: start-up time, query throughput and subscription fan-out.
 
+Fan-out is measured for open subscribers (_fanout.py) and for subscribers
+under per-role and per-user permission rules (_roles.py).
+
 Run as `make bench` (or `.venv/bin/python bench/run.py --help`). Prints a
 table of figures and writes them to bench/results/latest.json; it never
 judges them, but exits 1 when the server misbehaved (errors, a crash).
@@ -43,6 +46,7 @@ from _data import (
 from _fanout import bench_fanout
 from _load import GENERATORS, LoadResult, run_asyncio_load, run_wrk
 from _report import Report, print_table, write_json
+from _roles import bench_roles
 from _server import HOST, Server, ServerError, run_forgegraph
 
 WIDE_TABLES = 200
@@ -357,14 +361,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="subscriber counts of the max-rate runs (default 1,100,1000); "
         "the fixed-rate runs (N=100 @20/s, N=1000 @2/s) follow the N listed",
     )
+    add("--skip-roles", action="store_true", help="skip the per-user rule fan-out figures")
+    add(
+        "--roles-duration",
+        type=float,
+        default=8.0,
+        metavar="SECONDS",
+        help="measured seconds per role fan-out run (default 8)",
+    )
     add(
         "--with-references",
         action="store_true",
         help="also run ../shared/bench/ceiling_server.py at each N, alternately, for ratios",
     )
     args = parser.parse_args(argv)
-    if args.fanout_duration <= 0:
-        parser.error("--fanout-duration must be positive")
+    if args.fanout_duration <= 0 or args.roles_duration <= 0:
+        parser.error("--fanout-duration and --roles-duration must be positive")
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--concurrency and --duration must be positive, --warmup not negative")
     args.wrk = shutil.which("wrk")
@@ -394,6 +406,9 @@ def _terminate(_signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # A shell starts background jobs with SIGINT ignored, which would make
+    # SIGTERM (turned into SIGINT) a no-op: Ctrl-C semantics in every case.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     report = Report()
     started = time.perf_counter()
@@ -414,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             phases.append(bench_postgres_queries)
     if not args.skip_fanout:
         phases.append(bench_fanout)
+    if not args.skip_roles:
+        phases.append(bench_roles)
     try:
         with tempfile.TemporaryDirectory(prefix="forgegraph-bench-") as tmp:
             for phase in phases:
