@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graph.auth import Session
-from graph.permissions import Permissions, resolve_presets, resolve_session
+from graph.errors import ValidationFailed
+from graph.permissions import Permissions, has_relationships, resolve_presets, resolve_session
 
 if TYPE_CHECKING:
+    from sqlalchemy.sql import FromClause
+
     from graph.model import DatabaseModel, Table
     from graph.sql.where import Condition, Filters
 
@@ -50,18 +53,23 @@ class SessionAccess:
     def _table(self, name: str) -> Table:
         return self.access.model.table(name)
 
-    def _condition(self, table: Table, exp: Mapping[str, Any] | None) -> Condition | None:
+    def _condition(
+        self, table: Table, exp: Mapping[str, Any] | None, target: FromClause | None = None
+    ) -> Condition | None:
         if not exp:
             return None
         resolved = resolve_session(exp, table, self.access.model, self.variables)
-        return self.access.filters.compile(table.name, resolved)
+        # Rules are applied as written: a rule's own relationships are not
+        # filtered again by other tables' rules (as in Hasura).
+        return self.access.filters.compile(table.name, resolved, target)
 
     # -- reading -------------------------------------------------------------
 
-    def select_filter(self, table_name: str) -> Condition | None:
+    def select_filter(self, table_name: str, target: FromClause | None = None) -> Condition | None:
+        """The session's row rule for a table, on `target` (an alias) or the table itself."""
         table = self._table(table_name)
         rule = self.permissions.select(self.role, table)
-        return self._condition(table, rule.filter) if rule else None
+        return self._condition(table, rule.filter, target) if rule else None
 
     def event_view(self, table_name: str) -> EventView | None:
         """None when the session may not see the table at all."""
@@ -69,6 +77,13 @@ class SessionAccess:
         rule = self.permissions.select(self.role, table)
         if rule is None:
             return None
+        if rule.filter and has_relationships(rule.filter, table):
+            # Events are matched in memory against row images; a rule that
+            # walks to other tables would need a query per event.
+            raise ValidationFailed(
+                f"the {self.role!r} rule for {table_name!r} filters through relationships, "
+                "which change streams do not support yet"
+            )
         resolved = (
             resolve_session(rule.filter, table, self.access.model, self.variables)
             if rule.filter

@@ -195,7 +195,8 @@ class Resolvers:
         full = self.model.table(table.name)
 
         async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
-            where = self.reader.where(full.name, args["where"])
+            visible = _context(info).access.select_filter
+            where = self.reader.where(full.name, args["where"], visible)
             conn, rows = await self._update(info, full, where, args)
             return await self._response(info, conn, full, rows)
 
@@ -238,8 +239,9 @@ class Resolvers:
         full = self.model.table(table.name)
 
         async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+            visible = _context(info).access.select_filter
             conn, rows, shown = await self._delete(
-                info, full, self.reader.where(full.name, args["where"])
+                info, full, self.reader.where(full.name, args["where"], visible)
             )
             return await self._response(info, conn, full, rows, shown)
 

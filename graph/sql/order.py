@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
 
     from graph.model import DatabaseModel, Relationship
+    from graph.sql.where import Visible
 
 DIRECTIONS = (
     "asc",
@@ -34,17 +35,26 @@ class Orderings:
         self.tables = tables
 
     def clauses(
-        self, table: str, order_by: Iterable[Mapping[str, Any]], target: FromClause | None = None
+        self,
+        table: str,
+        order_by: Iterable[Mapping[str, Any]],
+        target: FromClause | None = None,
+        visible: Visible | None = None,
     ) -> list[Any]:
         target = self.tables[table] if target is None else target
         out: list[Any] = []
         for item in order_by:
-            for value, direction in self._terms(table, item, target, lambda v: v):
+            for value, direction in self._terms(table, item, target, lambda v: v, visible):
                 out.append(order_clause(value, direction))
         return out
 
     def _terms(
-        self, table: str, item: Mapping[str, Any], target: FromClause, wrap: Any
+        self,
+        table: str,
+        item: Mapping[str, Any],
+        target: FromClause,
+        wrap: Any,
+        visible: Visible | None,
     ) -> list[tuple[Any, str]]:
         model = self.model.table(table)
         relationships = {r.name: r for r in model.relationships if not r.is_array}
@@ -55,7 +65,7 @@ class Orderings:
             if name in relationships:
                 if not isinstance(direction, Mapping):
                     raise ValidationFailed(f"expected an object of {name}'s order_by for {name!r}")
-                terms.extend(self._related(relationships[name], direction, target, wrap))
+                terms.extend(self._related(relationships[name], direction, target, wrap, visible))
             elif name in model.column_names:
                 terms.append((wrap(target.c[name]), direction))
             else:
@@ -63,18 +73,27 @@ class Orderings:
         return terms
 
     def _related(
-        self, rel: Relationship, item: Mapping[str, Any], target: FromClause, wrap: Any
+        self,
+        rel: Relationship,
+        item: Mapping[str, Any],
+        target: FromClause,
+        wrap: Any,
+        visible: Visible | None,
     ) -> list[tuple[Any, str]]:
         remote = self.tables[rel.remote_table].alias()
         joined = [
             remote.c[r] == target.c[local]
             for local, r in zip(rel.local_columns, rel.remote_columns, strict=True)
         ]
+        # A related row the session may not select orders as if absent (NULL).
+        allowed = visible(rel.remote_table, remote) if visible else None
+        if allowed is not None:
+            joined.append(allowed)
 
         def through(value: Any) -> Any:
             return wrap(sa.select(value).select_from(remote).where(*joined).scalar_subquery())
 
-        return self._terms(rel.remote_table, item, remote, through)
+        return self._terms(rel.remote_table, item, remote, through, visible)
 
 
 def order_clause(value: Any, direction: str) -> Any:

@@ -7,7 +7,7 @@ keys); per-parent `limit`/`offset` on array relationships use ROW_NUMBER().
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from graph.errors import ValidationFailed
 from graph.sql.order import Orderings
 from graph.sql.plan import ListQuery, RowShape
 from graph.sql.values import to_api, to_db
-from graph.sql.where import Condition, Filters
+from graph.sql.where import Condition, Filters, Visible
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel, Relationship, Table
 
 Row = Mapping[Any, Any]
-Visible = Callable[[str], "Condition | None"]
-"""A table's row filter for the session asking (None: every row), from graph.access."""
+
 Key = tuple[Any, ...]
 # Bind parameters per statement stay well under SQLite's and asyncpg's limits.
 MAX_PARAMETERS = 20_000
@@ -39,8 +38,10 @@ class Reader:
         self.filters = Filters(model, tables)
         self.orderings = Orderings(model, tables)
 
-    def where(self, table: str, exp: Mapping[str, Any] | None) -> Condition:
-        return self.filters.compile(table, exp)
+    def where(
+        self, table: str, exp: Mapping[str, Any] | None, visible: Visible | None = None
+    ) -> Condition:
+        return self.filters.compile(table, exp, visible=visible)
 
     def pk_condition(self, table: Table, values: Mapping[str, Any]) -> Condition:
         core = self.tables[table.name]
@@ -64,12 +65,12 @@ class Reader:
         _check_window(query)
         stmt = (
             sa.select(*(core.c[n] for n in query.shape.needed_columns()))
-            .where(self.where(table.name, query.where))
-            .order_by(*self.orderings.clauses(table.name, query.order_by))
+            .where(self.where(table.name, query.where, visible))
+            .order_by(*self.orderings.clauses(table.name, query.order_by, visible=visible))
         )
         if extra is not None:
             stmt = stmt.where(extra)
-        allowed = visible(table.name) if visible else None
+        allowed = visible(table.name, None) if visible else None
         if allowed is not None:
             stmt = stmt.where(allowed)
         if query.limit is not None:
@@ -87,8 +88,8 @@ class Reader:
         visible: Visible | None = None,
     ) -> int:
         core = self.tables[table.name]
-        stmt = sa.select(sa.func.count()).select_from(core).where(self.where(table.name, where))
-        allowed = visible(table.name) if visible else None
+        stmt = sa.select(sa.func.count()).select_from(core).where(self.where(table.name, where, visible))
+        allowed = visible(table.name, None) if visible else None
         if allowed is not None:
             stmt = stmt.where(allowed)
         return int((await conn.execute(stmt)).scalar_one())
@@ -155,10 +156,12 @@ class Reader:
                 if len(join_cols) == 1
                 else sa.tuple_(*join_cols).in_(chunk)
             )
-            allowed = visible(rel.remote_table) if visible else None
+            allowed = visible(rel.remote_table, None) if visible else None
             if allowed is not None:
                 matches = sa.and_(matches, allowed)
-            rows.extend(await self._fetch_children(conn, core, names, join_cols, matches, query))
+            rows.extend(
+                await self._fetch_children(conn, core, names, join_cols, matches, query, visible)
+            )
         records = await self.records(conn, shape, rows, visible)
         grouped: dict[Key, list[dict[str, Any]]] = defaultdict(list)
         for row, record in zip(rows, records, strict=True):
@@ -173,13 +176,14 @@ class Reader:
         join_cols: list[Any],
         matches: Condition,
         query: ListQuery | None,
+        visible: Visible | None,
     ) -> Sequence[Row]:
         columns = [core.c[n] for n in names]
         if query is None:
             return (await conn.execute(sa.select(*columns).where(matches))).mappings().all()
         _check_window(query)
-        condition = sa.and_(matches, self.where(core.name, query.where))
-        ordering = self.orderings.clauses(core.name, query.order_by)
+        condition = sa.and_(matches, self.where(core.name, query.where, visible))
+        ordering = self.orderings.clauses(core.name, query.order_by, visible=visible)
         if query.limit is None and not query.offset:
             stmt = sa.select(*columns).where(condition).order_by(*ordering)
             return (await conn.execute(stmt)).mappings().all()

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel, Relationship, Table
 
 Condition = ColumnElement[bool]
+Visible = Callable[[str, "FromClause | None"], "Condition | None"]
+"""The session's row rule for a table, on a given alias of it (None: every row); graph.access."""
 
 COMPARISONS: dict[str, Callable[[Any, Any], Condition]] = {
     "_eq": lambda c, v: c == v,
@@ -66,9 +68,17 @@ class Filters:
         self.dialect = model.dialect
 
     def compile(
-        self, table: str, exp: Mapping[str, Any] | None, target: FromClause | None = None
+        self,
+        table: str,
+        exp: Mapping[str, Any] | None,
+        target: FromClause | None = None,
+        visible: Visible | None = None,
     ) -> Condition:
-        """The condition on `target` (the table itself unless given, e.g. an alias)."""
+        """The condition on `target` (the table itself unless given, e.g. an alias).
+
+        `visible` gives the session's row rule of each table a filter walks
+        into, so a client's filter cannot probe rows it may not select.
+        """
         if not exp:
             return sa.true()
         model = self.model.table(table)
@@ -81,26 +91,31 @@ class Filters:
             if value is None:
                 continue  # Hasura: a null operand leaves the expression out
             if key == "_and":
-                parts.append(_all([self.compile(table, v, target) for v in _as_list(value)]))
+                parts.append(_all([self.compile(table, v, target, visible) for v in _as_list(value)]))
             elif key == "_or":
-                branches = [self.compile(table, v, target) for v in _as_list(value)]
+                branches = [self.compile(table, v, target, visible) for v in _as_list(value)]
                 parts.append(sa.or_(*branches) if branches else sa.false())
             elif key == "_not":
-                parts.append(sa.not_(self.compile(table, value, target)))
+                parts.append(sa.not_(self.compile(table, value, target, visible)))
             elif key in relationships:
-                parts.append(self._related(relationships[key], value, target))
+                parts.append(self._related(relationships[key], value, target, visible))
             else:
                 parts.extend(self._column(model, target, key, value))
         return _all(parts)
 
-    def _related(self, rel: Relationship, exp: Any, target: FromClause) -> Condition:
+    def _related(
+        self, rel: Relationship, exp: Any, target: FromClause, visible: Visible | None
+    ) -> Condition:
         # An alias keeps a self-referencing table (message.parent) apart from itself.
         remote = self.tables[rel.remote_table].alias()
         joined = [
             remote.c[r] == target.c[local]
             for local, r in zip(rel.local_columns, rel.remote_columns, strict=True)
         ]
-        condition = self.compile(rel.remote_table, exp, remote)
+        condition = self.compile(rel.remote_table, exp, remote, visible)
+        allowed = visible(rel.remote_table, remote) if visible else None
+        if allowed is not None:
+            joined.append(allowed)
         return sa.select(sa.literal(1)).select_from(remote).where(*joined, condition).exists()
 
     def _column(self, table: Table, target: FromClause, name: str, ops: Any) -> list[Condition]:
