@@ -20,24 +20,22 @@ so each event is encoded once for all of them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import orjson
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
-from graph.auth import ANONYMOUS_SESSION, Session
+from graph.auth import Session
 from graph.delivery.changes import canonical, project, unknown_table
-from graph.delivery.outbox import Outbox
+from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.errors import ForgeError, InvalidCursor, InvalidJWT
 from graph.fanout import StreamKey
 
 if TYPE_CHECKING:
     from graph.access import EventView
     from graph.events import ChangeEvent, ChangeType
-    from graph.fanout import Render, Subscription
+    from graph.fanout import Render
     from graph.model import Table
     from graph.runtime import Runtime
 
@@ -110,9 +108,6 @@ def _as_is(payload: str, _cursor: int) -> str:
     return payload
 
 
-FORBIDDEN = 4403
-
-
 class ClientError(Exception):
     """A message this connection cannot act on; answered with an error message, not a close."""
 
@@ -120,82 +115,26 @@ class ClientError(Exception):
 # -- the connection -------------------------------------------------------------
 
 
-class ForgeBaseSocket:
+class ForgeBaseSocket(EventSocket):
     """One raw-protocol WebSocket: reads client messages, owns its table subscriptions."""
 
-    def __init__(self, runtime: Runtime, websocket: WebSocket) -> None:
-        self.runtime = runtime
-        # Held from the start: the runtime drops its Realtime on shutdown, before we unsubscribe.
-        self.realtime = runtime.realtime
-        self.websocket = websocket
-        limits = runtime.settings.limits
-        self.outbox = Outbox(self._write, self._close, limits.send_queue_size)
-        self.subscriptions: dict[str, Subscription] = {}
-        self.token: str | None = websocket.query_params.get("token")
-        self.session = ANONYMOUS_SESSION
-        self._expiry: asyncio.TimerHandle | None = None
-
-    async def _write(self, frames: list[str]) -> None:
-        for frame in frames:
-            await self.websocket.send_text(frame)
-
-    async def _close(self, code: int, reason: str) -> None:
-        if self.websocket.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, OSError):
-                await self.websocket.close(code, reason)
+    task_name = "forgegraph-forgebase-writer"
 
     def send_error(self, message: str) -> None:
         self.outbox.push_one(error_message(message))
 
-    async def serve(self) -> None:
-        await self.websocket.accept()
-        writer = asyncio.create_task(self._drain(), name="forgegraph-forgebase-writer")
-        self.runtime.connections.add(self)
-        try:
-            if self.token is not None:
-                await self.authenticate(self.token)
-            while not self.outbox.closed:
-                raw = await self._receive()
-                try:
-                    await self._handle(raw)
-                except ClientError as error:
-                    self.send_error(str(error))
-                except ForgeError as error:
-                    self.send_error(error.message)
-            # The outbox is closing the socket (a bad token): let it finish.
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(writer), 5)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            if self._expiry is not None:
-                self._expiry.cancel()
-            self.runtime.connections.discard(self)
-            for subscription in self.subscriptions.values():
-                self.realtime.unsubscribe(subscription)
-            self.subscriptions.clear()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
-
-    async def _drain(self) -> None:
-        try:
-            await self.outbox.run()
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
-        # The outbox closed the socket (slow consumer, shutdown): stop reading too.
-        with contextlib.suppress(Exception):
-            if self.websocket.client_state is not WebSocketState.DISCONNECTED:
-                await self._close(1000, "")
-
-    async def _receive(self) -> str | bytes:
-        message = await self.websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
-        data: str | bytes | None = message.get("text")
-        if data is None:
-            data = message.get("bytes") or b""
-        return data
+    async def read_messages(self) -> None:
+        token = self.websocket.query_params.get("token")
+        if token is not None:
+            await self.authenticate(token)
+        while True:
+            raw = await self.receive_frame()
+            try:
+                await self._handle(raw)
+            except ClientError as error:
+                self.send_error(str(error))
+            except ForgeError as error:
+                self.send_error(error.message)
 
     async def _handle(self, raw: str | bytes) -> None:
         # Frames over limits.max_message_bytes never get here: the server
@@ -253,18 +192,9 @@ class ForgeBaseSocket:
         try:
             session = self.runtime.authenticator.from_token(token)
         except InvalidJWT as error:
-            self.outbox.push_one(error_message(error.message))
-            self.outbox.fail(FORBIDDEN, f"Forbidden: {error.message}", flush=True)
-            return
-        self.token, self.session = token, session
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        left = session.seconds_left()
-        if left is not None:
-            self._expiry = asyncio.get_running_loop().call_later(
-                max(0.0, left), self.outbox.fail, FORBIDDEN, "Forbidden: the token has expired"
-            )
+            self.send_error(error.message)
+            raise CloseConnection(FORBIDDEN, f"Forbidden: {error.message}") from None
+        self.use_session(session)
         previous, self.subscriptions = self.subscriptions, {}
         for name, subscription in previous.items():
             self.realtime.unsubscribe(subscription)
@@ -274,9 +204,6 @@ class ForgeBaseSocket:
                 self.send_error(error.message)  # the new role may not see this table
                 continue
             self.subscriptions[name].last_cursor = subscription.last_cursor
-
-    async def close_for_shutdown(self) -> None:
-        self.outbox.fail(1001, "server shutting down")
 
 
 def _table_name(message: dict[str, Any]) -> str:

@@ -10,22 +10,19 @@ Queries and mutations sent over the socket run through the normal executor.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 from graphql import GraphQLError, OperationType
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from graph.auth import ANONYMOUS_SESSION
 from graph.delivery.changes import plan_change_query
-from graph.delivery.outbox import Outbox
+from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.errors import ForgeError, InvalidJWT
 from graph.execution import format_error
 
 if TYPE_CHECKING:
-    from graph.fanout import Subscription
     from graph.runtime import Runtime
 
 log = logging.getLogger("forgegraph.delivery")
@@ -36,90 +33,36 @@ LEGACY_WS = "graphql-ws"
 # Close codes of the graphql-transport-ws protocol.
 BAD_REQUEST = 4400
 UNAUTHORIZED = 4401
-FORBIDDEN = 4403
 INIT_TIMEOUT = 4408
 DUPLICATE_ID = 4409
 TOO_MANY_INITS = 4429
 
 
-class ProtocolError(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+ProtocolError = CloseConnection
 
 
 def _dumps(message: Any) -> str:
     return orjson.dumps(message).decode()
 
 
-class GraphQLSocket:
+class GraphQLSocket(EventSocket):
     """One WebSocket connection: reads client messages, owns its subscriptions."""
 
-    protocol: ClassVar[str]
     next_type: ClassVar[str]
 
     def __init__(self, runtime: Runtime, websocket: WebSocket) -> None:
-        self.runtime = runtime
-        self.websocket = websocket
-        limits = runtime.settings.limits
-        self.outbox = Outbox(self._write, self._close, limits.send_queue_size)
-        self.subscriptions: dict[str, Subscription] = {}
+        super().__init__(runtime, websocket)
         self.operations: dict[str, asyncio.Task[None]] = {}
         self.acknowledged = False
-        self.session = ANONYMOUS_SESSION
-        self._expiry: asyncio.TimerHandle | None = None
-
-    # -- plumbing ---------------------------------------------------------
-
-    async def _write(self, frames: list[str]) -> None:
-        for frame in frames:
-            await self.websocket.send_text(frame)
-
-    async def _close(self, code: int, reason: str) -> None:
-        if self.websocket.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, OSError):
-                await self.websocket.close(code, reason)
 
     def send(self, message: dict[str, Any]) -> None:
         self.outbox.push_one(_dumps(message))
 
-    async def serve(self) -> None:
-        await self.websocket.accept(subprotocol=self.protocol)
-        writer = asyncio.create_task(self._drain(), name="forgegraph-ws-writer")
-        self.runtime.connections.add(self)
-        try:
-            await self._read_loop()
-        except ProtocolError as error:
-            self.outbox.fail(error.code, error.reason, flush=True)
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-        except WebSocketDisconnect:
-            pass
-        finally:
-            if self._expiry is not None:
-                self._expiry.cancel()
-            self.runtime.connections.discard(self)
-            for operation in self.operations.values():
-                operation.cancel()
-            for subscription in self.subscriptions.values():
-                self.runtime.realtime.unsubscribe(subscription)
-            self.subscriptions.clear()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+    def release(self) -> None:
+        for operation in self.operations.values():
+            operation.cancel()
 
-    async def _drain(self) -> None:
-        try:
-            await self.outbox.run()
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
-        # The outbox closed the socket (slow consumer or protocol error): stop reading too.
-        with contextlib.suppress(Exception):
-            if self.websocket.client_state is not WebSocketState.DISCONNECTED:
-                await self._close(1000, "")
-
-    async def _read_loop(self) -> None:
+    async def read_messages(self) -> None:
         timeout = self.runtime.settings.limits.connection_init_timeout
         try:
             async with asyncio.timeout(timeout):
@@ -131,11 +74,8 @@ class GraphQLSocket:
             await self._handle(await self._receive())
 
     async def _receive(self) -> dict[str, Any]:
-        message = await self.websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
-        text = message.get("text")
-        if text is None:
+        text = await self.receive_frame()
+        if not isinstance(text, str):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: expected a text frame")
         try:
             data = orjson.loads(text)
@@ -153,14 +93,9 @@ class GraphQLSocket:
         if payload is not None and not isinstance(payload, dict):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: payload must be an object")
         try:
-            self.session = self.runtime.authenticator.from_init_payload(payload)
+            self.use_session(self.runtime.authenticator.from_init_payload(payload))
         except InvalidJWT as error:
             raise ProtocolError(FORBIDDEN, f"Forbidden: {error.message}") from None
-        left = self.session.seconds_left()
-        if left is not None:
-            self._expiry = asyncio.get_running_loop().call_later(
-                max(0.0, left), self.outbox.fail, FORBIDDEN, "Forbidden: the token has expired"
-            )
 
     # -- operations ---------------------------------------------------------
 
@@ -200,7 +135,7 @@ class GraphQLSocket:
                 self.runtime.access.for_session(self.session),
             )
             prefix = f'{{"id":{_dumps(op_id)},"type":"{self.next_type}","payload":'
-            self.subscriptions[op_id] = await self.runtime.realtime.subscribe(
+            self.subscriptions[op_id] = await self.realtime.subscribe(
                 query.stream_key("graphql"),
                 query.table,
                 query.where,
@@ -230,7 +165,7 @@ class GraphQLSocket:
     def stop(self, op_id: str) -> None:
         subscription = self.subscriptions.pop(op_id, None)
         if subscription is not None:
-            self.runtime.realtime.unsubscribe(subscription)
+            self.realtime.unsubscribe(subscription)
         operation = self.operations.pop(op_id, None)
         if operation is not None:
             operation.cancel()
@@ -241,8 +176,6 @@ class GraphQLSocket:
     def send_complete(self, op_id: str) -> None:
         self.send({"id": op_id, "type": "complete"})
 
-    async def close_for_shutdown(self) -> None:
-        self.outbox.fail(1001, "server shutting down")
 
 
 def _validation(message: str) -> dict[str, Any]:
@@ -259,7 +192,7 @@ def _op_id(message: dict[str, Any]) -> str:
 class TransportWS(GraphQLSocket):
     """The `graphql-transport-ws` protocol of the graphql-ws library."""
 
-    protocol = TRANSPORT_WS
+    subprotocol = TRANSPORT_WS
     next_type = "next"
 
     async def _handle(self, message: dict[str, Any]) -> None:
@@ -296,7 +229,7 @@ class TransportWS(GraphQLSocket):
 class LegacyWS(GraphQLSocket):
     """The legacy `graphql-ws` protocol of subscriptions-transport-ws (Apollo's old client)."""
 
-    protocol = LEGACY_WS
+    subprotocol = LEGACY_WS
     next_type = "data"
 
     async def _handle(self, message: dict[str, Any]) -> None:

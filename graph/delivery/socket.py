@@ -1,0 +1,120 @@
+"""What every WebSocket transport shares: the outbox and its writer task, the
+session and its expiry, and releasing subscriptions however the socket ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, ClassVar
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from graph.auth import ANONYMOUS_SESSION, Session
+from graph.delivery.outbox import Outbox
+
+if TYPE_CHECKING:
+    from graph.fanout import Subscription
+    from graph.runtime import Runtime
+
+FORBIDDEN = 4403
+# How long a closing socket may take to send its last frames and close frame.
+CLOSE_GRACE_SECONDS = 5
+
+
+class CloseConnection(Exception):
+    """End the connection with this close code, after the frames already queued."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class EventSocket:
+    subprotocol: ClassVar[str | None] = None
+    task_name: ClassVar[str] = "forgegraph-ws-writer"
+
+    def __init__(self, runtime: Runtime, websocket: WebSocket) -> None:
+        self.runtime = runtime
+        # Held from the start: the runtime drops its Realtime on shutdown, before we unsubscribe.
+        self.realtime = runtime.realtime
+        self.websocket = websocket
+        self.outbox = Outbox(self._write, self._close, runtime.settings.limits.send_queue_size)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.session: Session = ANONYMOUS_SESSION
+        self._expiry: asyncio.TimerHandle | None = None
+
+    async def read_messages(self) -> None:
+        """Read and act on client messages until the socket ends; raise CloseConnection to end it."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Drop what the transport holds beyond subscriptions (e.g. running operations)."""
+
+    async def serve(self) -> None:
+        await self.websocket.accept(subprotocol=self.subprotocol)
+        writer = asyncio.create_task(self._drain(), name=self.task_name)
+        self.runtime.connections.add(self)
+        try:
+            await self.read_messages()
+        except CloseConnection as close:
+            self.outbox.fail(close.code, close.reason, flush=True)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if self._expiry is not None:
+                self._expiry.cancel()
+            self.runtime.connections.discard(self)
+            self.release()
+            for subscription in self.subscriptions.values():
+                self.realtime.unsubscribe(subscription)
+            self.subscriptions.clear()
+            if self.outbox.closed:
+                # The outbox is closing the socket: let it send its last frames.
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(asyncio.shield(writer), CLOSE_GRACE_SECONDS)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+
+    def use_session(self, session: Session) -> None:
+        """Act as `session` from now on; when its token expires, close with 4403."""
+        self.session = session
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        left = session.seconds_left()
+        if left is not None:
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, left), self.outbox.fail, FORBIDDEN, "Forbidden: the token has expired"
+            )
+
+    async def receive_frame(self) -> str | bytes:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text: str | None = message.get("text")
+        return text if text is not None else (message.get("bytes") or b"")
+
+    async def close_for_shutdown(self) -> None:
+        self.outbox.fail(1001, "server shutting down")
+
+    async def _write(self, frames: list[str]) -> None:
+        for frame in frames:
+            await self.websocket.send_text(frame)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, OSError):
+                await self.websocket.close(code, reason)
+
+    async def _drain(self) -> None:
+        try:
+            await self.outbox.run()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        # The outbox closed the socket (slow consumer, bad token, shutdown): stop reading too.
+        with contextlib.suppress(Exception):
+            if self.websocket.client_state is not WebSocketState.DISCONNECTED:
+                await self._close(1000, "")
