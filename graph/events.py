@@ -35,20 +35,6 @@ class ChangeEvent:
             return row.get(table.primary_key[0])
         return {name: row.get(name) for name in table.primary_key}
 
-    def to_json(self) -> dict[str, Any]:
-        return {"c": self.cursor, "t": self.table, "k": self.type, "o": self.old, "n": self.new}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ChangeEvent:
-        return cls(cursor=data["c"], table=data["t"], type=data["k"], old=data["o"], new=data["n"])
-
-
-def encode_batch(events: list[ChangeEvent]) -> str:
-    return orjson.dumps([e.to_json() for e in events]).decode()
-
-
-def decode_batch(message: str | bytes) -> list[ChangeEvent]:
-    return [ChangeEvent.from_json(item) for item in orjson.loads(message)]
 
 
 def row_image(table: Table, raw: Any) -> dict[str, Any] | None:

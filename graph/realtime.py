@@ -1,10 +1,18 @@
-"""Capture -> broadcast -> hub: the path of every committed change to subscribers.
+"""Capture -> hub: the path of every committed change to this process's subscribers.
 
-A capture loop reads the change log after each commit it is told about (and
-every `poll_interval` for other programs' writes), publishes each batch on
-the broadcast channel, and a listener hands what arrives to the hub. With
-`memory://` both ends are this process; a shared broker carries the same
-batches between processes.
+A capture loop reads the change log after each commit it is told about, and
+every `poll_interval` for anyone else's writes, and hands each batch to the
+hub in cursor order. The log, not the broker, is the source of truth: every
+server process reads it for itself, so a change reaches the subscribers of
+every process once and in order, whichever process (or program) made it,
+and a broker that restarts loses nothing.
+
+`broadcaster` carries the wake-up instead of the rows: after reading new
+events a process publishes the newest cursor, and the others read the log
+at once instead of at their next poll. On PostgreSQL the capture trigger
+also NOTIFYs the same channel, so `--broadcast postgres://...` wakes every
+process for any writer. This keeps wide rows clear of NOTIFY's 8000-byte
+payload limit and lets a broker outage cost latency, never events.
 """
 
 from __future__ import annotations
@@ -16,11 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from broadcaster import Broadcast
-from broadcaster._base import Unsubscribed
 
-from graph.changelog import ChangeLog, Retention
+from graph.changelog import NOTIFY_CHANNEL, ChangeLog, Retention
 from graph.errors import StartupError
-from graph.events import decode_batch, encode_batch
 from graph.fanout import Hub
 
 if TYPE_CHECKING:
@@ -33,7 +39,7 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel, Table
 
 log = logging.getLogger("forgegraph.realtime")
-CHANNEL = "forgegraph.changes"
+CHANNEL = NOTIFY_CHANNEL  # the capture trigger's NOTIFY channel too, on PostgreSQL
 REPLAY_PAGE = 1000
 
 
@@ -57,15 +63,20 @@ class Realtime:
         self.settings = settings or RealtimeSettings()
         self.changelog = ChangeLog(engine, model)
         self.hub = Hub()
+        # broadcaster's Postgres backend hands the URL to asyncpg, which knows no "+asyncpg".
+        url = broadcast_url.replace("postgresql+asyncpg://", "postgresql://", 1)
         try:
-            self.broadcast = Broadcast(broadcast_url)
+            self.broadcast = Broadcast(url)
         except (ValueError, ImportError) as error:
             raise StartupError(f"cannot use broadcast URL {broadcast_url!r}: {error}") from None
         self.broadcast_url = broadcast_url
+        # memory:// reaches only this process, which wakes itself already.
+        self.shared = not url.startswith("memory://")
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
-        self.published_through = 0
+        self.dispatched_through = 0
+        self._broker_failing = False
 
     async def start(self) -> None:
         await self.changelog.install()
@@ -74,13 +85,14 @@ class Realtime:
         except Exception as error:  # noqa: BLE001 - each backend raises its own kind
             raise StartupError(f"cannot connect to broadcast {self.broadcast_url!r}: {error}") from None
         async with self.engine.connect() as conn:
-            self.published_through = await self.changelog.latest(conn)
+            self.dispatched_through = await self.changelog.latest(conn)
         self._tasks = [
-            asyncio.create_task(self._listen(), name="forgegraph-listen"),
             asyncio.create_task(self._capture(), name="forgegraph-capture"),
             asyncio.create_task(self._prune(), name="forgegraph-prune"),
         ]
-        await self._listening.wait()
+        if self.shared:
+            self._tasks.append(asyncio.create_task(self._listen(), name="forgegraph-listen"))
+            await self._listening.wait()
 
     async def stop(self) -> None:
         if not self._tasks:
@@ -91,7 +103,8 @@ class Realtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        await self.broadcast.disconnect()
+        with contextlib.suppress(Exception):  # a broker that died already has nothing to close
+            await self.broadcast.disconnect()
 
     def nudge(self) -> None:
         """A transaction that may have changed captured rows has committed."""
@@ -105,29 +118,41 @@ class Realtime:
             try:
                 while True:
                     async with self.engine.connect() as conn:
-                        events = await self.changelog.read(conn, self.published_through)
+                        events = await self.changelog.read(conn, self.dispatched_through)
                     if not events:
                         break
-                    self.published_through = events[-1].cursor
-                    await self.broadcast.publish(CHANNEL, encode_batch(events))
+                    self.dispatched_through = events[-1].cursor
+                    self.hub.dispatch(events)
+                    await self._announce(self.dispatched_through)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("reading the change log failed; retrying")
                 await asyncio.sleep(self.settings.poll_interval)
 
+    async def _announce(self, cursor: int) -> None:
+        """Tell the other processes that the log has grown to `cursor`."""
+        if not self.shared:
+            return
+        try:
+            await self.broadcast.publish(CHANNEL, str(cursor))
+        except Exception as error:  # noqa: BLE001 - the poll still finds every event
+            if not self._broker_failing:
+                log.warning("broadcast %s is failing (%s); other processes poll", self.broadcast_url, error)
+            self._broker_failing = True
+        else:
+            self._broker_failing = False
+
     async def _listen(self) -> None:
         async with self.broadcast.subscribe(CHANNEL) as subscriber:
             self._listening.set()
-            while True:
-                try:
-                    message = await subscriber.get()
-                except Unsubscribed:
+            async for message in subscriber:  # type: ignore[union-attr]
+                if message is None:
                     return
-                try:
-                    self.hub.dispatch(decode_batch(message.message))
-                except Exception:
-                    log.exception("dispatching a change batch failed")
+                text = message.message
+                # The trigger's NOTIFY carries no cursor: any message means "read the log".
+                if not text or not text.isdigit() or int(text) > self.dispatched_through:
+                    self._wake.set()
 
     async def _prune(self) -> None:
         while True:

@@ -1,0 +1,157 @@
+"""Several `forgegraph serve` processes on one database, sharing events (real processes).
+
+Each process reads the change log itself; the broker (Redis, or PostgreSQL's
+NOTIFY) only wakes the others. A mutation on either process must reach the
+subscribers of both, once and in cursor order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.conftest import REQUIRE_SERVICES, free_port
+
+REDIS = os.environ.get("FORGEGRAPH_TEST_REDIS", "redis://127.0.0.1:6379")
+SUBSCRIPTION = 'subscription { tableChanged(table: "posts") { type id cursor } }'
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping()
+    except Exception as error:  # noqa: BLE001
+        if REQUIRE_SERVICES:
+            pytest.fail(f"Redis is not available at {REDIS}: {error} (FORGEGRAPH_REQUIRE_SERVICES=1)")
+        pytest.skip(f"Redis is not available at {REDIS}: {error}")
+    return REDIS
+
+
+@contextmanager
+def serve(database: str, broadcast: str, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORGEGRAPH_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "graph", "serve", "--database", database, "--port", str(port),
+         "--broadcast", broadcast],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not start: {process.stderr.read().decode() if process.stderr else ''}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@asynccontextmanager
+async def subscriber(url: str) -> AsyncIterator[ClientConnection]:
+    async with connect(url.replace("http", "ws", 1) + "/graphql", subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                       proxy=None) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}))
+        await ws.send(json.dumps({"type": "ping"}))  # answered after the subscribe is handled
+        assert json.loads(await ws.recv())["type"] == "pong"
+        yield ws
+
+
+async def events(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
+    out = []
+    async with asyncio.timeout(15):
+        while len(out) < count:
+            message = json.loads(await ws.recv())
+            assert message["type"] == "next", message
+            out.append(message["payload"]["data"]["tableChanged"])
+    return out
+
+
+async def insert(url: str, title: str) -> None:
+    async with httpx.AsyncClient(trust_env=False) as http:
+        body = {"query": f'mutation {{ insert_posts_one(object: {{title: "{title}", user_id: 1}}) {{ id }} }}'}
+        response = await http.post(url + "/graphql", json=body)
+        assert "errors" not in response.json(), response.text
+
+
+async def check_two_processes(first: str, second: str) -> None:
+    async with subscriber(first) as one, subscriber(second) as two:
+        for i in range(10):
+            await insert(first if i % 2 == 0 else second, f"p{i}")
+        got_one, got_two = await events(one, 10), await events(two, 10)
+        assert got_one == got_two
+        cursors = [int(e["cursor"]) for e in got_one]
+        assert cursors == sorted(cursors) and len(set(cursors)) == 10
+        assert {e["type"] for e in got_one} == {"create"}
+        with pytest.raises(TimeoutError):  # once each: nothing more arrives
+            async with asyncio.timeout(0.7):
+                await one.recv()
+
+
+def demo_sqlite(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    subprocess.run([sys.executable, "-m", "graph", "migrate", "--database", url], check=True,
+                   capture_output=True, cwd=tmp_path)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "shared.db") as db:
+        db.execute("INSERT INTO users (id, name) VALUES (1, 'u')")
+    return url
+
+
+async def test_two_processes_on_sqlite_share_events_through_redis(tmp_path: Path, redis_url: str) -> None:
+    url = demo_sqlite(tmp_path)
+    with serve(url, redis_url, tmp_path) as first, serve(url, redis_url, tmp_path) as second:
+        await check_two_processes(first, second)
+
+
+@pytest.mark.parametrize("broker", ["redis", "postgres"])
+async def test_two_processes_on_postgres_share_events(
+    tmp_path: Path, fresh_postgres: str, redis_url: str, broker: str
+) -> None:
+    subprocess.run([sys.executable, "-m", "graph", "migrate", "--database", fresh_postgres],
+                   check=True, capture_output=True, cwd=tmp_path)
+    import asyncpg
+
+    plain = fresh_postgres.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(plain)
+    try:
+        await conn.execute("INSERT INTO users (name) VALUES ('u')")
+        user_id = await conn.fetchval("SELECT min(id) FROM users")
+    finally:
+        await conn.close()
+    assert user_id == 1
+    broadcast = redis_url if broker == "redis" else fresh_postgres
+    with serve(fresh_postgres, broadcast, tmp_path) as first, serve(fresh_postgres, broadcast, tmp_path) as second:
+        await check_two_processes(first, second)
+
+
