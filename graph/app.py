@@ -26,9 +26,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     runtime = Runtime(settings)
 
     async def healthz(_request: Request) -> JSONResponse:
-        if await runtime.healthy():
+        parts = await runtime.health()
+        if all(state == "ok" for state in parts.values()):
             return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "unavailable", **parts}, status_code=503)
 
     async def graphql_ws(websocket: WebSocket) -> None:
         await graphql_websocket(runtime, websocket)

@@ -24,6 +24,17 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Capture:
+    """How the change log is read and kept (SPEC section 5: at least 24 h or 100,000 events)."""
+
+    poll_interval: float = 0.2
+    """Seconds between reads of the log when nothing wakes the reader (other writers)."""
+    prune_interval: float = 300.0
+    retention_hours: float = 24.0
+    retention_events: int = 100_000
+
+
+@dataclass(frozen=True)
 class Settings:
     database: str | None = None
     host: str = "127.0.0.1"
@@ -35,6 +46,7 @@ class Settings:
     websocket_port: int | None = None
     workers: int = 1
     limits: Limits = field(default_factory=Limits)
+    capture: Capture = field(default_factory=Capture)
 
     @property
     def database_url(self) -> str:

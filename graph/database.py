@@ -44,6 +44,10 @@ def create_engine(url: str, *, must_exist: bool = True) -> AsyncEngine:
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": 30}
+    else:
+        # A pooled connection may have died with a server restart: test it
+        # on checkout instead of failing the request that draws it.
+        options["pool_pre_ping"] = True
     try:
         engine = create_async_engine(parsed, **options)
     except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:

@@ -20,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
+import time
 from typing import TYPE_CHECKING, Any
 
-from broadcaster import Broadcast
-
 from graph.changelog import NOTIFY_CHANNEL, ChangeLog, Retention
+from graph.config import Capture
 from graph.errors import StartupError
 from graph.fanout import Hub
+from graph.pubsub import make_broadcast
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -41,13 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("forgegraph.realtime")
 CHANNEL = NOTIFY_CHANNEL  # the capture trigger's NOTIFY channel too, on PostgreSQL
 REPLAY_PAGE = 1000
-
-
-@dataclass(frozen=True)
-class RealtimeSettings:
-    poll_interval: float = 0.2
-    prune_interval: float = 300.0
-    retention: Retention = field(default_factory=Retention)
+HEARTBEAT_PREFIX = "heartbeat:"
+BROKER_HEARTBEAT_SECONDS = 1.0
+BROKER_RETRY_SECONDS = 1.0
 
 
 class Realtime:
@@ -56,17 +52,17 @@ class Realtime:
         engine: AsyncEngine,
         model: DatabaseModel,
         broadcast_url: str,
-        settings: RealtimeSettings | None = None,
+        settings: Capture | None = None,
     ) -> None:
         self.engine = engine
         self.model = model
-        self.settings = settings or RealtimeSettings()
+        self.settings = settings or Capture()
         self.changelog = ChangeLog(engine, model)
         self.hub = Hub()
         # broadcaster's Postgres backend hands the URL to asyncpg, which knows no "+asyncpg".
         url = broadcast_url.replace("postgresql+asyncpg://", "postgresql://", 1)
         try:
-            self.broadcast = Broadcast(url)
+            self.broadcast = make_broadcast(url)
         except (ValueError, ImportError) as error:
             raise StartupError(f"cannot use broadcast URL {broadcast_url!r}: {error}") from None
         self.broadcast_url = broadcast_url
@@ -75,8 +71,10 @@ class Realtime:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
+        self._broadcast_target = url
         self.dispatched_through = 0
         self._broker_failing = False
+        self.broker_healthy = True
 
     async def start(self) -> None:
         await self.changelog.install()
@@ -103,8 +101,20 @@ class Realtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        with contextlib.suppress(Exception):  # a broker that died already has nothing to close
+        await self._drop_broadcast()
+
+    async def _drop_broadcast(self) -> None:
+        """Disconnect, whatever state the broker connection is in."""
+        try:
             await self.broadcast.disconnect()
+        except asyncio.CancelledError:
+            # broadcaster re-raises its own listener task's cancellation here;
+            # only a cancellation of this task itself must go on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        except Exception:  # noqa: BLE001 - a broker that died has nothing left to close
+            pass
 
     def nudge(self) -> None:
         """A transaction that may have changed captured rows has committed."""
@@ -144,21 +154,61 @@ class Realtime:
             self._broker_failing = False
 
     async def _listen(self) -> None:
+        """Wake the capture loop on the broker's messages, rebuilding a broker connection that died.
+
+        broadcaster's backends do not all survive their server restarting
+        (the Redis one's listener task just ends), so the subscription proves
+        itself alive with a heartbeat it must hear back; when it does not, the
+        Broadcast object is replaced. Meanwhile the capture loop polls.
+        """
+        while True:
+            try:
+                await self._listen_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - any broker failure: reconnect
+                if self.broker_healthy:
+                    log.warning("lost broadcast %s (%s); reconnecting", self.broadcast_url, error)
+                self.broker_healthy = False
+                self._listening.set()  # start-up must not wait on a broker that went away
+                await self._drop_broadcast()
+                await asyncio.sleep(BROKER_RETRY_SECONDS)
+                self.broadcast = make_broadcast(self._broadcast_target)
+                with contextlib.suppress(Exception):
+                    await self.broadcast.connect()
+
+    async def _listen_once(self) -> None:
         async with self.broadcast.subscribe(CHANNEL) as subscriber:
-            self._listening.set()
-            async for message in subscriber:  # type: ignore[union-attr]
-                if message is None:
-                    return
+            heartbeat = f"{HEARTBEAT_PREFIX}{id(self)}"
+            await self.broadcast.publish(CHANNEL, heartbeat)
+            heard = time.monotonic()
+            while True:
+                try:
+                    message = await asyncio.wait_for(subscriber.get(), BROKER_HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    if time.monotonic() - heard > 2.5 * BROKER_HEARTBEAT_SECONDS:
+                        raise ConnectionError("the broker stopped answering") from None
+                    await self.broadcast.publish(CHANNEL, heartbeat)
+                    continue
+                heard = time.monotonic()
+                if not self.broker_healthy:
+                    log.info("broadcast %s is back", self.broadcast_url)
+                    self._wake.set()  # whatever was committed meanwhile: read it now
+                self.broker_healthy = True
+                self._listening.set()
                 text = message.message
-                # The trigger's NOTIFY carries no cursor: any message means "read the log".
-                if not text or not text.isdigit() or int(text) > self.dispatched_through:
+                if text.startswith(HEARTBEAT_PREFIX):
+                    continue
+                # The trigger's NOTIFY carries no cursor: any other message means "read the log".
+                if not text.isdigit() or int(text) > self.dispatched_through:
                     self._wake.set()
 
     async def _prune(self) -> None:
         while True:
             await asyncio.sleep(self.settings.prune_interval)
             try:
-                removed = await self.changelog.prune(self.settings.retention)
+                retention = Retention(self.settings.retention_hours, self.settings.retention_events)
+                removed = await self.changelog.prune(retention)
                 if removed:
                     log.info("pruned %d events from the change log", removed)
             except Exception:

@@ -5,6 +5,7 @@ Built once at start-up (SPEC: the schema is never built per request).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel
 
 log = logging.getLogger("forgegraph")
+HEALTH_TIMEOUT_SECONDS = 3
 
 
 class Connection(Protocol):
@@ -129,7 +131,7 @@ class Runtime:
         )
         self.permissions = permissions
         self.access = Access(model, permissions, reader.filters)
-        changes = Realtime(engine, model, self.settings.broadcast)
+        changes = Realtime(engine, model, self.settings.broadcast, self.settings.capture)
         try:
             if realtime:
                 await changes.start()
@@ -154,12 +156,16 @@ class Runtime:
         if engine is not None:
             await engine.dispose()
 
-    async def healthy(self) -> bool:
+    async def health(self) -> dict[str, str]:
+        """What /healthz reports: each part "ok" or why not."""
+        parts = {"database": "ok", "broadcast": "ok"}
         try:
-            await ping(self.engine)
+            await asyncio.wait_for(ping(self.engine), HEALTH_TIMEOUT_SECONDS)
         except Exception:  # noqa: BLE001 - any failure to answer means unhealthy
-            return False
-        return True
+            parts["database"] = "unreachable"
+        if self._realtime is not None and not self._realtime.broker_healthy:
+            parts["broadcast"] = "unreachable"
+        return parts
 
     def schema_sdl(self) -> str:
         return print_schema(self.schema) + "\n"

@@ -8,6 +8,7 @@ subscribers of both, once and in cursor order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from graph.config import Capture
 from tests.conftest import REQUIRE_SERVICES, free_port
 
 REDIS = os.environ.get("FORGEGRAPH_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -43,7 +45,7 @@ def redis_url() -> str:
 
 
 @contextmanager
-def serve(database: str, broadcast: str, tmp_path: Path) -> Iterator[str]:
+def serve_process(database: str, broadcast: str, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORGEGRAPH_")}
     process = subprocess.Popen(
@@ -130,7 +132,7 @@ def demo_sqlite(tmp_path: Path) -> str:
 
 async def test_two_processes_on_sqlite_share_events_through_redis(tmp_path: Path, redis_url: str) -> None:
     url = demo_sqlite(tmp_path)
-    with serve(url, redis_url, tmp_path) as first, serve(url, redis_url, tmp_path) as second:
+    with serve_process(url, redis_url, tmp_path) as first, serve_process(url, redis_url, tmp_path) as second:
         await check_two_processes(first, second)
 
 
@@ -151,7 +153,86 @@ async def test_two_processes_on_postgres_share_events(
         await conn.close()
     assert user_id == 1
     broadcast = redis_url if broker == "redis" else fresh_postgres
-    with serve(fresh_postgres, broadcast, tmp_path) as first, serve(fresh_postgres, broadcast, tmp_path) as second:
+    with (
+        serve_process(fresh_postgres, broadcast, tmp_path) as first,
+        serve_process(fresh_postgres, broadcast, tmp_path) as second,
+    ):
         await check_two_processes(first, second)
 
 
+
+
+async def test_the_broker_wakes_other_processes_at_once(
+    tmp_path: Path, redis_url: str, serve: Any
+) -> None:
+    # With polling all but off, only the broker's wake-up can bring B the change A made.
+    url = demo_sqlite(tmp_path)
+    slow = Capture(poll_interval=30)
+    first = serve(database=url, broadcast=redis_url, capture=slow)
+    second = serve(database=url, broadcast=redis_url, capture=slow)
+    async with subscriber(second.url) as ws:
+        started = time.monotonic()
+        await insert(first.url, "woken")
+        (event,) = await events(ws, 1)
+    assert event["type"] == "create"
+    assert time.monotonic() - started < 10  # far below the 30 s poll
+
+
+async def test_events_survive_a_redis_restart(tmp_path: Path, redis_url: str, serve: Any) -> None:
+    url = demo_sqlite(tmp_path)
+    first = serve(database=url, broadcast=redis_url)
+    second = serve(database=url, broadcast=redis_url)
+    async with subscriber(first.url) as one, subscriber(second.url) as two:
+        try:
+            for i in range(100):
+                if i == 30:
+                    stop_redis(redis_url)
+                    # While Redis is down both say so, and writes go on.
+                    await wait_for_health(first.url, 503)
+                    await wait_for_health(second.url, 503)
+                if i == 60:
+                    start_redis(redis_url)
+                await insert(first.url if i % 2 else second.url, f"r{i}")
+        finally:
+            start_redis(redis_url)
+        got_one, got_two = await events(one, 100), await events(two, 100)
+    assert got_one == got_two
+    cursors = [int(e["cursor"]) for e in got_one]
+    assert cursors == sorted(cursors) and len(set(cursors)) == 100
+    # Both servers reconnect by themselves.
+    await wait_for_health(first.url, 200)
+    await wait_for_health(second.url, 200)
+
+
+def stop_redis(url: str) -> None:
+    import redis
+
+    with contextlib.suppress(redis.ConnectionError):
+        redis.Redis.from_url(url).shutdown(nosave=True)
+
+
+def start_redis(url: str) -> None:
+    """Start the Redis server again, as .ci/run starts it."""
+    import redis
+
+    subprocess.run(
+        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
+         "--save", "", "--appendonly", "no"],
+        check=True, capture_output=True,
+    )
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+            return
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "Redis did not come back"
+            time.sleep(0.2)
+
+
+async def wait_for_health(url: str, status: int) -> None:
+    deadline = time.monotonic() + 20
+    async with httpx.AsyncClient(trust_env=False) as http:
+        while (await http.get(url + "/healthz")).status_code != status:
+            assert time.monotonic() < deadline, f"/healthz never answered {status}"
+            await asyncio.sleep(0.2)
