@@ -134,10 +134,6 @@ def resolve_settings(
 
 
 def check_settings(settings: Settings) -> None:
-    if settings.workers > 1:
-        # Several processes need a shared broadcast and a socket hand-over
-        # that serve does not do yet.
-        raise UsageError("--workers is not supported yet")
     if settings.websocket_port is not None and settings.websocket_port == settings.port != 0:
         raise UsageError(f"--websocket-port must differ from --port ({settings.port})")
     if settings.permissions is not None:
@@ -164,35 +160,79 @@ async def _started_app(settings: Settings, *, realtime: bool = True) -> Starlett
     return app
 
 
-async def serve(settings: Settings) -> None:
-    import uvicorn
-
+def bind_sockets(settings: Settings) -> list[socket.socket]:
     # Bind before touching the database: a port in use should fail fast and
     # leave no demo database behind.
     sockets = [bind_socket(settings.host, settings.port)]
     try:
         if settings.websocket_port is not None:
             sockets.append(bind_socket(settings.host, settings.websocket_port))
-        app = await _started_app(settings)
-        try:
-            _announce(settings, sockets)
-            asgi = app if len(sockets) == 1 else websocket_port_app(app, _port_of(sockets[1]))
-            config = uvicorn.Config(
-                asgi,
-                lifespan="on",
-                log_level="warning",
-                access_log=False,
-                ws="auto",
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                ws_max_size=settings.limits.max_message_bytes,
-            )
-            with _signals_end_serving():
-                await uvicorn.Server(config).serve(sockets=sockets)
-        finally:
-            await app.state.runtime.stop()
+    except BaseException:
+        sockets[0].close()
+        raise
+    return sockets
+
+
+async def serve(settings: Settings) -> None:
+    sockets = bind_sockets(settings)
+    try:
+        await serve_on(settings, sockets, announce=True)
     finally:
         for sock in sockets:
             sock.close()
+
+
+def serve_workers(settings: Settings) -> int:
+    from graph.workers import supervise
+
+    sockets = bind_sockets(settings)
+    try:
+        # Check everything once, here, so a user error is one line before any fork.
+        _run(_check_startup(settings))
+        _announce(settings, sockets)
+        if settings.broadcast.startswith("memory://"):
+            print(
+                "warning: --workers with memory:// broadcast: workers see each other's "
+                "changes by polling (up to 200 ms); use --broadcast redis://...",
+                file=sys.stderr,
+            )
+
+        def work() -> int:
+            _run(serve_on(settings, sockets, announce=False))
+            return 0
+
+        return supervise(settings.workers, work)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+async def _check_startup(settings: Settings) -> None:
+    app = await _started_app(settings)
+    await app.state.runtime.stop()
+
+
+async def serve_on(settings: Settings, sockets: list[socket.socket], *, announce: bool) -> None:
+    import uvicorn
+
+    app = await _started_app(settings)
+    try:
+        if announce:
+            _announce(settings, sockets)
+        asgi = app if len(sockets) == 1 else websocket_port_app(app, _port_of(sockets[1]))
+        config = uvicorn.Config(
+            asgi,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            ws="auto",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            ws_max_size=settings.limits.max_message_bytes,
+        )
+        with _signals_end_serving():
+            await uvicorn.Server(config).serve(sockets=sockets)
+    finally:
+        await app.state.runtime.stop()
 
 
 async def export_schema(settings: Settings) -> None:
@@ -339,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = resolve_settings(namespace.command, namespace, os.environ)
         if namespace.command == "serve":
             check_settings(settings)
+            if settings.workers > 1:
+                return serve_workers(settings)
         _run(COMMAND_FUNCTIONS[namespace.command](settings))
     except (UsageError, StartupError) as exc:
         return _fail(str(exc))

@@ -92,7 +92,7 @@ def test_flags_fall_back_to_environment_variables(tmp_path: Path) -> None:
 
 def test_bad_flag_values_are_one_line(tmp_path: Path) -> None:
     assert "--port" in one_error_line(forgegraph("serve", "--port", "x", cwd=tmp_path))
-    assert "--workers" in one_error_line(forgegraph("serve", "--workers", "2", cwd=tmp_path))
+    assert "--workers" in one_error_line(forgegraph("serve", "--workers", "0", cwd=tmp_path))
 
 
 def test_migrate_creates_the_demo_schema(tmp_path: Path) -> None:

@@ -45,12 +45,12 @@ def redis_url() -> str:
 
 
 @contextmanager
-def serve_process(database: str, broadcast: str, tmp_path: Path) -> Iterator[str]:
+def serve_process(database: str, broadcast: str, tmp_path: Path, *extra: str) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORGEGRAPH_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "graph", "serve", "--database", database, "--port", str(port),
-         "--broadcast", broadcast],
+         "--broadcast", broadcast, *extra],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True,
     )
@@ -236,3 +236,17 @@ async def wait_for_health(url: str, status: int) -> None:
         while (await http.get(url + "/healthz")).status_code != status:
             assert time.monotonic() < deadline, f"/healthz never answered {status}"
             await asyncio.sleep(0.2)
+
+
+async def test_workers_share_one_port_and_every_event(tmp_path: Path, redis_url: str) -> None:
+    url = demo_sqlite(tmp_path)
+    with serve_process(url, redis_url, tmp_path, "--workers", "2") as server:
+        async with contextlib.AsyncExitStack() as stack:
+            # The kernel spreads connections over both workers.
+            sockets = [await stack.enter_async_context(subscriber(server)) for _ in range(8)]
+            for i in range(20):
+                await insert(server, f"w{i}")
+            streams = [await events(ws, 20) for ws in sockets]
+        assert all(stream == streams[0] for stream in streams)
+        cursors = [int(e["cursor"]) for e in streams[0]]
+        assert cursors == sorted(cursors) and len(set(cursors)) == 20
