@@ -317,13 +317,15 @@ class Subscriber(asyncio.Protocol):
 
 
 class Writer:
-    """POST /graphql as the admin over one keep-alive HTTP/1.1 connection."""
+    """POST /graphql (as the admin, given its secret) over one keep-alive HTTP/1.1 connection."""
 
-    def __init__(self, port: int, admin_secret: str) -> None:
+    def __init__(self, port: int, admin_secret: str | None, mutation: str = MUTATION) -> None:
         self.port = port
+        self.mutation = mutation
+        admin = f"X-Admin-Secret: {admin_secret}\r\n" if admin_secret else ""
         self.head = (
             f"POST /graphql HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-            f"Content-Type: application/json\r\nX-Admin-Secret: {admin_secret}\r\n"
+            f"Content-Type: application/json\r\n{admin}"
             "Content-Length: "
         ).encode()
         self.reader: asyncio.StreamReader | None = None
@@ -344,7 +346,7 @@ class Writer:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
         assert self.reader is not None
-        body = orjson.dumps({"query": MUTATION, "variables": {"title": title}})
+        body = orjson.dumps({"query": self.mutation, "variables": {"title": title}})
         self.writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
         if on_sent is not None:
             on_sent()

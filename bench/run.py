@@ -1,7 +1,8 @@
 """forgegraph benchmarks: start-up time, query throughput and subscription fan-out.
 
-Fan-out is measured for open subscribers (_fanout.py) and for subscribers
-under per-role and per-user permission rules (_roles.py).
+Fan-out is measured for open subscribers (_fanout.py), for subscribers
+under per-role and per-user permission rules (_roles.py), and over several
+server processes sharing one database, woken through Redis (_scaleout.py).
 
 Run as `make bench` (or `.venv/bin/python bench/run.py --help`). Prints a
 table of figures and writes them to bench/results/latest.json; it never
@@ -47,6 +48,7 @@ from _fanout import bench_fanout
 from _load import GENERATORS, LoadResult, run_asyncio_load, run_wrk
 from _report import Report, print_table, write_json
 from _roles import bench_roles
+from _scaleout import bench_scaleout
 from _server import HOST, Server, ServerError, run_forgegraph
 
 WIDE_TABLES = 200
@@ -369,14 +371,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="measured seconds per role fan-out run (default 8)",
     )
+    add("--skip-scaleout", action="store_true", help="skip the multi-process figures")
+    add(
+        "--scaleout-duration",
+        type=float,
+        default=8.0,
+        metavar="SECONDS",
+        help="measured seconds per multi-process run, 6 runs (default 8)",
+    )
     add(
         "--with-references",
         action="store_true",
         help="also run ../shared/bench/ceiling_server.py at each N, alternately, for ratios",
     )
     args = parser.parse_args(argv)
-    if args.fanout_duration <= 0 or args.roles_duration <= 0:
-        parser.error("--fanout-duration and --roles-duration must be positive")
+    if min(args.fanout_duration, args.roles_duration, args.scaleout_duration) <= 0:
+        parser.error("--fanout-duration, --roles-duration and --scaleout-duration must be positive")
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--concurrency and --duration must be positive, --warmup not negative")
     args.wrk = shutil.which("wrk")
@@ -431,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(bench_fanout)
     if not args.skip_roles:
         phases.append(bench_roles)
+    if not args.skip_scaleout:
+        phases.append(bench_scaleout)
     try:
         with tempfile.TemporaryDirectory(prefix="forgegraph-bench-") as tmp:
             for phase in phases:
