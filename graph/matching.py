@@ -14,8 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 from graph.errors import ValidationFailed
-from graph.model import Table
-from graph.sql.where import ALL_OPERATORS
+from graph.model import Kind, Table
+from graph.sql.where import ALL_OPERATORS, PATTERN_OPERATORS
 
 Truth = bool | None
 
@@ -44,13 +44,35 @@ def check_filter(table: Table, exp: Any, where: str = "where") -> None:
         elif key in table.column_names:
             if not isinstance(value, Mapping):
                 raise ValidationFailed(f"{where}.{key}: expected an object of comparison operators")
+            kind = table.column(key).kind
             for op, operand in value.items():
                 if op not in ALL_OPERATORS:
                     raise ValidationFailed(f"{where}.{key}: unknown operator {op!r}")
                 if op in ("_in", "_nin") and operand is not None and not isinstance(operand, list):
                     raise ValidationFailed(f"{where}.{key}.{op}: expected a list")
+                _check_operand(kind, op, operand, f"{where}.{key}.{op}")
         else:
             raise ValidationFailed(f"{where}: field {key!r} not found in type: '{table.name}_bool_exp'")
+
+
+def _check_operand(kind: Kind, op: str, operand: Any, where: str) -> None:
+    """The operand types GraphQL would have enforced, for filters that arrive as plain JSON."""
+    if operand is None or op == "_is_null":
+        if op == "_is_null" and not isinstance(operand, bool | None):
+            raise ValidationFailed(f"{where}: expected true or false")
+        return
+    values = operand if op in ("_in", "_nin") else [operand]
+    if op in PATTERN_OPERATORS and kind in (Kind.INTEGER, Kind.FLOAT, Kind.BOOLEAN, Kind.JSON):
+        raise ValidationFailed(f"{where}: pattern operators apply to text columns only")
+    for value in values:
+        ok = {
+            Kind.INTEGER: isinstance(value, int) and not isinstance(value, bool),
+            Kind.FLOAT: isinstance(value, int | float) and not isinstance(value, bool),
+            Kind.BOOLEAN: isinstance(value, bool),
+            Kind.JSON: True,
+        }.get(kind, isinstance(value, str))
+        if not ok:
+            raise ValidationFailed(f"{where}: {value!r} is not a valid {kind.value} value")
 
 
 def matches(exp: Mapping[str, Any] | None, row: Mapping[str, Any]) -> Truth:

@@ -152,6 +152,11 @@ class Filters:
     def _pattern(self, op: str, col: Any, kind: Kind, pattern: str) -> Condition:
         text = col if kind is Kind.STRING else sa.cast(col, sa.Text)
         insensitive = op in ("_ilike", "_nilike")
+        trailing = len(pattern) - len(pattern.rstrip("\\"))
+        if trailing % 2:
+            # A lone escape at the end means a literal backslash, as GLOB and
+            # the in-memory matcher read it (PostgreSQL would reject the pattern).
+            pattern += "\\"
         if self.dialect == "postgresql":
             cond = text.ilike(pattern) if insensitive else text.like(pattern)
         elif insensitive:
