@@ -66,7 +66,8 @@ def _check_operand(kind: Kind, op: str, operand: Any, where: str) -> None:
         raise ValidationFailed(f"{where}: pattern operators apply to text columns only")
     for value in values:
         ok = {
-            Kind.INTEGER: isinstance(value, int) and not isinstance(value, bool),
+            # Any number against a number column: both sides compare them alike.
+            Kind.INTEGER: isinstance(value, int | float) and not isinstance(value, bool),
             Kind.FLOAT: isinstance(value, int | float) and not isinstance(value, bool),
             Kind.BOOLEAN: isinstance(value, bool),
             Kind.JSON: True,

@@ -1,8 +1,9 @@
 """Shared fixtures: real databases (SQLite files, the PostgreSQL here) and real servers.
 
 PostgreSQL is found at FORGEGRAPH_TEST_POSTGRES (default 127.0.0.1:5432, db
-`test`); when it does not answer, its tests skip with the reason, or fail
-under FORGEGRAPH_REQUIRE_SERVICES=1 (as in CI).
+`test`), Redis at FORGEGRAPH_TEST_REDIS (default 127.0.0.1:6379); when one
+does not answer, its tests skip with the reason, or fail under
+FORGEGRAPH_REQUIRE_SERVICES=1 (as in CI).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tests import library
 POSTGRES = os.environ.get(
     "FORGEGRAPH_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+REDIS = os.environ.get("FORGEGRAPH_TEST_REDIS", "redis://127.0.0.1:6379")
 REQUIRE_SERVICES = os.environ.get("FORGEGRAPH_REQUIRE_SERVICES") == "1"
 
 
@@ -80,6 +82,18 @@ def fresh_postgres(postgres_available: str | None) -> Iterator[str]:
         yield sa.make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    """The URL of the Redis here (FORGEGRAPH_TEST_REDIS), skipping or failing as for PostgreSQL."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping()
+    except Exception as error:  # noqa: BLE001 - any failure means "not here"
+        unavailable("Redis", f"{REDIS}: {error}")
+    return REDIS
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
