@@ -28,6 +28,7 @@ from graphql import (
     validate,
 )
 from graphql.pyutils import is_awaitable
+from sqlalchemy import exc as sa_exc
 
 from graph.errors import ForgeError
 
@@ -135,12 +136,32 @@ class Executor:
             await context.finish(commit=ok)
 
 
+OUTAGE_WORDS = ("unable to open database", "connect", "closed", "terminat", "shutting down")
+
+
+def _database_unreachable(error: BaseException | None) -> bool:
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error, sa_exc.InterfaceError):
+            return True
+        if isinstance(error.orig, OSError):
+            return True
+        text = str(error.orig).lower()
+        return isinstance(error, sa_exc.OperationalError) and any(w in text for w in OUTAGE_WORDS)
+    # asyncpg and the OS report a refused or dropped connection before SQLAlchemy wraps it.
+    return isinstance(error, OSError)
+
+
 def format_error(error: GraphQLError) -> dict[str, Any]:
     """One error as the client sees it: always with `extensions.code`, never a traceback."""
     original = error.original_error
     if isinstance(original, ForgeError):
         out: dict[str, Any] = {"message": original.message}
         extensions = {"code": original.code, **original.extensions}
+    elif _database_unreachable(original):
+        # An outage is not a bug: one line in the log, and a message that says what happened.
+        log.warning("database unreachable in %s: %s", error.path, str(original).splitlines()[0])
+        out = {"message": "the database is unreachable; try again shortly"}
+        extensions = {"code": "unexpected"}
     elif original is not None and not isinstance(original, GraphQLError):
         log.error("unexpected error in %s", error.path, exc_info=original)
         out = {"message": "unexpected error while executing the request"}
