@@ -383,6 +383,19 @@ class Plan:
     server_cpu: Callable[[], float | None]
 
 
+
+async def drain(result: RunResult) -> None:
+    """Wait until every expected delivery arrived, or deliveries stop, or DRAIN_MAX passes."""
+    drain_end = now() + DRAIN_MAX
+    last, idle_since = -1, now()
+    while result.received < result.expected and now() < drain_end:
+        if result.received != last:
+            last, idle_since = result.received, now()
+        elif now() - idle_since > DRAIN_IDLE:
+            break
+        await asyncio.sleep(0.05)
+
+
 async def drive(plan: Plan) -> RunResult:
     """Subscribe everyone, warm up, measure; always closes every connection."""
     tally = Tally(len(plan.init_messages))
@@ -475,14 +488,7 @@ async def _measure(tally: Tally, writer: Writer, plan: Plan) -> None:
             result.first_mutation_error = result.first_mutation_error or problem
         seq += 1
     result.events = seq
-    drain_end = now() + DRAIN_MAX
-    last, idle_since = -1, now()
-    while result.received < result.expected and now() < drain_end:
-        if result.received != last:
-            last, idle_since = result.received, now()
-        elif now() - idle_since > DRAIN_IDLE:
-            break
-        await asyncio.sleep(0.05)
+    await drain(result)
     cpu1 = plan.server_cpu()
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     if cpu0 is not None and cpu1 is not None:

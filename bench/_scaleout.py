@@ -60,8 +60,6 @@ from _fanout import MUTATION, SUBSCRIPTION, _scan_log
 from _report import Report
 from _roles import (
     CONNECT_CONCURRENCY,
-    DRAIN_IDLE,
-    DRAIN_MAX,
     SETUP_TIMEOUT,
     WINDOW,
     WINDOW_TIMEOUT,
@@ -72,6 +70,7 @@ from _roles import (
     Writer,
     _peak_rss_mib,
     _warm_up,
+    drain,
     now,
 )
 from _server import HOST, Server, ServerError, healthz_ok, run_forgegraph
@@ -238,14 +237,7 @@ async def _measure(tally: Tally, writers: list[Writer], outcome: Outcome) -> Non
             result.first_mutation_error = result.first_mutation_error or problem
         seq += 1
     result.events = seq
-    drain_end = now() + DRAIN_MAX
-    last, idle_since = -1, now()
-    while result.received < result.expected and now() < drain_end:
-        if result.received != last:
-            last, idle_since = result.received, now()
-        elif now() - idle_since > DRAIN_IDLE:
-            break
-        await asyncio.sleep(0.05)
+    await drain(result)
     outcome.window_s = now() - (tally.first_send or started)
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     machine1 = _machine_ticks()
