@@ -5,8 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFORMANCE := ../shared/conformance/hasura/run.py
+CLIENTS := tests/clients
+CLIENTS_STAMP := $(CLIENTS)/node_modules/.installed
+BROWSER := tests/browser
+BROWSER_STAMP := $(BROWSER)/node_modules/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test conformance bench lint clean
+.PHONY: install run test node-deps browser-deps playground conformance bench soak lint clean
 
 install: $(STAMP)
 
@@ -23,10 +28,48 @@ $(VENV): $(STAMP)
 run: $(STAMP)
 	$(BIN)/forgegraph serve
 
-test: $(STAMP)
+test: $(STAMP) node-deps browser-deps
 	$(BIN)/ruff check graph tests migrations bench
 	$(BIN)/mypy graph
 	$(BIN)/pytest -q
+
+# The README's Apollo and urql examples run in Node (tests/test_frontend_clients.py).
+# npm ci runs again when the lock file changes or node_modules is gone; without
+# npm it does nothing and those tests skip (fail under FORGEGRAPH_REQUIRE_SERVICES=1).
+node-deps: $(CLIENTS_STAMP)
+
+$(CLIENTS_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(CLIENTS) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else \
+		echo "node-deps: skipped (npm not found)"; \
+	fi
+
+# tests/test_playground.py drives Debian's chromium with playwright-core.
+# chromium is installed only when missing, npm ci only when the lock changed;
+# a machine without apt or npm gets a note, and those tests skip (fail under
+# FORGEGRAPH_REQUIRE_SERVICES=1).
+browser-deps: $(BROWSER_STAMP)
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+				|| echo "browser-deps: could not install chromium"; \
+		else \
+			echo "browser-deps: $(CHROMIUM) is missing and there is no apt-get"; \
+		fi; \
+	fi
+
+$(BROWSER_STAMP): $(BROWSER)/package.json $(BROWSER)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(BROWSER) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else \
+		echo "browser-deps: skipped npm ci (npm not found)"; \
+	fi
+
+# Rebuild the GraphiQL page (playground/) into graph/playground_dist/, which is
+# committed so that installing the package needs no Node.
+playground:
+	cd playground && npm ci --no-audit --no-fund && npm run build
 
 conformance:
 	@if [ -f $(CONFORMANCE) ]; then \
@@ -37,6 +80,10 @@ conformance:
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# 5,000 idle + 200 active subscribers and 20 mutations/s for 3 minutes (bench/soak.py --help).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check graph tests migrations

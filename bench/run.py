@@ -3,6 +3,8 @@
 Fan-out is measured for open subscribers (_fanout.py), for subscribers
 under per-role and per-user permission rules (_roles.py), and over several
 server processes sharing one database, woken through Redis (_scaleout.py).
+A shortened soak (_soak.py; `make soak` runs it for 3 minutes) reports the
+memory per idle connection and the RSS growth under a steady stream.
 
 Run as `make bench` (or `.venv/bin/python bench/run.py --help`). Prints a
 table of figures and writes them to bench/results/latest.json; it never
@@ -50,6 +52,7 @@ from _report import Report, print_table, write_json
 from _roles import bench_roles
 from _scaleout import bench_scaleout
 from _server import HOST, Server, ServerError, run_forgegraph
+from _soak import BENCH_DURATION, bench_soak
 
 WIDE_TABLES = 200
 STARTUP_RUNS = 3
@@ -379,14 +382,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="measured seconds per multi-process run, 6 runs (default 8)",
     )
+    add("--skip-soak", action="store_true", help="skip the soak (idle-connection memory, RSS growth)")
+    add(
+        "--soak-duration",
+        type=float,
+        default=BENCH_DURATION,
+        metavar="SECONDS",
+        help="seconds of the soak's mutation stream, after connecting 5,000 idle subscribers "
+        "(default %(default)g; `make soak` runs bench/soak.py for 180)",
+    )
     add(
         "--with-references",
         action="store_true",
         help="also run ../shared/bench/ceiling_server.py at each N, alternately, for ratios",
     )
     args = parser.parse_args(argv)
-    if min(args.fanout_duration, args.roles_duration, args.scaleout_duration) <= 0:
-        parser.error("--fanout-duration, --roles-duration and --scaleout-duration must be positive")
+    durations = (args.fanout_duration, args.roles_duration, args.scaleout_duration, args.soak_duration)
+    if min(durations) <= 0:
+        parser.error(
+            "--fanout-duration, --roles-duration, --scaleout-duration and --soak-duration "
+            "must be positive"
+        )
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--concurrency and --duration must be positive, --warmup not negative")
     args.wrk = shutil.which("wrk")
@@ -443,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(bench_roles)
     if not args.skip_scaleout:
         phases.append(bench_scaleout)
+    if not args.skip_soak:
+        phases.append(bench_soak)
     try:
         with tempfile.TemporaryDirectory(prefix="forgegraph-bench-") as tmp:
             for phase in phases:

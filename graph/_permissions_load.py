@@ -73,10 +73,11 @@ def parse_text(text: str, source: str) -> Any:
     if is_json or text.lstrip().startswith("{"):
         try:
             return json.loads(text, object_pairs_hook=_unique_keys)
-        except (json.JSONDecodeError, _DuplicateKey) as error:
+        except (ValueError, RecursionError) as error:
+            # ValueError: JSONDecodeError, a duplicate key, or an integer of over 4300 digits.
             if is_json:
-                where = f"line {error.lineno}, column {error.colno}: {error.msg}" if isinstance(error, json.JSONDecodeError) else str(error)
-                raise PermissionsError(f"{source}: {where}") from None
+                where = f"line {error.lineno}, column {error.colno}: {error.msg}" if isinstance(error, json.JSONDecodeError) else _unreadable(error)
+                raise PermissionsError(_one_line(f"{source}: {where}")) from None
             # Not JSON after all: a YAML flow mapping also starts with "{".
     try:
         return yaml.load(text, Loader=_Loader)
@@ -87,6 +88,16 @@ def parse_text(text: str, source: str) -> Any:
         raise PermissionsError(_one_line(f"{source}: {where}{reason}")) from None
     except yaml.YAMLError as error:
         raise PermissionsError(_one_line(f"{source}: invalid YAML: {error}")) from None
+    except (ValueError, TypeError, LookupError, RecursionError) as error:
+        # PyYAML's constructors let these through: "!!int" alone (IndexError), "!!bool x"
+        # (KeyError), "!!map [1]" (TypeError), an integer of over 4300 digits, deep nesting.
+        raise PermissionsError(_one_line(f"{source}: invalid YAML: {_unreadable(error)}")) from None
+
+
+def _unreadable(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return f"a value cannot be read ({type(error).__name__}: {error})"
 
 
 class _DuplicateKey(ValueError):
@@ -153,6 +164,8 @@ def check_rules(data: Any, model: DatabaseModel, source: str) -> Rules:
         return _Checker(model).document(data)
     except _Invalid as error:
         raise PermissionsError(_one_line(f"{source}: {error}")) from None
+    except RecursionError:
+        raise PermissionsError(f"{source}: the rules are nested too deeply") from None
 
 
 class _Checker:

@@ -7,18 +7,22 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from graph.config import Settings
+from graph.delivery.admission import ConnectionLimit
 from graph.delivery.forgebase import forgebase_websocket
 from graph.delivery.graphql_ws import graphql_websocket
 from graph.delivery.sse import SSEEndpoint
 from graph.http import GraphQLEndpoint
+from graph.playground import playground_routes
 from graph.runtime import Runtime
 
+SSE_PATH = "/realtime/sse"
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     """The ASGI app; keyword arguments mirror `forgegraph serve`'s flags."""
@@ -50,10 +54,19 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             Route("/graphql", GraphQLEndpoint(runtime).handle, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql_ws),
             WebSocketRoute("/realtime", realtime_ws),
-            Route("/realtime/sse", SSEEndpoint(runtime).handle, methods=["GET"]),
+            Route(SSE_PATH, SSEEndpoint(runtime).handle, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", runtime.metrics.handle, methods=["GET"]),
+            *playground_routes(),
         ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(
+                ConnectionLimit,
+                limit=settings.limits.max_connections_per_ip,
+                stream_paths=[SSE_PATH],
+            ),
+        ],
     )
     app.state.runtime = runtime
     return app

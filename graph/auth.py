@@ -21,6 +21,8 @@ ADMIN = "admin"
 ANONYMOUS = "anonymous"
 DEFAULT_ROLE = "user"
 ADMIN_SECRET_HEADER = "x-admin-secret"
+FAR_FUTURE = 1e18  # seconds since the epoch, past any real token's `exp`
+TIME_CLAIMS = ("exp", "nbf", "iat")  # NumericDate claims (RFC 7519): JSON numbers
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,19 @@ class Authenticator:
             raise InvalidJWT("invalid token: the role claim must be a non-empty string")
         if sub is not None and not isinstance(sub, str | int):
             raise InvalidJWT("invalid token: the sub claim must be a string")
+        for name in TIME_CLAIMS:
+            # PyJWT also takes "99999999999" (a string), which would then never expire here.
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise InvalidJWT(f"invalid token: the {name} claim must be a number")
         expires = claims.get("exp")
+        # An `exp` too large for a float (10**400) is as good as never.
+        if not isinstance(expires, int | float) or expires >= FAR_FUTURE:
+            expires = None
         return Session(
             role=role,
             user_id=None if sub is None else str(sub),
-            expires_at=float(expires) if isinstance(expires, int | float) else None,
+            expires_at=None if expires is None else float(expires),
             claims=claims,
         )
 

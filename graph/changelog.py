@@ -204,7 +204,8 @@ class ChangeLog:
 
     async def check_cursor(self, conn: AsyncConnection, since: str) -> int:
         """The cursor `since` names, or InvalidCursor when it cannot be resumed from."""
-        if not since.isdigit() or len(since) > 19:
+        # isascii(): str.isdigit() also takes "²" and "٣", which int() refuses or reads as 3.
+        if not (since.isascii() and since.isdigit()) or len(since) > 19:
             raise InvalidCursor(f"malformed cursor {since!r}: expected decimal digits")
         cursor = int(since)
         if cursor > await self.latest(conn):

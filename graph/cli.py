@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import math
 import os
 import signal
 import socket
@@ -67,6 +68,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must not be negative: {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < math.inf:  # also refuses nan
+        raise ValueError(f"must be a non-negative number of seconds: {value}")
+    return value
+
+
 DATABASE = Option("--database", "URL", "SQLAlchemy async URL (default: the embedded demo SQLite)")
 SERVE_OPTIONS = (
     DATABASE,
@@ -81,8 +96,36 @@ SERVE_OPTIONS = (
     ),
     Option("--workers", "N", "number of server processes (default 1)", _positive),
 )
+# The fields of graph.config.Limits, each under its own name; 0 turns a limit off.
+LIMIT_OPTIONS = (
+    Option("--max-depth", "N", "deepest nesting of fields in a query (default 12; 0: off)",
+           _non_negative),
+    Option("--max-complexity", "N", "highest estimated query cost (default 10000; 0: off)",
+           _non_negative),
+    Option("--max-limit", "N", "most rows a list field returns (default 0: no cap)",
+           _non_negative),
+    Option("--max-body-bytes", "BYTES", "largest HTTP request body (default 1048576)",
+           _positive),
+    Option("--max-message-bytes", "BYTES", "largest WebSocket message (default 65536)",
+           _positive),
+    Option("--max-connections-per-ip", "N",
+           "WebSockets plus SSE streams open from one client IP (default 0: no limit)",
+           _non_negative),
+    Option("--max-subscriptions-per-connection", "N",
+           "subscriptions on one WebSocket or SSE stream (default 100; 0: no limit)",
+           _non_negative),
+    Option("--max-messages-per-second", "N",
+           "client messages per WebSocket connection (default 100; 0: no limit)",
+           _non_negative),
+    Option("--send-queue-size", "FRAMES",
+           "frames queued for one connection before it is closed as too slow (default 1000)",
+           _positive),
+    Option("--connection-init-timeout", "SECONDS",
+           "time a graphql-ws client has to send connection_init (default 10; 0: no limit)",
+           _seconds),
+)
 COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
-    "serve": ("serve the GraphQL API and its realtime events", SERVE_OPTIONS),
+    "serve": ("serve the GraphQL API and its realtime events", SERVE_OPTIONS + LIMIT_OPTIONS),
     "migrate": ("apply the bundled migrations (the demo schema)", (DATABASE,)),
     "export-schema": ("print the GraphQL SDL to stdout", (DATABASE,)),
 }
@@ -270,6 +313,7 @@ def _announce(settings: Settings, sockets: list[socket.socket]) -> None:
         endpoint_url("ws", host, port, "/realtime"),
         endpoint_url("http", host, port, "/realtime/sse"),
         endpoint_url("http", host, port, "/healthz"),
+        endpoint_url("http", host, port, "/playground"),
     ]
     if len(sockets) > 1:
         lines.append(endpoint_url("ws", host, _port_of(sockets[1]), "/"))

@@ -15,12 +15,28 @@ ENV_PREFIX = "FORGEGRAPH_"
 
 @dataclass(frozen=True)
 class Limits:
+    """What one request or connection may cost; README "Limits and security" lists them.
+
+    Each field is also a flag (`--max-depth`) and a variable (`FORGEGRAPH_MAX_DEPTH`).
+    0 turns a limit off, except for the three that bound memory (body,
+    message and send queue sizes), which must be at least 1.
+    """
+
     max_depth: int = 12
     max_body_bytes: int = 1_048_576
     max_subscriptions_per_connection: int = 100
     send_queue_size: int = 1_000
     max_message_bytes: int = 65_536
     connection_init_timeout: float = 10.0
+    """Seconds a graphql-ws client has to send connection_init."""
+    max_complexity: int = 10_000
+    """Estimated cost of a document (graph.complexity)."""
+    max_limit: int = 0
+    """Rows per list field: a larger or missing `limit` is clamped to it, as Hasura does."""
+    max_connections_per_ip: int = 0
+    """Concurrent WebSockets plus SSE streams from one client IP, per server process."""
+    max_messages_per_second: int = 100
+    """Client messages per WebSocket connection (a token bucket holding one second's worth)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +73,14 @@ class Settings:
         return self.database is None
 
     def with_overrides(self, **overrides: Any) -> Settings:
-        known = {f.name for f in fields(self)}
-        unknown = set(overrides) - known
+        """These settings with some replaced; a `Limits` field may be given by its own name."""
+        limit_names = {f.name for f in fields(Limits)}
+        unknown = set(overrides) - {f.name for f in fields(self)} - limit_names
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        limits = {k: given.pop(k) for k in list(given) if k in limit_names}
+        settings = replace(self, **given)
+        if limits:
+            settings = replace(settings, limits=replace(settings.limits, **limits))
+        return settings

@@ -57,6 +57,14 @@ class InvalidCursor(ForgeError):
     http_status = 400
 
 
+class TooManyRequests(ForgeError):
+    """A client over a rate or connection limit (README "Limits and security")."""
+
+    code = "too-many-requests"
+    http_status = 429
+    close_code = 4429
+
+
 class StartupError(Exception):
     """A user error found while starting (bad URL, unreachable database, port in use).
 

@@ -30,11 +30,13 @@ from graphql import (
 from graphql.pyutils import is_awaitable
 from sqlalchemy import exc as sa_exc
 
+from graph.complexity import complexity_rule
 from graph.errors import ForgeError
 
 if TYPE_CHECKING:
     from graphql import GraphQLSchema, ValidationContext
 
+    from graph.config import Limits
     from graph.context import RequestContext
 
 log = logging.getLogger("forgegraph")
@@ -80,10 +82,20 @@ def _depth(context: ValidationContext, selection_set: SelectionSetNode | None, s
     return deepest
 
 
+def limit_rules(limits: Limits) -> tuple[type[ValidationRule], ...]:
+    """The validation rules for `limits`' query depth and cost; a 0 leaves its rule out."""
+    rules: list[type[ValidationRule]] = []
+    if limits.max_depth:
+        rules.append(depth_rule(limits.max_depth))
+    if limits.max_complexity:
+        rules.append(complexity_rule(limits.max_complexity, limits.max_limit))
+    return tuple(rules)
+
+
 class Executor:
-    def __init__(self, schema: GraphQLSchema, *, max_depth: int) -> None:
+    def __init__(self, schema: GraphQLSchema, limits: Limits) -> None:
         self.schema = schema
-        self.rules = (*specified_rules, depth_rule(max_depth))
+        self.rules = (*specified_rules, *limit_rules(limits))
         self._cache: OrderedDict[str, Prepared] = OrderedDict()
 
     def prepare(self, query: str) -> Prepared:
@@ -129,8 +141,11 @@ class Executor:
             assert isinstance(result, ExecutionResult)
             ok = not result.errors
             if result.errors and self.operation_type(document, operation_name) is OperationType.MUTATION:
-                # The whole request was rolled back: no field's data stands.
-                result = ExecutionResult(None, result.errors)
+                # The whole request was rolled back: no field's data stands. On PostgreSQL
+                # the fields after a failed one fail too ("current transaction is aborted"):
+                # they report nothing of their own, the first failure is the answer.
+                errors = [e for e in result.errors if not _after_failure(e)] or result.errors
+                result = ExecutionResult(None, errors)
             return result
         finally:
             await context.finish(commit=ok)
@@ -151,12 +166,40 @@ def _database_unreachable(error: BaseException | None) -> bool:
     return isinstance(error, OSError)
 
 
+def _after_failure(error: GraphQLError) -> bool:
+    """A statement refused because an earlier one failed in the same transaction (SQLSTATE 25P02)."""
+    original = error.original_error
+    orig = original.orig if isinstance(original, sa_exc.DBAPIError) else None
+    return getattr(orig, "sqlstate", None) == "25P02"
+
+
+# More bind parameters than the driver takes in one statement (a 40,000-value `_in`).
+TOO_MANY_PARAMETERS = ("number of query arguments cannot exceed", "too many sql variables")
+
+
+def _refused_value(error: BaseException | None) -> str | None:
+    """Why the database refused the request's values, when it did (the client's error, not ours):
+    PostgreSQL's data exceptions (SQLSTATE class 22: NUL in text, a value out of range) and
+    statements with more parameters than the driver allows."""
+    if not isinstance(error, sa_exc.DBAPIError) or error.orig is None:
+        return None
+    reason = (str(error.orig).strip().splitlines() or [""])[0]
+    sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+    if sqlstate.startswith("22") or any(w in reason.lower() for w in TOO_MANY_PARAMETERS):
+        return reason
+    return None
+
+
 def format_error(error: GraphQLError) -> dict[str, Any]:
     """One error as the client sees it: always with `extensions.code`, never a traceback."""
     original = error.original_error
+    refused = _refused_value(original)
     if isinstance(original, ForgeError):
         out: dict[str, Any] = {"message": original.message}
         extensions = {"code": original.code, **original.extensions}
+    elif refused is not None:
+        out = {"message": f"the database refused a value of the request: {refused}"}
+        extensions = {"code": "validation-failed"}
     elif _database_unreachable(original):
         # An outage is not a bug: one line in the log, and a message that says what happened.
         log.warning("database unreachable in %s: %s", error.path, str(original).splitlines()[0])

@@ -7,6 +7,7 @@ clients expect. Bad requests still get a GraphQL error body with a code.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -51,6 +52,18 @@ class GraphQLEndpoint:
         self.runtime = runtime
 
     async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        status = 500  # unless an answer comes back
+        try:
+            response = await self._answer(request)
+            status = response.status_code
+            return response
+        finally:
+            # "other": a request that never got as far as a query or mutation to run.
+            operation = getattr(request.state, "operation", "other")
+            self.runtime.metrics.observe_request(operation, status, started)
+
+    async def _answer(self, request: Request) -> Response:
         media_type = _media_type(request)
         try:
             params = await self._params(request)
@@ -111,6 +124,7 @@ class GraphQLEndpoint:
             raise RequestError(405, "only queries may be sent with GET; use POST", {"Allow": "POST"})
         if operation is OperationType.SUBSCRIPTION:
             raise RequestError(400, "subscriptions are served over WebSocket at /graphql")
+        request.state.operation = operation.value  # "query" or "mutation", for /metrics
 
         context = self.runtime.request_context(session)
         result = await executor.execute(prepared.document, context, variables, operation_name)

@@ -27,6 +27,7 @@ from graph.changelog import NOTIFY_CHANNEL, ChangeLog, Retention
 from graph.config import Capture
 from graph.errors import StartupError
 from graph.fanout import Hub
+from graph.metrics import CaptureMeter
 from graph.pubsub import make_broadcast
 
 if TYPE_CHECKING:
@@ -53,10 +54,12 @@ class Realtime:
         model: DatabaseModel,
         broadcast_url: str,
         settings: Capture | None = None,
+        meter: CaptureMeter | None = None,
     ) -> None:
         self.engine = engine
         self.model = model
         self.settings = settings or Capture()
+        self.meter = meter or CaptureMeter()
         self.changelog = ChangeLog(engine, model)
         self.hub = Hub()
         # broadcaster's Postgres backend hands the URL to asyncpg, which knows no "+asyncpg".
@@ -132,6 +135,7 @@ class Realtime:
                     if not events:
                         break
                     self.dispatched_through = events[-1].cursor
+                    self.meter.captured += len(events)
                     self.hub.dispatch(events)
                     await self._announce(self.dispatched_through)
             except asyncio.CancelledError:
@@ -151,6 +155,7 @@ class Realtime:
                 log.warning("broadcast %s is failing (%s); other processes poll", self.broadcast_url, error)
             self._broker_failing = True
         else:
+            self.meter.published += 1
             self._broker_failing = False
 
     async def _listen(self) -> None:
@@ -200,7 +205,7 @@ class Realtime:
                 if text.startswith(HEARTBEAT_PREFIX):
                     continue
                 # The trigger's NOTIFY carries no cursor: any other message means "read the log".
-                if not text.isdigit() or int(text) > self.dispatched_through:
+                if not (text.isascii() and text.isdigit()) or int(text) > self.dispatched_through:
                     self._wake.set()
 
     async def _prune(self) -> None:

@@ -15,6 +15,7 @@ from graph.grants import TableGrants, grants_for
 from graph.schema import build_schema
 
 if TYPE_CHECKING:
+    from graph.config import Limits
     from graph.model import DatabaseModel
     from graph.permissions import Permissions
     from graph.schema import ResolverFactory
@@ -26,19 +27,18 @@ class RoleSchemas:
         model: DatabaseModel,
         resolvers: ResolverFactory,
         permissions: Permissions,
-        *,
-        max_depth: int,
+        limits: Limits,
     ) -> None:
-        self.full = Executor(build_schema(model, resolvers), max_depth=max_depth)
+        self.full = Executor(build_schema(model, resolvers), limits)
         self._by_role: dict[str, Executor] = {ADMIN: self.full}
         self._nobody = self.full
         if permissions.is_open:
             return
         for role in sorted(permissions.roles() - {ADMIN}):
             grants = grants_for(role, model, permissions)
-            self._by_role[role] = Executor(build_schema(model, resolvers, grants), max_depth=max_depth)
+            self._by_role[role] = Executor(build_schema(model, resolvers, grants), limits)
         nothing = {name: TableGrants() for name in model.tables}
-        self._nobody = Executor(build_schema(model, resolvers, nothing), max_depth=max_depth)
+        self._nobody = Executor(build_schema(model, resolvers, nothing), limits)
 
     def executor(self, role: str) -> Executor:
         return self._by_role.get(role, self._nobody)

@@ -17,6 +17,7 @@ from graph.auth import Authenticator, Session
 from graph.context import RequestContext
 from graph.database import create_engine, ping
 from graph.errors import StartupError
+from graph.metrics import Metrics, Observed
 from graph.naming import name_model
 from graph.permissions import Permissions, load_permissions
 from graph.realtime import Realtime
@@ -38,7 +39,7 @@ log = logging.getLogger("forgegraph")
 HEALTH_TIMEOUT_SECONDS = 3
 
 
-class Connection(Protocol):
+class Connection(Observed, Protocol):
     """A long-lived client connection (WebSocket, SSE stream) the runtime ends on shutdown."""
 
     async def close_for_shutdown(self) -> None: ...
@@ -53,6 +54,7 @@ class Runtime:
         self._realtime: Realtime | None = None
         self._model: DatabaseModel | None = None
         self.connections: set[Connection] = set()
+        self.metrics = Metrics(self.connections)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -124,14 +126,14 @@ class Runtime:
             await engine.dispose()
             raise
         tables = core_tables(model)
-        reader = Reader(model, tables)
+        reader = Reader(model, tables, max_rows=self.settings.limits.max_limit)
         resolvers = Resolvers(model, reader, Writer(model, tables))
-        self._schemas = RoleSchemas(
-            model, resolvers, permissions, max_depth=self.settings.limits.max_depth
-        )
+        self._schemas = RoleSchemas(model, resolvers, permissions, self.settings.limits)
         self.permissions = permissions
         self.access = Access(model, permissions, reader.filters)
-        changes = Realtime(engine, model, self.settings.broadcast, self.settings.capture)
+        changes = Realtime(
+            engine, model, self.settings.broadcast, self.settings.capture, self.metrics.capture
+        )
         try:
             if realtime:
                 await changes.start()

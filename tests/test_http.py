@@ -16,8 +16,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def nested(depth: int) -> str:
-    """A valid document `depth` fields deep: posts { user { posts_by_user_id { user { ... id"""
-    names = ["posts"] + ["user", "posts_by_user_id"] * depth
+    """A valid document `depth` fields deep: posts { user { posts_by_user_id { user { ... id
+
+    Its lists ask for one row each, so only the depth limit, not the cost limit, applies.
+    """
+    names = ["posts(limit: 1)"] + ["user", "posts_by_user_id(limit: 1)"] * depth
     return "{ " + "".join(f"{n} {{ " for n in names[: depth - 1]) + "id" + " }" * (depth - 1) + " }"
 
 

@@ -20,6 +20,7 @@ from graph.delivery.outbox import Outbox
 from graph.delivery.sse import EventStream
 from graph.events import ChangeEvent
 from graph.fanout import Hub
+from graph.metrics import Metrics
 from graph.model import Column, Kind, Table
 from tests.conftest import LiveServer
 
@@ -265,6 +266,7 @@ class _Runtime:
         self.realtime = _Realtime()
         self.settings = type("Settings", (), {"limits": limits})()
         self.connections: set[Any] = set()
+        self.metrics = Metrics(self.connections)
 
 
 def _event(cursor: int) -> ChangeEvent:

@@ -21,7 +21,7 @@ so each event is encoded once for all of them.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict
 
 import orjson
 from starlette.websockets import WebSocket
@@ -119,9 +119,15 @@ class ForgeBaseSocket(EventSocket):
     """One raw-protocol WebSocket: reads client messages, owns its table subscriptions."""
 
     task_name = "forgegraph-forgebase-writer"
+    transport = PROTOCOL
 
     def send_error(self, message: str) -> None:
         self.outbox.push_one(error_message(message))
+
+    def too_many_messages(self) -> NoReturn:
+        # Say why first, as for a bad token: a raw-protocol client may only read messages.
+        self.send_error(f"too many messages: at most {self.message_rate.rate} per second")
+        super().too_many_messages()
 
     async def read_messages(self) -> None:
         token = self.websocket.query_params.get("token")
@@ -167,7 +173,7 @@ class ForgeBaseSocket(EventSocket):
         if name in self.subscriptions:
             return  # already receiving this table's events since the first subscribe
         limit = self.runtime.settings.limits.max_subscriptions_per_connection
-        if len(self.subscriptions) >= limit:
+        if limit and len(self.subscriptions) >= limit:
             raise ClientError(f"at most {limit} subscriptions per connection")
         subscription = await self.realtime.subscribe(
             stream_key(table, view), table, view.filter, renderer(table, view), self.outbox, _as_is,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 from graphql import GraphQLError, OperationType
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from graph.delivery.changes import plan_change_query
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
@@ -65,7 +65,7 @@ class GraphQLSocket(EventSocket):
     async def read_messages(self) -> None:
         timeout = self.runtime.settings.limits.connection_init_timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout or None):  # 0: no limit
                 while not self.acknowledged:
                     await self._handle(await self._receive())
         except TimeoutError:
@@ -122,7 +122,7 @@ class GraphQLSocket(EventSocket):
             task.add_done_callback(lambda _t: self.operations.pop(op_id, None))
             return
         limit = self.runtime.settings.limits.max_subscriptions_per_connection
-        if len(self.subscriptions) >= limit:
+        if limit and len(self.subscriptions) >= limit:
             self.send_error(op_id, [_validation(f"at most {limit} subscriptions per connection")])
             return
         try:
@@ -193,6 +193,7 @@ class TransportWS(GraphQLSocket):
     """The `graphql-transport-ws` protocol of the graphql-ws library."""
 
     subprotocol = TRANSPORT_WS
+    transport = TRANSPORT_WS
     next_type = "next"
 
     async def _handle(self, message: dict[str, Any]) -> None:
@@ -230,6 +231,7 @@ class LegacyWS(GraphQLSocket):
     """The legacy `graphql-ws` protocol of subscriptions-transport-ws (Apollo's old client)."""
 
     subprotocol = LEGACY_WS
+    transport = LEGACY_WS
     next_type = "data"
 
     async def _handle(self, message: dict[str, Any]) -> None:
@@ -257,10 +259,11 @@ class LegacyWS(GraphQLSocket):
             self.stop(op_id)
             self.send_complete(op_id)
         elif kind == "connection_terminate":
-            raise WebSocketDisconnect(1000)
+            # Closed by us with a close frame, as subscriptions-transport-ws does.
+            raise ProtocolError(1000, "")
         else:
             self.send({"type": "error", "id": message.get("id"),
-                       "payload": {"message": f"unknown message type {kind!r}"}})
+                       "payload": _validation(f"unknown message type {kind!r}")})
 
     def send_error(self, op_id: str, errors: list[dict[str, Any]]) -> None:
         self.send({"id": op_id, "type": "error", "payload": errors[0] if len(errors) == 1 else errors})

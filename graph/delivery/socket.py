@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from graph.auth import ANONYMOUS_SESSION, Session
 from graph.delivery.outbox import Outbox
+from graph.delivery.ratelimit import TokenBucket
+from graph.errors import TooManyRequests
 
 if TYPE_CHECKING:
     from graph.fanout import Subscription
@@ -33,6 +35,8 @@ class CloseConnection(Exception):
 
 class EventSocket:
     subprotocol: ClassVar[str | None] = None
+    transport: ClassVar[str]
+    """The protocol's name in /metrics."""
     task_name: ClassVar[str] = "forgegraph-ws-writer"
 
     def __init__(self, runtime: Runtime, websocket: WebSocket) -> None:
@@ -40,10 +44,13 @@ class EventSocket:
         # Held from the start: the runtime drops its Realtime on shutdown, before we unsubscribe.
         self.realtime = runtime.realtime
         self.websocket = websocket
-        self.outbox = Outbox(self._write, self._close, runtime.settings.limits.send_queue_size)
+        limit = runtime.settings.limits.send_queue_size
+        meter = runtime.metrics.transport(self.transport)
+        self.outbox = Outbox(self._write, self._close, limit, meter)
         self.subscriptions: dict[str, Subscription] = {}
         self.session: Session = ANONYMOUS_SESSION
         self._expiry: asyncio.TimerHandle | None = None
+        self.message_rate = TokenBucket(runtime.settings.limits.max_messages_per_second)
 
     async def read_messages(self) -> None:
         """Read and act on client messages until the socket ends; raise CloseConnection to end it."""
@@ -94,8 +101,15 @@ class EventSocket:
         message = await self.websocket.receive()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
+        if not self.message_rate.take():
+            self.too_many_messages()
         text: str | None = message.get("text")
         return text if text is not None else (message.get("bytes") or b"")
+
+    def too_many_messages(self) -> NoReturn:
+        """Over --max-messages-per-second: close with 4429, on every protocol alike."""
+        rate = self.message_rate.rate
+        raise CloseConnection(TooManyRequests.close_code, f"Too many messages: at most {rate} per second")
 
     async def close_for_shutdown(self) -> None:
         self.outbox.fail(1001, "server shutting down")

@@ -55,6 +55,8 @@ class EventStream:
     so a reader that stops reading makes the outbox fill up and fail.
     """
 
+    transport = "sse"
+
     def __init__(
         self,
         runtime: Runtime,
@@ -71,7 +73,7 @@ class EventStream:
         self.heartbeat = heartbeat
         self._expiry: asyncio.TimerHandle | None = None
         limit = runtime.settings.limits.send_queue_size
-        self.outbox = Outbox(self._write, self._close, limit)
+        self.outbox = Outbox(self._write, self._close, limit, runtime.metrics.transport(self.transport))
         self.subscriptions: list[Subscription] = []
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
         self._tasks: list[asyncio.Task[None]] = []
@@ -190,7 +192,7 @@ class SSEEndpoint:
         if not names:
             raise ValidationFailed("no table: name one or more with ?table=<name>")
         limit = self.runtime.settings.limits.max_subscriptions_per_connection
-        if len(names) > limit:
+        if limit and len(names) > limit:
             raise ValidationFailed(f"at most {limit} subscriptions per connection")
         return [served_table(self.runtime, name, session) for name in names]
 

@@ -71,16 +71,21 @@ class Writer:
             values = self._values(table, obj)
             groups.setdefault(tuple(values), []).append(values)
         stmt = sa.insert(core).returning(*core.c, sort_by_parameter_order=True)
+        # Key columns the database cannot fill in. Rows without one of them fail
+        # (NOT NULL), but SQLAlchemy's batched INSERT on PostgreSQL fails first,
+        # with a ZeroDivisionError: such rows go one at a time, for the database's error.
+        required = {c for c in table.primary_key if not table.column(c).has_default}
         with database_errors():
             for names, group in groups.items():
-                if names:
+                if names and (len(group) == 1 or required <= set(names)):
                     # Parameters, not literal VALUES: the compiled statement is
                     # cached, and SQLAlchemy batches many rows into one INSERT.
                     result = await conn.execute(stmt, group[0] if len(group) == 1 else group)
                     rows.extend(result.mappings().all())
                 else:
-                    for _ in group:
-                        rows.extend((await conn.execute(stmt)).mappings().all())
+                    for values in group:
+                        result = await conn.execute(stmt, values) if values else await conn.execute(stmt)
+                        rows.extend(result.mappings().all())
         return rows
 
     async def update(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from graph.errors import ValidationFailed
+from graph.sql.where import comparable
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
@@ -67,7 +68,8 @@ class Orderings:
                     raise ValidationFailed(f"expected an object of {name}'s order_by for {name!r}")
                 terms.extend(self._related(relationships[name], direction, target, wrap, visible))
             elif name in model.column_names:
-                terms.append((wrap(target.c[name]), direction))
+                column = comparable(target.c[name], model.column(name).kind, self.model.dialect)
+                terms.append((wrap(column), direction))
             else:
                 raise ValidationFailed(f"field {name!r} not found in type: '{table}_order_by'")
         return terms

@@ -32,9 +32,13 @@ ROW_NUMBER = "_fg_row_number"
 
 
 class Reader:
-    def __init__(self, model: DatabaseModel, tables: Mapping[str, sa.Table]) -> None:
+    def __init__(
+        self, model: DatabaseModel, tables: Mapping[str, sa.Table], *, max_rows: int = 0
+    ) -> None:
         self.model = model
         self.tables = tables
+        self.max_rows = max_rows
+        """--max-limit: rows per list (per parent row for relationships); 0 means no cap."""
         self.filters = Filters(model, tables)
         self.orderings = Orderings(model, tables)
 
@@ -62,7 +66,7 @@ class Reader:
     ) -> list[dict[str, Any]]:
         table = query.shape.table
         core = self.tables[table.name]
-        _check_window(query)
+        limit = self._limit(query)
         stmt = (
             sa.select(*(core.c[n] for n in query.shape.needed_columns()))
             .where(self.where(table.name, query.where, visible))
@@ -73,8 +77,8 @@ class Reader:
         allowed = visible(table.name, None) if visible else None
         if allowed is not None:
             stmt = stmt.where(allowed)
-        if query.limit is not None:
-            stmt = stmt.limit(query.limit)
+        if limit is not None:
+            stmt = stmt.limit(limit)
         if query.offset:
             stmt = stmt.offset(query.offset)
         rows = (await conn.execute(stmt)).mappings().all()
@@ -181,10 +185,10 @@ class Reader:
         columns = [core.c[n] for n in names]
         if query is None:
             return (await conn.execute(sa.select(*columns).where(matches))).mappings().all()
-        _check_window(query)
+        limit = self._limit(query)
         condition = sa.and_(matches, self.where(core.name, query.where, visible))
         ordering = self.orderings.clauses(core.name, query.order_by, visible=visible)
-        if query.limit is None and not query.offset:
+        if limit is None and not query.offset:
             stmt = sa.select(*columns).where(condition).order_by(*ordering)
             return (await conn.execute(stmt)).mappings().all()
         number = sa.func.row_number().over(partition_by=join_cols, order_by=ordering or None)
@@ -192,10 +196,18 @@ class Reader:
         position = inner.c[ROW_NUMBER]
         low = query.offset or 0
         stmt = sa.select(*(inner.c[n] for n in names)).where(position > low)
-        if query.limit is not None:
-            stmt = stmt.where(position <= low + query.limit)
+        if limit is not None:
+            stmt = stmt.where(position <= low + limit)
         stmt = stmt.order_by(position)
         return (await conn.execute(stmt)).mappings().all()
+
+
+    def _limit(self, query: ListQuery) -> int | None:
+        """The query's `limit`, clamped to --max-limit as Hasura clamps to a role's limit."""
+        _check_window(query)
+        if not self.max_rows:
+            return query.limit
+        return self.max_rows if query.limit is None else min(query.limit, self.max_rows)
 
 
 def _key(row: Row, columns: Sequence[str]) -> Key:

@@ -127,7 +127,7 @@ class Filters:
             ) from None
         if not isinstance(ops, Mapping):
             raise ValidationFailed(f"expected an object of comparison operators for {name!r}")
-        col = target.c[name]
+        col = comparable(target.c[name], column.kind, self.dialect)
         parts: list[Condition] = []
         for op, value in ops.items():
             if value is None:
@@ -164,6 +164,12 @@ class Filters:
         else:
             cond = text.op("GLOB")(like_to_glob(pattern))
         return sa.not_(cond) if op.startswith("_n") else cond
+
+
+def comparable(col: Any, kind: Kind, dialect: str) -> Any:
+    """The column as compared and ordered: PostgreSQL's `json` type has no operators
+    at all (not even `=`), so JSON is compared as its text there, as SQLite does."""
+    return sa.cast(col, sa.Text) if kind is Kind.JSON and dialect == "postgresql" else col
 
 
 def _all(parts: list[Condition]) -> Condition:
