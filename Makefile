@@ -78,8 +78,10 @@ conformance:
 		echo "conformance: skipped ($(CONFORMANCE) not found)"; \
 	fi
 
+# With ../shared/bench/ present, every figure is measured alternately with the
+# reference servers there, and printed beside them as a ratio.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(if $(wildcard ../shared/bench/ceiling_server.py),--with-references)
 
 # 5,000 idle + 200 active subscribers and 20 mutations/s for 3 minutes (bench/soak.py --help).
 soak: $(STAMP)

@@ -4,8 +4,9 @@ Each run starts a fresh `forgegraph serve` on a migrated SQLite database
 (one user, id 1, for the mutation to reference) and drives it with the
 shared ../shared/bench/fanout.py. Max-rate runs keep one mutation in flight;
 fixed-rate runs measure latency at a modest load. With --with-references
-the Python ceiling server is run alternately with forgegraph at each N and
-the ratio of their deliveries/s is reported. Timings are never judged; a
+the Python ceiling server is run alternately with forgegraph, at each N and
+at each fixed rate, and the ratios of their deliveries/s and of their p99
+latencies are reported. Timings are never judged; a
 run that lost or duplicated events, or errored, is an error.
 """
 
@@ -27,6 +28,9 @@ from _fanout_tool import (
     Target,
     run_fanout,
 )
+from _naive import NAIVE_MUTATION, NAIVE_SUBSCRIPTION, NaiveServer, mutations_of
+from _naive import available as naive_available
+from _naive import report_ratio as report_naive_ratio
 from _report import Report
 from _server import Server, ServerError, healthz_ok, run_forgegraph
 
@@ -58,11 +62,21 @@ def bench_fanout(workdir: Path, args: argparse.Namespace, report: Report) -> Non
     for n in sizes:
         ours = _forgegraph_run(url, workdir, n, 0.0, duration, report)
         if references:
-            ceiling = _ceiling_run(workdir, n, duration, report)
+            ceiling = ceiling_run(workdir, n, duration, report)
             _report_ratio(n, ours, ceiling, report)
+            if n == 1 and naive_available():
+                naive = _naive_run(workdir, duration, report)
+                report_naive_ratio(
+                    "mutations/s at N=1", mutations_of(ours), mutations_of(naive), "mut/s", report
+                )
     for n in sizes:
         if n in FIXED_RATES:
-            _forgegraph_run(url, workdir, n, FIXED_RATES[n], duration, report)
+            rate = FIXED_RATES[n]
+            ours = _forgegraph_run(url, workdir, n, rate, duration, report)
+            if references:
+                ceiling = ceiling_run(workdir, n, duration, report, rate)
+                name = f"fan-out N={n} @{rate:g} mut/s"
+                report_latency_ratio(name, p99_of(ours), p99_of(ceiling), report)
 
 
 def _insert_user(path: Path) -> None:
@@ -98,14 +112,31 @@ def _forgegraph_run(
     return result
 
 
-def _ceiling_run(workdir: Path, n: int, duration: float, report: Report) -> FanoutResult | None:
-    label = f"fan-out N={n} ceiling"
+def ceiling_run(
+    workdir: Path, n: int, duration: float, report: Report, rate: float = 0.0
+) -> FanoutResult | None:
+    label = f"fan-out N={n} ceiling" + (f" @{rate:g} mut/s" if rate else "")
     arguments = ("--mutation-variables", CEILING_VARIABLES)
     try:
-        with CeilingServer(workdir, f"fanout-ceiling-{n}") as server:
+        with CeilingServer(workdir, f"fanout-ceiling-{n}-{rate:g}") as server:
             server.start()
             target = Target("ceiling", server.port, "/publish", arguments)
-            return _measure(label, target, server, n, 0.0, duration, report, strict=False)
+            return _measure(label, target, server, n, rate, duration, report, strict=False)
+    except ServerError as exc:
+        report.note(f"{label}: reference server did not start: {exc}")
+        return None
+
+
+def _naive_run(workdir: Path, duration: float, report: Report) -> FanoutResult | None:
+    """The naive server at N=1, max rate: its mutations/s with one subscriber listening."""
+    label = "fan-out N=1 naive"
+    arguments = ("--query", NAIVE_SUBSCRIPTION, "--mutation", NAIVE_MUTATION)
+    try:
+        url = sqlite_url(workdir / "fanout-naive.db")
+        with NaiveServer(url, workdir, "fanout-naive-1") as server:
+            server.start()
+            target = Target("naive", server.port, "/graphql", arguments)
+            return _measure(label, target, server, 1, 0.0, duration, report, strict=False)
     except ServerError as exc:
         report.note(f"{label}: reference server did not start: {exc}")
         return None
@@ -159,10 +190,10 @@ def _add_figures(prefix: str, result: FanoutResult, report: Report) -> None:
     if not result.rate:
         report.add(f"{prefix}: deliveries", result.deliveries_per_s, "deliveries/s", settings)
         report.add(f"{prefix}: mutations", result.mutations_per_s, "mut/s", settings)
-    if result.target != "forgegraph":
-        return
     latency = " / ".join(_ms(result.latency_ms(w)) for w in ("p50", "p99", "max"))
     report.add(f"{prefix}: latency p50 / p99 / max", latency, "ms", settings)
+    if result.target != "forgegraph":
+        return
     counts = f"{result.duplicates} / {result.missing}"
     report.add(f"{prefix}: duplicates / missing", counts, f"of {result.expected:,}", settings)
     usage = f"{result.server_cpu_s} / {result.server_peak_rss_mib}"
@@ -189,6 +220,25 @@ def _report_ratio(
     report.add(name, round(ratio, 3), "ratio", settings)
     report.details.setdefault("fan-out ratios", {})[str(n)] = round(ratio, 4)
     print(f"    forgegraph / ceiling at N={n}: {ratio:.3f}", flush=True)
+
+
+def p99_of(result: FanoutResult | None) -> float | None:
+    """The run's p99 latency, None when the run failed (lost events, errors)."""
+    if result is None or result.problems():
+        return None
+    return result.latency_ms("p99")
+
+
+def report_latency_ratio(name: str, ours: float | None, ceiling: float | None, report: Report) -> None:
+    """p99 latency at a fixed rate over the ceiling's, measured back to back: lower is better."""
+    title = f"{name}: p99 latency forgegraph / ceiling"
+    if ours is None or not ceiling:
+        report.add(title, None, "ratio", "not computed: a run failed or measured no latency")
+        return
+    ratio = ours / ceiling
+    report.add(title, round(ratio, 3), "ratio", f"p99 {ours:.1f} vs {ceiling:.1f} ms, run back to back")
+    report.details.setdefault("fan-out p99 ratios", {})[name] = round(ratio, 4)
+    print(f"    {title}: {ratio:.3f}", flush=True)
 
 
 def _scan_log(label: str, server: Server, report: Report) -> None:

@@ -8,6 +8,10 @@ of `tableChanged(table: "posts")`, 100 for each of the 10 users:
 - A: role `reader`, rule `published = true`: the same for all, 1 stream;
 - B: role `user`, rule `published = true OR user_id = X-User-Id`: 10 streams.
 The admin inserts only published posts, so every subscriber sees every event.
+Case B is also run at the fan-out section's fixed rates (N=100 @20 mut/s,
+N=1000 @2 mut/s) for its latency, and with --with-references the ceiling
+server at the same N and rate, driven by this same client, back to back,
+for the ratio of their p99s.
 
 ../shared/bench/fanout.py sends one connection_init payload to every
 subscriber, so both cases are driven by the client below: asyncio (uvloop
@@ -39,11 +43,18 @@ from typing import cast
 import jwt
 import orjson
 from _data import sqlite_url
-from _fanout import SUBSCRIPTION, _add_figures, _scan_log
-from _fanout_tool import FANOUT_TOOL, FanoutFailed, Target, run_fanout
+from _fanout import FIXED_RATES, SUBSCRIPTION, _add_figures, _scan_log, report_latency_ratio
+from _fanout_tool import (
+    CEILING_MODULE,
+    FANOUT_TOOL,
+    CeilingServer,
+    FanoutFailed,
+    Target,
+    run_fanout,
+)
 from _fanout_tool import WINDOW as FANOUT_WINDOW
 from _report import Report
-from _server import HOST, Server, run_forgegraph
+from _server import HOST, Server, ServerError, run_forgegraph
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
@@ -319,12 +330,14 @@ class Subscriber(asyncio.Protocol):
 class Writer:
     """POST /graphql (as the admin, given its secret) over one keep-alive HTTP/1.1 connection."""
 
-    def __init__(self, port: int, admin_secret: str | None, mutation: str = MUTATION) -> None:
+    def __init__(
+        self, port: int, admin_secret: str | None, mutation: str = MUTATION, path: str = "/graphql"
+    ) -> None:
         self.port = port
         self.mutation = mutation
         admin = f"X-Admin-Secret: {admin_secret}\r\n" if admin_secret else ""
         self.head = (
-            f"POST /graphql HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
             f"Content-Type: application/json\r\n{admin}"
             "Content-Length: "
         ).encode()
@@ -381,6 +394,8 @@ class Plan:
     init_messages: tuple[bytes, ...]  # connection_init, one per subscriber
     duration: float
     server_cpu: Callable[[], float | None]
+    rate: float = 0.0  # mutations per second on a fixed schedule; 0: one in flight, windowed
+    mutate_path: str = "/graphql"  # the ceiling server's is /publish (it takes any JSON body)
 
 
 
@@ -405,7 +420,7 @@ async def drive(plan: Plan) -> RunResult:
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     subscribers: list[Subscriber] = []
-    writer = Writer(plan.port, plan.admin_secret)
+    writer = Writer(plan.port, plan.admin_secret, path=plan.mutate_path)
 
     async def open_one(init: bytes) -> None:
         async with gate:
@@ -471,7 +486,11 @@ async def _measure(tally: Tally, writer: Writer, plan: Plan) -> None:
             tally.first_send = t
 
     seq = 0
+    start = now()
     while now() < deadline:
+        if plan.rate:
+            # Open loop, as fanout.py --rate: the next mutation at its time, whatever was delivered.
+            await asyncio.sleep(max(0.0, start + seq / plan.rate - now()))
         # At most WINDOW events not yet delivered to everyone, as fanout.py.
         while (seq - WINDOW) * n > result.received:
             tally.wait_until = (seq - WINDOW) * n
@@ -549,6 +568,56 @@ def bench_roles(workdir: Path, args: argparse.Namespace, report: Report) -> None
         _scan_log(case.label, server, report)
     _report_ratio(results.get("A"), results.get("B"), report)
     _cross_check(url, workdir, auth, duration, report)
+    _fixed_rates(url, workdir, auth, args, report)
+
+
+def _fixed_rates(url: str, workdir: Path, auth: Auth, args: argparse.Namespace, report: Report) -> None:
+    """Latency of case B (per-user rules) at the fan-out section's fixed rates, vs the ceiling's.
+
+    The ceiling server is driven by this same client (it answers connection_init
+    and subscribe, and publishes any JSON POSTed to /publish), so the two p99s
+    are measured alike.
+    """
+    case = CASES[1]
+    for n, rate in FIXED_RATES.items():
+        label = f"{case.label} N={n} @{rate:g} mut/s"
+        server = RoleServer(url, workdir, f"roles-{case.name}-{n}-{rate:g}", auth)
+        with server:
+            server.start()
+            ours = _client_run(case, server, args.roles_duration, report, subscribers=n, rate=rate)
+            _after(label, server, report)
+        _scan_log(label, server, report)
+        if args.with_references and CEILING_MODULE.is_file():
+            ceiling = _ceiling_run(workdir, auth, n, rate, args.roles_duration, report)
+            report_latency_ratio(label, _p99(ours), _p99(ceiling), report)
+
+
+def _ceiling_run(
+    workdir: Path, auth: Auth, n: int, rate: float, duration: float, report: Report
+) -> RunResult | None:
+    label = f"roles ceiling N={n} @{rate:g} mut/s"
+    print(f"  {label}", flush=True)
+    payloads = tuple(_init_message(auth.jwt_secret, "user", i % USERS + 1) for i in range(n))
+    try:
+        with CeilingServer(workdir, f"roles-ceiling-{n}-{rate:g}") as server:
+            server.start()
+            plan = Plan(server.port, server.pid, "", payloads, duration, server.cpu_seconds, rate, "/publish")
+            result = run_client(plan)
+    except (ServerError, ClientFailed, OSError, asyncio.IncompleteReadError) as exc:
+        report.note(f"{label}: {exc}")
+        return None
+    p50, p99, top = (_ms(result.latency_ms(p)) for p in (50, 99, 100))
+    print(f"    {result.events} mutations, p50 {p50} p99 {p99} ms, {result.duplicates} duplicates, "
+          f"{result.missing} missing, server CPU {result.server_cpu_s} s", flush=True)
+    report.add(f"{label} (reference): latency p50 / p99 / max", f"{p50} / {p99} / {top}", "ms",
+               f"{n} subscribers, {result.events} mutations, {rate:g} mut/s, this client")
+    if result.problems():
+        report.note(f"{label}: {'; '.join(result.problems())}")
+    return result
+
+
+def _p99(result: RunResult | None) -> float | None:
+    return None if result is None or result.problems() else result.latency_ms(99)
 
 
 def _insert_users(path: Path) -> None:
@@ -598,19 +667,28 @@ def _rules_apply(server: RoleServer, report: Report) -> bool:
     return False
 
 
-def _client_run(case: Case, server: RoleServer, duration: float, report: Report) -> RunResult | None:
-    print(f"  {case.label} (port {server.port})", flush=True)
+def _client_run(
+    case: Case,
+    server: RoleServer,
+    duration: float,
+    report: Report,
+    *,
+    subscribers: int = SUBSCRIBERS,
+    rate: float = 0.0,
+) -> RunResult | None:
+    label = case.label if not rate else f"{case.label} N={subscribers} @{rate:g} mut/s"
+    print(f"  {label} (port {server.port})", flush=True)
     payloads = tuple(
-        _init_message(server.auth.jwt_secret, case.role, i % USERS + 1) for i in range(SUBSCRIBERS)
+        _init_message(server.auth.jwt_secret, case.role, i % USERS + 1) for i in range(subscribers)
     )
     admin = server.auth.admin_secret
-    plan = Plan(server.port, server.pid, admin, payloads, duration, server.cpu_seconds)
+    plan = Plan(server.port, server.pid, admin, payloads, duration, server.cpu_seconds, rate)
     try:
         result = run_client(plan)
     except (ClientFailed, OSError, asyncio.IncompleteReadError) as exc:
-        report.error(f"{case.label}: {exc}; server stderr:\n{server.stderr_tail()}")
+        report.error(f"{label}: {exc}; server stderr:\n{server.stderr_tail()}")
         return None
-    _report_run(case, result, report)
+    _report_run(case, result, report, label, rate)
     return result
 
 
@@ -622,7 +700,7 @@ def _after(label: str, server: Server, report: Report) -> None:
         )
 
 
-def _report_run(case: Case, result: RunResult, report: Report) -> None:
+def _report_run(case: Case, result: RunResult, report: Report, prefix: str, rate: float) -> None:
     per = result.cpu_us_per_delivery
     p50, p99, top = (_ms(result.latency_ms(p)) for p in (50, 99, 100))
     print(
@@ -633,12 +711,14 @@ def _report_run(case: Case, result: RunResult, report: Report) -> None:
         flush=True,
     )
     span = f"{result.span_s:.3f}" if result.span_s else "n/a"
+    n = result.subscribers
+    mode = f"{rate:g} mut/s" if rate else "one in flight"
     settings = (
-        f"{SUBSCRIBERS} subscribers, {USERS} users x {SUBSCRIBERS // USERS}, role {case.role}: "
-        f"{case.streams}; {result.events} mutations, one in flight, window {WINDOW}, span {span} s"
+        f"{n} subscribers, {USERS} users x {n // USERS}, role {case.role}: "
+        f"{case.streams}; {result.events} mutations, {mode}, window {WINDOW}, span {span} s"
     )
-    prefix = case.label
-    report.add(f"{prefix}: deliveries", round(result.deliveries_per_s, 1), "deliveries/s", settings)
+    if not rate:
+        report.add(f"{prefix}: deliveries", round(result.deliveries_per_s, 1), "deliveries/s", settings)
     report.add(f"{prefix}: latency p50 / p99 / max", f"{p50} / {p99} / {top}", "ms", settings)
     counts = f"{result.duplicates} / {result.missing}"
     report.add(f"{prefix}: duplicates / missing", counts, f"of {result.expected:,}", settings)
@@ -653,6 +733,7 @@ def _report_run(case: Case, result: RunResult, report: Report) -> None:
         "users": USERS,
         "role": case.role,
         "streams": case.streams,
+        "rate": rate,
         "events": result.events,
         "warm_events": result.warm_events,
         "connect_s": round(result.connect_s, 2),

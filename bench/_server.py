@@ -118,7 +118,7 @@ class Server:
             self.process = subprocess.Popen(
                 self.command(),
                 cwd=self.workdir,
-                env=server_env(),
+                env=self.env(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -138,6 +138,9 @@ class Server:
             f"{self.label}: not ready after {READY_TIMEOUT_SECONDS:.0f} s; "
             f"stderr:\n{self.stderr_tail()}"
         )
+
+    def env(self) -> dict[str, str]:
+        return server_env()
 
     def ready(self) -> bool:
         """Whether the spawned server answers yet; subclasses serving other apps override it."""

@@ -273,40 +273,102 @@ class Target:
     server_cpu: Callable[[], float | None]
 
 
-async def drive(target: Target, plan: SoakPlan) -> SoakResult:
-    """Connect, measure, stream, drain; always closes every connection."""
-    result = SoakResult(plan)
-    run = Run(result)
-    loop = asyncio.get_running_loop()
-    url = f"ws://{HOST}:{target.port}/graphql"
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    sockets: list[Socket] = []
-    writer = Writer(target.port, None, MUTATION)
+class Connections:
+    """The subscribers of one run: opened CONNECT_CONCURRENCY handshakes at a time, aborted at the end."""
 
-    async def open_one(subscribe: bytes, active: bool) -> None:
-        async with gate:
-            socket = Socket(run, url, subscribe, active=active)
-            sockets.append(socket)
-            await loop.create_connection(lambda: socket, HOST, target.port)
-            await socket.ready
+    def __init__(self, run: Run, port: int) -> None:
+        self.run = run
+        self.port = port
+        self.url = f"ws://{HOST}:{port}/graphql"
+        self.gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        self.sockets: list[Socket] = []
 
-    async def open_many(count: int, query: str, active: bool) -> None:
+    async def open(self, count: int, query: str, active: bool) -> None:
+        """Open `count` subscribers of `query`; each is subscribed when this returns."""
         subscribe = orjson.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}})
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                await asyncio.gather(*(open_one(subscribe, active) for _ in range(count)))
+                await asyncio.gather(*(self._open_one(subscribe, active) for _ in range(count)))
         except TimeoutError:
             raise ClientFailed(f"not all {count:,} subscribed within {CONNECT_TIMEOUT:.0f} s") from None
         except OSError as exc:
             raise ClientFailed(f"cannot connect: {exc}") from None
 
+    async def _open_one(self, subscribe: bytes, active: bool) -> None:
+        async with self.gate:
+            socket = Socket(self.run, self.url, subscribe, active=active)
+            self.sockets.append(socket)
+            loop = asyncio.get_running_loop()
+            await loop.create_connection(lambda: socket, HOST, self.port)
+            await socket.ready
+
+    def abort(self) -> None:
+        self.run.closing = True
+        for socket in self.sockets:
+            if socket.transport is not None:
+                socket.transport.abort()
+
+
+async def _baseline(target: Target, run: Run, connections: Connections, writer: Writer) -> int:
+    """The server's RSS once it has taken a connection and captured a few changes."""
+    await connections.open(1, IDLE_SUBSCRIPTION, False)
+    for n in range(3):
+        await _post(writer, f"BASE{n}_", run)
+    await asyncio.sleep(SETTLE_SECONDS)
+    return _rss_kib(target.pid, "VmRSS")
+
+
+@dataclass(frozen=True)
+class IdleStep:
+    connections: int
+    rss_kib: int
+    per_connection_kib: float
+    """(RSS - the baseline with one connection) / the connections opened since"""
+    connect_s: float
+
+
+async def measure_idle(target: Target, steps: tuple[int, ...]) -> tuple[list[IdleStep], SoakResult]:
+    """The server's RSS with 1 idle subscriber, then with each of `steps` (ascending) idle subscribers.
+
+    The result holds the baseline and what went wrong (errors, drops, events
+    that reached an idle subscriber); its plan is the largest step.
+    """
+    result = SoakResult(SoakPlan(idle=steps[-1], active=0))
+    run = Run(result)
+    connections = Connections(run, target.port)
+    writer = Writer(target.port, None, MUTATION)
+    measured: list[IdleStep] = []
     try:
-        # The baseline: a server that has taken a connection and captured a few changes.
-        await open_many(1, IDLE_SUBSCRIPTION, False)
-        for n in range(3):
-            await _post(writer, f"BASE{n}_", run)
-        await asyncio.sleep(SETTLE_SECONDS)
-        result.rss_baseline_kib = _rss_kib(target.pid, "VmRSS")
+        result.rss_baseline_kib = base = await _baseline(target, run, connections, writer)
+        for count in steps:
+            started = now()
+            await connections.open(count - len(connections.sockets), IDLE_SUBSCRIPTION, False)
+            connect_s = now() - started
+            await asyncio.sleep(SETTLE_SECONDS)
+            rss = _rss_kib(target.pid, "VmRSS")
+            measured.append(IdleStep(count, rss, (rss - base) / (count - 1), connect_s))
+            print(f"  {count:,} idle connections: server RSS {mib(base)} -> {mib(rss)} MiB "
+                  f"({measured[-1].per_connection_kib:.1f} KiB each)", flush=True)
+        result.rss_idle_kib = measured[-1].rss_kib if measured else 0
+        result.rss_peak_kib = _rss_kib(target.pid, "VmHWM")
+        result.metrics = _scrape(target.port)
+    finally:
+        writer.close()
+        connections.abort()
+    return measured, result
+
+
+async def drive(target: Target, plan: SoakPlan) -> SoakResult:
+    """Connect, measure, stream, drain; always closes every connection."""
+    result = SoakResult(plan)
+    run = Run(result)
+    connections = Connections(run, target.port)
+    sockets = connections.sockets
+    writer = Writer(target.port, None, MUTATION)
+    open_many = connections.open
+
+    try:
+        result.rss_baseline_kib = await _baseline(target, run, connections, writer)
         started = now()
         await open_many(plan.idle - 1, IDLE_SUBSCRIPTION, False)
         result.connect_idle_s = now() - started
@@ -326,11 +388,8 @@ async def drive(target: Target, plan: SoakPlan) -> SoakResult:
         result.rss_peak_kib = _rss_kib(target.pid, "VmHWM")
         result.metrics = _scrape(target.port)
     finally:
-        run.closing = True
         writer.close()
-        for socket in sockets:
-            if socket.transport is not None:
-                socket.transport.abort()
+        connections.abort()
     result.delivered = [s.received for s in sockets if s.active]
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result.client_cpu_s = round(usage.ru_utime + usage.ru_stime, 1)

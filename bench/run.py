@@ -4,7 +4,8 @@ Fan-out is measured for open subscribers (_fanout.py), for subscribers
 under per-role and per-user permission rules (_roles.py), and over several
 server processes sharing one database, woken through Redis (_scaleout.py).
 A shortened soak (_soak.py; `make soak` runs it for 3 minutes) reports the
-memory per idle connection and the RSS growth under a steady stream.
+memory per idle connection and the RSS growth under a steady stream;
+_idle.py the memory per idle connection at 1,000 and at 10,000 of them.
 
 Run as `make bench` (or `.venv/bin/python bench/run.py --help`). Prints a
 table of figures and writes them to bench/results/latest.json; it never
@@ -47,7 +48,12 @@ from _data import (
     sqlite_url,
 )
 from _fanout import bench_fanout
+from _idle import STEPS as IDLE_STEPS
+from _idle import bench_idle
 from _load import GENERATORS, LoadResult, run_asyncio_load, run_wrk
+from _naive import NAIVE_QUERY, NaiveServer
+from _naive import available as naive_available
+from _naive import report_ratio as report_naive_ratio
 from _report import Report, print_table, write_json
 from _roles import bench_roles
 from _scaleout import bench_scaleout
@@ -167,7 +173,10 @@ def bench_sqlite_queries(workdir: Path, args: argparse.Namespace, report: Report
     url = sqlite_url(path)
     run_forgegraph("migrate", "--database", url, cwd=workdir)
     seed_sqlite(path)
-    _bench_queries("sqlite", url, "SQLite file in a temp dir", workdir, args, report)
+    ours = _bench_queries("sqlite", url, "SQLite file in a temp dir", workdir, args, report)
+    if _with_naive(args, report):
+        naive = _bench_naive("sqlite", sqlite_url(workdir / "naive.db"), workdir, args, report)
+        _report_naive_ratios("sqlite", ours, naive, report)
 
 
 def bench_postgres_queries(workdir: Path, args: argparse.Namespace, report: Report) -> None:
@@ -182,10 +191,55 @@ def bench_postgres_queries(workdir: Path, args: argparse.Namespace, report: Repo
         url = database.render_as_string(hide_password=False)
         run_forgegraph("migrate", "--database", url, cwd=workdir)
         seed_postgres(database)
-        _bench_queries("postgres", url, shown, workdir, args, report)
+        ours = _bench_queries("postgres", url, shown, workdir, args, report)
     finally:
         drop_postgres_database(database)
         print(f"  dropped database {database.database}", flush=True)
+    if not _with_naive(args, report):
+        return
+    naive_database = create_postgres_database(postgres_target(args.postgres))
+    try:
+        naive_url = naive_database.render_as_string(hide_password=False)
+        naive = _bench_naive("postgres", naive_url, workdir, args, report)
+        _report_naive_ratios("postgres", ours, naive, report)
+    finally:
+        drop_postgres_database(naive_database)
+
+
+def _with_naive(args: argparse.Namespace, report: Report) -> bool:
+    if args.with_references and not naive_available():
+        report.note("naive reference skipped: ../shared/bench/naive_server.py not found")
+    return bool(args.with_references) and naive_available()
+
+
+def _bench_naive(
+    label: str, database_url: str, workdir: Path, args: argparse.Namespace, report: Report
+) -> float | None:
+    """The naive server's flat 20-post query under the same load, right after ours."""
+    prefix = f"{label} naive"
+    try:
+        with NaiveServer(database_url, workdir, f"queries-naive-{label}") as server:
+            server.start()
+            problem = _answer_problem("flat", *post_graphql(server.port, NAIVE_QUERY))
+            if problem:
+                report.note(f"{prefix}: {NAIVE_QUERY} -> {problem}; not loaded")
+                return None
+            print(f"  {prefix}: {args.generator}, {args.concurrency} connections", flush=True)
+            result = _load(args, server, orjson.dumps({"query": NAIVE_QUERY}), workdir)
+            _report_load(prefix, NAIVE_QUERY, database_url, result, report)
+            return result.requests_per_second if not result.failures else None
+    except ServerError as exc:
+        report.note(f"{prefix}: the naive server did not start: {exc}")
+        return None
+
+
+def _report_naive_ratios(
+    label: str, ours: dict[str, float], naive: float | None, report: Report
+) -> None:
+    # The naive server has only the flat query; the nested one is compared
+    # with it too, as the issue's target reads "20 posts, and with their user".
+    for name in QUERIES:
+        report_naive_ratio(f"{label} {name} queries", ours.get(name), naive, "req/s", report)
 
 
 def _bench_queries(
@@ -195,7 +249,9 @@ def _bench_queries(
     workdir: Path,
     args: argparse.Namespace,
     report: Report,
-) -> None:
+) -> dict[str, float]:
+    """Load each of QUERIES; returns requests/s by query name for those that ran clean."""
+    throughput: dict[str, float] = {}
     with Server(database_url, workdir, f"queries-{label}") as server:
         server.start()
         for name, query in QUERIES.items():
@@ -221,8 +277,11 @@ def _bench_queries(
                     f"stderr:\n{server.stderr_tail()}"
                 )
             _report_load(prefix, query, shown_url, result, report)
+            if not result.failures:
+                throughput[name] = result.requests_per_second
             if not server.alive():
-                return
+                break
+    return throughput
 
 
 def _answer_problem(name: str, status: int, body: Any) -> str | None:
@@ -382,6 +441,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="measured seconds per multi-process run, 6 runs (default 8)",
     )
+    add("--skip-idle", action="store_true", help="skip the idle-connection memory figures")
+    add(
+        "--idle-subscribers",
+        type=_sizes,
+        default=IDLE_STEPS,
+        metavar="N,N,...",
+        help="idle connection counts to read the server's memory at, ascending "
+        f"(default {','.join(map(str, IDLE_STEPS))})",
+    )
     add("--skip-soak", action="store_true", help="skip the soak (idle-connection memory, RSS growth)")
     add(
         "--soak-duration",
@@ -394,7 +462,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--with-references",
         action="store_true",
-        help="also run ../shared/bench/ceiling_server.py at each N, alternately, for ratios",
+        help="also run ../shared/bench/ceiling_server.py (fan-out) and naive_server.py (queries, "
+        "mutations at N=1) right after each forgegraph run, for ratios",
     )
     args = parser.parse_args(argv)
     durations = (args.fanout_duration, args.roles_duration, args.scaleout_duration, args.soak_duration)
@@ -403,6 +472,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "--fanout-duration, --roles-duration, --scaleout-duration and --soak-duration "
             "must be positive"
         )
+    idle = list(args.idle_subscribers)
+    if idle != sorted(set(idle)) or idle[0] < 2:
+        parser.error("--idle-subscribers must be ascending counts of at least 2")
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--concurrency and --duration must be positive, --warmup not negative")
     args.wrk = shutil.which("wrk")
@@ -459,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(bench_roles)
     if not args.skip_scaleout:
         phases.append(bench_scaleout)
+    if not args.skip_idle:
+        phases.append(bench_idle)
     if not args.skip_soak:
         phases.append(bench_soak)
     try:

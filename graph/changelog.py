@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from graph.model import DatabaseModel, Table
+    from graph.sql.compiled import Compiled, Statements
+    from graph.sql.driver import Driver
 
 LOG = "_forgegraph_changes"
 META = "_forgegraph_meta"
@@ -129,6 +132,11 @@ class ChangeLog:
         self.engine = engine
         self.model = model
         self.dialect = model.dialect
+        self._driver: tuple[Driver, Compiled] | None = None
+
+    def use_driver(self, driver: Driver, statements: Statements) -> None:
+        """Read new events on the driver's connections (`read_new`): one statement, no pool checkout."""
+        self._driver = (driver, statements.prepare(self._select(None)))
 
     def captured_tables(self) -> list[Table]:
         # Views have no rows of their own to capture, and rows without keys
@@ -184,23 +192,37 @@ class ChangeLog:
         ).scalar()
         return int(value) if value is not None else 0
 
-    async def read(
-        self, conn: AsyncConnection, after: int, *, tables: list[str] | None = None, limit: int = 1000
-    ) -> list[ChangeEvent]:
+    def _select(self, tables: list[str] | None) -> sa.TextClause:
         # As text on PostgreSQL: the driver would decode JSONB numbers as floats
         # and numeric(10,2) 12345678.90 would lose its scale.
         images = "old::text, new::text" if self.dialect == "postgresql" else "old, new"
         sql = f"SELECT cursor, table_name, op, {images} FROM {LOG} WHERE cursor > :after"
-        params: dict[str, Any] = {"after": after, "limit": limit}
         if tables is not None:
             sql += " AND table_name IN :tables"
-            params["tables"] = tuple(tables)
         statement = sa.text(sql + " ORDER BY cursor LIMIT :limit")
         if tables is not None:
             statement = statement.bindparams(sa.bindparam("tables", expanding=True))
-        rows = (await conn.execute(statement, params)).all()
+        return statement
+
+    def _decode(self, rows: Sequence[Sequence[Any]]) -> list[ChangeEvent]:
         events = (decode_row(self.model, *row) for row in rows)
         return [e for e in events if e is not None]
+
+    async def read(
+        self, conn: AsyncConnection, after: int, *, tables: list[str] | None = None, limit: int = 1000
+    ) -> list[ChangeEvent]:
+        params: dict[str, Any] = {"after": after, "limit": limit}
+        if tables is not None:
+            params["tables"] = tuple(tables)
+        return self._decode((await conn.execute(self._select(tables), params)).all())
+
+    async def read_new(self, after: int, *, limit: int = 1000) -> list[ChangeEvent]:
+        """The events after cursor `after`, on the driver when there is one (the capture loop)."""
+        if self._driver is None:
+            async with self.engine.connect() as conn:
+                return await self.read(conn, after, limit=limit)
+        driver, select = self._driver
+        return self._decode(await driver.fetch(select.bind({"after": after, "limit": limit})))
 
     async def check_cursor(self, conn: AsyncConnection, since: str) -> int:
         """The cursor `since` names, or InvalidCursor when it cannot be resumed from."""

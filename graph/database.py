@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from graph.errors import StartupError
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
 def normalise_url(url: str) -> sa.URL:
@@ -43,7 +44,7 @@ def create_engine(url: str, *, must_exist: bool = True) -> AsyncEngine:
         raise StartupError(f"database file {str(path)!r} does not exist")
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": 30}
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
     else:
         # A pooled connection may have died with a server restart: test it
         # on checkout instead of failing the request that draws it.
@@ -58,6 +59,11 @@ def create_engine(url: str, *, must_exist: bool = True) -> AsyncEngine:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    configure_sqlite(dbapi_connection)
+
+
+def configure_sqlite(dbapi_connection: Any) -> None:
+    """What every SQLite connection of ours needs, pooled or not (graph.sql.driver)."""
     cursor = dbapi_connection.cursor()
     # SQLite ignores foreign keys unless asked, per connection (SPEC: enforced).
     cursor.execute("PRAGMA foreign_keys=ON")

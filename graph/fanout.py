@@ -1,19 +1,23 @@
 """The fan-out hub: change events to every subscription that wants them.
 
 Subscriptions that would receive identical payloads share a `Stream` (same
-table, filter and shape, later also the same visibility), so an event is
-matched and encoded once per stream, and the per-subscriber work is only
-framing a string that is already encoded and queueing it.
+table, filter, shape and visibility: the resolved row and column rules, not
+the session), so an event is matched and rendered once per stream. Within a
+stream, subscriptions whose `Frame`s have the same key (the same operation
+id and protocol) share one `Message`, whose bytes are encoded once; the
+per-subscriber work is handing that message to the connection's outbox,
+which writes it to the socket at once unless the socket pushes back.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from graph.delivery.message import Message
 from graph.matching import matches
 
 if TYPE_CHECKING:
@@ -23,8 +27,24 @@ if TYPE_CHECKING:
 
 Render = Callable[["ChangeEvent", "ChangeType"], str]
 """The payload of an event for a stream, given the change type as the stream sees it."""
-Frame = Callable[[str, int], str]
-"""One subscription's wire frame around a payload (its id, its protocol), given the cursor."""
+
+
+class Frame:
+    """One subscription's message around a payload: `prefix + payload + suffix`.
+
+    Frames with equal `key`s wrap a payload alike, so the subscriptions that
+    hold them share one encoded message per event.
+    """
+
+    __slots__ = ("key", "prefix", "suffix")
+
+    def __init__(self, prefix: str = "", suffix: str = "") -> None:
+        self.prefix = prefix
+        self.suffix = suffix
+        self.key: Hashable = (type(self), prefix, suffix)
+
+    def __call__(self, payload: str, cursor: int) -> str:
+        return self.prefix + payload + self.suffix
 
 
 @dataclass(frozen=True)
@@ -58,13 +78,13 @@ class Stream:
         return None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscription:
     stream: Stream
     outbox: Outbox
     frame: Frame
     last_cursor: int = 0
-    pending: list[tuple[int, str]] | None = None
+    pending: list[tuple[int, Message]] | None = None
     """Live frames held back while the subscription replays the log."""
 
 
@@ -106,25 +126,37 @@ class Hub:
         return sum(len(s.members) for s in self.streams.values())
 
     def dispatch(self, events: list[ChangeEvent]) -> None:
-        """Queue `events` (in cursor order) to every subscription; never waits on a socket."""
-        bursts: dict[Outbox, list[str]] = defaultdict(list)
+        """Send `events` (in cursor order) to every subscription; never waits on a socket.
+
+        Each connection gets the events of the batch in one burst (one write).
+        """
+        bursts: dict[Outbox, list[Message]] = {}
         for event in events:
+            cursor = event.cursor
             for stream in self._by_table.get(event.table, ()):
                 change = stream.view(event)
                 if change is None:
                     continue
                 payload = stream.render(event, change)
-                cursor = event.cursor
+                messages: dict[Hashable, Message] = {}
                 for sub in stream.members:
                     if sub.outbox.closed:
                         continue  # a slow consumer being closed costs no more work
+                    frame = sub.frame
+                    message = messages.get(frame.key)
+                    if message is None:
+                        message = messages[frame.key] = Message(frame(payload, cursor))
                     if sub.pending is not None:
-                        sub.pending.append((cursor, sub.frame(payload, cursor)))
+                        sub.pending.append((cursor, message))
                     elif cursor > sub.last_cursor:
                         sub.last_cursor = cursor
-                        bursts[sub.outbox].append(sub.frame(payload, cursor))
-        for outbox, frames in bursts.items():
-            outbox.push(frames)
+                        burst = bursts.get(sub.outbox)
+                        if burst is None:
+                            bursts[sub.outbox] = [message]
+                        else:
+                            burst.append(message)
+        for outbox, burst in bursts.items():
+            outbox.push(burst)
 
     @staticmethod
     def replayed(subscription: Subscription, events: list[ChangeEvent]) -> None:
@@ -137,7 +169,7 @@ class Hub:
             subscription.last_cursor = event.cursor
             change = stream.view(event)
             if change is not None:
-                frames.append(subscription.frame(stream.render(event, change), event.cursor))
+                frames.append(Message(subscription.frame(stream.render(event, change), event.cursor)))
         subscription.outbox.push(frames)
 
     @staticmethod
@@ -151,7 +183,7 @@ class Hub:
             *([(cursor, frame, sub) for cursor, frame in sub.pending or ()] for sub in subscriptions),
             key=lambda item: item[0],
         )
-        bursts: dict[Outbox, list[str]] = defaultdict(list)
+        bursts: dict[Outbox, list[Message]] = defaultdict(list)
         for cursor, frame, sub in held:
             if cursor > sub.last_cursor:
                 sub.last_cursor = cursor

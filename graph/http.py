@@ -112,6 +112,13 @@ class GraphQLEndpoint:
         except InvalidJWT as error:
             return _respond({"errors": [error.to_graphql()]}, error.http_status, media_type)
         executor = self.runtime.executor_for(session)
+        plans = self.runtime.query_plans
+        if plans is not None:
+            # A query over the generated fields: one cached statement, no GraphQL execution.
+            answer = await plans.answer(executor, session, query, operation_name, variables)
+            if answer is not None:
+                request.state.operation = "query"
+                return Response(answer, media_type=media_type)
         prepared = executor.prepare(query)
         request_error_status = 400 if media_type == GRAPHQL_RESPONSE else 200
         if prepared.document is None:
@@ -126,8 +133,15 @@ class GraphQLEndpoint:
             raise RequestError(400, "subscriptions are served over WebSocket at /graphql")
         request.state.operation = operation.value  # "query" or "mutation", for /metrics
 
-        context = self.runtime.request_context(session)
-        result = await executor.execute(prepared.document, context, variables, operation_name)
+        result = None
+        if operation is OperationType.MUTATION:
+            access = self.runtime.access.for_session(session)
+            result = await self.runtime.mutations.execute(
+                executor.schema, prepared.document, query, operation_name, variables, access
+            )
+        if result is None:
+            context = self.runtime.request_context(session)
+            result = await executor.execute(prepared.document, context, variables, operation_name)
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = [format_error(e) for e in result.errors]

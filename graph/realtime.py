@@ -125,13 +125,16 @@ class Realtime:
 
     async def _capture(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a
+            # cancellation that arrives as the event is set (a commit just before
+            # shutdown), and stop() would wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 while True:
-                    async with self.engine.connect() as conn:
-                        events = await self.changelog.read(conn, self.dispatched_through)
+                    events = await self.changelog.read_new(self.dispatched_through)
                     if not events:
                         break
                     self.dispatched_through = events[-1].cursor
@@ -189,7 +192,9 @@ class Realtime:
             heard = time.monotonic()
             while True:
                 try:
-                    message = await asyncio.wait_for(subscriber.get(), BROKER_HEARTBEAT_SECONDS)
+                    # asyncio.timeout, not wait_for: see _capture (a lost cancellation hangs shutdown).
+                    async with asyncio.timeout(BROKER_HEARTBEAT_SECONDS):
+                        message = await subscriber.get()
                 except TimeoutError:
                     if time.monotonic() - heard > 2.5 * BROKER_HEARTBEAT_SECONDS:
                         raise ConnectionError("the broker stopped answering") from None

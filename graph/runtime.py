@@ -20,10 +20,14 @@ from graph.errors import StartupError
 from graph.metrics import Metrics, Observed
 from graph.naming import name_model
 from graph.permissions import Permissions, load_permissions
+from graph.plans.mutation import MutationPlans
+from graph.plans.query_plans import query_plans_for
 from graph.realtime import Realtime
 from graph.reflect import reflect
 from graph.resolvers import Resolvers
 from graph.roles import RoleSchemas
+from graph.sql.compiled import Statements
+from graph.sql.driver import open_driver
 from graph.sql.mutate import Writer
 from graph.sql.select import Reader
 from graph.sql.tables import core_tables
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
     from graph.config import Settings
     from graph.execution import Executor
     from graph.model import DatabaseModel
+    from graph.plans.query_plans import QueryPlans
+    from graph.sql.driver import Driver
 
 log = logging.getLogger("forgegraph")
 HEALTH_TIMEOUT_SECONDS = 3
@@ -53,6 +59,10 @@ class Runtime:
         self.authenticator = Authenticator(settings.jwt_secret, settings.admin_secret)
         self._realtime: Realtime | None = None
         self._model: DatabaseModel | None = None
+        self._driver: Driver | None = None
+        self._mutations: MutationPlans | None = None
+        self.query_plans: QueryPlans | None = None
+        """Queries answered by one cached statement (graph.plans); None where not served."""
         self.connections: set[Connection] = set()
         self.metrics = Metrics(self.connections)
 
@@ -84,6 +94,17 @@ class Runtime:
         if self._realtime is None:
             raise RuntimeError("the runtime has not been started")
         return self._realtime
+
+    @property
+    def mutations(self) -> MutationPlans:
+        if self._mutations is None:
+            raise RuntimeError("the runtime has not been started")
+        return self._mutations
+
+    @property
+    def driver(self) -> Driver | None:
+        """The driver connections mutations run on (graph.sql.driver); None where not served."""
+        return self._driver
 
     @property
     def model(self) -> DatabaseModel:
@@ -144,6 +165,17 @@ class Runtime:
         except BaseException:
             await engine.dispose()
             raise
+        try:
+            self._driver = await open_driver(engine) if realtime else None
+        except BaseException:
+            await changes.stop()
+            await engine.dispose()
+            raise
+        statements = Statements(engine.dialect)
+        if self._driver is not None:
+            changes.changelog.use_driver(self._driver, statements)
+        self._mutations = MutationPlans(model, tables, reader, statements, self._driver, changes.nudge)
+        self.query_plans = query_plans_for(engine, model, reader, self.access, permissions)
         self._realtime = changes
         self._model = model
         self._engine = engine
@@ -154,6 +186,12 @@ class Runtime:
         realtime, self._realtime = self._realtime, None
         if realtime is not None:
             await realtime.stop()
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            await driver.close()
+        plans, self.query_plans = self.query_plans, None
+        if plans is not None:
+            await plans.close()
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.dispose()

@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from graph.app import create_app
+from graph.delivery.wire import WireProtocol
 from tests import library
 
 POSTGRES = os.environ.get(
@@ -136,7 +137,8 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{port}"
         limits = self.app.state.runtime.settings.limits
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", ws_max_size=limits.max_message_bytes
+            self.app, log_level="warning", lifespan="on", ws=WireProtocol,
+            ws_max_size=limits.max_message_bytes,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -148,8 +150,12 @@ class LiveServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.01)
-        engine = self.app.state.runtime.engine.sync_engine
-        sa.event.listen(engine, "before_cursor_execute", self._count)
+        runtime = self.app.state.runtime
+        sa.event.listen(runtime.engine.sync_engine, "before_cursor_execute", self._count)
+        if runtime.query_plans is not None:  # queries answered on the plans' own connections
+            runtime.query_plans.backend.observers.append(self.statements.append)
+        if runtime.driver is not None:  # mutations answered on the driver's connections
+            runtime.driver.observers.append(self.statements.append)
 
     def _count(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         self.statements.append(statement)

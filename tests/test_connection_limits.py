@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from graph.config import Limits
+from graph.delivery.message import Message
 from graph.delivery.outbox import TRY_AGAIN_LATER, Outbox
 from graph.delivery.ratelimit import TokenBucket
 from tests.conftest import GraphQLWS, LiveServer, free_port
@@ -280,7 +281,7 @@ def test_a_send_queue_holds_exactly_its_size() -> None:
 
 
 async def _send_queue_edge() -> None:
-    async def write(_frames: list[str]) -> None:
+    async def write(_messages: list[Message]) -> None:
         pass
 
     closed: list[int] = []
@@ -289,11 +290,11 @@ async def _send_queue_edge() -> None:
         closed.append(code)
 
     outbox = Outbox(write, close, 3)
-    outbox.push(["a", "b", "c"])
+    outbox.push([Message("a"), Message("b"), Message("c")])
     assert not outbox.closed and outbox.depth == 3
-    outbox.push(["d"])
+    outbox.push([Message("d")])
     assert outbox.closed
-    await asyncio.wait_for(outbox.run(), 5)
+    await outbox.stop(grace=5)
     assert closed == [TRY_AGAIN_LATER]
 
 

@@ -122,6 +122,8 @@ def test_array_relationship_arguments_apply_per_parent(gql: GraphQL) -> None:
 
 
 def test_nested_relationships_take_one_statement_per_level(gql: GraphQL) -> None:
+    # The normal path's batching (query plans answer in one statement: test_query_plans).
+    gql.server.app.state.runtime.query_plans.enabled = False
     gql.server.statements.clear()
     data = gql("""{ users(order_by: {id: asc}) { name
                     posts_by_user_id(order_by: {id: asc}) { title

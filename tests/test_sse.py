@@ -16,6 +16,7 @@ from graph.auth import ANONYMOUS_SESSION
 from graph.config import Limits
 from graph.delivery import sse
 from graph.delivery.forgebase import renderer, stream_key
+from graph.delivery.message import Message
 from graph.delivery.outbox import Outbox
 from graph.delivery.sse import EventStream
 from graph.events import ChangeEvent
@@ -237,10 +238,10 @@ async def test_a_disconnect_releases_the_stream_and_its_tasks(library_url: str, 
     async with events(server, "posts", "comments") as reader:
         assert len(runtime.connections) == 1
         assert runtime.realtime.hub.subscriptions == 2
-        names = asyncio.run_coroutine_threadsafe(task_names(), loop).result(timeout=5)
-        assert "forgegraph-sse-writer" in names
         await insert_post(server, "t")
         await reader.message()
+        names = asyncio.run_coroutine_threadsafe(task_names(), loop).result(timeout=5)
+        assert "forgegraph-sse-writer" in names  # started by the first event
     await wait_until_released(server)
     names = asyncio.run_coroutine_threadsafe(task_names(), loop).result(timeout=5)
     assert not {n for n in names if n.startswith("forgegraph-sse")}
@@ -313,8 +314,8 @@ async def test_shutdown_ends_the_stream() -> None:
 async def test_held_live_frames_of_several_tables_are_released_in_commit_order() -> None:
     sent: list[str] = []
 
-    async def write(frames: list[str]) -> None:
-        sent.extend(frames)
+    async def write(messages: list[Message]) -> None:
+        sent.extend(message.text for message in messages)
 
     async def close(_code: int, _reason: str) -> None:
         pass
@@ -324,7 +325,7 @@ async def test_held_live_frames_of_several_tables_are_released_in_commit_order()
     tags = Table("tags", (Column("name", Kind.STRING, False),), ("name",))
     subs = [
         hub.join(
-            stream_key(t, v), t, None, renderer(t, v), outbox, sse.sse_frame, replaying=True
+            stream_key(t, v), t, None, renderer(t, v), outbox, sse.SSE_FRAME, replaying=True
         )
         for t, v in ((_posts(), _VIEW), (tags, EventView(None, ("name",))))
     ]
@@ -338,8 +339,7 @@ async def test_held_live_frames_of_several_tables_are_released_in_commit_order()
         _event(6),
     ])
     Hub.go_live(subs)
-    writer = asyncio.create_task(outbox.run())
     await asyncio.sleep(0.01)
-    writer.cancel()
+    await outbox.stop()
     assert [frame.split("\n")[0] for frame in sent] == ["id: 3", "id: 4", "id: 5", "id: 6"]
     assert all(sub.pending is None for sub in subs)

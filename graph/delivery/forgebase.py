@@ -30,7 +30,7 @@ from graph.auth import Session
 from graph.delivery.changes import canonical, project, unknown_table
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.errors import ForgeError, InvalidCursor, InvalidJWT
-from graph.fanout import StreamKey
+from graph.fanout import Frame, StreamKey
 
 if TYPE_CHECKING:
     from graph.access import EventView
@@ -104,8 +104,8 @@ def served_table(runtime: Runtime, name: str, session: Session) -> tuple[Table, 
     return table, view
 
 
-def _as_is(payload: str, _cursor: int) -> str:
-    return payload
+AS_IS = Frame()
+"""The raw protocol's message is the stream's payload itself."""
 
 
 class ClientError(Exception):
@@ -176,7 +176,7 @@ class ForgeBaseSocket(EventSocket):
         if limit and len(self.subscriptions) >= limit:
             raise ClientError(f"at most {limit} subscriptions per connection")
         subscription = await self.realtime.subscribe(
-            stream_key(table, view), table, view.filter, renderer(table, view), self.outbox, _as_is,
+            stream_key(table, view), table, view.filter, renderer(table, view), self.outbox, AS_IS,
             since=since,
         )
         self.subscriptions[name] = subscription

@@ -21,6 +21,7 @@ from graph.delivery.changes import plan_change_query
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.errors import ForgeError, InvalidJWT
 from graph.execution import format_error
+from graph.fanout import Frame
 
 if TYPE_CHECKING:
     from graph.runtime import Runtime
@@ -141,7 +142,7 @@ class GraphQLSocket(EventSocket):
                 query.where,
                 query.render,
                 self.outbox,
-                lambda payload, _cursor: prefix + payload + "}",
+                Frame(prefix, "}"),
                 since=query.since,
             )
         except ForgeError as error:

@@ -1,17 +1,24 @@
-"""A connection's bounded send queue and the one task that writes it to the socket.
+"""A connection's bounded send queue, and the writer task that empties it under back-pressure.
 
-The hub never awaits a socket: it appends frames here. A consumer that lets
-its queue fill is closed with 1013 ("try again later") instead of growing
-memory or slowing every other connection down.
+The hub never awaits a socket. It hands messages to the outbox, which writes
+them at once when the connection can take them without waiting (`direct`,
+a WebSocket's wire) and queues them otherwise: while the socket applies
+back-pressure, while earlier messages are still queued (order is kept), or
+for transports that are always written by a task (SSE). A writer task is
+started the first time something is queued, so an idle connection holds
+none. A consumer that lets its queue fill is closed with 1013 ("try again
+later") instead of growing memory or slowing every other connection down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
+
+from graph.delivery.message import Message
 
 if TYPE_CHECKING:
     from graph.metrics import TransportMeter
@@ -19,62 +26,84 @@ if TYPE_CHECKING:
 log = logging.getLogger("forgegraph.delivery")
 
 TRY_AGAIN_LATER = 1013
+INTERNAL_ERROR = 1011
+
+Write = Callable[[list[Message]], Awaitable[None]]
+Direct = Callable[[Sequence[Message]], bool]
+"""Write now without waiting and return True, or return False to have the messages queued."""
 
 
 class Outbox:
     def __init__(
         self,
-        write: Callable[[list[str]], Awaitable[None]],
+        write: Write,
         close: Callable[[int, str], Awaitable[None]],
         limit: int,
         meter: TransportMeter | None = None,
+        *,
+        direct: Direct | None = None,
+        name: str = "forgegraph-writer",
     ) -> None:
         self._write = write
         self._close = close
+        self._direct = direct
         self._limit = limit
         self._meter = meter
-        self._frames: deque[str] = deque()
-        self._events = 0  # how many of the queued frames are events (for /metrics)
-        self._writing = 0  # ... and of the batch being written
-        self._ready = asyncio.Event()
-        self._written = asyncio.Event()
+        self._name = name
+        self._messages: list[Message] = []
+        self._events = 0  # how many of the queued messages are events (for /metrics)
+        self._flushing = False  # the writer holds a batch: later messages must queue behind it
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._written: asyncio.Event | None = None  # made by `room`, the only one waiting on it
         self.closed = False
         self._close_code: tuple[int, str] | None = None
 
-    def push(self, frames: Collection[str]) -> None:
-        """Queue event frames."""
-        self._queue(frames, len(frames))
+    def push(self, messages: Sequence[Message]) -> None:
+        """Send event messages."""
+        self._send(messages, len(messages))
 
-    def push_one(self, frame: str) -> None:
-        """Queue a protocol message (an acknowledgement, an error): not an event."""
-        self._queue((frame,), 0)
+    def push_one(self, text: str) -> None:
+        """Send a protocol message (an acknowledgement, an error): not an event."""
+        self._send((Message(text),), 0)
 
-    def _queue(self, frames: Collection[str], events: int) -> None:
+    def _send(self, messages: Sequence[Message], events: int) -> None:
         if self.closed:
             return
-        self._frames.extend(frames)
+        if self._direct is not None and not self._messages and not self._flushing:
+            try:
+                sent = self._direct(messages)
+            except Exception:  # a broken socket must not break the hub's loop
+                log.debug("writing to a connection failed", exc_info=True)
+                self.fail(INTERNAL_ERROR, "writing to the socket failed")
+                return
+            if sent:
+                if events and self._meter is not None:
+                    self._meter.delivered += events
+                return
+        self._messages.extend(messages)
         self._events += events
-        if len(self._frames) > self._limit:
+        if len(self._messages) > self._limit:
             if self._meter is not None:
                 self._meter.slow_consumers_closed += 1
             self.fail(TRY_AGAIN_LATER, "consumer too slow: send queue full")
             return
-        self._ready.set()
+        self._wake()
 
     def fail(self, code: int, reason: str, *, flush: bool = False) -> None:
-        """Close the connection as soon as the writer runs.
+        """Close the connection from the writer task, as soon as it runs.
 
-        Queued frames are dropped (a slow consumer), or with `flush` sent
+        Queued messages are dropped (a slow consumer), or with `flush` sent
         first (an error message that explains the close).
         """
         if self.closed:
             return
         self.closed = True
         if not flush:
-            self._frames.clear()
+            self._messages = []
             self._events = 0
         self._close_code = (code, reason)
-        self._ready.set()
+        self._wake()
 
     @property
     def limit(self) -> int:
@@ -82,48 +111,87 @@ class Outbox:
 
     @property
     def depth(self) -> int:
-        return len(self._frames)
+        return len(self._messages)
 
-    async def room(self, frames: int) -> bool:
-        """Wait until `frames` more fit in the queue; False once the connection is gone.
+    async def room(self, messages: int) -> bool:
+        """Wait until `messages` more fit in the queue; False once the connection is gone.
 
         Replays use this so that a long backlog is paced by the reader
         instead of overflowing the queue.
         """
-        while not self.closed and self.depth + frames > self._limit:
+        while not self.closed and self.depth + messages > self._limit:
+            if self._written is None:
+                self._written = asyncio.Event()
             self._written.clear()
             await self._written.wait()
         return not self.closed
 
-    async def run(self) -> None:
-        """Write queued frames until the outbox fails or the task is cancelled."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """End the writer task; with `grace`, first let a closing outbox send its last frames and close."""
+        task = self._task
+        if task is None:
+            return
+        if grace and self.closed:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(task), grace)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    def _wake(self) -> None:
+        if self._task is None:
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._writer(), name=self._name)
+        elif self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def _writer(self) -> None:
+        try:
+            await self._write_until_closed()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the peer went away mid-write: end the connection
+            log.debug("writing to a connection failed", exc_info=True)
+            self.closed = True
+            self._messages = []
+            self._notify_written()
+            with contextlib.suppress(Exception):
+                await self._close(1000, "")
+
+    async def _write_until_closed(self) -> None:
+        """Write queued messages until the outbox fails, then close the connection."""
+        loop = asyncio.get_running_loop()
         while True:
-            await self._ready.wait()
-            self._ready.clear()
-            if self._close_code is not None:
-                code, reason = self._close_code
-                if self._frames:
-                    await self._write(self._take())
-                    self._count_written()
-                self._written.set()
-                log.info("closing a connection: %s", reason)
-                await self._close(code, reason)
-                return
-            # Everything queued so far goes out together: events committed in
-            # one transaction reach each connection in one burst.
-            batch = self._take()
-            if batch:
-                await self._write(batch)
-                self._count_written()
+            while not self._messages and self._close_code is None:
+                self._wakeup = loop.create_future()
+                try:
+                    await self._wakeup
+                finally:
+                    self._wakeup = None
+            if self._messages:
+                # Everything queued so far goes out together: events committed in
+                # one transaction reach each connection in one burst.
+                await self._flush()
+                self._notify_written()
+                continue
+            assert self._close_code is not None
+            code, reason = self._close_code
+            self._notify_written()
+            log.info("closing a connection: %s", reason)
+            await self._close(code, reason)
+            return
+
+    async def _flush(self) -> None:
+        batch, self._messages = self._messages, []
+        events, self._events = self._events, 0
+        self._flushing = True
+        try:
+            await self._write(batch)
+        finally:
+            self._flushing = False
+        if events and self._meter is not None:
+            self._meter.delivered += events
+
+    def _notify_written(self) -> None:
+        if self._written is not None:
             self._written.set()
-
-    def _take(self) -> list[str]:
-        """Everything queued, as one batch; its events are counted once it is written."""
-        batch = list(self._frames)
-        self._frames.clear()
-        self._writing, self._events = self._events, 0
-        return batch
-
-    def _count_written(self) -> None:
-        if self._meter is not None:
-            self._meter.delivered += self._writing

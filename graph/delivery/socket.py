@@ -1,5 +1,6 @@
-"""What every WebSocket transport shares: the outbox and its writer task, the
-session and its expiry, and releasing subscriptions however the socket ends.
+"""What every WebSocket transport shares: the outbox (and the wire it writes to
+directly), the session and its expiry, and releasing subscriptions however
+the socket ends.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from graph.auth import ANONYMOUS_SESSION, Session
 from graph.delivery.outbox import Outbox
 from graph.delivery.ratelimit import TokenBucket
+from graph.delivery.wire import wire_of
 from graph.errors import TooManyRequests
 
 if TYPE_CHECKING:
+    from graph.delivery.message import Message
     from graph.fanout import Subscription
     from graph.runtime import Runtime
 
@@ -46,7 +49,9 @@ class EventSocket:
         self.websocket = websocket
         limit = runtime.settings.limits.send_queue_size
         meter = runtime.metrics.transport(self.transport)
-        self.outbox = Outbox(self._write, self._close, limit, meter)
+        self.wire = wire_of(websocket.scope)
+        direct = self.wire.try_send if self.wire is not None else None
+        self.outbox = Outbox(self._write, self._close, limit, meter, direct=direct, name=self.task_name)
         self.subscriptions: dict[str, Subscription] = {}
         self.session: Session = ANONYMOUS_SESSION
         self._expiry: asyncio.TimerHandle | None = None
@@ -61,7 +66,6 @@ class EventSocket:
 
     async def serve(self) -> None:
         await self.websocket.accept(subprotocol=self.subprotocol)
-        writer = asyncio.create_task(self._drain(), name=self.task_name)
         self.runtime.connections.add(self)
         try:
             await self.read_messages()
@@ -77,13 +81,8 @@ class EventSocket:
             for subscription in self.subscriptions.values():
                 self.realtime.unsubscribe(subscription)
             self.subscriptions.clear()
-            if self.outbox.closed:
-                # The outbox is closing the socket: let it send its last frames.
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(asyncio.shield(writer), CLOSE_GRACE_SECONDS)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+            # A closing outbox may first send its last frames and the close frame.
+            await self.outbox.stop(grace=CLOSE_GRACE_SECONDS)
 
     def use_session(self, session: Session) -> None:
         """Act as `session` from now on; when its token expires, close with 4403."""
@@ -114,21 +113,15 @@ class EventSocket:
     async def close_for_shutdown(self) -> None:
         self.outbox.fail(1001, "server shutting down")
 
-    async def _write(self, frames: list[str]) -> None:
-        for frame in frames:
-            await self.websocket.send_text(frame)
+    async def _write(self, messages: list[Message]) -> None:
+        """Send what the outbox queued (under back-pressure, or without a wire)."""
+        if self.wire is not None:
+            await self.wire.send_messages(messages)
+            return
+        for message in messages:
+            await self.websocket.send_text(message.text)
 
     async def _close(self, code: int, reason: str) -> None:
         if self.websocket.application_state is WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError, OSError):
                 await self.websocket.close(code, reason)
-
-    async def _drain(self) -> None:
-        try:
-            await self.outbox.run()
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
-        # The outbox closed the socket (slow consumer, bad token, shutdown): stop reading too.
-        with contextlib.suppress(Exception):
-            if self.websocket.client_state is not WebSocketState.DISCONNECTED:
-                await self._close(1000, "")

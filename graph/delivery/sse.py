@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from graph.delivery.forgebase import renderer, served_table, stream_key
 from graph.delivery.outbox import Outbox
 from graph.errors import ForgeError, ValidationFailed
+from graph.fanout import Frame
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
     from graph.access import EventView
     from graph.auth import Session
+    from graph.delivery.message import Message
     from graph.fanout import Subscription
     from graph.model import Table
     from graph.runtime import Runtime
@@ -43,8 +45,16 @@ HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MEDIA_TYPE = "text/event-stream"
 
 
-def sse_frame(payload: str, cursor: int) -> str:
-    return f"id: {cursor}\ndata: {payload}\n\n"
+class SSEFrame(Frame):
+    """`id: <cursor>` and `data: <the raw protocol's JSON>`, one SSE event."""
+
+    __slots__ = ()
+
+    def __call__(self, payload: str, cursor: int) -> str:
+        return f"id: {cursor}\ndata: {payload}\n\n"
+
+
+SSE_FRAME = SSEFrame()
 
 
 class EventStream:
@@ -73,7 +83,8 @@ class EventStream:
         self.heartbeat = heartbeat
         self._expiry: asyncio.TimerHandle | None = None
         limit = runtime.settings.limits.send_queue_size
-        self.outbox = Outbox(self._write, self._close, limit, runtime.metrics.transport(self.transport))
+        meter = runtime.metrics.transport(self.transport)
+        self.outbox = Outbox(self._write, self._close, limit, meter, name="forgegraph-sse-writer")
         self.subscriptions: list[Subscription] = []
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
         self._tasks: list[asyncio.Task[None]] = []
@@ -85,7 +96,7 @@ class EventStream:
         for table, view in self.tables:
             subscription = self.realtime.hub.join(
                 stream_key(table, view), table, view.filter, renderer(table, view), self.outbox,
-                sse_frame, replaying=replaying,
+                SSE_FRAME, replaying=replaying,
             )
             if self.after is not None:
                 subscription.last_cursor = self.after
@@ -97,7 +108,6 @@ class EventStream:
             self._expiry = asyncio.get_running_loop().call_later(
                 max(0.0, left), self.outbox.fail, 4403, "the token has expired"
             )
-        self._tasks.append(asyncio.create_task(self._drain(), name="forgegraph-sse-writer"))
         if replaying:
             # Replayed while the body streams, so a long replay is paced by the reader.
             self._tasks.append(asyncio.create_task(self._replay(), name="forgegraph-sse-replay"))
@@ -115,6 +125,7 @@ class EventStream:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.outbox.stop()
 
     async def close_for_shutdown(self) -> None:
         self.outbox.fail(1001, "server shutting down")
@@ -122,7 +133,10 @@ class EventStream:
     async def frames(self) -> AsyncIterator[str]:
         while True:
             try:
-                chunk = await asyncio.wait_for(self._chunks.get(), self.heartbeat)
+                # asyncio.timeout, not wait_for, which on Python 3.11 can drop a
+                # cancellation that arrives as a chunk does and keep the stream open.
+                async with asyncio.timeout(self.heartbeat):
+                    chunk = await self._chunks.get()
             except TimeoutError:
                 yield KEEP_ALIVE
                 continue
@@ -130,14 +144,11 @@ class EventStream:
                 return
             yield chunk
 
-    async def _write(self, frames: list[str]) -> None:
-        await self._chunks.put("".join(frames))
+    async def _write(self, messages: list[Message]) -> None:
+        await self._chunks.put("".join([message.text for message in messages]))
 
     async def _close(self, _code: int, _reason: str) -> None:
         await self._chunks.put(None)  # the end of the body; the outbox has logged why
-
-    async def _drain(self) -> None:
-        await self.outbox.run()
 
     async def _replay(self) -> None:
         try:

@@ -1,0 +1,246 @@
+"""The statements of each generated mutation field, as one `Job` for a driver.
+
+The same steps as the resolvers take (`graph.resolvers`), in the same order
+and with the same statements' meaning: presets, the write with RETURNING,
+the permission check over the written rows, and the rows `returning` may
+show. Each INSERT is compiled once per table and set of columns; the other
+statements are built by SQLAlchemy per request and compiled once per shape.
+Every failure raises: the driver rolls back and the normal path answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from graph import naming
+from graph.errors import PermissionDenied, ValidationFailed
+from graph.plans._mutation_fields import (
+    DELETE_BY_PK,
+    INSERT,
+    INSERT_ONE,
+    TYPENAME,
+    UPDATE,
+    UPDATE_BY_PK,
+    MutationField,
+)
+from graph.sql.values import to_db
+
+if TYPE_CHECKING:
+    from graph.access import SessionAccess
+    from graph.model import DatabaseModel, Table
+    from graph.sql.compiled import Compiled, Statement, Statements
+    from graph.sql.driver import Job, Rows
+    from graph.sql.select import Reader
+    from graph.sql.where import Condition
+
+Steps = Generator["Statement", "Rows", Any]
+Row = Sequence[Any]
+Key = tuple[Any, ...]
+RULE_CACHE_SIZE = 4096
+
+
+class _Rules:
+    """A session's write rules per table, resolved and compiled once per role and user.
+
+    The rules are fixed at start-up and depend on nothing else of the session
+    (graph.auth.Session.variables), so the SQLAlchemy conditions and presets
+    built for one request serve the next one of the same user.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str | None, str, str], Any] = {}
+
+    def __call__(self, access: SessionAccess, rule: str, table: Table) -> Any:
+        key = (access.role, access.session.user_id, rule, table.name)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        value = getattr(access, rule)(table.name if rule == "select_filter" else table)
+        if len(self._cache) >= RULE_CACHE_SIZE:
+            self._cache.clear()  # many users: start again rather than keep them all
+        self._cache[key] = value
+        return value
+
+
+class Writes:
+    def __init__(
+        self,
+        model: DatabaseModel,
+        tables: Mapping[str, sa.Table],
+        reader: Reader,
+        statements: Statements,
+    ) -> None:
+        self.model = model
+        self.tables = tables
+        self.reader = reader
+        self.statements = statements
+        self._inserts: dict[tuple[str, tuple[str, ...]], Compiled] = {}
+        self._rules = _Rules()
+        self._key_positions: dict[str, tuple[int, ...]] = {}
+
+    def job(self, fields: Sequence[tuple[MutationField, Mapping[str, Any]]], access: SessionAccess) -> Job[dict[str, Any]]:
+        """The request's fields, in order, in one transaction; returns the `data` of the answer."""
+
+        def run() -> Steps:
+            data: dict[str, Any] = {}
+            for field, args in fields:
+                if field.kind == TYPENAME:
+                    data[field.key] = field.typename
+                else:
+                    data[field.key] = yield from self._field(field, args, access)
+            return data
+
+        return run
+
+    def _field(self, field: MutationField, args: Mapping[str, Any], access: SessionAccess) -> Steps:
+        table = field.table
+        assert table is not None
+        shown: list[Row] | None = None
+        if field.kind in (INSERT, INSERT_ONE):
+            objects = args["objects"] if field.kind == INSERT else [args["object"]]
+            rows = yield from self._insert(table, objects, access)
+        elif field.kind in (UPDATE, UPDATE_BY_PK):
+            if field.kind == UPDATE_BY_PK:
+                where = self.reader.pk_condition(table, args["pk_columns"])
+            else:
+                where = self.reader.where(table.name, args["where"], access.select_filter)
+            rows = yield from self._update(table, where, args, access)
+        else:
+            if field.kind == DELETE_BY_PK:
+                where = self.reader.pk_condition(table, args)
+            else:
+                where = self.reader.where(table.name, args["where"], access.select_filter)
+            rows, shown = yield from self._delete(table, where, access)
+        if field.one is not None:
+            if shown is None:
+                shown = yield from self._visible(table, rows[:1], access)
+            return field.one.pick(shown[0]) if shown else None
+        out: dict[str, Any] = {}
+        for part in field.response:
+            if part.name == "affected_rows":
+                out[part.key] = len(rows)
+            elif part.name == TYPENAME:
+                out[part.key] = naming.mutation_response(table.name)
+            else:
+                assert part.returning is not None
+                if shown is None:
+                    shown = yield from self._visible(table, rows, access)
+                out[part.key] = [part.returning.pick(row) for row in shown]
+        return out
+
+    # -- the writes ------------------------------------------------------------
+
+    def _values(self, table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
+        dialect = self.model.dialect
+        return {name: to_db(table.column(name), value, dialect) for name, value in values.items()}
+
+    def _compiled_insert(self, table: Table, names: tuple[str, ...]) -> Compiled:
+        compiled = self._inserts.get((table.name, names))
+        if compiled is None:
+            core = self.tables[table.name]
+            statement = sa.insert(core).returning(*core.c)
+            compiled = self.statements.prepare(statement, column_keys=names)
+            self._inserts[(table.name, names)] = compiled
+        return compiled
+
+    def _insert(self, table: Table, objects: Sequence[Mapping[str, Any]], access: SessionAccess) -> Steps:
+        presets = self._rules(access, "insert_presets", table)
+        # Grouped by the columns they name, in the order the normal path returns them.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for obj in objects:
+            values = self._values(table, {**obj, **presets})
+            groups.setdefault(tuple(values), []).append(values)
+        rows: list[Row] = []
+        for names, group in groups.items():
+            insert = self._compiled_insert(table, names)
+            for values in group:
+                rows.extend((yield insert.bind(values)))
+        yield from self._check(table, self._rules(access, "insert_check", table), rows, "insert")
+        return rows
+
+    def _update(
+        self, table: Table, where: Condition, args: Mapping[str, Any], access: SessionAccess
+    ) -> Steps:
+        given = args.get("_set")
+        if given is None:
+            raise ValidationFailed(f"no _set for {table.name!r}")  # the normal path says it
+        changes = {**given, **self._rules(access, "update_presets", table)}
+        allowed = self._rules(access, "update_filter", table)
+        if allowed is not None:
+            where = sa.and_(where, allowed)
+        if not changes:
+            return []
+        core = self.tables[table.name]
+        statement = sa.update(core).where(where).values(self._values(table, changes)).returning(*core.c)
+        rows: list[Row] = yield self.statements.bind(statement)
+        yield from self._check(table, self._rules(access, "update_check", table), rows, "update")
+        return rows
+
+    def _delete(self, table: Table, where: Condition, access: SessionAccess) -> Steps:
+        allowed = self._rules(access, "delete_filter", table)
+        if allowed is not None:
+            where = sa.and_(where, allowed)
+        # Deleted rows cannot be filtered afterwards: find the visible ones first.
+        select_filter = self._rules(access, "select_filter", table)
+        visible: set[Key] | None = None
+        if select_filter is not None:
+            visible = yield from self._keys(table, sa.and_(where, select_filter), None)
+        core = self.tables[table.name]
+        rows: list[Row] = yield self.statements.bind(sa.delete(core).where(where).returning(*core.c))
+        if visible is None:
+            return rows, rows
+        return rows, [row for row in rows if self._key(table, row) in visible]
+
+    # -- rules over the written rows ---------------------------------------------
+
+    def _key(self, table: Table, row: Row) -> Key:
+        """The row's primary key (rows come in table column order, as RETURNING lists them)."""
+        positions = self._key_positions.get(table.name)
+        if positions is None:
+            names = table.column_names
+            positions = self._key_positions[table.name] = tuple(names.index(c) for c in table.primary_key)
+        return tuple(row[i] for i in positions)
+
+    def _keys(self, table: Table, condition: Condition, rows: Sequence[Row] | None) -> Steps:
+        """Primary keys of the rows (of `rows`, when given) for which `condition` holds."""
+        core = self.tables[table.name]
+        columns = [core.c[n] for n in table.primary_key]
+        statement = sa.select(*columns).where(sa.func.coalesce(condition, sa.false()))
+        if rows is not None:
+            keys = list(dict.fromkeys(self._key(table, row) for row in rows))
+            if not keys:
+                return set()
+            # One bound value each (no IN list expanded at execution): a shape per count.
+            if len(columns) == 1:
+                statement = statement.where(columns[0].in_([_bound(k[0]) for k in keys]))
+            else:
+                statement = statement.where(
+                    sa.tuple_(*columns).in_([sa.tuple_(*map(_bound, k)) for k in keys])
+                )
+        found: Rows = yield self.statements.bind(statement)
+        return {tuple(row) for row in found}
+
+    def _check(self, table: Table, check: Condition | None, rows: Sequence[Row], what: str) -> Steps:
+        if check is None or not rows:
+            return None
+        passing = yield from self._keys(table, check, rows)
+        if len(passing) < len({self._key(table, row) for row in rows}):
+            raise PermissionDenied(f"check constraint of an {what} permission has failed")
+        return None
+
+    def _visible(self, table: Table, rows: list[Row], access: SessionAccess) -> Steps:
+        """The changed rows the session may select (`returning` shows no others)."""
+        allowed = self._rules(access, "select_filter", table)
+        if allowed is None or not rows:
+            return rows
+        keys = yield from self._keys(table, allowed, rows)
+        return [row for row in rows if self._key(table, row) in keys]
+
+
+def _bound(value: Any) -> Any:
+    # Untyped, as the normal path binds key values: the database infers the column's type.
+    return sa.literal(value, type_=sa.types.NullType())

@@ -1,0 +1,263 @@
+"""A validated query operation read into a tree of what it selects, with GraphQL gone.
+
+Pure: no SQL and no I/O. The same reading the resolvers do (`graph.selection`:
+fragments spread, @skip/@include applied, fields merged by response key,
+arguments coerced by graphql-core), but keeping the selection order of every
+field, which is the key order of the answer. Anything outside the generated
+query fields (introspection, an unknown shape) raises `Unsupported`, and the
+request takes the normal execution path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from graphql import GraphQLObjectType, OperationType
+from graphql.execution.values import get_argument_values
+
+from graph import naming
+from graph.selection import collect_fields
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from graphql import (
+        FieldNode,
+        FragmentDefinitionNode,
+        GraphQLSchema,
+        OperationDefinitionNode,
+        SelectionSetNode,
+    )
+    from graphql.execution.values import VariableValues
+
+    from graph.model import Column, DatabaseModel, Relationship, Table
+
+TYPENAME = "__typename"
+
+
+class Unsupported(Exception):
+    """The operation is not one the query plans answer; the normal path will."""
+
+
+@dataclass(frozen=True)
+class Typename:
+    key: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ColumnField:
+    key: str
+    column: Column
+
+
+@dataclass(frozen=True)
+class ObjectField:
+    key: str
+    relationship: Relationship
+    row: RowSelection
+
+
+@dataclass(frozen=True)
+class ArrayField:
+    key: str
+    relationship: Relationship
+    rows: ListSelection
+
+
+@dataclass(frozen=True)
+class CountField:
+    key: str
+
+
+@dataclass(frozen=True)
+class AggregateField:
+    """`aggregate { count }`: every key of it is the same count (or a __typename)."""
+
+    key: str
+    fields: tuple[CountField | Typename, ...]
+
+
+Field = Typename | ColumnField | ObjectField | ArrayField
+
+
+@dataclass(frozen=True)
+class RowSelection:
+    table: Table
+    fields: tuple[Field, ...]
+
+
+@dataclass(frozen=True)
+class ListSelection:
+    """`t(where:, order_by:, limit:, offset:)` at the root, or an array relationship."""
+
+    row: RowSelection
+    where: Mapping[str, Any] | None
+    order_by: tuple[Mapping[str, Any], ...]
+    limit: int | None
+    offset: int | None
+
+
+@dataclass(frozen=True)
+class ListRoot:
+    key: str
+    rows: ListSelection
+
+
+@dataclass(frozen=True)
+class ByPkRoot:
+    key: str
+    row: RowSelection
+    pk: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class AggregateRoot:
+    key: str
+    table: Table
+    where: Mapping[str, Any] | None
+    fields: tuple[AggregateField | Typename, ...]
+
+
+Root = Typename | ListRoot | ByPkRoot | AggregateRoot
+
+
+def root_fields(schema: GraphQLSchema, model: DatabaseModel) -> dict[str, tuple[str, Table]]:
+    """Query root field name -> (which generated field, table), as the schema builder names them.
+
+    Tables are walked in the builder's order so a name two tables would both
+    claim resolves the same way; a field whose type is not the expected one is left out.
+    """
+    query = schema.query_type
+    if query is None:
+        return {}
+    out: dict[str, tuple[str, Table]] = {}
+    for table in sorted(model.tables.values(), key=lambda t: t.name):
+        candidates = {
+            table.name: ("list", table.name),
+            naming.aggregate(table.name): ("aggregate", naming.aggregate(table.name)),
+            naming.by_pk(table.name): ("by_pk", table.name),
+        }
+        for name, (kind, type_name) in candidates.items():
+            field = query.fields.get(name)
+            if field is not None and _named_type(field.type) == type_name:
+                out[name] = (kind, table)
+    return out
+
+
+def _named_type(type_: Any) -> str | None:
+    while hasattr(type_, "of_type"):
+        type_ = type_.of_type
+    return getattr(type_, "name", None)
+
+
+class Reading:
+    """One operation of a validated document, read with one request's coerced variables."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        model: DatabaseModel,
+        roots: Mapping[str, tuple[str, Table]],
+        fragments: Mapping[str, FragmentDefinitionNode],
+        operation: OperationDefinitionNode,
+        variables: VariableValues,
+    ) -> None:
+        if operation.operation is not OperationType.QUERY:
+            raise Unsupported("not a query")
+        self.schema = schema
+        self.model = model
+        self.roots = roots
+        self.fragments = fragments
+        self.variables = variables
+        self.operation = operation
+
+    def read(self) -> tuple[Root, ...]:
+        out: list[Root] = []
+        query = self.schema.query_type
+        assert query is not None
+        for key, nodes in self._collect([self.operation.selection_set]).items():
+            name = nodes[0].name.value
+            if name == TYPENAME:
+                out.append(Typename(key, query.name))
+                continue
+            found = self.roots.get(name)
+            if found is None:
+                raise Unsupported(f"root field {name!r}")
+            kind, table = found
+            args = get_argument_values(query.fields[name], nodes[0], self.variables)
+            full = self.model.table(table.name)
+            if kind == "list":
+                out.append(ListRoot(key, self._list(full, nodes, args)))
+            elif kind == "by_pk":
+                out.append(ByPkRoot(key, self._row(full, nodes), args))
+            else:
+                out.append(AggregateRoot(key, full, args.get("where"), self._aggregate(full, nodes)))
+        return tuple(out)
+
+    def _collect(self, selection_sets: Iterable[SelectionSetNode | None]) -> dict[str, list[FieldNode]]:
+        sets = [s for s in selection_sets if s is not None]
+        return collect_fields(self.fragments, self.variables, sets)
+
+    def _row(self, table: Table, nodes: list[FieldNode]) -> RowSelection:
+        object_type = self.schema.get_type(table.name)
+        if not isinstance(object_type, GraphQLObjectType):
+            raise Unsupported(f"no object type {table.name!r}")
+        relationships = {r.name: r for r in table.relationships}
+        columns = {c.name: c for c in table.columns}
+        fields: list[Field] = []
+        for key, field_nodes in self._collect(n.selection_set for n in nodes).items():
+            name = field_nodes[0].name.value
+            if name == TYPENAME:
+                fields.append(Typename(key, object_type.name))
+            elif name in columns and name in object_type.fields:
+                fields.append(ColumnField(key, columns[name]))
+            elif name in relationships and name in object_type.fields:
+                rel = relationships[name]
+                remote = self.model.table(rel.remote_table)
+                if rel.is_array:
+                    args = get_argument_values(
+                        object_type.fields[name], field_nodes[0], self.variables
+                    )
+                    fields.append(ArrayField(key, rel, self._list(remote, field_nodes, args)))
+                else:
+                    fields.append(ObjectField(key, rel, self._row(remote, field_nodes)))
+            else:
+                raise Unsupported(f"field {name!r} of {table.name!r}")
+        return RowSelection(table, tuple(fields))
+
+    def _list(self, table: Table, nodes: list[FieldNode], args: Mapping[str, Any]) -> ListSelection:
+        order_by = args.get("order_by")
+        if order_by is None:
+            order_by = []
+        elif not isinstance(order_by, list | tuple):
+            order_by = [order_by]
+        return ListSelection(
+            row=self._row(table, nodes),
+            where=args.get("where"),
+            order_by=tuple(order_by),
+            limit=args.get("limit"),
+            offset=args.get("offset"),
+        )
+
+    def _aggregate(self, table: Table, nodes: list[FieldNode]) -> tuple[AggregateField | Typename, ...]:
+        out: list[AggregateField | Typename] = []
+        for key, field_nodes in self._collect(n.selection_set for n in nodes).items():
+            name = field_nodes[0].name.value
+            if name == TYPENAME:
+                out.append(Typename(key, naming.aggregate(table.name)))
+            elif name == "aggregate":
+                inner: list[CountField | Typename] = []
+                for inner_key, inner_nodes in self._collect(n.selection_set for n in field_nodes).items():
+                    inner_name = inner_nodes[0].name.value
+                    if inner_name == TYPENAME:
+                        inner.append(Typename(inner_key, naming.aggregate_fields(table.name)))
+                    elif inner_name == "count":
+                        inner.append(CountField(inner_key))
+                    else:
+                        raise Unsupported(f"aggregate field {inner_name!r}")
+                out.append(AggregateField(key, tuple(inner)))
+            else:
+                raise Unsupported(f"field {name!r} of {naming.aggregate(table.name)!r}")
+        return tuple(out)

@@ -1,0 +1,114 @@
+"""The outbox: direct writes while the socket takes them, an ordered queue under back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from graph.delivery.message import Message
+from graph.delivery.outbox import INTERNAL_ERROR, TRY_AGAIN_LATER, Outbox
+from graph.metrics import TransportMeter
+
+
+class Socket:
+    """A fake connection: writes directly while `open`, else through the (awaited) writer."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.direct: list[str] = []
+        self.queued: list[str] = []
+        self.closed: list[int] = []
+        self.unblock = asyncio.Event()
+        self.unblock.set()
+
+    def try_send(self, messages: Sequence[Message]) -> bool:
+        if not self.open:
+            return False
+        self.direct.extend(m.text for m in messages)
+        return True
+
+    async def write(self, messages: list[Message]) -> None:
+        await self.unblock.wait()
+        self.queued.extend(m.text for m in messages)
+
+    async def close(self, code: int, _reason: str) -> None:
+        self.closed.append(code)
+
+
+def outbox_for(socket: Socket, limit: int = 10, meter: TransportMeter | None = None) -> Outbox:
+    return Outbox(socket.write, socket.close, limit, meter, direct=socket.try_send)
+
+
+def texts(*names: str) -> list[Message]:
+    return [Message(name) for name in names]
+
+
+async def test_messages_go_out_at_once_without_a_writer_task() -> None:
+    socket, meter = Socket(), TransportMeter()
+    outbox = outbox_for(socket, meter=meter)
+    outbox.push_one("ack")
+    outbox.push(texts("e1", "e2"))
+    assert socket.direct == ["ack", "e1", "e2"] and outbox.depth == 0
+    assert meter.delivered == 2  # events, not protocol messages
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "forgegraph-writer"]
+
+
+async def test_under_back_pressure_later_messages_queue_behind_earlier_ones() -> None:
+    socket, meter = Socket(), TransportMeter()
+    outbox = outbox_for(socket, meter=meter)
+    socket.open = False  # the transport is paused
+    socket.unblock.clear()
+    outbox.push(texts("e1"))
+    await asyncio.sleep(0)  # the writer takes e1 and waits for room
+    socket.open = True  # the transport would take data again, but e1 is not written yet
+    outbox.push(texts("e2"))
+    outbox.push_one("pong")
+    assert socket.direct == [] and outbox.depth == 2
+    socket.unblock.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert socket.queued == ["e1", "e2", "pong"] and outbox.depth == 0
+    outbox.push(texts("e3"))  # drained: straight to the socket again
+    assert socket.direct == ["e3"]
+    assert meter.delivered == 3
+    await outbox.stop()
+
+
+async def test_a_full_queue_closes_with_1013_and_is_counted() -> None:
+    socket, meter = Socket(), TransportMeter()
+    outbox = outbox_for(socket, limit=2, meter=meter)
+    socket.open = False
+    socket.unblock.clear()
+    outbox.push(texts("e1"))
+    await asyncio.sleep(0)  # e1 is being written
+    outbox.push(texts("e2", "e3"))
+    assert not outbox.closed
+    outbox.push(texts("e4"))
+    assert outbox.closed and meter.slow_consumers_closed == 1
+    socket.unblock.set()
+    await outbox.stop(grace=5)
+    assert socket.closed == [TRY_AGAIN_LATER] and socket.queued == ["e1"]
+
+
+async def test_a_socket_that_fails_to_write_is_closed_without_breaking_the_caller() -> None:
+    socket = Socket()
+
+    def broken(_messages: Sequence[Message]) -> bool:
+        raise OSError("gone")
+
+    outbox = Outbox(socket.write, socket.close, 10, direct=broken)
+    outbox.push(texts("e1"))  # no exception here: the hub's loop goes on to other connections
+    assert outbox.closed
+    await outbox.stop(grace=5)
+    assert socket.closed == [INTERNAL_ERROR]
+
+
+async def test_a_close_with_flush_sends_what_was_queued_first() -> None:
+    socket = Socket()
+    outbox = outbox_for(socket)
+    socket.open = False
+    outbox.push_one("error: bad request")
+    outbox.fail(4400, "bad request", flush=True)
+    outbox.push(texts("late"))  # after the close: dropped
+    await outbox.stop(grace=5)
+    assert socket.queued == ["error: bad request"] and socket.closed == [4400]
