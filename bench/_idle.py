@@ -39,7 +39,7 @@ def bench_idle(workdir: Path, args: argparse.Namespace, report: Report) -> None:
         report.error(f"idle memory: {exc}")
         return
     try:
-        with soak_database(workdir, "sqlite", "") as db, Server(db.url, workdir, "idle") as server:
+        with soak_database(workdir, "sqlite", "", name="idle") as db, Server(db.url, workdir, "idle") as server:
             server.start()
             target = Target(server.port, server.pid, server.cpu_seconds)
             try:

@@ -74,10 +74,12 @@ class Database:
 
 
 @contextlib.contextmanager
-def soak_database(workdir: Path, kind: str, postgres: str) -> Iterator[Database]:
-    """A migrated database with user 1: SQLite in `workdir`, or a scratch PostgreSQL one (dropped after)."""
+def soak_database(
+    workdir: Path, kind: str, postgres: str, name: str = "soak"
+) -> Iterator[Database]:
+    """A migrated database with user 1: `name`.db in `workdir`, or a scratch PostgreSQL one (dropped after)."""
     if kind == "sqlite":
-        path = workdir / "soak.db"
+        path = workdir / f"{name}.db"
         url = sqlite_url(path)
         run_forgegraph("migrate", "--database", url, cwd=workdir)
         conn = sqlite3.connect(path)
