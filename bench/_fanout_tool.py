@@ -179,18 +179,18 @@ def run_fanout(
     return FanoutResult(target.name, subscribers, rate, done.returncode, raw, tail, warnings)
 
 
-class CeilingServer(Server):
-    """`uvicorn ceiling_server:app` from ../shared/bench, as its README starts it."""
+class ReferenceServer(Server):
+    """`uvicorn <module>:app` from ../shared/bench, started as its README starts it."""
 
-    def __init__(self, workdir: Path, label: str) -> None:
-        super().__init__("", workdir, label)
+    module = ""
+    options: tuple[str, ...] = ()
 
     def command(self) -> list[str]:
         return [
             sys.executable,
             "-m",
             "uvicorn",
-            "ceiling_server:app",
+            f"{self.module}:app",
             "--app-dir",
             str(SHARED_BENCH),
             "--host",
@@ -203,6 +203,7 @@ class CeilingServer(Server):
             "httptools",
             "--ws",
             "websockets",
+            *self.options,
         ]
 
     def ready(self) -> bool:
@@ -216,3 +217,12 @@ class CeilingServer(Server):
             return False
         finally:
             conn.close()
+
+
+class CeilingServer(ReferenceServer):
+    """The Python ceiling: one orjson frame sent to every socket, no GraphQL."""
+
+    module = "ceiling_server"
+
+    def __init__(self, workdir: Path, label: str) -> None:
+        super().__init__("", workdir, label)

@@ -8,13 +8,9 @@ it right after the forgegraph run it is compared with.
 
 from __future__ import annotations
 
-import http.client
-import sys
-from pathlib import Path
-
-from _fanout_tool import SHARED_BENCH, FanoutResult
+from _fanout_tool import SHARED_BENCH, FanoutResult, ReferenceServer
 from _report import Report
-from _server import HOST, Server, server_env
+from _server import server_env
 
 NAIVE_MODULE = SHARED_BENCH / "naive_server.py"
 # Its own schema (../shared/bench/README.md): the same flat query as ours,
@@ -28,47 +24,15 @@ def available() -> bool:
     return NAIVE_MODULE.is_file()
 
 
-class NaiveServer(Server):
+class NaiveServer(ReferenceServer):
     """`uvicorn naive_server:app` on a database of its own (it creates and seeds `posts`)."""
 
-    def __init__(self, database_url: str, workdir: Path, label: str) -> None:
-        super().__init__(database_url, workdir, label)
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "naive_server:app",
-            "--app-dir",
-            str(SHARED_BENCH),
-            "--host",
-            HOST,
-            "--port",
-            str(self.port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--ws",
-            "websockets",
-            "--log-level",
-            "warning",
-        ]
+    module = "naive_server"
+    # Its access log would cost it a share of every request we compare with.
+    options = ("--log-level", "warning")
 
     def env(self) -> dict[str, str]:
         return {**server_env(), "SEED": "1", "DB_URL": self.database_url}
-
-    def ready(self) -> bool:
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=1.0)
-        try:
-            conn.request("GET", "/")
-            conn.getresponse().read()
-            return True
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
 
 
 def report_ratio(name: str, ours: float | None, naive: float | None, unit: str, report: Report) -> None:
