@@ -89,6 +89,14 @@ SUBPROTOCOL = Subprotocol("graphql-transport-ws")
 now = time.perf_counter
 
 
+def nearest_rank_ms(ordered: list[float], percent: float) -> float | None:
+    """fanout.py's nearest-rank percentile of sorted seconds, in ms, so the figures compare."""
+    if not ordered:
+        return None
+    i = min(len(ordered) - 1, max(0, round(percent / 100.0 * len(ordered) + 0.5) - 1))
+    return ordered[i] * 1000
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -174,12 +182,7 @@ class RunResult:
         return self.server_cpu_s / self.received * 1e6
 
     def latency_ms(self, percent: float) -> float | None:
-        # fanout.py's nearest-rank percentile, so the figures compare.
-        lat = self.latencies
-        if not lat:
-            return None
-        i = min(len(lat) - 1, max(0, round(percent / 100.0 * len(lat) + 0.5) - 1))
-        return lat[i] * 1000
+        return nearest_rank_ms(self.latencies, percent)
 
     def problems(self) -> list[str]:
         found = []

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import cast
 
 import orjson
-from _roles import ClientFailed, Writer, now
+from _roles import ClientFailed, Writer, nearest_rank_ms, now
 from _server import HOST
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.client import ClientProtocol
@@ -114,11 +114,7 @@ class SoakResult:
         return self.expected - sum(self.delivered)
 
     def latency_ms(self, percent: float) -> float | None:
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return None
-        i = min(len(ordered) - 1, max(0, round(percent / 100.0 * len(ordered) + 0.5) - 1))
-        return ordered[i] * 1000
+        return nearest_rank_ms(sorted(self.latencies), percent)
 
     def problems(self) -> list[str]:
         found = []
