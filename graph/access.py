@@ -46,7 +46,8 @@ class SessionAccess:
     def __init__(self, access: Access, session: Session) -> None:
         self.access = access
         self.session = session
-        self.role = session.role
+        self.role = session.rules_role
+        """None for the admin secret's session, which no rule limits."""
         self.variables = session.variables
         self.permissions = access.permissions
 
