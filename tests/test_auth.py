@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
 from websockets.exceptions import ConnectionClosed
 
 from graph.app import create_app
@@ -792,6 +793,107 @@ async def test_a_file_may_grant_the_role_named_admin(library_url: str, serve: An
         # Without --admin-secret there is no admin at all.
         response = await site.post("{ users { id } }", {"X-Admin-Secret": "anything"})
         assert response.status_code == 401
+
+
+# -- an event's key is shown only to who may select it ---------------------------------
+
+SECRET_KEYS = """\
+tables:
+  accounts:
+    select:
+      anonymous: {columns: [display]}
+      user: {columns: "*"}
+  memberships:
+    select:
+      anonymous: {columns: [org, note]}
+      user: {columns: "*"}
+"""
+EMAIL = "bob@corp.example"
+
+
+async def add_secret_keyed_tables(url: str) -> None:
+    """`accounts` keyed by an email, `memberships` by (org, member): keys anonymous may not select."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE accounts (email TEXT PRIMARY KEY, display TEXT)"))
+            await conn.execute(sa.text(
+                "CREATE TABLE memberships (org TEXT, member TEXT, note TEXT, PRIMARY KEY (org, member))"
+            ))
+    finally:
+        await engine.dispose()
+
+
+async def write_secret_keyed_rows(site: Site) -> None:
+    for mutation in (
+        f'insert_accounts_one(object: {{email: "{EMAIL}", display: "Bob"}}) {{ email }}',
+        f'update_accounts_by_pk(pk_columns: {{email: "{EMAIL}"}}, _set: {{display: "Robert"}}) {{ email }}',
+        f'delete_accounts_by_pk(email: "{EMAIL}") {{ email }}',
+        'insert_memberships_one(object: {org: "corp", member: "bob", note: "n"}) { org }',
+        'delete_memberships_by_pk(org: "corp", member: "bob") { org }',
+    ):
+        await site.data(f"mutation {{ {mutation} }}", ADMIN)
+
+
+async def test_event_ids_show_only_keys_the_subscriber_may_select(
+    library_url: str, serve: Any, tmp_path: Path
+) -> None:
+    await add_secret_keyed_tables(library_url)
+    path = tmp_path / "keys.yaml"
+    path.write_text(SECRET_KEYS)
+    server = serve(database=library_url, permissions=str(path), jwt_secret=SECRET, admin_secret=ADMIN_SECRET)
+    url = ws_url(server)
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False) as http,
+        GraphQLWS.open(server) as anonymous,
+        GraphQLWS.open(server, init=False) as user,
+        RawClient.open(url) as raw_anonymous,
+        RawClient.open(url + f"?token={USER_1_TOKEN}") as raw_user,
+        events(server, "accounts", "memberships") as sse_anonymous,
+        events(server, "accounts", "memberships", headers=USER_1) as sse_user,
+    ):
+        site = Site(server, http)
+        await user.init({"headers": USER_1})
+        for ws in (anonymous, user):
+            await subscribe(ws, "accounts", "accounts")
+            await subscribe(ws, "memberships", "memberships")
+        for raw in (raw_anonymous, raw_user):
+            await raw.subscribe("accounts")
+            await raw.subscribe("memberships")
+        await write_secret_keyed_rows(site)
+
+        async def graphql_events(ws: GraphQLWS) -> list[dict[str, Any]]:
+            got = [await change(ws, "accounts") for _ in range(3)]
+            return got + [await change(ws, "memberships") for _ in range(2)]
+
+        seen = {"anonymous": await graphql_events(anonymous), "user": await graphql_events(user)}
+        raw_seen = {"anonymous": [await raw_anonymous.receive() for _ in range(5)],
+                    "user": [await raw_user.receive() for _ in range(5)]}
+        sse_seen = {"anonymous": [(await sse_anonymous.message())[1] for _ in range(5)],
+                    "user": [(await sse_user.message())[1] for _ in range(5)]}
+    membership = {"org": "corp", "member": "bob"}
+    # graphql-ws: `id` is null unless every key column is selectable; records keep their columns.
+    assert [(e["type"], e["id"], e["record"], e["old_record"]) for e in seen["anonymous"]] == [
+        ("create", None, {"display": "Bob"}, None),
+        ("update", None, {"display": "Robert"}, {"display": "Bob"}),
+        ("delete", None, None, {"display": "Robert"}),
+        ("create", None, {"org": "corp", "note": "n"}, None),
+        ("delete", None, None, {"org": "corp", "note": "n"}),
+    ]
+    assert [e["id"] for e in seen["user"]] == [EMAIL, EMAIL, EMAIL, membership, membership]
+    # The raw protocol and SSE leave the key out of a delete; creates and updates carry records only.
+    for messages in (raw_seen["anonymous"], sse_seen["anonymous"]):
+        assert [(m["type"], m.get("record")) for m in messages] == [
+            ("create", {"display": "Bob"}), ("update", {"display": "Robert"}), ("delete", None),
+            ("create", {"org": "corp", "note": "n"}), ("delete", None),
+        ]
+        assert [list(m) for m in messages if m["type"] == "delete"] == [["type", "table", "cursor"]] * 2
+    for messages in (raw_seen["user"], sse_seen["user"]):
+        assert [m["id"] for m in messages if m["type"] == "delete"] == [EMAIL, membership]
+    # Nothing anonymous received names the key.
+    assert EMAIL not in json.dumps([seen["anonymous"], raw_seen["anonymous"], sse_seen["anonymous"]])
 
 
 # -- start-up -----------------------------------------------------------------------
