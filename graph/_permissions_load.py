@@ -22,7 +22,6 @@ from graph.sql.where import ALL_OPERATORS, LIST_OPERATORS, PATTERN_OPERATORS
 
 SESSION_USER_ID = "X-User-Id"
 SESSION_ROLE = "X-Role"
-ADMIN = "admin"
 ANONYMOUS = "anonymous"
 
 # Hasura's spellings are accepted too, so that rules can be copied over.
@@ -206,8 +205,6 @@ class _Checker:
             for role, body in roles.items():
                 if not isinstance(role, str) or not role.strip():
                     _fail(here, f"role names are non-empty strings, got {role!r}")
-                if role == ADMIN:
-                    _fail(f"{here}.{role}", "the admin role bypasses every rule, so it cannot be given any")
                 out[action][role] = self.rule(table, action, body, f"{here}.{role}")
         return out
 

@@ -31,6 +31,14 @@ class EventView:
     filter: Mapping[str, Any] | None
     columns: tuple[str, ...]
 
+    def shows_key(self, table: Table) -> bool:
+        """Whether events may carry the row's key (`id`): only when every key column is selectable.
+
+        Otherwise the key would reveal a column the role may not select (an
+        email used as the key); events then carry no key (SPEC section 5).
+        """
+        return all(name in self.columns for name in table.primary_key)
+
 
 class Access:
     def __init__(self, model: DatabaseModel, permissions: Permissions, filters: Filters) -> None:
@@ -46,7 +54,8 @@ class SessionAccess:
     def __init__(self, access: Access, session: Session) -> None:
         self.access = access
         self.session = session
-        self.role = session.role
+        self.role = session.rules_role
+        """None for the admin secret's session, which no rule limits."""
         self.variables = session.variables
         self.permissions = access.permissions
 

@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from graph.config import Settings
+from graph.cors import CrossOrigin
 from graph.delivery.admission import ConnectionLimit
 from graph.delivery.forgebase import forgebase_websocket
 from graph.delivery.graphql_ws import graphql_websocket
@@ -23,6 +24,12 @@ from graph.playground import playground_routes
 from graph.runtime import Runtime
 
 SSE_PATH = "/realtime/sse"
+
+
+def cross_origin(origins: tuple[str, ...]) -> list[Middleware]:
+    """CORS and the handshakes' Origin check (graph.cors); nothing when no origin is allowed."""
+    return [Middleware(CrossOrigin, origins=origins, stream_paths=[SSE_PATH])] if origins else []
+
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
     """The ASGI app; keyword arguments mirror `forgegraph serve`'s flags."""
@@ -61,6 +68,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
         ],
         lifespan=lifespan,
         middleware=[
+            # Outermost: preflights and refused origins never count as connections.
+            *cross_origin(settings.cors_origins),
             Middleware(
                 ConnectionLimit,
                 limit=settings.limits.max_connections_per_ip,

@@ -31,10 +31,17 @@ class Session:
     user_id: str | None = None
     expires_at: float | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
+    is_admin: bool = False
+    """Authenticated by the admin secret, the one way past the rules (SPEC section 7).
+
+    Never derived from the role's name: a token whose `role` is `admin` is an
+    ordinary role that the permissions file governs.
+    """
 
     @property
-    def is_admin(self) -> bool:
-        return self.role == ADMIN
+    def rules_role(self) -> str | None:
+        """The role whose rules apply; None for the admin secret, which no rule limits."""
+        return None if self.is_admin else self.role
 
     @property
     def variables(self) -> dict[str, str | None]:
@@ -46,7 +53,7 @@ class Session:
 
 
 ANONYMOUS_SESSION = Session(ANONYMOUS)
-ADMIN_SESSION = Session(ADMIN)
+ADMIN_SESSION = Session(ADMIN, is_admin=True)
 
 
 class Authenticator:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from graph.config import ENV_PREFIX, Settings
+from graph.config import ENV_PREFIX, Settings, parse_origins
 from graph.errors import StartupError
 
 if TYPE_CHECKING:
@@ -95,6 +95,12 @@ SERVE_OPTIONS = (
         "--websocket-port", "PORT", "also serve the raw realtime protocol on ws://HOST:PORT/", _port
     ),
     Option("--workers", "N", "number of server processes (default 1)", _positive),
+    Option(
+        "--cors-origins",
+        "ORIGINS",
+        "comma-separated origins whose pages may use the API, or * (default: none)",
+        parse_origins,
+    ),
 )
 # The fields of graph.config.Limits, each under its own name; 0 turns a limit off.
 LIMIT_OPTIONS = (

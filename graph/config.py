@@ -6,8 +6,10 @@ environment variable (`FORGEGRAPH_JWT_SECRET`); the CLI owns that mapping.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_DATABASE = "sqlite+aiosqlite:///./forgegraph.db"
 ENV_PREFIX = "FORGEGRAPH_"
@@ -50,6 +52,32 @@ class Capture:
     retention_events: int = 100_000
 
 
+ANY_ORIGIN = "*"
+
+
+def parse_origins(value: str | Iterable[str]) -> tuple[str, ...]:
+    """`--cors-origins`: comma-separated origins (`https://app.example:8443`) or `*`.
+
+    Origins are compared as browsers send them (scheme://host[:port], lower
+    case, no path), so `HTTPS://App.example/` is kept as `https://app.example`.
+    ValueError names the first one that is not an origin.
+    """
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    origins: list[str] = []
+    for part in parts:
+        text = part.strip()
+        if not text:
+            continue
+        if text != ANY_ORIGIN:
+            url = urlsplit(text)
+            if not url.scheme or not url.netloc or url.path not in ("", "/") or url.query or url.fragment:
+                raise ValueError(f"not an origin (scheme://host[:port]): {text!r}")
+            text = f"{url.scheme}://{url.netloc}".lower()
+        if text not in origins:
+            origins.append(text)
+    return tuple(origins)
+
+
 @dataclass(frozen=True)
 class Settings:
     database: str | None = None
@@ -61,8 +89,18 @@ class Settings:
     admin_secret: str | None = None
     websocket_port: int | None = None
     workers: int = 1
+    cors_origins: tuple[str, ...] = ()
+    """Origins whose pages may call the API (CORS) and open WebSockets and SSE streams; `*`: any.
+
+    Empty (the default): no cross-origin access over HTTP, and handshakes are
+    not checked (graph.cors).
+    """
     limits: Limits = field(default_factory=Limits)
     capture: Capture = field(default_factory=Capture)
+
+    def __post_init__(self) -> None:
+        # create_app(cors_origins="https://a.example,https://b.example") or a list, as the flag.
+        object.__setattr__(self, "cors_origins", parse_origins(self.cors_origins))
 
     @property
     def database_url(self) -> str:

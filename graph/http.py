@@ -79,8 +79,13 @@ class GraphQLEndpoint:
             if "extensions" in params:
                 params["extensions"] = _decode(params["extensions"], "extensions")
             return params
+        # JSON only, declared: a page on any origin may POST text/plain, form or
+        # multipart bodies (or none at all) without a preflight, so reading those
+        # would let it run mutations here (CSRF).
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in (JSON, GRAPHQL_RESPONSE, ""):
+        if not content_type:
+            raise RequestError(415, "a POST needs Content-Type: application/json")
+        if content_type not in (JSON, GRAPHQL_RESPONSE):
             raise RequestError(415, f"unsupported content type {content_type!r}: send application/json")
         limit = self.runtime.settings.limits.max_body_bytes
         declared = request.headers.get("content-length")

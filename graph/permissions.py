@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from graph._permissions_load import (
-    ADMIN,
     ANONYMOUS,
     SESSION_ROLE,
     SESSION_USER_ID,
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel, Table
 
 __all__ = [
-    "ADMIN",
     "ANONYMOUS",
     "SESSION_ROLE",
     "SESSION_USER_ID",
@@ -132,38 +130,37 @@ class Permissions:
                 names.update(action)
         return frozenset(names)
 
-    def _unrestricted(self, role: str) -> bool:
-        return self.is_open or role == ADMIN
-
+    # `role` None is the admin secret's session (graph.auth.Session.rules_role),
+    # which no rule limits; a role *named* "admin" is looked up like any other.
     # Tables without a primary key are read-only for everyone, admin included:
     # there is no way to name the row to write.
 
-    def select(self, role: str, table: Table) -> SelectRule | None:
-        if self._unrestricted(role):
+    def select(self, role: str | None, table: Table) -> SelectRule | None:
+        if role is None or self.is_open:
             return SelectRule(filter=None, columns=table.column_names)
         rules = self.tables.get(table.name)
         return rules.select.get(role) if rules else None
 
-    def insert(self, role: str, table: Table) -> InsertRule | None:
+    def insert(self, role: str | None, table: Table) -> InsertRule | None:
         if not table.is_writable:
             return None
-        if self._unrestricted(role):
+        if role is None or self.is_open:
             return InsertRule(check=None, columns=table.column_names, set={})
         rules = self.tables.get(table.name)
         return rules.insert.get(role) if rules else None
 
-    def update(self, role: str, table: Table) -> UpdateRule | None:
+    def update(self, role: str | None, table: Table) -> UpdateRule | None:
         if not table.is_writable:
             return None
-        if self._unrestricted(role):
+        if role is None or self.is_open:
             return UpdateRule(filter=None, check=None, columns=table.column_names, set={})
         rules = self.tables.get(table.name)
         return rules.update.get(role) if rules else None
 
-    def delete(self, role: str, table: Table) -> DeleteRule | None:
+    def delete(self, role: str | None, table: Table) -> DeleteRule | None:
         if not table.is_writable:
             return None
-        if self._unrestricted(role):
+        if role is None or self.is_open:
             return DeleteRule(filter=None)
         rules = self.tables.get(table.name)
         return rules.delete.get(role) if rules else None

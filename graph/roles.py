@@ -1,15 +1,16 @@
 """One schema, and one executor, per role: built at start-up, never per request.
 
 Without a permissions file every role shares the full schema. With one, each
-role named in it (and `anonymous`) gets the schema its grants allow, `admin`
-the full one, and any other role a schema with no tables in it.
+role named in it (and `anonymous`) gets the schema its grants allow, the admin
+secret's session the full one, and any other role a schema with no tables in
+it. A role named `admin` is one of those roles: only the admin secret reaches
+the full schema, so the two never share an executor or its caches.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from graph.auth import ADMIN
 from graph.execution import Executor
 from graph.grants import TableGrants, grants_for
 from graph.schema import build_schema
@@ -30,15 +31,18 @@ class RoleSchemas:
         limits: Limits,
     ) -> None:
         self.full = Executor(build_schema(model, resolvers), limits)
-        self._by_role: dict[str, Executor] = {ADMIN: self.full}
+        self._by_role: dict[str, Executor] = {}
         self._nobody = self.full
         if permissions.is_open:
             return
-        for role in sorted(permissions.roles() - {ADMIN}):
+        for role in sorted(permissions.roles()):
             grants = grants_for(role, model, permissions)
             self._by_role[role] = Executor(build_schema(model, resolvers, grants), limits)
         nothing = {name: TableGrants() for name in model.tables}
         self._nobody = Executor(build_schema(model, resolvers, nothing), limits)
 
-    def executor(self, role: str) -> Executor:
+    def executor(self, role: str | None) -> Executor:
+        """The executor of `role`; None (the admin secret, graph.auth.Session.rules_role): the full one."""
+        if role is None:
+            return self.full
         return self._by_role.get(role, self._nobody)

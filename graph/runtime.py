@@ -80,11 +80,11 @@ class Runtime:
 
     @property
     def schema(self) -> GraphQLSchema:
-        """The full schema (what `admin` sees, and every role without a permissions file)."""
+        """The full schema (what the admin secret sees, and every role without a permissions file)."""
         return self.schemas.full.schema
 
     def executor_for(self, session: Session) -> Executor:
-        return self.schemas.executor(session.role)
+        return self.schemas.executor(session.rules_role)
 
     def request_context(self, session: Session) -> RequestContext:
         return RequestContext(self.engine, self.access.for_session(session), self.realtime.nudge)

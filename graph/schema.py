@@ -89,7 +89,10 @@ TableChange = GraphQLObjectType(
     {
         "type": GraphQLField(GraphQLNonNull(ChangeTypeEnum)),
         "table": GraphQLField(GraphQLNonNull(GraphQLString)),
-        "id": GraphQLField(GraphQLNonNull(JSONScalar), description="The primary key; an object for composite keys."),
+        "id": GraphQLField(
+            JSONScalar,
+            description="The primary key; an object for composite keys; null when the role may not select every key column.",
+        ),
         "record": GraphQLField(JSONScalar, description="The row after the change; null on delete."),
         "old_record": GraphQLField(JSONScalar, description="The row before the change; null on create."),
         "cursor": GraphQLField(GraphQLNonNull(GraphQLString), description="Resume after this event with `since`."),

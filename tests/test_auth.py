@@ -24,11 +24,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
 from websockets.exceptions import ConnectionClosed
 
 from graph.app import create_app
 from graph.permissions import PermissionsError
-from tests.conftest import LEGACY_WS, GraphQLWS, LiveServer
+from tests.conftest import LEGACY_WS, TRANSPORT_WS, GraphQLWS, LiveServer
 from tests.test_forgebase import RawClient, ws_url
 from tests.test_sse import EventReader, events
 
@@ -697,6 +698,202 @@ async def test_sessions_that_see_alike_share_a_stream(site: Site) -> None:
             assert (await change(ws, "posts"))["id"] == marker
         for ws in (tab_1, tab_2):
             assert [(await change(ws, "posts"))["id"] for _ in range(2)] == [draft, marker]
+
+
+# -- one session per connection, and only the admin secret is admin ------------------
+
+
+@sqlite_only
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_second_connection_init_closes_with_4429(site: Site, protocol: str) -> None:
+    # Re-init would keep the first token's subscriptions (and view) past its expiry.
+    hub = site.server.app.state.runtime.realtime.hub
+    async with GraphQLWS.open(site.server, protocol=protocol, init=False) as ws:
+        await ws.init({"Authorization": f"Bearer {mint('1', lifetime=30)}"})
+        await ws.subscribe("posts", CHANGES, {"table": "posts"})
+        await ws.send({"type": "connection_init", "payload": bearer(mint("2", lifetime=3600))})
+        assert await ws.close_code() == 4429
+    deadline = time.monotonic() + 5
+    while hub.subscriptions and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert hub.subscriptions == 0
+
+
+ADMIN_BY_TOKEN = bearer(mint("1", "admin"))
+"""A token claiming role `admin`: an ordinary role, which PERMISSIONS grants nothing."""
+
+
+async def test_a_token_with_role_admin_is_an_ordinary_role(site: Site) -> None:
+    # The admin secret first, so any cache it fills would be the one a token reuses.
+    query = "{ posts(order_by: {id: asc}) { id body } }"
+    insert = 'mutation { insert_posts_one(object: {title: "by token", user_id: 1}) { id } }'
+    assert len((await site.data(query, ADMIN))["posts"]) == 4
+    created = (await site.data(insert, ADMIN))["insert_posts_one"]["id"]
+    # A role the file does not name has no tables: the same answer as for any unknown name.
+    for who in (ADMIN_BY_TOKEN, bearer(mint("1", "stranger"))):
+        await same_error(site, who, "{ NAME { id } }", "posts")
+        await same_error(site, who, "{ NAME { id } }", "users")
+        await same_error(site, who, 'mutation { NAME(object: {title: "t", user_id: 1}) { id } }', "insert_posts_one")
+        for document in (query, insert, f"mutation {{ delete_posts_by_pk(id: {created}) {{ id }} }}"):
+            error = await site.error(document, who)
+            assert error["extensions"] == {"code": "validation-failed"}, error
+    # Nothing was written; the admin secret still sees and does everything, after the token.
+    assert [p["id"] for p in await site.posts(ADMIN)] == [1, 2, 3, 4, created]
+    assert len((await site.data(query, ADMIN))["posts"]) == 5
+
+
+@sqlite_only
+async def test_a_token_with_role_admin_subscribes_to_nothing(site: Site) -> None:
+    not_available = "table 'posts' does not exist or is not available to this role"
+    for protocol in (TRANSPORT_WS, LEGACY_WS):
+        async with (
+            GraphQLWS.open(site.server, protocol=protocol, init=False) as secret,
+            GraphQLWS.open(site.server, protocol=protocol, init=False) as token,
+        ):
+            await secret.init({"headers": ADMIN})
+            await token.init({"headers": ADMIN_BY_TOKEN})
+            await secret.subscribe("posts", CHANGES, {"table": "posts"})
+            await token.subscribe("posts", CHANGES, {"table": "posts"})
+            message = await token.receive()
+            assert message["type"] == "error" and message["id"] == "posts", message
+            errors = message["payload"] if isinstance(message["payload"], list) else [message["payload"]]
+            assert [e["message"] for e in errors] == [not_available]
+            # Queries and mutations over the socket go by the same rules.
+            await token.subscribe("q", "{ posts { id } }")
+            message = await token.receive()
+            assert message["type"] == "error" and message["id"] == "q", message
+            await token.subscribe("m", 'mutation { insert_posts_one(object: {title: "ws", user_id: 1}) { id } }')
+            message = await token.receive()
+            assert message["type"] == "error" and message["id"] == "m", message
+            # The admin secret's subscription is live and sees what the token may not.
+            marker = await site.insert(ADMIN, '{title: "secret only", user_id: 2}')
+            assert (await change(secret, "posts"))["id"] == marker
+    token_text = ADMIN_BY_TOKEN["Authorization"].removeprefix("Bearer ")
+    async with RawClient.open(ws_url(site.server) + f"?token={token_text}") as raw:
+        assert await raw.error({"type": "subscribe", "table": "posts"}) == not_available
+    response = await site.http.get("/realtime/sse", params={"table": "posts"}, headers=ADMIN_BY_TOKEN)
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["message"] == not_available
+    assert [p["title"] for p in await site.posts(ADMIN, "title")][-1] == "secret only"
+
+
+@sqlite_only
+async def test_a_file_may_grant_the_role_named_admin(library_url: str, serve: Any, tmp_path: Path) -> None:
+    path = tmp_path / "admin-role.yaml"
+    path.write_text(PERMISSIONS.replace(
+        "      anonymous: {columns: [id, name]}\n",
+        "      anonymous: {columns: [id, name]}\n      admin: {filter: {id: {_eq: X-User-Id}}, columns: [id, name]}\n",
+    ))
+    server = serve(database=library_url, permissions=str(path), jwt_secret=SECRET)  # no --admin-secret
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False) as http:
+        site = Site(server, http)
+        assert await site.data("{ users { id name } }", ADMIN_BY_TOKEN) == {"users": [{"id": 1, "name": "Alice"}]}
+        await same_error(site, ADMIN_BY_TOKEN, "{ users { id NAME } }", "email")
+        await same_error(site, ADMIN_BY_TOKEN, "{ NAME { id } }", "posts")
+        # Without --admin-secret there is no admin at all.
+        response = await site.post("{ users { id } }", {"X-Admin-Secret": "anything"})
+        assert response.status_code == 401
+
+
+# -- an event's key is shown only to who may select it ---------------------------------
+
+SECRET_KEYS = """\
+tables:
+  accounts:
+    select:
+      anonymous: {columns: [display]}
+      user: {columns: "*"}
+  memberships:
+    select:
+      anonymous: {columns: [org, note]}
+      user: {columns: "*"}
+"""
+EMAIL = "bob@corp.example"
+
+
+async def add_secret_keyed_tables(url: str) -> None:
+    """`accounts` keyed by an email, `memberships` by (org, member): keys anonymous may not select."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE accounts (email TEXT PRIMARY KEY, display TEXT)"))
+            await conn.execute(sa.text(
+                "CREATE TABLE memberships (org TEXT, member TEXT, note TEXT, PRIMARY KEY (org, member))"
+            ))
+    finally:
+        await engine.dispose()
+
+
+async def write_secret_keyed_rows(site: Site) -> None:
+    for mutation in (
+        f'insert_accounts_one(object: {{email: "{EMAIL}", display: "Bob"}}) {{ email }}',
+        f'update_accounts_by_pk(pk_columns: {{email: "{EMAIL}"}}, _set: {{display: "Robert"}}) {{ email }}',
+        f'delete_accounts_by_pk(email: "{EMAIL}") {{ email }}',
+        'insert_memberships_one(object: {org: "corp", member: "bob", note: "n"}) { org }',
+        'delete_memberships_by_pk(org: "corp", member: "bob") { org }',
+    ):
+        await site.data(f"mutation {{ {mutation} }}", ADMIN)
+
+
+async def test_event_ids_show_only_keys_the_subscriber_may_select(
+    library_url: str, serve: Any, tmp_path: Path
+) -> None:
+    await add_secret_keyed_tables(library_url)
+    path = tmp_path / "keys.yaml"
+    path.write_text(SECRET_KEYS)
+    server = serve(database=library_url, permissions=str(path), jwt_secret=SECRET, admin_secret=ADMIN_SECRET)
+    url = ws_url(server)
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False) as http,
+        GraphQLWS.open(server) as anonymous,
+        GraphQLWS.open(server, init=False) as user,
+        RawClient.open(url) as raw_anonymous,
+        RawClient.open(url + f"?token={USER_1_TOKEN}") as raw_user,
+        events(server, "accounts", "memberships") as sse_anonymous,
+        events(server, "accounts", "memberships", headers=USER_1) as sse_user,
+    ):
+        site = Site(server, http)
+        await user.init({"headers": USER_1})
+        for ws in (anonymous, user):
+            await subscribe(ws, "accounts", "accounts")
+            await subscribe(ws, "memberships", "memberships")
+        for raw in (raw_anonymous, raw_user):
+            await raw.subscribe("accounts")
+            await raw.subscribe("memberships")
+        await write_secret_keyed_rows(site)
+
+        async def graphql_events(ws: GraphQLWS) -> list[dict[str, Any]]:
+            got = [await change(ws, "accounts") for _ in range(3)]
+            return got + [await change(ws, "memberships") for _ in range(2)]
+
+        seen = {"anonymous": await graphql_events(anonymous), "user": await graphql_events(user)}
+        raw_seen = {"anonymous": [await raw_anonymous.receive() for _ in range(5)],
+                    "user": [await raw_user.receive() for _ in range(5)]}
+        sse_seen = {"anonymous": [(await sse_anonymous.message())[1] for _ in range(5)],
+                    "user": [(await sse_user.message())[1] for _ in range(5)]}
+    membership = {"org": "corp", "member": "bob"}
+    # graphql-ws: `id` is null unless every key column is selectable; records keep their columns.
+    assert [(e["type"], e["id"], e["record"], e["old_record"]) for e in seen["anonymous"]] == [
+        ("create", None, {"display": "Bob"}, None),
+        ("update", None, {"display": "Robert"}, {"display": "Bob"}),
+        ("delete", None, None, {"display": "Robert"}),
+        ("create", None, {"org": "corp", "note": "n"}, None),
+        ("delete", None, None, {"org": "corp", "note": "n"}),
+    ]
+    assert [e["id"] for e in seen["user"]] == [EMAIL, EMAIL, EMAIL, membership, membership]
+    # The raw protocol and SSE leave the key out of a delete; creates and updates carry records only.
+    for messages in (raw_seen["anonymous"], sse_seen["anonymous"]):
+        assert [(m["type"], m.get("record")) for m in messages] == [
+            ("create", {"display": "Bob"}), ("update", {"display": "Robert"}), ("delete", None),
+            ("create", {"org": "corp", "note": "n"}), ("delete", None),
+        ]
+        assert [list(m) for m in messages if m["type"] == "delete"] == [["type", "table", "cursor"]] * 2
+    for messages in (raw_seen["user"], sse_seen["user"]):
+        assert [m["id"] for m in messages if m["type"] == "delete"] == [EMAIL, membership]
+    # Nothing anonymous received names the key.
+    assert EMAIL not in json.dumps([seen["anonymous"], raw_seen["anonymous"], sse_seen["anonymous"]])
 
 
 # -- start-up -----------------------------------------------------------------------

@@ -15,7 +15,6 @@ from graph.matching import matches
 from graph.model import Column, DatabaseModel, ForeignKey, Kind, Table
 from graph.naming import name_model
 from graph.permissions import (
-    ADMIN,
     ANONYMOUS,
     SESSION_ROLE,
     SESSION_USER_ID,
@@ -129,19 +128,35 @@ def test_what_is_not_granted_is_denied(tmp_path: Path) -> None:
     assert perms.delete("user", COMMENTS) is None
 
 
-def test_admin_may_do_everything_with_a_file(tmp_path: Path) -> None:
+ADMIN_SECRET = None
+"""The admin secret's session asks with no role (graph.auth.Session.rules_role)."""
+
+
+def test_the_admin_secret_may_do_everything_with_a_file(tmp_path: Path) -> None:
     perms = load(tmp_path, SPEC_EXAMPLE)
-    assert perms.select(ADMIN, USERS) == SelectRule(None, USERS.column_names)
-    assert perms.insert(ADMIN, POSTS) == InsertRule(None, POSTS.column_names, {})
-    assert perms.update(ADMIN, POSTS) == UpdateRule(None, None, POSTS.column_names, {})
-    assert perms.delete(ADMIN, POSTS) == DeleteRule(None)
+    assert perms.select(ADMIN_SECRET, USERS) == SelectRule(None, USERS.column_names)
+    assert perms.insert(ADMIN_SECRET, POSTS) == InsertRule(None, POSTS.column_names, {})
+    assert perms.update(ADMIN_SECRET, POSTS) == UpdateRule(None, None, POSTS.column_names, {})
+    assert perms.delete(ADMIN_SECRET, POSTS) == DeleteRule(None)
+
+
+def test_a_role_named_admin_is_governed_by_the_file(tmp_path: Path) -> None:
+    perms = load(tmp_path, SPEC_EXAMPLE)
+    assert perms.select("admin", USERS) is None
+    assert perms.insert("admin", POSTS) is None
+    assert perms.update("admin", POSTS) is None
+    assert perms.delete("admin", POSTS) is None
+    granted = load(tmp_path, "tables:\n  posts:\n    select:\n      admin: {columns: [id]}\n")
+    assert granted.roles() == {ANONYMOUS, "admin"}
+    assert granted.select("admin", POSTS) == SelectRule(None, ("id",))
+    assert granted.delete("admin", POSTS) is None
 
 
 def test_open_permissions_let_every_role_do_everything() -> None:
     perms = Permissions.open()
     assert perms.is_open and perms.source is None
     assert perms.roles() == {ANONYMOUS}
-    for role in (ANONYMOUS, "user", ADMIN, "anyone"):
+    for role in (ANONYMOUS, "user", "admin", "anyone", ADMIN_SECRET):
         assert perms.select(role, COMMENTS) == SelectRule(None, COMMENTS.column_names)
         assert perms.insert(role, COMMENTS) == InsertRule(None, COMMENTS.column_names, {})
         assert perms.update(role, COMMENTS) == UpdateRule(None, None, COMMENTS.column_names, {})
@@ -151,7 +166,7 @@ def test_open_permissions_let_every_role_do_everything() -> None:
 def test_tables_without_a_primary_key_are_read_only_even_for_admin(tmp_path: Path) -> None:
     perms = load(tmp_path, "tables:\n  audit:\n    select:\n      user: {columns: [what]}\n")
     assert perms.select("user", AUDIT) == SelectRule(None, ("what",))
-    for p, role in ((perms, ADMIN), (Permissions.open(), "user")):
+    for p, role in ((perms, ADMIN_SECRET), (Permissions.open(), "user")):
         assert p.select(role, AUDIT) == SelectRule(None, ("at", "what"))
         assert p.insert(role, AUDIT) is None
         assert p.update(role, AUDIT) is None
@@ -257,7 +272,6 @@ ERRORS: list[tuple[str, str, str]] = [
     ("tables:\n  posts:\n    select: [user]\n", "tables.posts.select", "expected a mapping of role names to rules"),
     ("tables:\n  posts:\n    select:\n      1: {columns: []}\n", "tables.posts.select", "role names are non-empty strings, got 1"),
     ("tables:\n  posts:\n    select:\n      '': {columns: []}\n", "tables.posts.select", "role names are non-empty strings, got ''"),
-    ("tables:\n  posts:\n    select:\n      admin: {columns: []}\n", "tables.posts.select.admin", "the admin role bypasses every rule, so it cannot be given any"),
     (RULE + "[id]\n", "tables.posts.select.user", "expected a mapping with filter, columns"),
     (RULE + "{columns: [id], check: {}}\n", "tables.posts.select.user.check", "unknown key 'check': select rules take filter, columns"),
     ("tables:\n  posts:\n    delete:\n      user: {columns: [id]}\n", "tables.posts.delete.user.columns", "unknown key 'columns': delete rules take filter"),

@@ -16,7 +16,7 @@ class ChangeEvent:
     type: ChangeType
     table: str
     id: Any
-    """The primary key value; a dict for composite keys."""
+    """The primary key value; a dict for composite keys; None when the role may not select every key column."""
     record: dict[str, Any] | None
     """The row after the change; None on delete."""
     old_record: dict[str, Any] | None
@@ -34,7 +34,7 @@ class ChangeEvent:
         return cls(
             type=data["type"],
             table=data["table"],
-            id=data["id"],
+            id=data.get("id"),
             record=data.get("record"),
             old_record=data.get("old_record"),
             cursor=str(data["cursor"]),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import orjson
 from starlette.responses import Response
 
-from graph.errors import TooManyRequests
+from graph.errors import ForgeError, TooManyRequests
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -61,18 +61,29 @@ class ConnectionLimit:
         error = TooManyRequests(
             f"too many connections from {client}: at most {self.limit} at a time"
         )
-        response = Response(
-            orjson.dumps({"errors": [error.to_graphql()]}),
-            status_code=error.http_status,
-            media_type="application/json",
-        )
-        if scope["type"] == "http":
-            await response(scope, receive, send)
-            return
-        if (await receive())["type"] != "websocket.connect":
-            return  # the client has already gone
-        if DENIAL_EXTENSION in scope.get("extensions", {}):
-            await response(scope, receive, send)  # sent as websocket.http.response.*
-        else:
-            # A server without the extension: refusing the handshake is all we can do.
-            await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": error.message})
+        await refuse(scope, receive, send, error)
+
+
+async def refuse(scope: Scope, receive: Receive, send: Send, error: ForgeError) -> None:
+    """Answer an HTTP request, or a WebSocket handshake before accepting it, with `error`.
+
+    The body is a GraphQL error with the error's code, and the status its HTTP
+    status; a WebSocket handshake gets that response too where the server
+    supports it (the WebSocket Denial Response extension).
+    """
+    response = Response(
+        orjson.dumps({"errors": [error.to_graphql()]}),
+        status_code=error.http_status,
+        media_type="application/json",
+    )
+    if scope["type"] == "http":
+        await response(scope, receive, send)
+        return
+    if (await receive())["type"] != "websocket.connect":
+        return  # the client has already gone
+    if DENIAL_EXTENSION in scope.get("extensions", {}):
+        await response(scope, receive, send)  # sent as websocket.http.response.*
+    else:
+        # A server without the extension: refusing the handshake is all we can do
+        # (before accept, uvicorn answers the handshake with 403).
+        await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": error.message})

@@ -65,6 +65,8 @@ class ChangeQuery:
     root_key: str
     fields: tuple[tuple[str, str], ...]
     """(response key, TableChange field)"""
+    shows_key: bool = True
+    """Whether `id` is the row's key or null (graph.access.EventView.shows_key)."""
 
     def stream_key(self, protocol: str) -> StreamKey:
         # Sessions whose rules resolve alike (all anonymous, one user's tabs)
@@ -82,7 +84,7 @@ class ChangeQuery:
         out: dict[str, Any] = {}
         for key, name in self.fields:
             if name == "id":
-                out[key] = event.key(self.table)
+                out[key] = event.key(self.table) if self.shows_key else None
             elif name == "record":
                 out[key] = project(event.new, self.columns) if change != "delete" else None
             elif name == "old_record":
@@ -128,7 +130,9 @@ def plan_change_query(
     selected = collect_fields(fragments, coerced, [n.selection_set for n in nodes if n.selection_set])
     fields = tuple((key, field_nodes[0].name.value) for key, field_nodes in selected.items())
     columns = None if view.columns == table.column_names else view.columns
-    return ChangeQuery(table, combine(view, where), columns, since, root_key, fields)
+    return ChangeQuery(
+        table, combine(view, where), columns, since, root_key, fields, view.shows_key(table)
+    )
 
 
 __all__ = ["ChangeQuery", "GraphQLError", "plan_change_query", "unknown_table"]

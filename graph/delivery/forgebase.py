@@ -11,6 +11,9 @@ Server -> client, ForgeBase's format plus the cursor:
     {"type": "delete", "table": "posts", "id": 123, "cursor": "15"}
     {"type": "error", "message": "..."}            # the connection stays open
 
+A delete carries `id` only when the subscriber may select every key column;
+otherwise the key is left out, as it would reveal what the role may not see.
+
 `since` is not in ForgeBase: it replays the retained change log after that
 cursor before going live, as `tableChanged(since:)` does. Subscribing to a
 table already subscribed is a no-op, so one table never yields an event twice.
@@ -21,7 +24,7 @@ so each event is encoded once for all of them.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, NotRequired, TypedDict
 
 import orjson
 from starlette.websockets import WebSocket
@@ -54,7 +57,7 @@ class RecordMessage(TypedDict):
 class DeleteMessage(TypedDict):
     type: Literal["delete"]
     table: str
-    id: Any
+    id: NotRequired[Any]
     cursor: str
 
 
@@ -74,12 +77,16 @@ def stream_key(table: Table, view: EventView) -> StreamKey:
 def renderer(table: Table, view: EventView) -> Render:
     """Encode an event as ForgeBase does: `record` for create/update, the key for delete."""
     columns = None if view.columns == table.column_names else view.columns
+    shows_key = view.shows_key(table)
 
     def render(event: ChangeEvent, change: ChangeType) -> str:
         message: RecordMessage | DeleteMessage
         if change == "delete":
-            message = {"type": "delete", "table": event.table, "id": event.key(table),
-                       "cursor": str(event.cursor)}
+            if shows_key:
+                message = {"type": "delete", "table": event.table, "id": event.key(table),
+                           "cursor": str(event.cursor)}
+            else:
+                message = {"type": "delete", "table": event.table, "cursor": str(event.cursor)}
         else:
             message = {"type": change, "table": event.table,
                        "record": project(event.new, columns), "cursor": str(event.cursor)}

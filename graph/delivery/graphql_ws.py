@@ -90,7 +90,14 @@ class GraphQLSocket(EventSocket):
         raise NotImplementedError
 
     def authenticate(self, payload: Any) -> None:
-        """Take the session from connection_init; its token's expiry closes the socket (4403)."""
+        """Take the session from connection_init; its token's expiry closes the socket (4403).
+
+        Once per connection, on both protocols: a second init would switch the
+        session under subscriptions made with the first one, which would keep
+        its view and outlive its token's expiry.
+        """
+        if self.acknowledged:
+            raise ProtocolError(TOO_MANY_INITS, "Too many initialisation requests")
         if payload is not None and not isinstance(payload, dict):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: payload must be an object")
         try:
@@ -200,8 +207,6 @@ class TransportWS(GraphQLSocket):
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "connection_init":
-            if self.acknowledged:
-                raise ProtocolError(TOO_MANY_INITS, "Too many initialisation requests")
             self.authenticate(message.get("payload"))
             self.acknowledged = True
             self.send({"type": "connection_ack"})
@@ -242,8 +247,8 @@ class LegacyWS(GraphQLSocket):
                 self.authenticate(message.get("payload"))
             except ProtocolError as error:
                 self.send({"type": "connection_error", "payload": {"message": error.reason}})
-                if error.code != FORBIDDEN:
-                    return
+                if error.code == BAD_REQUEST:
+                    return  # a malformed payload: the client may send a good one
                 raise
             self.acknowledged = True
             self.send({"type": "connection_ack"})

@@ -51,7 +51,8 @@ class _Rules:
     """
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, str | None, str, str], Any] = {}
+        # The role as rules see it: None for the admin secret (graph.auth.Session.rules_role).
+        self._cache: dict[tuple[str | None, str | None, str, str], Any] = {}
 
     def __call__(self, access: SessionAccess, rule: str, table: Table) -> Any:
         key = (access.role, access.session.user_id, rule, table.name)

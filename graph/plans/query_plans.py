@@ -135,7 +135,7 @@ class QueryPlans:
         """Requests answered here (tests check which path answered)."""
         self._documents: OrderedDict[tuple[Any, ...], Document | None] = OrderedDict()
         self._roots: dict[Executor, dict[str, tuple[str, Table]]] = {}
-        self._session_rules: dict[str, bool] = {}
+        self._session_rules: dict[str | None, bool] = {}
 
     async def answer(
         self,
@@ -191,9 +191,13 @@ class QueryPlans:
         self.answered += 1
         return body
 
-    def _session_key(self, session: Session) -> tuple[str, str | None]:
-        """What of the session a plan's row rules depend on: the role, and the user if read."""
-        role = session.role
+    def _session_key(self, session: Session) -> tuple[str | None, str | None]:
+        """What of the session a plan's row rules depend on: the role, and the user if read.
+
+        The role as rules see it: None for the admin secret, never the same
+        key as a token whose role is named `admin`.
+        """
+        role = session.rules_role
         reads = self._session_rules.get(role)
         if reads is None:
             reads = self._session_rules[role] = _rules_read_session(self.permissions, self.model, role)
@@ -312,7 +316,7 @@ def _plan_key(coerced: Mapping[str, Any], bound: frozenset[str]) -> tuple[frozen
     return bound, orjson.dumps(fixed, option=orjson.OPT_SORT_KEYS) if fixed else None
 
 
-def _rules_read_session(permissions: Permissions, model: DatabaseModel, role: str) -> bool:
+def _rules_read_session(permissions: Permissions, model: DatabaseModel, role: str | None) -> bool:
     """Whether any of `role`'s select rules compares with a session variable."""
     for table in model.tables.values():
         rule = permissions.select(role, table)
