@@ -8,6 +8,12 @@ for transports that are always written by a task (SSE). A writer task is
 started the first time something is queued, so an idle connection holds
 none. A consumer that lets its queue fill is closed with 1013 ("try again
 later") instead of growing memory or slowing every other connection down.
+
+The limit covers what a connection holds for its client: queued messages,
+and the live frames held back while one of its subscriptions replays the
+log (`held`, see `fanout.Subscription.hold`). When a connection fails, the
+write in flight is abandoned too: a peer that stopped reading would
+otherwise pin that batch, and the close, forever.
 """
 
 from __future__ import annotations
@@ -56,6 +62,11 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._written: asyncio.Event | None = None  # made by `room`, the only one waiting on it
+        self._in_flight: asyncio.Timeout | None = None  # the write under way, abandoned by `fail`
+        self.accepted = 0
+        """How many messages the socket has taken so far: the reader's progress."""
+        self.held = 0
+        """Live frames held back for this connection's replaying subscriptions (within the limit)."""
         self.closed = False
         self._close_code: tuple[int, str] | None = None
 
@@ -78,23 +89,32 @@ class Outbox:
                 self.fail(INTERNAL_ERROR, "writing to the socket failed")
                 return
             if sent:
+                self.accepted += len(messages)
                 if events and self._meter is not None:
                     self._meter.delivered += events
                 return
         self._messages.extend(messages)
         self._events += events
         if len(self._messages) > self._limit:
-            if self._meter is not None:
-                self._meter.slow_consumers_closed += 1
-            self.fail(TRY_AGAIN_LATER, "consumer too slow: send queue full")
+            self.overflow()
             return
         self._wake()
+
+    def overflow(self) -> None:
+        """The client holds more than the send queue allows: close it with 1013, counted."""
+        if self.closed:
+            return
+        if self._meter is not None:
+            self._meter.slow_consumers_closed += 1
+        self.fail(TRY_AGAIN_LATER, "consumer too slow: send queue full")
 
     def fail(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Close the connection from the writer task, as soon as it runs.
 
         Queued messages are dropped (a slow consumer), or with `flush` sent
-        first (an error message that explains the close).
+        first (an error message that explains the close). Without `flush`, a
+        write still waiting for the peer is abandoned as well, so that a peer
+        that does not read cannot hold its batch, or the close, indefinitely.
         """
         if self.closed:
             return
@@ -102,6 +122,8 @@ class Outbox:
         if not flush:
             self._messages = []
             self._events = 0
+            if self._in_flight is not None:
+                self._in_flight.reschedule(asyncio.get_running_loop().time())
         self._close_code = (code, reason)
         self._wake()
 
@@ -112,6 +134,11 @@ class Outbox:
     @property
     def depth(self) -> int:
         return len(self._messages)
+
+    @property
+    def waiting(self) -> int:
+        """Frames the connection holds for its client: queued, and held back by a replay."""
+        return len(self._messages) + self.held
 
     async def room(self, messages: int) -> bool:
         """Wait until `messages` more fit in the queue; False once the connection is gone.
@@ -186,9 +213,14 @@ class Outbox:
         events, self._events = self._events, 0
         self._flushing = True
         try:
-            await self._write(batch)
+            async with asyncio.timeout(None) as self._in_flight:
+                await self._write(batch)
+        except TimeoutError:
+            return  # abandoned by `fail`: the peer was not taking it
         finally:
             self._flushing = False
+            self._in_flight = None
+        self.accepted += len(batch)
         if events and self._meter is not None:
             self._meter.delivered += events
 
