@@ -12,6 +12,7 @@ which writes it to the socket at once unless the socket pushes back.
 from __future__ import annotations
 
 import heapq
+import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from graph.delivery.outbox import Outbox
     from graph.events import ChangeEvent, ChangeType
     from graph.model import Table
+
+STALLED_SECONDS = 5.0
+"""How long a replaying client may take nothing while its live frames overflow (see `Subscription.hold`)."""
 
 Render = Callable[["ChangeEvent", "ChangeType"], str]
 """The payload of an event for a stream, given the change type as the stream sees it."""
@@ -90,6 +94,8 @@ class Subscription:
     """The newest held frame let go (see `hold`): the replay must read the log up to it."""
     hold_mark: int = 0
     """The outbox's `accepted` count when `hold` last saw the client take something."""
+    hold_since: float = 0.0
+    """When that was (time.monotonic)."""
     owed: int = 0
     """Live frames held or let go since then."""
 
@@ -99,20 +105,22 @@ class Subscription:
         Held frames count against the limit with the queued ones. Once they
         reach it, they are let go: they are in the change log, and the
         replay reads on through `dropped_through` before it goes live, so a
-        slow but steady reader loses nothing. A client that takes nothing
-        while more live frames than the limit arrive has stopped reading:
-        it is closed with 1013, as a live subscriber would be.
+        slow but steady reader loses nothing and costs no more memory. A
+        client that takes nothing for `STALLED_SECONDS` while more live
+        frames than the limit arrive has stopped reading: it is closed with
+        1013, as a live subscriber whose queue overflows is.
         """
         outbox = self.outbox
         pending = self.pending
         assert pending is not None
         if outbox.accepted != self.hold_mark:
             self.hold_mark = outbox.accepted
+            self.hold_since = time.monotonic()
             self.owed = 0
         self.owed += 1
-        if self.owed > outbox.limit:
+        if self.owed > outbox.limit and time.monotonic() - self.hold_since >= STALLED_SECONDS:
             outbox.overflow()
-        elif outbox.waiting < outbox.limit:
+        elif outbox.can_hold():
             pending.append((cursor, message))
             outbox.held += 1
         else:
@@ -148,7 +156,9 @@ class Hub:
             stream = self.streams[key] = Stream(key, table, where, render)
             self._by_table[table.name].append(stream)
         subscription = Subscription(stream, outbox, frame, pending=[] if replaying else None)
-        subscription.hold_mark = outbox.accepted
+        if replaying:
+            subscription.hold_mark = outbox.accepted
+            subscription.hold_since = time.monotonic()
         stream.members[subscription] = None
         return subscription
 

@@ -67,6 +67,8 @@ class Outbox:
         """How many messages the socket has taken so far: the reader's progress."""
         self.held = 0
         """Live frames held back for this connection's replaying subscriptions (within the limit)."""
+        self.reserved = 0
+        """The room a replay last asked for (`room`): held frames leave it free for the next page."""
         self.closed = False
         self._close_code: tuple[int, str] | None = None
 
@@ -95,7 +97,7 @@ class Outbox:
                 return
         self._messages.extend(messages)
         self._events += events
-        if len(self._messages) > self._limit:
+        if len(self._messages) + self.held > self._limit:
             self.overflow()
             return
         self._wake()
@@ -140,13 +142,19 @@ class Outbox:
         """Frames the connection holds for its client: queued, and held back by a replay."""
         return len(self._messages) + self.held
 
+    def can_hold(self) -> bool:
+        """Whether one more live frame may be held back, leaving the replay's next page its room."""
+        return self.waiting + self.reserved < self._limit
+
     async def room(self, messages: int) -> bool:
         """Wait until `messages` more fit in the queue; False once the connection is gone.
 
         Replays use this so that a long backlog is paced by the reader
-        instead of overflowing the queue.
+        instead of overflowing the queue. Frames held meanwhile leave that
+        room free (`can_hold`), so the page fits when it comes.
         """
-        while not self.closed and self.depth + messages > self._limit:
+        self.reserved = messages
+        while not self.closed and self.waiting + messages > self._limit:
             if self._written is None:
                 self._written = asyncio.Event()
             self._written.clear()
