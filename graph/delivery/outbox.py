@@ -224,6 +224,8 @@ class Outbox:
             async with asyncio.timeout(None) as self._in_flight:
                 await self._write(batch)
         except TimeoutError:
+            if self._close_code is None:
+                raise  # the write's own, not `fail` abandoning it
             return  # abandoned by `fail`: the peer was not taking it
         finally:
             self._flushing = False
