@@ -7,7 +7,12 @@ ends a connection.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
+
+from sqlalchemy import exc as sa_exc
+
+log = logging.getLogger("forgegraph.errors")
 
 
 class ForgeError(Exception):
@@ -63,6 +68,52 @@ class TooManyRequests(ForgeError):
     code = "too-many-requests"
     http_status = 429
     close_code = 4429
+
+
+class Unexpected(ForgeError):
+    """A failure that is not the client's: the message says what is known, never a traceback."""
+
+    code = "unexpected"
+
+
+class DatabaseUnreachable(Unexpected):
+    http_status = 503
+
+    def __init__(self) -> None:
+        super().__init__("the database is unreachable; try again shortly")
+
+
+OUTAGE_WORDS = ("unable to open database", "connect", "closed", "terminat", "shutting down")
+
+
+def database_unreachable(error: BaseException | None) -> bool:
+    """Whether `error` says the database cannot be reached (an outage, not a bug)."""
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error, sa_exc.InterfaceError):
+            return True
+        if isinstance(error.orig, OSError):
+            return True
+        text = str(error.orig).lower()
+        return isinstance(error, sa_exc.OperationalError) and any(w in text for w in OUTAGE_WORDS)
+    # asyncpg and the OS report a refused or dropped connection before SQLAlchemy wraps it.
+    return isinstance(error, OSError)
+
+
+def contained(error: Exception, doing: str) -> ForgeError:
+    """The coded error one operation gets for `error`, raised while `doing` it; logged here.
+
+    For failures that are not the client's (the database failing under a
+    subscribe): the operation fails, the connection and its other
+    operations carry on.
+    """
+    if isinstance(error, ForgeError):
+        return error
+    if database_unreachable(error):
+        # An outage is not a bug: one line in the log.
+        log.warning("database unreachable while %s: %s", doing, (str(error).splitlines() or [""])[0])
+        return DatabaseUnreachable()
+    log.error("unexpected error while %s", doing, exc_info=error)
+    return Unexpected(f"unexpected error while {doing}")
 
 
 class StartupError(Exception):

@@ -31,7 +31,7 @@ from graphql.pyutils import is_awaitable
 from sqlalchemy import exc as sa_exc
 
 from graph.complexity import complexity_rule
-from graph.errors import ForgeError
+from graph.errors import DatabaseUnreachable, ForgeError, database_unreachable
 
 if TYPE_CHECKING:
     from graphql import GraphQLSchema, ValidationContext
@@ -151,21 +151,6 @@ class Executor:
             await context.finish(commit=ok)
 
 
-OUTAGE_WORDS = ("unable to open database", "connect", "closed", "terminat", "shutting down")
-
-
-def _database_unreachable(error: BaseException | None) -> bool:
-    if isinstance(error, sa_exc.DBAPIError):
-        if error.connection_invalidated or isinstance(error, sa_exc.InterfaceError):
-            return True
-        if isinstance(error.orig, OSError):
-            return True
-        text = str(error.orig).lower()
-        return isinstance(error, sa_exc.OperationalError) and any(w in text for w in OUTAGE_WORDS)
-    # asyncpg and the OS report a refused or dropped connection before SQLAlchemy wraps it.
-    return isinstance(error, OSError)
-
-
 def _after_failure(error: GraphQLError) -> bool:
     """A statement refused because an earlier one failed in the same transaction (SQLSTATE 25P02)."""
     original = error.original_error
@@ -200,11 +185,12 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     elif refused is not None:
         out = {"message": f"the database refused a value of the request: {refused}"}
         extensions = {"code": "validation-failed"}
-    elif _database_unreachable(original):
+    elif database_unreachable(original):
         # An outage is not a bug: one line in the log, and a message that says what happened.
         log.warning("database unreachable in %s: %s", error.path, str(original).splitlines()[0])
-        out = {"message": "the database is unreachable; try again shortly"}
-        extensions = {"code": "unexpected"}
+        outage = DatabaseUnreachable()
+        out = {"message": outage.message}
+        extensions = {"code": outage.code}
     elif original is not None and not isinstance(original, GraphQLError):
         log.error("unexpected error in %s", error.path, exc_info=original)
         out = {"message": "unexpected error while executing the request"}

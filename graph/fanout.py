@@ -12,6 +12,7 @@ which writes it to the socket at once unless the socket pushes back.
 from __future__ import annotations
 
 import heapq
+import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from graph.delivery.outbox import Outbox
     from graph.events import ChangeEvent, ChangeType
     from graph.model import Table
+
+STALLED_SECONDS = 5.0
+"""How long a replaying client may take nothing while its live frames overflow (see `Subscription.hold`)."""
 
 Render = Callable[["ChangeEvent", "ChangeType"], str]
 """The payload of an event for a stream, given the change type as the stream sees it."""
@@ -86,6 +90,49 @@ class Subscription:
     last_cursor: int = 0
     pending: list[tuple[int, Message]] | None = None
     """Live frames held back while the subscription replays the log."""
+    dropped_through: int = 0
+    """The newest held frame let go (see `hold`): the replay must read the log up to it."""
+    hold_mark: int = 0
+    """The outbox's `accepted` count when `hold` last saw the client take something."""
+    hold_since: float = 0.0
+    """When that was (time.monotonic)."""
+    owed: int = 0
+    """Live frames held or let go since then."""
+
+    def hold(self, cursor: int, message: Message) -> None:
+        """Keep a live frame for when the replay ends, within the connection's send-queue limit.
+
+        Held frames count against the limit with the queued ones. Once they
+        reach it, they are let go: they are in the change log, and the
+        replay reads on through `dropped_through` before it goes live, so a
+        slow but steady reader loses nothing and costs no more memory. A
+        client that takes nothing for `STALLED_SECONDS` while more live
+        frames than the limit arrive has stopped reading: it is closed with
+        1013, as a live subscriber whose queue overflows is.
+        """
+        outbox = self.outbox
+        pending = self.pending
+        assert pending is not None
+        if outbox.accepted != self.hold_mark:
+            self.hold_mark = outbox.accepted
+            self.hold_since = time.monotonic()
+            self.owed = 0
+        self.owed += 1
+        if self.owed > outbox.limit and time.monotonic() - self.hold_since >= STALLED_SECONDS:
+            outbox.overflow()
+        elif outbox.can_hold():
+            pending.append((cursor, message))
+            outbox.held += 1
+        else:
+            outbox.held -= len(pending)
+            pending.clear()
+            self.dropped_through = cursor
+
+    def release(self) -> list[tuple[int, Message]]:
+        """End holding: the held frames, no longer counted against the outbox."""
+        pending, self.pending = self.pending or [], None
+        self.outbox.held -= len(pending)
+        return pending
 
 
 class Hub:
@@ -109,10 +156,14 @@ class Hub:
             stream = self.streams[key] = Stream(key, table, where, render)
             self._by_table[table.name].append(stream)
         subscription = Subscription(stream, outbox, frame, pending=[] if replaying else None)
+        if replaying:
+            subscription.hold_mark = outbox.accepted
+            subscription.hold_since = time.monotonic()
         stream.members[subscription] = None
         return subscription
 
     def leave(self, subscription: Subscription) -> None:
+        subscription.release()
         stream = subscription.stream
         stream.members.pop(subscription, None)
         if not stream.members and self.streams.get(stream.key) is stream:
@@ -147,7 +198,7 @@ class Hub:
                     if message is None:
                         message = messages[frame.key] = Message(frame(payload, cursor))
                     if sub.pending is not None:
-                        sub.pending.append((cursor, message))
+                        sub.hold(cursor, message)
                     elif cursor > sub.last_cursor:
                         sub.last_cursor = cursor
                         burst = bursts.get(sub.outbox)
@@ -173,14 +224,22 @@ class Hub:
         subscription.outbox.push(frames)
 
     @staticmethod
-    def go_live(subscriptions: Sequence[Subscription]) -> None:
+    def go_live(subscriptions: Sequence[Subscription], read_through: int | None = None) -> bool:
         """End a replay: release held live frames the replay did not already send.
 
+        `read_through`: every event up to this cursor was committed before
+        the replay's last read of the log, which found nothing newer to send.
+        Frames let go after that (`dropped_through`) are not in that read:
+        then nothing is released, and False says "read the log again".
         Frames held for several subscriptions (one SSE stream over several
         tables) go out merged in cursor order.
         """
+        if read_through is not None and any(
+            sub.dropped_through > read_through and not sub.outbox.closed for sub in subscriptions
+        ):
+            return False
         held = heapq.merge(
-            *([(cursor, frame, sub) for cursor, frame in sub.pending or ()] for sub in subscriptions),
+            *([(cursor, frame, sub) for cursor, frame in sub.release()] for sub in subscriptions),
             key=lambda item: item[0],
         )
         bursts: dict[Outbox, list[Message]] = defaultdict(list)
@@ -188,7 +247,6 @@ class Hub:
             if cursor > sub.last_cursor:
                 sub.last_cursor = cursor
                 bursts[sub.outbox].append(frame)
-        for sub in subscriptions:
-            sub.pending = None
         for outbox, frames in bursts.items():
             outbox.push(frames)
+        return True

@@ -36,7 +36,7 @@ TRANSPORTS = ("graphql-transport-ws", "graphql-ws", "forgebase", "sse")
 
 class Queue(Protocol):
     @property
-    def depth(self) -> int: ...
+    def waiting(self) -> int: ...
 
 
 class Observed(Protocol):
@@ -130,7 +130,7 @@ class _Live:
         deepest = dict.fromkeys(TRANSPORTS, 0)
         for connection in connections or ():
             name = connection.transport
-            depth = connection.outbox.depth
+            depth = connection.outbox.waiting  # held back by a replay too
             counts[name] += 1
             subscriptions[name] += len(connection.subscriptions)
             queued[name] += depth
@@ -156,7 +156,7 @@ class _Live:
         )
         yield _by_transport(
             GaugeMetricFamily, "forgegraph_send_queue_depth",
-            "Frames waiting in send queues, summed over the connections of a transport.", queued,
+            "Frames waiting in send queues (or held back by a replay), summed over the connections of a transport.", queued,
         )
         yield _by_transport(
             GaugeMetricFamily, "forgegraph_send_queue_depth_max",

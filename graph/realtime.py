@@ -262,20 +262,25 @@ class Realtime:
         The subscriptions (one per table, joined with `replaying=True`) share
         the outbox; their events are replayed in one cursor-ordered pass, so a
         client cut off mid-replay resumes from a cursor that lost nothing.
-        Pages wait for room in the outbox: the reader sets the pace.
+        Pages wait for room in the outbox: the reader sets the pace. Live
+        frames held meanwhile count against the send queue (`Subscription.hold`).
         """
         by_table = {s.stream.table.name: s for s in subscriptions}
         after = min(s.last_cursor for s in subscriptions)
         page = max(1, min(REPLAY_PAGE, outbox.limit // 2))
         while await outbox.room(page):
+            # Everything dispatched so far was committed before this read starts.
+            read_through = self.dispatched_through
             async with self.engine.connect() as conn:
                 events = await self.changelog.read(conn, after, tables=list(by_table), limit=page)
             if not events:
-                break
+                if self.hub.go_live(subscriptions, read_through):
+                    return
+                continue  # live frames let go after this read began: read them from the log
             after = events[-1].cursor
             for event in events:
                 self.hub.replayed(by_table[event.table], [event])
-        self.hub.go_live(subscriptions)
+        self.hub.go_live(subscriptions)  # the connection is gone: just stop holding
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.hub.leave(subscription)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
+from graph import fanout
 from graph.delivery.message import Message
 from graph.delivery.outbox import INTERNAL_ERROR, TRY_AGAIN_LATER, Outbox
+from graph.events import ChangeEvent
+from graph.fanout import Frame, Hub, StreamKey, Subscription
 from graph.metrics import TransportMeter
+from graph.model import Column, Kind, Table
 
 
 class Socket:
@@ -85,9 +90,10 @@ async def test_a_full_queue_closes_with_1013_and_is_counted() -> None:
     assert not outbox.closed
     outbox.push(texts("e4"))
     assert outbox.closed and meter.slow_consumers_closed == 1
-    socket.unblock.set()
     await outbox.stop(grace=5)
-    assert socket.closed == [TRY_AGAIN_LATER] and socket.queued == ["e1"]
+    # e1 was still waiting for the socket: abandoned, so a peer that never reads
+    # again pins neither that batch nor the close.
+    assert socket.closed == [TRY_AGAIN_LATER] and socket.queued == []
 
 
 async def test_a_socket_that_fails_to_write_is_closed_without_breaking_the_caller() -> None:
@@ -112,3 +118,60 @@ async def test_a_close_with_flush_sends_what_was_queued_first() -> None:
     outbox.push(texts("late"))  # after the close: dropped
     await outbox.stop(grace=5)
     assert socket.queued == ["error: bad request"] and socket.closed == [4400]
+
+
+# -- live frames held while a subscription replays the log ------------------------
+
+
+def _replaying(outbox: Outbox) -> tuple[Hub, Subscription]:
+    posts = Table("posts", (Column("id", Kind.INTEGER, False),), ("id",))
+    hub = Hub()
+    key = StreamKey("test", "posts", "")
+    sub = hub.join(key, posts, None, lambda event, change: str(event.cursor), outbox, Frame(), replaying=True)
+    return hub, sub
+
+
+def _events(*cursors: int) -> list[ChangeEvent]:
+    return [ChangeEvent(c, "posts", "create", None, {"id": c}) for c in cursors]
+
+
+async def test_held_frames_count_against_the_limit_and_leave_the_page_its_room() -> None:
+    socket = Socket()
+    outbox = outbox_for(socket, limit=10)
+    hub, sub = _replaying(outbox)
+    assert await outbox.room(4)  # the replay's page
+    hub.dispatch(_events(1, 2, 3, 4, 5, 6, 7))
+    # 6 held (10 - the page of 4); the 7th lets them go: the replay reads them from the log.
+    assert sub.pending == [] and outbox.held == 0 and sub.dropped_through == 7
+    assert not outbox.closed
+    hub.dispatch(_events(8))
+    assert [c for c, _ in sub.pending or ()] == [8] and outbox.waiting == 1
+    # A read that began before 7 was dispatched cannot end the replay; one after it can.
+    assert not hub.go_live([sub], read_through=6)
+    assert hub.go_live([sub], read_through=8)
+    assert socket.direct == ["8"] and outbox.held == 0 and sub.pending is None
+
+
+async def test_a_replaying_client_that_takes_nothing_is_closed_with_1013(monkeypatch: Any) -> None:
+    monkeypatch.setattr(fanout, "STALLED_SECONDS", 0.0)
+    socket, meter = Socket(), TransportMeter()
+    socket.open = False
+    outbox = outbox_for(socket, limit=10, meter=meter)
+    hub, _sub = _replaying(outbox)
+    hub.dispatch(_events(*range(1, 11)))  # held, then let go: nothing is lost yet
+    assert not outbox.closed
+    hub.dispatch(_events(11))  # more than the limit owed, and nothing taken
+    assert outbox.closed and meter.slow_consumers_closed == 1
+    await outbox.stop(grace=5)
+    assert socket.closed == [TRY_AGAIN_LATER]
+
+
+async def test_a_replaying_client_that_reads_is_not_closed(monkeypatch: Any) -> None:
+    monkeypatch.setattr(fanout, "STALLED_SECONDS", 0.0)
+    socket = Socket()
+    outbox = outbox_for(socket, limit=10)
+    hub, sub = _replaying(outbox)
+    for cursor in range(1, 100):
+        outbox.push_one("replayed")  # the reader takes something between live frames
+        hub.dispatch(_events(cursor))
+    assert not outbox.closed and outbox.waiting <= 10 and sub.dropped_through > 0

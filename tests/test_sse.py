@@ -292,7 +292,9 @@ async def test_a_slow_reader_ends_the_stream_instead_of_growing_memory() -> None
         chunks = await _drain(stream)
     finally:
         await stream.close()
-    assert [c.split("\n")[0] for c in chunks] == ["id: 1", "id: 2"]
+    # Burst 1 was handed over; burst 2, still waiting for the hand-over when the
+    # queue overflowed, was abandoned with the rest.
+    assert [c.split("\n")[0] for c in chunks] == ["id: 1"]
     assert hub.subscriptions == 0 and not runtime.connections
 
 

@@ -32,7 +32,7 @@ from starlette.websockets import WebSocket
 from graph.auth import Session
 from graph.delivery.changes import canonical, project, unknown_table
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
-from graph.errors import ForgeError, InvalidCursor, InvalidJWT
+from graph.errors import ForgeError, InvalidCursor, InvalidJWT, contained
 from graph.fanout import Frame, StreamKey
 
 if TYPE_CHECKING:
@@ -182,10 +182,16 @@ class ForgeBaseSocket(EventSocket):
         limit = self.runtime.settings.limits.max_subscriptions_per_connection
         if limit and len(self.subscriptions) >= limit:
             raise ClientError(f"at most {limit} subscriptions per connection")
-        subscription = await self.realtime.subscribe(
-            stream_key(table, view), table, view.filter, renderer(table, view), self.outbox, AS_IS,
-            since=since,
-        )
+        try:
+            subscription = await self.realtime.subscribe(
+                stream_key(table, view), table, view.filter, renderer(table, view), self.outbox, AS_IS,
+                since=since,
+            )
+        except ForgeError:
+            raise
+        except Exception as error:  # noqa: BLE001 - e.g. the database failing a `since` read
+            # An error message for this subscribe; the connection and its other tables live on.
+            raise contained(error, "subscribing") from None
         self.subscriptions[name] = subscription
 
     def unsubscribe(self, message: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket
 
 from graph.delivery.changes import plan_change_query
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
-from graph.errors import ForgeError, InvalidJWT
+from graph.errors import ForgeError, InvalidJWT, contained
 from graph.execution import format_error
 from graph.fanout import Frame
 
@@ -156,6 +156,9 @@ class GraphQLSocket(EventSocket):
             self.send_error(op_id, [error.to_graphql()])
         except GraphQLError as error:
             self.send_error(op_id, [format_error(error)])
+        except Exception as error:  # noqa: BLE001 - e.g. the database failing a `since` read
+            # One operation's failure: the socket and its other subscriptions live on.
+            self.send_error(op_id, [contained(error, "subscribing").to_graphql()])
 
     async def _execute_once(
         self, op_id: str, document: Any, variables: dict[str, Any] | None, operation_name: str | None

@@ -8,6 +8,12 @@ for transports that are always written by a task (SSE). A writer task is
 started the first time something is queued, so an idle connection holds
 none. A consumer that lets its queue fill is closed with 1013 ("try again
 later") instead of growing memory or slowing every other connection down.
+
+The limit covers what a connection holds for its client: queued messages,
+and the live frames held back while one of its subscriptions replays the
+log (`held`, see `fanout.Subscription.hold`). When a connection fails, the
+write in flight is abandoned too: a peer that stopped reading would
+otherwise pin that batch, and the close, forever.
 """
 
 from __future__ import annotations
@@ -56,6 +62,13 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._written: asyncio.Event | None = None  # made by `room`, the only one waiting on it
+        self._in_flight: asyncio.Timeout | None = None  # the write under way, abandoned by `fail`
+        self.accepted = 0
+        """How many messages the socket has taken so far: the reader's progress."""
+        self.held = 0
+        """Live frames held back for this connection's replaying subscriptions (within the limit)."""
+        self.reserved = 0
+        """The room a replay last asked for (`room`): held frames leave it free for the next page."""
         self.closed = False
         self._close_code: tuple[int, str] | None = None
 
@@ -78,23 +91,32 @@ class Outbox:
                 self.fail(INTERNAL_ERROR, "writing to the socket failed")
                 return
             if sent:
+                self.accepted += len(messages)
                 if events and self._meter is not None:
                     self._meter.delivered += events
                 return
         self._messages.extend(messages)
         self._events += events
-        if len(self._messages) > self._limit:
-            if self._meter is not None:
-                self._meter.slow_consumers_closed += 1
-            self.fail(TRY_AGAIN_LATER, "consumer too slow: send queue full")
+        if len(self._messages) + self.held > self._limit:
+            self.overflow()
             return
         self._wake()
+
+    def overflow(self) -> None:
+        """The client holds more than the send queue allows: close it with 1013, counted."""
+        if self.closed:
+            return
+        if self._meter is not None:
+            self._meter.slow_consumers_closed += 1
+        self.fail(TRY_AGAIN_LATER, "consumer too slow: send queue full")
 
     def fail(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Close the connection from the writer task, as soon as it runs.
 
         Queued messages are dropped (a slow consumer), or with `flush` sent
-        first (an error message that explains the close).
+        first (an error message that explains the close). Without `flush`, a
+        write still waiting for the peer is abandoned as well, so that a peer
+        that does not read cannot hold its batch, or the close, indefinitely.
         """
         if self.closed:
             return
@@ -102,6 +124,8 @@ class Outbox:
         if not flush:
             self._messages = []
             self._events = 0
+            if self._in_flight is not None:
+                self._in_flight.reschedule(asyncio.get_running_loop().time())
         self._close_code = (code, reason)
         self._wake()
 
@@ -113,13 +137,24 @@ class Outbox:
     def depth(self) -> int:
         return len(self._messages)
 
+    @property
+    def waiting(self) -> int:
+        """Frames the connection holds for its client: queued, and held back by a replay."""
+        return len(self._messages) + self.held
+
+    def can_hold(self) -> bool:
+        """Whether one more live frame may be held back, leaving the replay's next page its room."""
+        return self.waiting + self.reserved < self._limit
+
     async def room(self, messages: int) -> bool:
         """Wait until `messages` more fit in the queue; False once the connection is gone.
 
         Replays use this so that a long backlog is paced by the reader
-        instead of overflowing the queue.
+        instead of overflowing the queue. Frames held meanwhile leave that
+        room free (`can_hold`), so the page fits when it comes.
         """
-        while not self.closed and self.depth + messages > self._limit:
+        self.reserved = messages
+        while not self.closed and self.waiting + messages > self._limit:
             if self._written is None:
                 self._written = asyncio.Event()
             self._written.clear()
@@ -186,9 +221,16 @@ class Outbox:
         events, self._events = self._events, 0
         self._flushing = True
         try:
-            await self._write(batch)
+            async with asyncio.timeout(None) as self._in_flight:
+                await self._write(batch)
+        except TimeoutError:
+            if self._close_code is None:
+                raise  # the write's own, not `fail` abandoning it
+            return  # abandoned by `fail`: the peer was not taking it
         finally:
             self._flushing = False
+            self._in_flight = None
+        self.accepted += len(batch)
         if events and self._meter is not None:
             self._meter.delivered += events
 

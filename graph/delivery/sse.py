@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 
 from graph.delivery.forgebase import renderer, served_table, stream_key
 from graph.delivery.outbox import Outbox
-from graph.errors import ForgeError, ValidationFailed
+from graph.errors import ForgeError, ValidationFailed, contained
 from graph.fanout import Frame
 
 if TYPE_CHECKING:
@@ -62,7 +62,10 @@ class EventStream:
 
     Frames go hub -> Outbox (bounded; a slow reader ends the stream) -> a
     one-slot hand-over -> the response body. The hand-over holds one burst,
-    so a reader that stops reading makes the outbox fill up and fail.
+    so a reader that stops reading makes the outbox fill up and fail. SSE
+    has no close frame: the body ends after what was handed over, or, when
+    the reader has not even taken that (its TCP window is full, so the body
+    is stuck writing), the response is dropped at once (`cut`).
     """
 
     transport = "sse"
@@ -88,6 +91,8 @@ class EventStream:
         self.subscriptions: list[Subscription] = []
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
         self._tasks: list[asyncio.Task[None]] = []
+        self.cut = asyncio.Event()
+        """Set when the stream must end without waiting for the body to finish writing."""
 
     def open(self) -> None:
         # Joining takes no await: the streams are live before the response
@@ -148,7 +153,13 @@ class EventStream:
         await self._chunks.put("".join([message.text for message in messages]))
 
     async def _close(self, _code: int, _reason: str) -> None:
-        await self._chunks.put(None)  # the end of the body; the outbox has logged why
+        # The end of the body; the outbox has logged why. A hand-over still
+        # not taken means the body is stuck writing to a reader that does not
+        # read: waiting for it would keep the stream, and its memory, forever.
+        try:
+            self._chunks.put_nowait(None)
+        except asyncio.QueueFull:
+            self.cut.set()
 
     async def _replay(self) -> None:
         try:
@@ -169,9 +180,20 @@ class EventStreamResponse(StreamingResponse):
         # Owned here rather than in the body generator: a generator cancelled
         # while suspended at `yield` runs its `finally` only when collected.
         self.stream.open()
+        body = asyncio.create_task(super().__call__(scope, receive, send), name="forgegraph-sse-body")
+        cut = asyncio.create_task(self.stream.cut.wait(), name="forgegraph-sse-cut")
         try:
-            await super().__call__(scope, receive, send)
+            await asyncio.wait((body, cut), return_when=asyncio.FIRST_COMPLETED)
+            if body.done():
+                body.result()  # the client went away, or the stream ended: as before
         finally:
+            # Cut off (or cancelled): returning without finishing the body makes
+            # the server drop the connection, which is what SSE has for 1013.
+            for task in (body, cut):
+                task.cancel()
+            for task in (body, cut):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.stream.close()
 
 
@@ -211,6 +233,9 @@ class SSEEndpoint:
         since = request.headers.get("last-event-id") or request.query_params.get("since")
         if since is None:
             return None
-        realtime = self.runtime.realtime
-        async with realtime.engine.connect() as conn:
-            return await realtime.changelog.check_cursor(conn, since.strip())
+        try:
+            return await self.runtime.realtime.check_cursor(since.strip())
+        except ForgeError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the database failing: a coded answer, not a 500
+            raise contained(error, "resuming an event stream") from None
