@@ -257,3 +257,53 @@ async def test_a_connection_lost_before_commit_is_safe_to_retry(
         assert answer["errors"][0]["message"] == "the database is unreachable; try again shortly"
         assert ended
         assert await _rows(slow_postgres_url, "SELECT id FROM slow_statement") == []
+
+
+# -- anything else a query or mutation over WebSocket raises --------------------------------------
+
+
+@pytest.mark.parametrize("transport", [TRANSPORT_WS, LEGACY_WS])
+async def test_an_operation_that_raises_still_ends_with_an_error_and_complete(
+    chinook_url: str, serve: Any, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graph.execution import Executor
+
+    server = serve(database=chinook_url)
+    real_execute = Executor.execute
+
+    async def broken(self: Executor, document: Any, *args: Any, **kwargs: Any) -> Any:
+        if "boom" in str(document.loc.source.body if document.loc else ""):
+            raise RuntimeError("a bug in execution")
+        return await real_execute(self, document, *args, **kwargs)
+
+    monkeypatch.setattr(Executor, "execute", broken)
+    async with client(server, transport) as send:
+        answer, ended = await send("query boom { mediatype { id } }")
+        assert codes(answer) == ["unexpected"]
+        assert "a bug" not in answer["errors"][0]["message"]  # no internals to the client
+        assert ended
+        # The connection lives on.
+        answer, ended = await send("{ mediatype { id } }")
+        assert answer == {"data": {"mediatype": [{"id": 1}]}}
+
+
+# -- the one mapping of a failed COMMIT (graph.errors), as a unit -----------------------------------
+
+
+def test_what_a_failed_commit_raises() -> None:
+    """SQLite is local: a COMMIT that returns an error has not committed, so only a lost
+    connection (PostgreSQL, above) makes the outcome unknown."""
+    import sqlite3
+
+    from graph.errors import CommitOutcomeUnknown, ConstraintViolation, raise_commit_failure
+
+    refused = sqlite3.IntegrityError("FOREIGN KEY constraint failed")
+    with pytest.raises(ConstraintViolation, match="FOREIGN KEY constraint failed"):
+        raise_commit_failure(refused, connection_lost=False)
+    busy = sqlite3.OperationalError("database is locked")
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        raise_commit_failure(busy, connection_lost=False)
+    assert raised.value is busy  # nothing committed: the driver may run the job again
+    with pytest.raises(CommitOutcomeUnknown) as unknown:
+        raise_commit_failure(ConnectionResetError("gone"), connection_lost=True)
+    assert unknown.value.code == "commit-outcome-unknown"
