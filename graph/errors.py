@@ -7,10 +7,13 @@ ends a connection.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import Any, ClassVar, NoReturn
 
 from sqlalchemy import exc
+
+log = logging.getLogger("forgegraph")
 
 
 class ForgeError(Exception):
@@ -117,6 +120,8 @@ def raise_commit_failure(error: BaseException, *, connection_lost: bool) -> NoRe
     raised as it is (nothing was committed).
     """
     if connection_lost:
+        # The operator's to look into: the client is told to check, not to retry.
+        log.warning("the connection was lost while committing: %s", _reason(error))
         raise CommitOutcomeUnknown() from error
     refusal = database_refusal(error)
     if refusal is not None:
