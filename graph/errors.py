@@ -8,9 +8,10 @@ ends a connection.
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+import sqlite3
+from typing import Any, ClassVar, NoReturn
 
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import exc
 
 log = logging.getLogger("forgegraph.errors")
 
@@ -88,13 +89,13 @@ OUTAGE_WORDS = ("unable to open database", "connect", "closed", "terminat", "shu
 
 def database_unreachable(error: BaseException | None) -> bool:
     """Whether `error` says the database cannot be reached (an outage, not a bug)."""
-    if isinstance(error, sa_exc.DBAPIError):
-        if error.connection_invalidated or isinstance(error, sa_exc.InterfaceError):
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error, exc.InterfaceError):
             return True
         if isinstance(error.orig, OSError):
             return True
         text = str(error.orig).lower()
-        return isinstance(error, sa_exc.OperationalError) and any(w in text for w in OUTAGE_WORDS)
+        return isinstance(error, exc.OperationalError) and any(w in text for w in OUTAGE_WORDS)
     # asyncpg and the OS report a refused or dropped connection before SQLAlchemy wraps it.
     return isinstance(error, OSError)
 
@@ -114,6 +115,70 @@ def contained(error: Exception, doing: str) -> ForgeError:
         return DatabaseUnreachable()
     log.error("unexpected error while %s", doing, exc_info=error)
     return Unexpected(f"unexpected error while {doing}")
+
+
+class CommitOutcomeUnknown(ForgeError):
+    """The connection to the database was lost while committing: the write may or may not stand.
+
+    Not an outage of the kind "try again shortly" answers (graph.execution):
+    running the write again blindly could apply it twice.
+    """
+
+    code = "commit-outcome-unknown"
+    http_status = 503
+    MESSAGE: ClassVar[str] = (
+        "the connection to the database was lost while committing; the write may or may not "
+        "have been applied: check before retrying"
+    )
+
+    def __init__(self, message: str = MESSAGE, **extensions: Any) -> None:
+        super().__init__(message, **extensions)
+
+
+def database_refusal(error: BaseException) -> ForgeError | None:
+    """The client's error when the database refused the request's data; None for anything else.
+
+    Takes SQLAlchemy's wrapped errors and the drivers' own (sqlite3, asyncpg),
+    raised by a statement or by COMMIT (a deferred constraint), so that every
+    path tells the same refusal in the same words.
+    """
+    orig = error.orig if isinstance(error, exc.DBAPIError) else error
+    sqlstate = str(getattr(orig, "sqlstate", None) or "")
+    if (
+        isinstance(error, exc.IntegrityError)
+        or isinstance(orig, sqlite3.IntegrityError)
+        or sqlstate.startswith("23")  # PostgreSQL's integrity constraint violations
+    ):
+        return ConstraintViolation(_reason(orig if orig is not None else error))
+    if isinstance(error, exc.DataError):
+        return ValidationFailed(_reason(orig if orig is not None else error))
+    if isinstance(error, exc.DBAPIError) and isinstance(orig, ValueError | TypeError | OverflowError):
+        # Data the driver rejects before it reaches the database (asyncpg's type checks).
+        return ValidationFailed(_reason(orig))
+    return None
+
+
+def raise_commit_failure(error: BaseException, *, connection_lost: bool) -> NoReturn:
+    """Raise what a failed COMMIT tells the client, once its transaction owner has rolled back.
+
+    A connection lost while committing leaves the outcome unknown; a refused
+    commit (a deferred constraint) is the client's error; anything else is
+    raised as it is (nothing was committed).
+    """
+    if connection_lost:
+        # The operator's to look into: the client is told to check, not to retry.
+        log.warning("the connection was lost while committing: %s", _reason(error))
+        raise CommitOutcomeUnknown() from error
+    refusal = database_refusal(error)
+    if refusal is not None:
+        raise refusal from error
+    raise error
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of the database's own words, without SQLAlchemy's adapter class prefix."""
+    lines = str(error).strip().splitlines() or [""]
+    return lines[0].split(": ", 1)[-1] if lines[0].startswith("<class") else lines[0]
 
 
 class StartupError(Exception):

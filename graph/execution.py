@@ -127,7 +127,6 @@ class Executor:
         variables: dict[str, Any] | None,
         operation_name: str | None,
     ) -> ExecutionResult:
-        ok = False
         try:
             result = execute(
                 self.schema,
@@ -138,17 +137,24 @@ class Executor:
             )
             if is_awaitable(result):
                 result = await result
-            assert isinstance(result, ExecutionResult)
-            ok = not result.errors
-            if result.errors and self.operation_type(document, operation_name) is OperationType.MUTATION:
-                # The whole request was rolled back: no field's data stands. On PostgreSQL
-                # the fields after a failed one fail too ("current transaction is aborted"):
-                # they report nothing of their own, the first failure is the answer.
-                errors = [e for e in result.errors if not _after_failure(e)] or result.errors
-                result = ExecutionResult(None, errors)
-            return result
-        finally:
-            await context.finish(commit=ok)
+        except BaseException:
+            await context.finish(commit=False)
+            raise
+        assert isinstance(result, ExecutionResult)
+        try:
+            await context.finish(commit=not result.errors)
+        except Exception as error:  # noqa: BLE001 - reported to the client, logged by format_error
+            # The COMMIT failed: nothing of the request stands (a refused commit,
+            # rolled back), or nobody can tell (the connection was lost while
+            # committing). Either way no field's data is the answer; format_error says which.
+            return ExecutionResult(None, [GraphQLError(str(error), original_error=error)])
+        if result.errors and self.operation_type(document, operation_name) is OperationType.MUTATION:
+            # The whole request was rolled back: no field's data stands. On PostgreSQL
+            # the fields after a failed one fail too ("current transaction is aborted"):
+            # they report nothing of their own, the first failure is the answer.
+            errors = [e for e in result.errors if not _after_failure(e)] or result.errors
+            result = ExecutionResult(None, errors)
+        return result
 
 
 def _after_failure(error: GraphQLError) -> bool:
@@ -187,6 +193,8 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         extensions = {"code": "validation-failed"}
     elif database_unreachable(original):
         # An outage is not a bug: one line in the log, and a message that says what happened.
+        # Nothing was committed (a connection lost while committing is CommitOutcomeUnknown,
+        # a ForgeError above), so trying again is safe.
         log.warning("database unreachable in %s: %s", error.path, str(original).splitlines()[0])
         outage = DatabaseUnreachable()
         out = {"message": outage.message}

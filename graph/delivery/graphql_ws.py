@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
-from graphql import GraphQLError, OperationType
+from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.websockets import WebSocket
 
 from graph.delivery.changes import plan_change_query
@@ -163,9 +163,14 @@ class GraphQLSocket(EventSocket):
     async def _execute_once(
         self, op_id: str, document: Any, variables: dict[str, Any] | None, operation_name: str | None
     ) -> None:
-        context = self.runtime.request_context(self.session)
-        executor = self.runtime.executor_for(self.session)
-        result = await executor.execute(document, context, variables, operation_name)
+        try:
+            context = self.runtime.request_context(self.session)
+            executor = self.runtime.executor_for(self.session)
+            result = await executor.execute(document, context, variables, operation_name)
+        except Exception as error:  # noqa: BLE001 - reported to the client, logged by format_error
+            # Contained to this operation: it still ends with its result and
+            # `complete` (format_error logs the error and tells the client its code).
+            result = ExecutionResult(None, [GraphQLError(str(error), original_error=error)])
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = [format_error(e) for e in result.errors]

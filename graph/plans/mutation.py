@@ -9,9 +9,10 @@ is built from the RETURNING rows before the commit.
 
 Nothing here reports an error to the client. Whatever goes wrong before the
 commit (a variable that does not coerce, a constraint violation, a failed
-permission check, a value the answer cannot hold) rolls the transaction back
-and hands the request to the normal path, which runs it again and answers
-exactly as it always has. Only a connection lost while committing, when the
+permission check, a value the answer cannot hold), or a commit the database
+refuses (a deferred constraint), rolls the transaction back and hands the
+request to the normal path, which runs it again and answers exactly as it
+always has. Only a connection lost while committing, when the
 transaction may stand, is answered here, since running it again could
 apply it twice.
 """
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import ExecutionResult, GraphQLError
 from graphql.execution.values import get_argument_values, get_variable_values
 
-from graph.errors import ForgeError
+from graph.errors import CommitOutcomeUnknown, ForgeError
 from graph.plans._mutation_fields import (
     INSERT,
     INSERT_ONE,
@@ -40,7 +41,6 @@ from graph.plans._mutation_fields import (
     read_mutation,
 )
 from graph.plans._mutation_writes import Writes
-from graph.sql.driver import OutcomeUnknown
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -124,9 +124,9 @@ class MutationPlans:
             fields = _arguments(schema, plan, variables)
             job = self.writes.job(fields, access)
             data = await self.driver.transact(job, on_commit=self.on_commit, short=_short(fields))
-        except OutcomeUnknown as error:
+        except CommitOutcomeUnknown as error:
             # Not run again: the first attempt may have committed.
-            return ExecutionResult(None, [GraphQLError(str(error), original_error=error)])
+            return ExecutionResult(None, [GraphQLError(error.message, original_error=error)])
         except Exception as error:  # every failure is the normal path's to report
             self.handed_over += 1
             if not _expected(error):

@@ -29,6 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from graph.database import SQLITE_BUSY_TIMEOUT_SECONDS, configure_sqlite
+from graph.errors import raise_commit_failure
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -51,13 +52,6 @@ POSTGRES_POOL_SIZE = 10
 SQLALCHEMY_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback")
 
 
-class OutcomeUnknown(ConnectionError):
-    """The connection was lost while committing: the transaction may or may not stand.
-
-    An OSError, so that clients are told of an outage (graph.execution.format_error).
-    """
-
-
 class Driver(Protocol):
     dialect: str
     observers: list[StatementObserver]
@@ -69,8 +63,10 @@ class Driver(Protocol):
         """Run `job` in one transaction; `short` allows running it without leaving the loop.
 
         Raises only when the transaction did not commit (so that running the
-        request again is safe), or OutcomeUnknown; `on_commit` is called once
-        it has, even when the awaiting task is gone.
+        request again is safe; a refused commit raises graph.errors' error for
+        it, after the rollback), or CommitOutcomeUnknown when the connection
+        was lost while committing; `on_commit` is called once it has
+        committed, even when the awaiting task is gone.
         """
         ...
 
@@ -156,11 +152,19 @@ class SQLiteDriver:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = drive(job, lambda statement: self._execute(conn, statement))
-            conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            # A COMMIT that fails (a deferred foreign key, a busy database) leaves
+            # the transaction open, holding the write lock: end it here, or every
+            # later write waits for it. SQLite is local: nothing was committed.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise_commit_failure(error, connection_lost=False)
         return result
 
     def _in_thread(
@@ -285,10 +289,16 @@ class PostgresDriver:
             raise
         try:
             await transaction.commit()
-        except Exception as error:
-            if conn.is_closed():
-                raise OutcomeUnknown(f"the connection was lost while committing: {error}") from error
-            raise
+        except Exception as error:  # noqa: BLE001 - raised again, as what it means
+            lost = conn.is_closed()
+            if not lost and conn.is_in_transaction():
+                # PostgreSQL ends a transaction whose COMMIT fails; should one
+                # stay open, the connection goes rather than back to the pool.
+                try:
+                    await conn.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the connection is closed either way
+                    conn.terminate()
+            raise_commit_failure(error, connection_lost=lost)
         return result
 
     async def fetch(self, statement: Statement) -> Rows:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from graph.errors import ConstraintViolation, ValidationFailed
+from graph.errors import database_refusal
 from graph.sql.values import to_db
 
 if TYPE_CHECKING:
@@ -31,21 +31,11 @@ def database_errors() -> Iterator[None]:
     """Turn the driver's complaints about the data into the errors of SPEC section 8."""
     try:
         yield
-    except exc.IntegrityError as error:
-        raise ConstraintViolation(_reason(error)) from error
-    except exc.DataError as error:
-        raise ValidationFailed(_reason(error)) from error
     except exc.DBAPIError as error:
-        # Data the driver rejects before it reaches the database (asyncpg's
-        # type checks) surfaces here too; anything else is the server's fault.
-        if isinstance(error.orig, ValueError | TypeError | OverflowError):
-            raise ValidationFailed(_reason(error)) from error
-        raise
-
-
-def _reason(error: exc.DBAPIError) -> str:
-    text = str(error.orig) if error.orig is not None else str(error)
-    return text.splitlines()[0].split(": ", 1)[-1] if "<class" in text else text.splitlines()[0]
+        refusal = database_refusal(error)
+        if refusal is None:
+            raise  # not the data: the server's fault, or an outage
+        raise refusal from error
 
 
 class Writer:
