@@ -140,6 +140,20 @@ class Batch:
     failed: list[Undecodable]
 
 
+async def latest_cursor(conn: AsyncConnection) -> int:
+    """The newest cursor now (SPEC section 5's `changeCursor`): resuming from it misses nothing later.
+
+    The newest event's, else the newest pruned one's, else 0 on a log never written.
+    """
+    value = (await conn.execute(sa.text(f"SELECT max(cursor) FROM {LOG}"))).scalar()
+    return int(value) if value is not None else await _pruned_through(conn)
+
+
+async def _pruned_through(conn: AsyncConnection) -> int:
+    value = (await conn.execute(sa.text(f"SELECT value FROM {META} WHERE key = 'pruned_through'"))).scalar()
+    return int(value) if value is not None else 0
+
+
 def _older_than_retained(cursor: int) -> str:
     return f"cursor {cursor} is older than the retained change log; query the current rows instead"
 
@@ -206,14 +220,10 @@ class ChangeLog:
         return None if value is None else str(value)
 
     async def latest(self, conn: AsyncConnection) -> int:
-        value = (await conn.execute(sa.text(f"SELECT max(cursor) FROM {LOG}"))).scalar()
-        return int(value) if value is not None else await self._pruned_through(conn)
+        return await latest_cursor(conn)
 
     async def _pruned_through(self, conn: AsyncConnection) -> int:
-        value = (
-            await conn.execute(sa.text(f"SELECT value FROM {META} WHERE key = 'pruned_through'"))
-        ).scalar()
-        return int(value) if value is not None else 0
+        return await _pruned_through(conn)
 
     def _images(self) -> str:
         # As text on PostgreSQL: the driver would decode JSONB numbers as floats
