@@ -216,6 +216,7 @@ class Realtime:
         Broadcast object is replaced. Meanwhile the capture loop polls.
         """
         while True:
+            _cancelled_meanwhile()
             try:
                 await self._listen_once()
             except asyncio.CancelledError:
@@ -226,6 +227,7 @@ class Realtime:
                 self.broker_healthy = False
                 self._listening.set()  # start-up must not wait on a broker that went away
                 await self._drop_broadcast()
+                _cancelled_meanwhile()
                 await asyncio.sleep(BROKER_RETRY_SECONDS)
                 self.broadcast = make_broadcast(self._broadcast_target)
                 with contextlib.suppress(Exception):
@@ -327,3 +329,15 @@ class Realtime:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.hub.leave(subscription)
+
+
+def _cancelled_meanwhile() -> None:
+    """Raise CancelledError if this task was cancelled inside a call that swallowed it.
+
+    redis-py's disconnect, called on a broker that stopped answering, can catch
+    the cancellation stop() sends; without this the listener would go on
+    reconnecting and shutdown would wait for it forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
