@@ -205,11 +205,11 @@ class Table:
         return ChangeStream(lambda: self._open(where, since))
 
     async def _open(self, where: Mapping[str, Any] | None, since: str | None) -> Subscription:
-        if since is None:
+        connection = self.client.connection
+        if since is None and not connection.closed:  # closed: add() says so
             # A cursor from the start, not from the first event: a drop before
             # that event then resumes from here and loses nothing.
             since = await self.client.change_cursor()
-        connection = self.client.connection
         subscription = Subscription(connection, self.name, where, since, self.client.buffer)
         await connection.add(subscription)
         return subscription

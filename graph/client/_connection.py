@@ -98,6 +98,10 @@ class Connection:
 
     # -- what subscriptions ask -----------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def add(self, subscription: Subscription) -> None:
         """Subscribe; return once the server has it, or raise the ClientError that refused it.
 
