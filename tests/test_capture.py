@@ -134,6 +134,36 @@ async def test_a_change_that_cannot_become_an_event_is_skipped_logged_and_counte
         assert logged[0].levelno >= logging.WARNING and "\n" not in logged[0].getMessage()
 
 
+@sqlite_only
+async def test_corrupt_changes_among_many_cost_no_transport_any_good_event(api: Api, library_url: str) -> None:
+    """Another program writes 50 corrupt log rows among 200 inserts: every transport gets the 200, in order."""
+    async with (
+        api.ws() as modern, api.ws(protocol=LEGACY_WS) as legacy,
+        RawClient.open(ws_url(api.server)) as raw,
+        sse_events(api.server, "posts") as sse,
+    ):
+        await subscribe(modern, "1", "posts")
+        await subscribe(legacy, "1", "posts")
+        await raw.subscribe("posts")
+        engine = create_engine(library_url)
+        try:
+            for batch in range(20):  # 20 commits, so the capture loop reads them in several batches
+                async with engine.begin() as conn:
+                    for i in range(batch * 10, batch * 10 + 10):
+                        await conn.execute(sa.text(f"INSERT INTO posts (title, user_id) VALUES ('m{i}', 3)"))
+                        if i % 4 == 0:
+                            await conn.execute(sa.text(
+                                f"INSERT INTO {LOG} (table_name, op, new) VALUES ('posts', 'create', '{{oops')"))
+        finally:
+            await engine.dispose()
+        expected = [f"m{i}" for i in range(200)]
+        assert [e["record"]["title"] for e in await changes(modern, 200, "1")] == expected
+        assert [e["record"]["title"] for e in await changes(legacy, 200, "1")] == expected
+        assert [(await raw.receive())["record"]["title"] for _ in range(200)] == expected
+        assert [(await sse.message())[1]["record"]["title"] for _ in range(200)] == expected
+    assert await metric(api.server, "forgegraph_events_failed_total") == 50
+
+
 # -- item 5: a replay that the pruner overtakes is an error, never a gap ----------------------
 
 
