@@ -121,6 +121,43 @@ def postgres_triggers(table: Table) -> list[str]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A logged change that could not be turned into an event."""
+
+    cursor: int
+    table: str
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one read of the log gave: its events, how far it read, and what failed to convert."""
+
+    events: list[ChangeEvent]
+    through: int
+    """The last cursor read, converted or not: where the next read starts."""
+    failed: list[Undecodable]
+
+
+async def latest_cursor(conn: AsyncConnection) -> int:
+    """The newest cursor now (SPEC section 5's `changeCursor`): resuming from it misses nothing later.
+
+    The newest event's, else the newest pruned one's, else 0 on a log never written.
+    """
+    value = (await conn.execute(sa.text(f"SELECT max(cursor) FROM {LOG}"))).scalar()
+    return int(value) if value is not None else await _pruned_through(conn)
+
+
+async def _pruned_through(conn: AsyncConnection) -> int:
+    value = (await conn.execute(sa.text(f"SELECT value FROM {META} WHERE key = 'pruned_through'"))).scalar()
+    return int(value) if value is not None else 0
+
+
+def _older_than_retained(cursor: int) -> str:
+    return f"cursor {cursor} is older than the retained change log; query the current rows instead"
+
+
 @dataclass(frozen=True)
 class Retention:
     hours: float = 24.0
@@ -183,20 +220,18 @@ class ChangeLog:
         return None if value is None else str(value)
 
     async def latest(self, conn: AsyncConnection) -> int:
-        value = (await conn.execute(sa.text(f"SELECT max(cursor) FROM {LOG}"))).scalar()
-        return int(value) if value is not None else await self._pruned_through(conn)
+        return await latest_cursor(conn)
 
     async def _pruned_through(self, conn: AsyncConnection) -> int:
-        value = (
-            await conn.execute(sa.text(f"SELECT value FROM {META} WHERE key = 'pruned_through'"))
-        ).scalar()
-        return int(value) if value is not None else 0
+        return await _pruned_through(conn)
 
-    def _select(self, tables: list[str] | None) -> sa.TextClause:
+    def _images(self) -> str:
         # As text on PostgreSQL: the driver would decode JSONB numbers as floats
         # and numeric(10,2) 12345678.90 would lose its scale.
-        images = "old::text, new::text" if self.dialect == "postgresql" else "old, new"
-        sql = f"SELECT cursor, table_name, op, {images} FROM {LOG} WHERE cursor > :after"
+        return "old::text, new::text" if self.dialect == "postgresql" else "old, new"
+
+    def _select(self, tables: list[str] | None) -> sa.TextClause:
+        sql = f"SELECT cursor, table_name, op, {self._images()} FROM {LOG} WHERE cursor > :after"
         if tables is not None:
             sql += " AND table_name IN :tables"
         statement = sa.text(sql + " ORDER BY cursor LIMIT :limit")
@@ -204,38 +239,88 @@ class ChangeLog:
             statement = statement.bindparams(sa.bindparam("tables", expanding=True))
         return statement
 
-    def _decode(self, rows: Sequence[Sequence[Any]]) -> list[ChangeEvent]:
-        events = (decode_row(self.model, *row) for row in rows)
-        return [e for e in events if e is not None]
+    def _select_retained(self, tables: list[str]) -> sa.TextClause:
+        """A page of `_select` with the retention horizon beside it, read in one statement.
 
-    async def read(
-        self, conn: AsyncConnection, after: int, *, tables: list[str] | None = None, limit: int = 1000
-    ) -> list[ChangeEvent]:
-        params: dict[str, Any] = {"after": after, "limit": limit}
-        if tables is not None:
-            params["tables"] = tuple(tables)
-        return self._decode((await conn.execute(self._select(tables), params)).all())
+        One statement reads one snapshot on both databases, so the horizon it
+        answers is the one the page's rows were read under: a pruner that
+        overtook the page's starting cursor shows up here, never as a silent
+        gap. The meta row is the left side, so an empty page still answers it.
+        """
+        page = (
+            f"SELECT cursor, table_name, op, {self._images()} FROM {LOG} "
+            "WHERE cursor > :after AND table_name IN :tables ORDER BY cursor LIMIT :limit"
+        )
+        horizon = f"SELECT coalesce((SELECT value FROM {META} WHERE key = 'pruned_through'), '0') AS pruned"
+        sql = (
+            f"SELECT h.pruned, p.cursor, p.table_name, p.op, p.old, p.new "
+            f"FROM ({horizon}) AS h LEFT JOIN ({page}) AS p ON 1 = 1 ORDER BY p.cursor"
+        )
+        return sa.text(sql).bindparams(sa.bindparam("tables", expanding=True))
 
-    async def read_new(self, after: int, *, limit: int = 1000) -> list[ChangeEvent]:
-        """The events after cursor `after`, on the driver when there is one (the capture loop)."""
+    def _decode(self, after: int, rows: Sequence[Sequence[Any]]) -> Batch:
+        """The rows' events, each row on its own: one that cannot be converted is left out.
+
+        Reading the log is not retried past here; what fails now is one
+        change's own content (corrupt JSON, a value its column type refuses),
+        which would fail the same way on every retry, so it is reported in
+        `failed` and the batch still moves on past it.
+        """
+        events: list[ChangeEvent] = []
+        failed: list[Undecodable] = []
+        through = after
+        for row in rows:
+            through = int(row[0])
+            try:
+                event = decode_row(self.model, *row)
+            except Exception as error:  # noqa: BLE001 - any failure is this change's alone
+                failed.append(Undecodable(through, str(row[1]), error))
+                continue
+            if event is not None:
+                events.append(event)
+        return Batch(events, through, failed)
+
+    async def read_retained(
+        self, conn: AsyncConnection, after: int, tables: list[str], *, limit: int = 1000
+    ) -> Batch:
+        """The next page after `after` for a replay; InvalidCursor if the pruner has overtaken `after`.
+
+        `after` 0 is the start of whatever is still retained, never overtaken.
+        """
+        params = {"after": after, "tables": tuple(tables), "limit": limit}
+        rows = (await conn.execute(self._select_retained(tables), params)).all()
+        if after and int(rows[0][0]) > after:
+            raise InvalidCursor(_older_than_retained(after))
+        return self._decode(after, [row[1:] for row in rows if row[1] is not None])
+
+    async def read_new(self, after: int, *, limit: int = 1000) -> Batch:
+        """The events after cursor `after`, on the driver when there is one (the capture loop).
+
+        A failure to read raises (the caller retries); a row that cannot be
+        converted is in the batch's `failed`, and `through` moves past it.
+        """
         if self._driver is None:
             async with self.engine.connect() as conn:
-                return await self.read(conn, after, limit=limit)
+                params = {"after": after, "limit": limit}
+                return self._decode(after, (await conn.execute(self._select(None), params)).all())
         driver, select = self._driver
-        return self._decode(await driver.fetch(select.bind({"after": after, "limit": limit})))
+        return self._decode(after, await driver.fetch(select.bind({"after": after, "limit": limit})))
 
     async def check_cursor(self, conn: AsyncConnection, since: str) -> int:
-        """The cursor `since` names, or InvalidCursor when it cannot be resumed from."""
+        """The cursor `since` names, or InvalidCursor when it cannot be resumed from.
+
+        "0" is the start of whatever is still retained, however much was pruned.
+        """
         # isascii(): str.isdigit() also takes "²" and "٣", which int() refuses or reads as 3.
         if not (since.isascii() and since.isdigit()) or len(since) > 19:
             raise InvalidCursor(f"malformed cursor {since!r}: expected decimal digits")
         cursor = int(since)
+        if cursor == 0:
+            return 0
         if cursor > await self.latest(conn):
             raise InvalidCursor(f"cursor {since} was never issued by this database")
         if cursor < await self._pruned_through(conn):
-            raise InvalidCursor(
-                f"cursor {since} is older than the retained change log; query the current rows instead"
-            )
+            raise InvalidCursor(_older_than_retained(cursor))
         return cursor
 
     async def prune(self, retention: Retention) -> int:

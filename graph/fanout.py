@@ -7,11 +7,15 @@ stream, subscriptions whose `Frame`s have the same key (the same operation
 id and protocol) share one `Message`, whose bytes are encoded once; the
 per-subscriber work is handing that message to the connection's outbox,
 which writes it to the socket at once unless the socket pushes back.
+
+A stream whose filter or renderer raises on an event misses that event only:
+the other streams still get it, and the hub reports the failure once per event.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -31,6 +35,10 @@ STALLED_SECONDS = 5.0
 
 Render = Callable[["ChangeEvent", "ChangeType"], str]
 """The payload of an event for a stream, given the change type as the stream sees it."""
+Failed = Callable[["ChangeEvent", Exception], None]
+"""Told once per event that some stream could not match or render."""
+
+log = logging.getLogger("forgegraph.realtime")
 
 
 class Frame:
@@ -135,8 +143,13 @@ class Subscription:
         return pending
 
 
+def _ignore(_event: ChangeEvent, _error: Exception) -> None:
+    pass
+
+
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, failed: Failed = _ignore) -> None:
+        self.failed = failed
         self.streams: dict[StreamKey, Stream] = {}
         self._by_table: dict[str, list[Stream]] = defaultdict(list)
 
@@ -184,11 +197,17 @@ class Hub:
         bursts: dict[Outbox, list[Message]] = {}
         for event in events:
             cursor = event.cursor
+            error: Exception | None = None
             for stream in self._by_table.get(event.table, ()):
-                change = stream.view(event)
-                if change is None:
+                # Per stream, not per subscriber: the try costs nothing unless it raises.
+                try:
+                    change = stream.view(event)
+                    if change is None:
+                        continue
+                    payload = stream.render(event, change)
+                except Exception as failure:  # noqa: BLE001 - this (event, stream) only
+                    error = failure
                     continue
-                payload = stream.render(event, change)
                 messages: dict[Hashable, Message] = {}
                 for sub in stream.members:
                     if sub.outbox.closed:
@@ -206,6 +225,8 @@ class Hub:
                             bursts[sub.outbox] = [message]
                         else:
                             burst.append(message)
+            if error is not None:
+                self.failed(event, error)
         for outbox, burst in bursts.items():
             outbox.push(burst)
 
@@ -218,9 +239,15 @@ class Hub:
             if event.table != stream.table.name or event.cursor <= subscription.last_cursor:
                 continue
             subscription.last_cursor = event.cursor
-            change = stream.view(event)
-            if change is not None:
-                frames.append(Message(subscription.frame(stream.render(event, change), event.cursor)))
+            try:
+                change = stream.view(event)
+                if change is None:
+                    continue
+                payload = stream.render(event, change)
+            except Exception as error:  # noqa: BLE001 - reported when it was live; skip it here too
+                log.debug("replaying change %d: skipped it: %r", event.cursor, error)
+                continue
+            frames.append(Message(subscription.frame(payload, event.cursor)))
         subscription.outbox.push(frames)
 
     @staticmethod

@@ -68,7 +68,9 @@ class CaptureMeter:
     captured: int = 0
     """Events read from the change log."""
     published: int = 0
-    """Wake-ups published to the broadcast backend (one per batch read)."""
+    """Wake-ups published to the broadcast backend (at most one per batch read: coalesced)."""
+    failed: int = 0
+    """Changes that could not be turned into events (skipped, so the log moves on)."""
 
 
 class Metrics:
@@ -123,6 +125,12 @@ class _Live:
             "Wake-ups published to the --broadcast backend, one per batch of events read "
             "(none with memory://, which reaches only this process).",
             value=capture.published,
+        )
+        yield CounterMetricFamily(
+            "forgegraph_events_failed",
+            "Changes that could not be turned into events (a row that would not convert, a filter "
+            "or renderer that raised): logged with their cursor and skipped, so later ones still flow.",
+            value=capture.failed,
         )
         counts = dict.fromkeys(TRANSPORTS, 0)
         subscriptions = dict.fromkeys(TRANSPORTS, 0)

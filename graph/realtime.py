@@ -12,7 +12,14 @@ events a process publishes the newest cursor, and the others read the log
 at once instead of at their next poll. On PostgreSQL the capture trigger
 also NOTIFYs the same channel, so `--broadcast postgres://...` wakes every
 process for any writer. This keeps wide rows clear of NOTIFY's 8000-byte
-payload limit and lets a broker outage cost latency, never events.
+payload limit and lets a broker outage cost latency, never events. The
+publishing is a task of its own, so a slow broker never delays local delivery.
+
+A change that cannot be turned into events (a captured row that will not
+convert, a filter or renderer that raises on it) is contained to that
+change: logged once with its cursor, counted in `/metrics`
+(`forgegraph_events_failed_total`), and the log moves on. A failure to read
+the log itself (the database went away) is retried.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from graph.changelog import NOTIFY_CHANNEL, ChangeLog, Retention
+from graph.changelog import NOTIFY_CHANNEL, ChangeLog, Retention, Undecodable
 from graph.config import Capture
 from graph.errors import StartupError
 from graph.fanout import Hub
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from graph.delivery.outbox import Outbox
+    from graph.events import ChangeEvent
     from graph.fanout import Frame, Render, StreamKey, Subscription
     from graph.model import DatabaseModel, Table
 
@@ -61,7 +69,7 @@ class Realtime:
         self.settings = settings or Capture()
         self.meter = meter or CaptureMeter()
         self.changelog = ChangeLog(engine, model)
-        self.hub = Hub()
+        self.hub = Hub(self._dispatch_failed)
         # broadcaster's Postgres backend hands the URL to asyncpg, which knows no "+asyncpg".
         url = broadcast_url.replace("postgresql+asyncpg://", "postgresql://", 1)
         try:
@@ -76,6 +84,8 @@ class Realtime:
         self._listening = asyncio.Event()
         self._broadcast_target = url
         self.dispatched_through = 0
+        self._publish_wanted = asyncio.Event()
+        self._to_publish = 0
         self._broker_failing = False
         self.broker_healthy = True
 
@@ -92,6 +102,7 @@ class Realtime:
             asyncio.create_task(self._prune(), name="forgegraph-prune"),
         ]
         if self.shared:
+            self._tasks.append(asyncio.create_task(self._publish(), name="forgegraph-publish"))
             self._tasks.append(asyncio.create_task(self._listen(), name="forgegraph-listen"))
             await self._listening.wait()
 
@@ -134,18 +145,53 @@ class Realtime:
             self._wake.clear()
             try:
                 while True:
-                    events = await self.changelog.read_new(self.dispatched_through)
-                    if not events:
+                    batch = await self.changelog.read_new(self.dispatched_through)
+                    if batch.through == self.dispatched_through:
                         break
-                    self.dispatched_through = events[-1].cursor
-                    self.meter.captured += len(events)
-                    self.hub.dispatch(events)
-                    await self._announce(self.dispatched_through)
+                    # Moved on first: whatever fails below is that change's alone,
+                    # and would fail the same way on every retry.
+                    self.dispatched_through = batch.through
+                    self.meter.captured += len(batch.events)
+                    for failure in batch.failed:
+                        self._undecodable(failure)
+                    self.hub.dispatch(batch.events)
+                    self._publish_soon(batch.through)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("reading the change log failed; retrying")
                 await asyncio.sleep(self.settings.poll_interval)
+
+    def _undecodable(self, failure: Undecodable) -> None:
+        self.meter.failed += 1
+        log.error(
+            "change %d (table %s) could not be turned into an event; skipped it: %r",
+            failure.cursor, failure.table, failure.error,
+        )
+
+    def _dispatch_failed(self, event: ChangeEvent, error: Exception) -> None:
+        self.meter.failed += 1
+        log.error(
+            "change %d (table %s) could not be matched or rendered for some subscribers; "
+            "skipped it for them: %r",
+            event.cursor, event.table, error,
+        )
+
+    def _publish_soon(self, cursor: int) -> None:
+        """Have the publisher announce `cursor`, without waiting for the broker."""
+        if self.shared:
+            self._to_publish = cursor
+            self._publish_wanted.set()
+
+    async def _publish(self) -> None:
+        """Announce the newest cursor, one publish at a time, coalescing what came meanwhile.
+
+        Apart from the capture loop, so local subscribers never wait on a slow broker.
+        """
+        while True:
+            await self._publish_wanted.wait()
+            self._publish_wanted.clear()
+            await self._announce(self._to_publish)
 
     async def _announce(self, cursor: int) -> None:
         """Tell the other processes that the log has grown to `cursor`."""
@@ -170,6 +216,7 @@ class Realtime:
         Broadcast object is replaced. Meanwhile the capture loop polls.
         """
         while True:
+            _cancelled_meanwhile()
             try:
                 await self._listen_once()
             except asyncio.CancelledError:
@@ -180,6 +227,7 @@ class Realtime:
                 self.broker_healthy = False
                 self._listening.set()  # start-up must not wait on a broker that went away
                 await self._drop_broadcast()
+                _cancelled_meanwhile()
                 await asyncio.sleep(BROKER_RETRY_SECONDS)
                 self.broadcast = make_broadcast(self._broadcast_target)
                 with contextlib.suppress(Exception):
@@ -264,6 +312,8 @@ class Realtime:
         client cut off mid-replay resumes from a cursor that lost nothing.
         Pages wait for room in the outbox: the reader sets the pace. Live
         frames held meanwhile count against the send queue (`Subscription.hold`).
+        Each page checks, in the snapshot it reads, that the pruner has not
+        overtaken the cursor it continues from: InvalidCursor then, never a gap.
         """
         by_table = {s.stream.table.name: s for s in subscriptions}
         after = min(s.last_cursor for s in subscriptions)
@@ -272,15 +322,27 @@ class Realtime:
             # Everything dispatched so far was committed before this read starts.
             read_through = self.dispatched_through
             async with self.engine.connect() as conn:
-                events = await self.changelog.read(conn, after, tables=list(by_table), limit=page)
-            if not events:
+                batch = await self.changelog.read_retained(conn, after, list(by_table), limit=page)
+            if batch.through == after:
                 if self.hub.go_live(subscriptions, read_through):
                     return
                 continue  # live frames let go after this read began: read them from the log
-            after = events[-1].cursor
-            for event in events:
+            after = batch.through
+            for event in batch.events:
                 self.hub.replayed(by_table[event.table], [event])
         self.hub.go_live(subscriptions)  # the connection is gone: just stop holding
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.hub.leave(subscription)
+
+
+def _cancelled_meanwhile() -> None:
+    """Raise CancelledError if this task was cancelled inside a call that swallowed it.
+
+    redis-py's disconnect, called on a broker that stopped answering, can catch
+    the cancellation stop() sends; without this the listener would go on
+    reconnecting and shutdown would wait for it forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

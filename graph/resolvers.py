@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from graph.changelog import latest_cursor
 from graph.errors import PermissionDenied, ValidationFailed
 from graph.selection import list_query, row_shape, subfields
 
@@ -41,6 +42,13 @@ class Resolvers:
         self.writer = writer
 
     # -- queries -------------------------------------------------------
+
+    def change_cursor(self) -> Resolver:
+        async def resolve(_root: Any, info: GraphQLResolveInfo) -> str:
+            async with _context(info).reading() as conn:
+                return str(await latest_cursor(conn))
+
+        return resolve
 
     def select(self, table: Table) -> Resolver:
         async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:

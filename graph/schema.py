@@ -41,6 +41,7 @@ Resolver = Callable[..., Any]
 
 
 class ResolverFactory(Protocol):
+    def change_cursor(self) -> Resolver: ...
     def select(self, table: Table) -> Resolver: ...
     def select_by_pk(self, table: Table) -> Resolver: ...
     def aggregate(self, table: Table) -> Resolver: ...
@@ -162,6 +163,12 @@ class SchemaBuilder:
             query["no_queries_available"] = GraphQLField(
                 _nn(GraphQLString), resolve=lambda *_: "no tables are served"
             )
+        # Every role's: it names a position in the log, never a row.
+        query["changeCursor"] = GraphQLField(
+            _nn(GraphQLString),
+            description="The newest change cursor now: subscribe with `since` set to it to miss nothing after.",
+            resolve=self.resolvers.change_cursor(),
+        )
         return GraphQLSchema(
             query=GraphQLObjectType("query_root", query),
             mutation=GraphQLObjectType("mutation_root", mutation) if mutation else None,

@@ -72,6 +72,11 @@ class Client:
         """Run any GraphQL query or mutation; its `data`, or ClientError."""
         return await self.http.execute(query, variables)
 
+    async def change_cursor(self) -> str:
+        """The newest change cursor now: a subscription with `since` set to it misses nothing after."""
+        data = await self.execute(documents.CHANGE_CURSOR)
+        return str(data["changeCursor"])
+
     async def columns(self, table: str) -> tuple[str, ...]:
         """The table's columns this client's role may read (learned once, by introspection)."""
         known = self._columns.get(table)
@@ -175,9 +180,11 @@ class Table:
     ) -> Subscription:
         """Call `callback(event)` (sync or async) for each change, in cursor order, exactly once.
 
-        Returns once the server has the subscription: every change committed
-        after that is delivered. `since` replays retained events after that
-        cursor first. Raises ClientError when the server refuses (unknown
+        Without `since`, starts from the newest cursor when called
+        (`changeCursor`), so every change committed after the call is
+        delivered, even one made while a dropped connection before the first
+        event was being reopened. `since` replays retained events after that
+        cursor first ("0": everything still retained). Raises ClientError when the server refuses (unknown
         table, bad `where`, `invalid-cursor`, `invalid-jwt`) or cannot be
         reached. Later drops are retried; an error that ends the subscription
         afterwards goes to `on_error` (or the log). Call the returned
@@ -199,6 +206,10 @@ class Table:
 
     async def _open(self, where: Mapping[str, Any] | None, since: str | None) -> Subscription:
         connection = self.client.connection
+        if since is None and not connection.closed:  # closed: add() says so
+            # A cursor from the start, not from the first event: a drop before
+            # that event then resumes from here and loses nothing.
+            since = await self.client.change_cursor()
         subscription = Subscription(connection, self.name, where, since, self.client.buffer)
         await connection.add(subscription)
         return subscription

@@ -13,8 +13,10 @@ messages in order, so a `ping` sent after it is answered (`pong`) only once
 the subscription is joined, and after any replay it asked for is queued.
 The SDK sends such a numbered ping (a barrier) after each batch of subscribes.
 
-A subscription that has received no event has no cursor to resume from.
-The barrier gives it one whenever a sibling on this socket receives a
+A subscription starts from the server's `changeCursor` (read when it is
+opened), so even one that has received no event resumes without a gap; a
+quiet one's cursor would still fall far behind (a long replay on every
+reconnect). The barrier moves it on whenever a sibling on this socket receives a
 live event: the server queues each event to all of a connection's
 subscriptions before the next event, so when a sibling receives cursor c
 after this subscription went live, this one has received everything of
@@ -95,6 +97,10 @@ class Connection:
         self._closed = False
 
     # -- what subscriptions ask -----------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def add(self, subscription: Subscription) -> None:
         """Subscribe; return once the server has it, or raise the ClientError that refused it.

@@ -19,6 +19,9 @@ TABLE_CHANGED = (
     "}"
 )
 
+# The newest cursor now (SPEC section 5): where a first subscribe starts, so it has no gap.
+CHANGE_CURSOR = "query { changeCursor }"
+
 # A table's fields, with enough of their type to tell columns from relationships.
 TABLE_FIELDS = (
     "query ($name: String!) {\n"

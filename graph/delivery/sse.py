@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 
 from graph.delivery.forgebase import renderer, served_table, stream_key
 from graph.delivery.outbox import Outbox
-from graph.errors import ForgeError, ValidationFailed, contained
+from graph.errors import ForgeError, InvalidCursor, ValidationFailed, contained
 from graph.fanout import Frame
 
 if TYPE_CHECKING:
@@ -164,6 +164,11 @@ class EventStream:
     async def _replay(self) -> None:
         try:
             await self.realtime.resume(self.subscriptions, self.outbox)
+        except InvalidCursor as error:
+            # The pruner overtook the replay: end the stream; the reconnect's
+            # Last-Event-ID then gets the invalid-cursor answer, never a gap.
+            log.info("an SSE replay was overtaken by pruning: %s", error.message)
+            self.outbox.fail(1011, "replay overtaken by pruning")
         except Exception:
             log.exception("replaying the change log to an SSE stream failed")
             self.outbox.fail(1011, "replay failed")
