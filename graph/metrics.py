@@ -69,6 +69,8 @@ class CaptureMeter:
     """Events read from the change log."""
     published: int = 0
     """Wake-ups published to the broadcast backend (one per batch read)."""
+    unconvertible_values: int = 0
+    """Values delivered as stored because they do not fit their column's declared type."""
 
 
 class Metrics:
@@ -123,6 +125,11 @@ class _Live:
             "Wake-ups published to the --broadcast backend, one per batch of events read "
             "(none with memory://, which reaches only this process).",
             value=capture.published,
+        )
+        yield CounterMetricFamily(
+            "forgegraph_events_unconvertible_values",
+            "Values delivered as stored because they do not fit their column's declared type.",
+            value=capture.unconvertible_values,
         )
         counts = dict.fromkeys(TRANSPORTS, 0)
         subscriptions = dict.fromkeys(TRANSPORTS, 0)
