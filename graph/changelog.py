@@ -56,10 +56,20 @@ POSTGRES_SCHEMA = (
         cursor BIGSERIAL PRIMARY KEY,
         table_name TEXT NOT NULL,
         op TEXT NOT NULL,
-        old JSONB,
-        new JSONB,
+        old JSON,
+        new JSON,
         created_at DOUBLE PRECISION NOT NULL DEFAULT extract(epoch from clock_timestamp()))""",
     f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # JSON, not JSONB, and row_to_json, not to_jsonb: a json column's value is
+    # kept as written (JSONB reorders its keys), as queries answer it. Logs made
+    # by earlier versions (JSONB) are converted once.
+    f"""DO $$ BEGIN
+        IF (SELECT data_type FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name = '{LOG}' AND column_name = 'new') = 'jsonb'
+        THEN
+            ALTER TABLE {LOG} ALTER COLUMN old TYPE json USING old::json, ALTER COLUMN new TYPE json USING new::json;
+        END IF;
+    END $$""",
     # The function's own settings, whatever the writer's session says: floats
     # with the shortest exact digits, timestamptz in UTC, bytea as hex; so an
     # event's values are the ones queries answer (graph.events).
@@ -70,12 +80,12 @@ POSTGRES_SCHEMA = (
     BEGIN
         PERFORM pg_advisory_xact_lock(hashtext('{LOG}'));
         IF TG_OP = 'INSERT' THEN
-            INSERT INTO {LOG} (table_name, op, new) VALUES (TG_TABLE_NAME, 'create', to_jsonb(NEW));
+            INSERT INTO {LOG} (table_name, op, new) VALUES (TG_TABLE_NAME, 'create', row_to_json(NEW));
         ELSIF TG_OP = 'UPDATE' THEN
             INSERT INTO {LOG} (table_name, op, old, new)
-                VALUES (TG_TABLE_NAME, 'update', to_jsonb(OLD), to_jsonb(NEW));
+                VALUES (TG_TABLE_NAME, 'update', row_to_json(OLD), row_to_json(NEW));
         ELSE
-            INSERT INTO {LOG} (table_name, op, old) VALUES (TG_TABLE_NAME, 'delete', to_jsonb(OLD));
+            INSERT INTO {LOG} (table_name, op, old) VALUES (TG_TABLE_NAME, 'delete', row_to_json(OLD));
         END IF;
         PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
         RETURN NULL;
@@ -219,7 +229,7 @@ class ChangeLog:
         return int(value) if value is not None else 0
 
     def _select(self, tables: list[str] | None) -> sa.TextClause:
-        # As text on PostgreSQL: the driver would decode JSONB numbers as floats
+        # As text on PostgreSQL: the driver would decode JSON numbers as floats
         # and numeric(10,2) 12345678.90 would lose its scale.
         images = "old::text, new::text" if self.dialect == "postgresql" else "old, new"
         sql = f"SELECT cursor, table_name, op, {images} FROM {LOG} WHERE cursor > :after"

@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import decimal
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from graph.model import Column, DatabaseModel, Table
 
 ChangeType = Literal["create", "update", "delete"]
+NEGATIVE_ZERO = re.compile(r":-0[,}\]]")
 BLOB_KEY = "hex"
 """SQLite's triggers write a blob as {"hex": "..."}: no other stored value becomes a JSON object."""
 
@@ -68,7 +70,13 @@ def row_image(table: Table, raw: Any, dialect: str = "sqlite") -> tuple[dict[str
         # exact numerics: its triggers write every real with the digits that
         # read back as the same double, which a float parse keeps.)
         exact = postgres and any(c.kind is Kind.NUMERIC for c in table.columns)
-        data = json.loads(raw, parse_float=decimal.Decimal) if exact else orjson.loads(raw)
+        if postgres and NEGATIVE_ZERO.search(raw if isinstance(raw, str) else raw.decode()):
+            # row_to_json writes a float8 -0 as `-0`, which JSON parsers read as the integer 0.
+            data = json.loads(raw, parse_float=decimal.Decimal if exact else float, parse_int=_integer)
+        elif exact:
+            data = json.loads(raw, parse_float=decimal.Decimal)
+        else:
+            data = orjson.loads(raw)
     else:
         data = raw
     out: dict[str, Any] = {}
@@ -122,9 +130,16 @@ def _as_stored(stored: Any, postgres: bool) -> Any:
     return _plain_numbers(stored)
 
 
+def _integer(text: str) -> Any:
+    """A JSON integer; `-0` as Decimal("-0"), which a float column reads as -0.0."""
+    return decimal.Decimal(text) if text == "-0" else int(text)
+
+
 def _plain_numbers(value: Any) -> Any:
     """JSON values as JSON numbers again, after an exact (Decimal) parse."""
     if isinstance(value, decimal.Decimal):
+        if value.is_zero() and value.as_tuple().exponent == 0:
+            return 0  # `-0` in a json column: the integer 0, as queries read it
         return float(value)
     if isinstance(value, list):
         return [_plain_numbers(v) for v in value]
