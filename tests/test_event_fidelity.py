@@ -366,3 +366,40 @@ def test_integers_beyond_32_bits_are_answered_and_carried_exactly(probe: Probe, 
 def test_a_null_blob_is_null(probe: Probe) -> None:
     """hex(NULL) is '': a NULL blob arrived as "" in events."""
     probe.run(probe.example({"blob": None, "txt": "x"}, {"blob": b"\x00\xff"}, ("other", "other", "api")))
+
+
+def test_bigint_columns_are_typed_bigint_and_take_numbers_or_strings(probe: Probe) -> None:
+    """PostgreSQL bigint and SQLite columns declared BIGINT are Hasura's `bigint` (SPEC section 4)."""
+    async def check() -> None:
+        data = await probe.graphql('{ __type(name: "fidelity") { fields { name type { name } } } }', {})
+        types = {f["name"]: f["type"]["name"] for f in data["__type"]["fields"]}
+        assert (types["big"], types["i"], types["id"]) == ("bigint", "Int", None)  # id: Int!
+        await probe.api_insert({"big": 2**53 + 1})
+        await probe.event()
+        for operand in (f'"{2**53 + 1}"', str(2**53 + 1)):
+            found = await probe.graphql(f"{{ fidelity(where: {{big: {{_eq: {operand}}}}}) {{ big }} }}", {})
+            assert found == {"fidelity": [{"big": 2**53 + 1}]}
+        refused = await probe.http.post("/graphql", json={"query": '{ fidelity(where: {big: {_eq: "1.5"}}) { id } }'})
+        assert refused.json()["errors"][0]["extensions"]["code"] == "validation-failed"
+
+    probe.run(check())
+
+
+def test_event_filters_compare_the_exact_value(probe: Probe) -> None:
+    """A filter on 0.1 + 0.2 matches the row holding it (events carried 0.3 on SQLite)."""
+    async def check() -> None:
+        async with GraphQLWS.open(probe.server, protocol=TRANSPORT_WS) as client:
+            await client.subscribe(
+                "f",
+                'subscription($v: Float) { tableChanged(table: "fidelity", where: {f: {_eq: $v}}) { record } }',
+                {"v": 0.1 + 0.2},
+            )
+            await asyncio.sleep(0.3)
+            await probe.other.insert({"f": 0.3})  # not it
+            await probe.other.insert({"f": 0.1 + 0.2})
+            payload = await client.next("f")
+            assert payload["data"]["tableChanged"]["record"]["f"] == 0.1 + 0.2
+        await probe.event()
+        await probe.event()
+
+    probe.run(check())
