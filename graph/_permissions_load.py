@@ -328,6 +328,7 @@ class _Checker:
 
 _LITERALS: dict[Kind, tuple[str, type | tuple[type, ...]]] = {
     Kind.INTEGER: ("an integer", int),
+    Kind.BIGINT: ("an integer", int),
     Kind.FLOAT: ("a number", (int, float)),
     Kind.BOOLEAN: ("true or false", bool),
     Kind.STRING: ("a string", str),

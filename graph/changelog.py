@@ -14,6 +14,7 @@ captured change until they commit, which keeps cursor order = commit order.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from graph.errors import InvalidCursor
-from graph.events import ChangeEvent, decode_row
-from graph.model import Kind
+from graph.events import BLOB_KEY, ChangeEvent, decode_row
+from graph.metrics import CaptureMeter
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
     from graph.sql.compiled import Compiled, Statements
     from graph.sql.driver import Driver
 
+log = logging.getLogger("forgegraph.realtime")
 LOG = "_forgegraph_changes"
 META = "_forgegraph_meta"
 NOTIFY_CHANNEL = "forgegraph_changes"
 # SQLite caps a function at 127 arguments: build wide rows 60 columns at a time.
 SQLITE_COLUMNS_PER_CALL = 60
+MAX_DOUBLE = "1.7976931348623157e308"
 
 SQLITE_SCHEMA = (
     f"""CREATE TABLE IF NOT EXISTS {LOG} (
@@ -53,21 +56,36 @@ POSTGRES_SCHEMA = (
         cursor BIGSERIAL PRIMARY KEY,
         table_name TEXT NOT NULL,
         op TEXT NOT NULL,
-        old JSONB,
-        new JSONB,
+        old JSON,
+        new JSON,
         created_at DOUBLE PRECISION NOT NULL DEFAULT extract(epoch from clock_timestamp()))""",
     f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # JSON, not JSONB, and row_to_json, not to_jsonb: a json column's value is
+    # kept as written (JSONB reorders its keys), as queries answer it. Logs made
+    # by earlier versions (JSONB) are converted once.
+    f"""DO $$ BEGIN
+        IF (SELECT data_type FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name = '{LOG}' AND column_name = 'new') = 'jsonb'
+        THEN
+            ALTER TABLE {LOG} ALTER COLUMN old TYPE json USING old::json, ALTER COLUMN new TYPE json USING new::json;
+        END IF;
+    END $$""",
+    # The function's own settings, whatever the writer's session says: floats
+    # with the shortest exact digits, timestamptz in UTC, bytea as hex; so an
+    # event's values are the ones queries answer (graph.events).
     f"""CREATE OR REPLACE FUNCTION _forgegraph_capture() RETURNS trigger
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql
+    SET extra_float_digits = 1 SET "TimeZone" = 'UTC' SET bytea_output = 'hex' SET "DateStyle" = 'ISO'
+    AS $$
     BEGIN
         PERFORM pg_advisory_xact_lock(hashtext('{LOG}'));
         IF TG_OP = 'INSERT' THEN
-            INSERT INTO {LOG} (table_name, op, new) VALUES (TG_TABLE_NAME, 'create', to_jsonb(NEW));
+            INSERT INTO {LOG} (table_name, op, new) VALUES (TG_TABLE_NAME, 'create', row_to_json(NEW));
         ELSIF TG_OP = 'UPDATE' THEN
             INSERT INTO {LOG} (table_name, op, old, new)
-                VALUES (TG_TABLE_NAME, 'update', to_jsonb(OLD), to_jsonb(NEW));
+                VALUES (TG_TABLE_NAME, 'update', row_to_json(OLD), row_to_json(NEW));
         ELSE
-            INSERT INTO {LOG} (table_name, op, old) VALUES (TG_TABLE_NAME, 'delete', to_jsonb(OLD));
+            INSERT INTO {LOG} (table_name, op, old) VALUES (TG_TABLE_NAME, 'delete', row_to_json(OLD));
         END IF;
         PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
         RETURN NULL;
@@ -83,12 +101,29 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _sqlite_row_json(table: Table, row: str) -> str:
-    def value(column_name: str, kind: Kind) -> str:
-        ref = f"{row}.{_quote(column_name)}"
-        return f"hex({ref})" if kind is Kind.BLOB else ref
+def _sqlite_value(ref: str) -> str:
+    """One stored value as JSON that loses nothing, whatever the column's declared type.
 
-    columns = [(c.name, value(c.name, c.kind)) for c in table.columns]
+    json_object() alone writes reals with 15 significant digits (0.1 + 0.2
+    arrives as 0.3, where a query answers 0.30000000000000004), writes an
+    infinity as `Inf` (no JSON) and refuses blobs. So: reals with 20 digits,
+    which SQLite prints exactly enough to read back as the same double (17
+    are not: its printf rounds through long double); infinities as text;
+    blobs as {"hex": ...} (graph.events.BLOB_KEY), which no other stored
+    value becomes, so that NULL stays null and a text stays a text.
+    """
+    exact = f"printf('%!.20g', {ref})"
+    return (
+        f"CASE typeof({ref}) "
+        f"WHEN 'real' THEN CASE WHEN {ref} BETWEEN -{MAX_DOUBLE} AND {MAX_DOUBLE} "
+        f"THEN json({exact}) ELSE {exact} END "
+        f"WHEN 'blob' THEN json_object('{BLOB_KEY}', hex({ref})) "
+        f"ELSE {ref} END"
+    )
+
+
+def _sqlite_row_json(table: Table, row: str) -> str:
+    columns = [(c.name, _sqlite_value(f"{row}.{_quote(c.name)}")) for c in table.columns]
     first, rest = columns[:SQLITE_COLUMNS_PER_CALL], columns[SQLITE_COLUMNS_PER_CALL:]
     expr = "json_object(" + ", ".join(f"{_literal(n)}, {v}" for n, v in first) + ")"
     while rest:
@@ -165,10 +200,11 @@ class Retention:
 
 
 class ChangeLog:
-    def __init__(self, engine: AsyncEngine, model: DatabaseModel) -> None:
+    def __init__(self, engine: AsyncEngine, model: DatabaseModel, meter: CaptureMeter | None = None) -> None:
         self.engine = engine
         self.model = model
         self.dialect = model.dialect
+        self.meter = meter if meter is not None else CaptureMeter()
         self._driver: tuple[Driver, Compiled] | None = None
 
     def use_driver(self, driver: Driver, statements: Statements) -> None:
@@ -226,7 +262,7 @@ class ChangeLog:
         return await _pruned_through(conn)
 
     def _images(self) -> str:
-        # As text on PostgreSQL: the driver would decode JSONB numbers as floats
+        # As text on PostgreSQL: the driver would decode JSON numbers as floats
         # and numeric(10,2) 12345678.90 would lose its scale.
         return "old::text, new::text" if self.dialect == "postgresql" else "old, new"
 
@@ -302,9 +338,23 @@ class ChangeLog:
         if self._driver is None:
             async with self.engine.connect() as conn:
                 params = {"after": after, "limit": limit}
-                return self._decode(after, (await conn.execute(self._select(None), params)).all())
-        driver, select = self._driver
-        return self._decode(after, await driver.fetch(select.bind({"after": after, "limit": limit})))
+                batch = self._decode(after, (await conn.execute(self._select(None), params)).all())
+        else:
+            driver, select = self._driver
+            batch = self._decode(after, await driver.fetch(select.bind({"after": after, "limit": limit})))
+        self._report_unconvertible(batch.events)
+        return batch
+
+    def _report_unconvertible(self, events: list[ChangeEvent]) -> None:
+        """Count and log, once per change as it is captured (not per subscriber, not on replay)."""
+        for event in events:
+            if event.unconvertible:
+                self.meter.unconvertible_values += len(event.unconvertible)
+                log.warning(
+                    "change %s of table %r: column(s) %s hold values that do not fit their declared "
+                    "type; delivered as stored",
+                    event.cursor, event.table, ", ".join(repr(c) for c in dict.fromkeys(event.unconvertible)),
+                )
 
     async def check_cursor(self, conn: AsyncConnection, since: str) -> int:
         """The cursor `since` names, or InvalidCursor when it cannot be resumed from.

@@ -1,22 +1,38 @@
-"""Change events: one committed change to one row, as every transport carries it."""
+"""Change events: one committed change to one row, as every transport carries it.
+
+An event's values are exactly what a query of the row answers at that
+moment: the capture triggers (graph.changelog) write them without loss, and
+each is turned into its API value by the query path's own conversion
+(`to_api`, then the column's GraphQL scalar). A value that is not one of its
+column's type (another program wrote `'abc'` into an INTEGER column, which
+SQLite allows) is carried as stored and named in `ChangeEvent.unconvertible`:
+one odd value must never stop a change from being delivered.
+"""
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import decimal
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
+from graphql import GraphQLError
 
 from graph.model import Kind
-from graph.sql.values import to_api
+from graph.schema import scalar_of
+from graph.sql.values import PARSERS, UNCONVERTIBLE, to_api
 
 if TYPE_CHECKING:
-    from graph.model import DatabaseModel, Table
+    from graph.model import Column, DatabaseModel, Table
 
 ChangeType = Literal["create", "update", "delete"]
+NEGATIVE_ZERO = re.compile(r":-0[,}\]]")
+BLOB_KEY = "hex"
+"""SQLite's triggers write a blob as {"hex": "..."}: no other stored value becomes a JSON object."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +42,8 @@ class ChangeEvent:
     type: ChangeType
     old: dict[str, Any] | None
     new: dict[str, Any] | None
+    unconvertible: tuple[str, ...] = ()
+    """Columns (of old and new, once each time) whose stored value is carried as stored."""
 
     def key(self, table: Table) -> Any:
         """The primary key value: the value itself, or an object for composite keys."""
@@ -36,35 +54,92 @@ class ChangeEvent:
         return {name: row.get(name) for name in table.primary_key}
 
 
+def row_image(table: Table, raw: Any, dialect: str = "sqlite") -> tuple[dict[str, Any] | None, list[str]]:
+    """A captured row (JSON from the change log) with values as queries return them.
 
-def row_image(table: Table, raw: Any) -> dict[str, Any] | None:
-    """A captured row (JSON from the change log) with values typed as queries return them."""
+    Also the columns whose stored value does not fit the column's API type
+    and is therefore given as stored.
+    """
     if raw is None:
-        return None
+        return None, []
+    postgres = dialect == "postgresql"
     exact = False
     if isinstance(raw, str | bytes):
         # PostgreSQL's to_jsonb writes numeric as JSON numbers: read them as
-        # Decimal so "4.50" stays "4.50", as queries return it.
-        exact = any(c.kind is Kind.NUMERIC for c in table.columns)
-        data = json.loads(raw, parse_float=decimal.Decimal) if exact else orjson.loads(raw)
+        # Decimal so "4.50" stays "4.50", as queries return it. (SQLite has no
+        # exact numerics: its triggers write every real with the digits that
+        # read back as the same double, which a float parse keeps.)
+        exact = postgres and any(c.kind is Kind.NUMERIC for c in table.columns)
+        if postgres and NEGATIVE_ZERO.search(raw if isinstance(raw, str) else raw.decode()):
+            # row_to_json writes a float8 -0 as `-0`, which JSON parsers read as the integer 0.
+            data = json.loads(raw, parse_float=decimal.Decimal if exact else float, parse_int=_integer)
+        elif exact:
+            data = json.loads(raw, parse_float=decimal.Decimal)
+        else:
+            data = orjson.loads(raw)
     else:
         data = raw
     out: dict[str, Any] = {}
+    unconvertible: list[str] = []
     for column in table.columns:
-        value = data.get(column.name)
-        if column.kind is Kind.JSON and exact:
-            out[column.name] = to_api(column.kind, _plain_numbers(value))
-        elif column.kind is Kind.BLOB and isinstance(value, str):
-            # SQLite's triggers hex-encode blobs; PostgreSQL's to_jsonb writes "\x<hex>".
-            out[column.name] = base64.b64encode(bytes.fromhex(value.removeprefix("\\x"))).decode()
-        else:
-            out[column.name] = to_api(column.kind, value)
-    return out
+        stored = data.get(column.name)
+        try:
+            out[column.name] = _api_value(column, stored, postgres)
+        except (*UNCONVERTIBLE, GraphQLError):
+            out[column.name] = _as_stored(stored, postgres)
+            unconvertible.append(column.name)
+    return out, unconvertible
+
+
+def _api_value(column: Column, stored: Any, postgres: bool) -> Any:
+    """The value a query answers for this column: the driver's value, `to_api`, the scalar."""
+    if stored is None:
+        return None
+    kind = column.kind
+    value = _driver_value(kind, stored, postgres)
+    return scalar_of(kind).serialize(to_api(kind, value))
+
+
+def _driver_value(kind: Kind, stored: Any, postgres: bool) -> Any:
+    """The stored JSON value as the query path's driver hands it over."""
+    if not postgres:
+        # SQLite's trigger renders reals exactly and blobs as {"hex": ...}; all
+        # else is the stored integer or text, as sqlite3 hands it over.
+        if isinstance(stored, dict):
+            return bytes.fromhex(stored[BLOB_KEY])
+        return stored
+    if kind is Kind.BLOB and isinstance(stored, str):
+        return bytes.fromhex(stored.removeprefix("\\x"))  # to_jsonb writes bytea as "\x<hex>"
+    if kind is Kind.JSON:
+        return _plain_numbers(stored)
+    if kind in PARSERS and isinstance(stored, str):
+        # to_jsonb writes "10:00:00.12" where asyncpg gives time(10, 0, 0, 120000),
+        # which queries answer as "10:00:00.120000"; and timestamptz in the
+        # writer's time zone, where asyncpg gives UTC.
+        value = PARSERS[kind](stored)
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            return value.astimezone(dt.UTC)
+        return value
+    return stored
+
+
+def _as_stored(stored: Any, postgres: bool) -> Any:
+    """A value that does not fit its column, as JSON: what the row holds."""
+    if not postgres and isinstance(stored, dict):
+        return base64.b64encode(bytes.fromhex(stored[BLOB_KEY])).decode()
+    return _plain_numbers(stored)
+
+
+def _integer(text: str) -> Any:
+    """A JSON integer; `-0` as Decimal("-0"), which a float column reads as -0.0."""
+    return decimal.Decimal(text) if text == "-0" else int(text)
 
 
 def _plain_numbers(value: Any) -> Any:
-    """JSON column values as JSON numbers again, after an exact (Decimal) parse."""
+    """JSON values as JSON numbers again, after an exact (Decimal) parse."""
     if isinstance(value, decimal.Decimal):
+        if value.is_zero() and value.as_tuple().exponent == 0:
+            return 0  # `-0` in a json column: the integer 0, as queries read it
         return float(value)
     if isinstance(value, list):
         return [_plain_numbers(v) for v in value]
@@ -77,10 +152,13 @@ def decode_row(model: DatabaseModel, cursor: int, table_name: str, op: str, old:
     table = model.tables.get(table_name)
     if table is None:
         return None  # a table served before a schema change, or one we do not serve
+    old_image, old_bad = row_image(table, old, model.dialect)
+    new_image, new_bad = row_image(table, new, model.dialect)
     return ChangeEvent(
         cursor=int(cursor),
         table=table_name,
         type=op,  # type: ignore[arg-type]
-        old=row_image(table, old),
-        new=row_image(table, new),
+        old=old_image,
+        new=new_image,
+        unconvertible=(*old_bad, *new_bad),
     )

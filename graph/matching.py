@@ -62,12 +62,13 @@ def _check_operand(kind: Kind, op: str, operand: Any, where: str) -> None:
             raise ValidationFailed(f"{where}: expected true or false")
         return
     values = operand if op in ("_in", "_nin") else [operand]
-    if op in PATTERN_OPERATORS and kind in (Kind.INTEGER, Kind.FLOAT, Kind.BOOLEAN, Kind.JSON):
+    if op in PATTERN_OPERATORS and kind in (Kind.INTEGER, Kind.BIGINT, Kind.FLOAT, Kind.BOOLEAN, Kind.JSON):
         raise ValidationFailed(f"{where}: pattern operators apply to text columns only")
     for value in values:
         ok = {
             # Any number against a number column: both sides compare them alike.
             Kind.INTEGER: isinstance(value, int | float) and not isinstance(value, bool),
+            Kind.BIGINT: isinstance(value, int | float) and not isinstance(value, bool),
             Kind.FLOAT: isinstance(value, int | float) and not isinstance(value, bool),
             Kind.BOOLEAN: isinstance(value, bool),
             Kind.JSON: True,

@@ -71,6 +71,8 @@ class CaptureMeter:
     """Wake-ups published to the broadcast backend (at most one per batch read: coalesced)."""
     failed: int = 0
     """Changes that could not be turned into events (skipped, so the log moves on)."""
+    unconvertible_values: int = 0
+    """Values delivered as stored because they do not fit their column's declared type."""
 
 
 class Metrics:
@@ -128,9 +130,14 @@ class _Live:
         )
         yield CounterMetricFamily(
             "forgegraph_events_failed",
-            "Changes that could not be turned into events (a row that would not convert, a filter "
-            "or renderer that raised): logged with their cursor and skipped, so later ones still flow.",
+            "Changes that could not be turned into events (a corrupt log row, a filter or renderer "
+            "that raised): logged with their cursor and skipped, so later ones still flow.",
             value=capture.failed,
+        )
+        yield CounterMetricFamily(
+            "forgegraph_events_unconvertible_values",
+            "Values delivered as stored because they do not fit their column's declared type.",
+            value=capture.unconvertible_values,
         )
         counts = dict.fromkeys(TRANSPORTS, 0)
         subscriptions = dict.fromkeys(TRANSPORTS, 0)

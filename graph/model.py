@@ -14,6 +14,8 @@ class Kind(enum.Enum):
     """How a column's values travel through GraphQL (SPEC section 4, Scalars)."""
 
     INTEGER = "integer"
+    BIGINT = "bigint"
+    """Declared BIGINT (PostgreSQL bigint/bigserial, SQLite columns declared so): Hasura's `bigint`."""
     FLOAT = "float"
     STRING = "string"
     BOOLEAN = "boolean"

@@ -218,7 +218,7 @@ def _convert(column: Column, raw: str | None) -> Any:
         raise _NoValue
     text = raw if isinstance(raw, str) else str(raw)
     kind = column.kind
-    if kind is Kind.INTEGER:
+    if kind is Kind.INTEGER or kind is Kind.BIGINT:
         if not _INTEGER.fullmatch(text.strip()):
             raise _NoValue
         return int(text)

@@ -68,7 +68,7 @@ class Realtime:
         self.model = model
         self.settings = settings or Capture()
         self.meter = meter or CaptureMeter()
-        self.changelog = ChangeLog(engine, model)
+        self.changelog = ChangeLog(engine, model, self.meter)
         self.hub = Hub(self._dispatch_failed)
         # broadcaster's Postgres backend hands the URL to asyncpg, which knows no "+asyncpg".
         url = broadcast_url.replace("postgresql+asyncpg://", "postgresql://", 1)

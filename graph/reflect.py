@@ -26,6 +26,7 @@ def kind_of(sql_type: sa.types.TypeEngine[Any]) -> Kind:
     # Order matters: Boolean and Float are Numeric/Integer subclasses in places.
     checks: tuple[tuple[type[Any], Kind], ...] = (
         (sa.Boolean, Kind.BOOLEAN),
+        (sa.BigInteger, Kind.BIGINT),
         (sa.Integer, Kind.INTEGER),
         (sa.Float, Kind.FLOAT),
         (sa.Numeric, Kind.NUMERIC),
@@ -85,7 +86,7 @@ def _column(info: Any, *, in_pk: bool, single_pk: bool) -> Column:
     kind = kind_of(sql_type)
     # An integer primary key alone is a rowid (SQLite) or a serial (PostgreSQL)
     # in every case we serve; either way the database fills it in.
-    implicit = in_pk and single_pk and kind is Kind.INTEGER
+    implicit = in_pk and single_pk and kind in (Kind.INTEGER, Kind.BIGINT)
     return Column(
         name=info["name"],
         kind=kind,

@@ -16,6 +16,7 @@ from graphql import (
     GraphQLBoolean,
     GraphQLEnumType,
     GraphQLEnumValue,
+    GraphQLError,
     GraphQLField,
     GraphQLFloat,
     GraphQLInputField,
@@ -27,14 +28,19 @@ from graphql import (
     GraphQLScalarType,
     GraphQLSchema,
     GraphQLString,
+    IntValueNode,
+    StringValueNode,
     ValueNode,
+    print_ast,
     value_from_ast_untyped,
 )
+from graphql.type.scalars import serialize_int
 
 from graph import naming
 from graph.grants import TableGrants, all_grants, visible_model
 from graph.model import DatabaseModel, Kind, Table
 from graph.sql.order import DIRECTIONS
+from graph.sql.values import INT64, parse_bigint
 from graph.sql.where import COMPARISONS, LIST_OPERATORS, PATTERN_OPERATORS
 
 Resolver = Callable[..., Any]
@@ -65,8 +71,50 @@ JSONScalar = GraphQLScalarType(
     parse_literal=_parse_json_literal,
 )
 
+def _serialize_int(value: Any) -> int:
+    # SQLite integers are 64-bit whatever the declared type: a stored integer is
+    # answered exactly, never refused for leaving GraphQL's 32 bits.
+    if isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1]:
+        return value
+    return serialize_int(value)
+
+
+# graphql-core reserves the name Int, so the standard scalar is adjusted rather
+# than replaced: answers carry every 64-bit integer; inputs stay 32-bit.
+GraphQLInt.serialize = _serialize_int  # type: ignore[method-assign]
+Int = GraphQLInt
+
+
+def _serialize_bigint(value: Any) -> int:
+    try:
+        return parse_bigint(value)
+    except ValueError:
+        raise GraphQLError(f"bigint cannot represent value: {value!r}") from None
+
+
+def _parse_bigint(value: Any) -> int:
+    if isinstance(value, bool | float):  # 1.5 or true for a bigint: refused, as Int refuses them
+        raise GraphQLError(f"bigint cannot represent value: {value!r}")
+    return _serialize_bigint(value)
+
+
+def _parse_bigint_literal(node: ValueNode, _variables: dict[str, Any] | None = None) -> int:
+    if isinstance(node, IntValueNode | StringValueNode):
+        return _parse_bigint(int(node.value) if isinstance(node, IntValueNode) else node.value)
+    raise GraphQLError(f"bigint cannot represent value: {print_ast(node)}", node)
+
+
+BigInt = GraphQLScalarType(
+    "bigint",
+    description="A 64-bit integer: a JSON number in answers, a number or a string of digits in inputs.",
+    serialize=_serialize_bigint,
+    parse_value=_parse_bigint,
+    parse_literal=_parse_bigint_literal,
+)
+
 SCALARS: dict[Kind, GraphQLScalarType] = {
-    Kind.INTEGER: GraphQLInt,
+    Kind.INTEGER: Int,
+    Kind.BIGINT: BigInt,
     Kind.FLOAT: GraphQLFloat,
     Kind.BOOLEAN: GraphQLBoolean,
     Kind.JSON: JSONScalar,
@@ -251,8 +299,8 @@ class SchemaBuilder:
         return {
             "where": GraphQLArgument(self.bool_exps[table_name]),
             "order_by": GraphQLArgument(GraphQLList(_nn(self.order_bys[table_name]))),
-            "limit": GraphQLArgument(GraphQLInt),
-            "offset": GraphQLArgument(GraphQLInt),
+            "limit": GraphQLArgument(Int),
+            "offset": GraphQLArgument(Int),
         }
 
     def _pk_args(self, table: Table) -> dict[str, GraphQLArgument]:
@@ -272,7 +320,7 @@ class SchemaBuilder:
         obj = self.objects[table.name]
         aggregate_fields = GraphQLObjectType(
             naming.aggregate_fields(table.name),
-            {"count": GraphQLField(_nn(GraphQLInt), resolve=by_response_key)},
+            {"count": GraphQLField(_nn(Int), resolve=by_response_key)},
         )
         aggregate = GraphQLObjectType(
             naming.aggregate(table.name),
@@ -307,7 +355,7 @@ class SchemaBuilder:
         may_delete = grants.delete and visible
         if grants.insert is None and not may_update and not may_delete:
             return {}
-        response_fields = {"affected_rows": GraphQLField(_nn(GraphQLInt), resolve=by_response_key)}
+        response_fields = {"affected_rows": GraphQLField(_nn(Int), resolve=by_response_key)}
         if visible:
             response_fields["returning"] = GraphQLField(
                 _list_nn(self.objects[table.name]), resolve=by_response_key

@@ -355,14 +355,15 @@ def test_names_that_need_quoting(twin_urls: tuple[str, str]) -> None:
 def test_a_value_the_answer_cannot_hold_rolls_back_and_is_the_normal_paths_error(
     twin_urls: tuple[str, str],
 ) -> None:
-    """An id beyond GraphQL's 32-bit Int in `returning`: an error, and the update does not stand."""
+    """An infinite float in `returning` (GraphQL's Float has none): an error, and the update does not stand."""
 
     async def plant(url: str) -> None:
         engine = create_async_engine(url)
+        infinity = "'Infinity'" if url.startswith("postgresql") else "9e999"
         try:
             async with engine.begin() as conn:
-                await conn.execute(sa.text("CREATE TABLE big (id BIGINT PRIMARY KEY, name TEXT)"))
-                await conn.execute(sa.text("INSERT INTO big (id, name) VALUES (3000000000, 'big')"))
+                await conn.execute(sa.text("CREATE TABLE big (id BIGINT PRIMARY KEY, name TEXT, x REAL)"))
+                await conn.execute(sa.text(f"INSERT INTO big (id, name, x) VALUES (3000000000, 'big', {infinity})"))
         finally:
             await engine.dispose()
 
@@ -370,7 +371,7 @@ def test_a_value_the_answer_cannot_hold_rolls_back_and_is_the_normal_paths_error
         asyncio.run(plant(url))
     with _serve(twin_urls) as twins:
         query = """mutation { update_big(where: {name: {_eq: "big"}}, _set: {name: "bigger"}) {
-            affected_rows returning { id name } } }"""
+            affected_rows returning { id name x } } }"""
         twins.run([("admin", query, None, "hand over")])
         assert twins.post("admin", "{ big { name } }", None) == {"data": {"big": [{"name": "big"}]}}
         planned, normal = twins.databases()

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from graph.model import Column
     from graph.plans._query_backend import Fix
 
-INT_RANGE = ("-2147483648", "2147483647")  # GraphQL's Int
 # The session the text of values is read in: ISO dates, times in UTC (as the
 # driver hands timestamptz to the normal path), floats with exact digits.
 SERVER_SETTINGS = {"DateStyle": "ISO", "TimeZone": "UTC", "extra_float_digits": "1"}
@@ -92,10 +91,8 @@ class PostgresBackend:
 
     def value(self, column: Column, expr: ColumnElement[Any]) -> tuple[ColumnElement[Any], Fix | None]:
         kind, name = column.kind, base_type(column.db_type)
-        if kind is Kind.INTEGER and name in SMALL_INTEGERS:
-            return expr, None
-        if kind is Kind.INTEGER and name in BIG_INTEGERS:
-            return self.integer(expr), None
+        if kind in (Kind.INTEGER, Kind.BIGINT) and name in SMALL_INTEGERS | BIG_INTEGERS:
+            return expr, None  # Int and bigint answer every 64-bit integer as a JSON number
         if kind is Kind.BOOLEAN and name == "BOOLEAN":
             return expr, None
         if kind is Kind.STRING and name in TEXTS:
@@ -126,11 +123,7 @@ class PostgresBackend:
         return subquery
 
     def integer(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
-        # Out of GraphQL's Int range: a cast that fails at run time (a constant
-        # one would fail while planning, whatever the rows).
-        low, high = INT_RANGE
-        refused = sa.cast(literal("'!'").concat(sa.cast(expr, sa.Text)), sa.BigInteger)
-        return sa.case((expr.between(literal(low), literal(high)), expr), (expr.is_(None), expr), else_=refused)
+        return expr  # a count: a bigint, and Int answers every 64-bit integer
 
     # -- running -------------------------------------------------------------------
 

@@ -2,8 +2,7 @@
 
 SQLite keeps whatever a row was given, whatever the column's declared type,
 so each value is checked with typeof(): the usual storage class is rendered
-in SQL, anything else (a text in an integer column, an integer beyond
-GraphQL's Int) calls `fg_fail`, and the request goes the normal way.
+in SQL, anything else (a text in an integer column) calls `fg_fail`, and the request goes the normal way.
 Floats, numerics, JSON and blobs are rendered by `fg_value`, which runs the
 normal path's own conversion in Python: SQLite's own float printing is not
 exact to the last digit.
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
     from graph.plans._query_backend import Fix
 
 KINDS = tuple(Kind)
-INT_RANGE = ("-2147483648", "2147483647")  # GraphQL's Int
 BUSY_TIMEOUT_SECONDS = 30  # as graph.database's engine
 IN_LOOP_BUDGET_SECONDS = 0.002
 """CPU time a statement may hold the event loop for before it is sent to a thread."""
@@ -99,10 +97,9 @@ class SQLiteBackend:
         fail = sa.func.fg_fail(expr)
         # NULL in a non-null column (SQLite allows it in some primary keys) falls to `fail`.
         null: list[tuple[Any, Any]] = [(expr.is_(None), sa.null())] if column.nullable else []
-        if kind is Kind.INTEGER:
-            low, high = INT_RANGE
-            plain = sa.and_(typeof == literal("'integer'"), expr.between(literal(low), literal(high)))
-            return sa.case((plain, expr), *null, else_=fail), None
+        if kind is Kind.INTEGER or kind is Kind.BIGINT:
+            # Every SQLite integer is 64-bit, which Int and bigint answer alike.
+            return sa.case((typeof == literal("'integer'"), expr), *null, else_=fail), None
         if kind in (Kind.STRING, Kind.DATETIME, Kind.DATE, Kind.TIME):
             # The normal path answers text as it is, and str() of anything else.
             return sa.case(
@@ -130,8 +127,7 @@ class SQLiteBackend:
         return sa.func.json(subquery)
 
     def integer(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
-        low, high = INT_RANGE
-        return sa.case((expr.between(literal(low), literal(high)), expr), else_=sa.func.fg_fail(expr))
+        return expr  # a count: an integer, and Int answers every 64-bit one
 
     # -- running -------------------------------------------------------------------
 

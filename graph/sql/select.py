@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from graph.errors import ValidationFailed
 from graph.sql.order import Orderings
 from graph.sql.plan import ListQuery, RowShape
-from graph.sql.values import to_api, to_db
+from graph.sql.values import to_api_or_stored, to_db
 from graph.sql.where import Condition, Filters, Visible
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class Reader:
         """Turn raw rows into response objects, fetching their relationships level by level."""
         table = shape.table
         kinds = {c.name: c.kind for c in table.columns}
-        out = [{key: to_api(kinds[name], row[name]) for key, name in shape.columns} for row in rows]
+        out = [{key: to_api_or_stored(kinds[name], row[name]) for key, name in shape.columns} for row in rows]
         for key, rel, child_shape in shape.objects:
             children = await self._related(conn, rel, child_shape, None, rows, visible)
             for record, row in zip(out, rows, strict=True):

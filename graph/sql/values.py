@@ -10,6 +10,7 @@ import base64
 import binascii
 import datetime as dt
 import decimal
+import re
 import uuid
 from typing import Any
 
@@ -18,11 +19,19 @@ import orjson
 from graph.errors import ValidationFailed
 from graph.model import Column, Kind
 
+BIGINT_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
+INT64 = (-(2**63), 2**63 - 1)
+
 
 def to_api(kind: Kind, value: Any) -> Any:
+    """A driver's value as the API type of a `kind` column; ValueError/TypeError when it is not one.
+
+    SQLite keeps whatever another program writes (`'abc'` in an INTEGER
+    column): callers that must go on whatever the row holds use `api_value`.
+    """
     if value is None:
         return None
-    if kind is Kind.INTEGER:
+    if kind is Kind.INTEGER or kind is Kind.BIGINT:
         return int(value)
     if kind is Kind.FLOAT:
         return float(value)
@@ -46,6 +55,36 @@ def to_api(kind: Kind, value: Any) -> Any:
     if kind is Kind.NUMERIC:
         return str(value)
     return value if isinstance(value, str) else str(value)
+
+
+def parse_bigint(value: Any) -> int:
+    """A `bigint` input: a 64-bit integer, or a string of one (as Hasura takes them); ValueError if not."""
+    number: int | None = None
+    digits = isinstance(value, str) and BIGINT_TEXT.fullmatch(value.strip()) is not None
+    integral = isinstance(value, float) and value.is_integer()
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif digits or integral:
+        number = int(value)
+    if number is None or not INT64[0] <= number <= INT64[1]:
+        raise ValueError(f"not a 64-bit integer: {value!r}")
+    return number
+
+
+UNCONVERTIBLE = (ValueError, TypeError, ArithmeticError)
+"""What `to_api` raises for a stored value that is not one of its column's type."""
+
+
+def to_api_or_stored(kind: Kind, value: Any) -> Any:
+    """`to_api`, or the value as the driver gave it when it is not one of the column's type.
+
+    Queries then let the GraphQL scalar refuse it: an error for that one field
+    (`Int cannot represent non-integer value: 'abc'`), the rest of the answer intact.
+    """
+    try:
+        return to_api(kind, value)
+    except UNCONVERTIBLE:
+        return value
 
 
 def _jsonable(value: Any) -> Any:
@@ -88,6 +127,8 @@ def to_db(column: Column, value: Any, dialect: str) -> Any:
                     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
                 return parsed.replace(tzinfo=None)
             return parsed
+        if kind is Kind.BIGINT:
+            return parse_bigint(value)
         if dialect != "postgresql":
             return value
         if kind is Kind.NUMERIC:
