@@ -211,3 +211,17 @@ async def test_a_where_at_the_depth_limit_is_served_and_one_deeper_is_refused(
     refused = await post(server, query, {"w": too_deep})
     assert refused["errors"][0]["extensions"]["code"] == "validation-failed", refused
     assert f"more than {MAX_FILTER_DEPTH} levels" in refused["errors"][0]["message"]
+
+
+@sqlite_only
+async def test_an_integer_beyond_64_bits_in_a_where_does_not_drop_the_socket(
+    serve: Any, library_url: str
+) -> None:
+    server = serve(database=library_url)
+    big = 10**30
+    async with GraphQLWS.open(server) as ws:
+        document = 'subscription { tableChanged(table: "posts", where: {id: {_lt: %d}}) { record } }'
+        await ws.subscribe("big", document % big)
+        await subscribed(ws)
+        await post(server, INSERT_POST, {"title": "under a big bound"})
+        assert (await change(ws, "big"))["record"]["title"] == "under a big bound"
