@@ -225,3 +225,102 @@ async def test_an_integer_beyond_64_bits_in_a_where_does_not_drop_the_socket(
         await subscribed(ws)
         await post(server, INSERT_POST, {"title": "under a big bound"})
         assert (await change(ws, "big"))["record"]["title"] == "under a big bound"
+
+
+# -- item 9: introspection counts, aliases are limited --------------------------------
+
+
+def schema_aliases(count: int, salt: str = "") -> str:
+    """`count` aliases of one `__schema` fragment: 2,000 make 49 KB."""
+    fields = " ".join(f"{salt}a{i}: __schema {{ ...S }}" for i in range(count))
+    return f"query {{ {fields} }} fragment S on __Schema {{ types {{ name kind fields {{ name }} }} }}"
+
+
+@sqlite_only
+async def test_thousands_of_introspection_aliases_are_refused_quickly(serve: Any, library_url: str) -> None:
+    server = serve(database=library_url)
+    async with healthz_watch(server) as latencies:
+        started = time.monotonic()
+        # Distinct documents, so that none is answered from the document cache.
+        bodies = await asyncio.gather(*(post(server, schema_aliases(2000, f"x{n}")) for n in range(6)))
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(0.3)
+    assert_healthy(latencies)
+    assert elapsed < 5, elapsed
+    for body in bodies:
+        assert body.get("data") is None, str(body)[:300]
+        (error,) = body["errors"]
+        assert error["extensions"]["code"] == "validation-failed"
+        assert "the operation has 2000 aliases, more than the maximum of 100" in error["message"]
+
+
+@sqlite_only
+async def test_aliases_at_the_limit_pass_and_one_more_is_refused(serve: Any, library_url: str) -> None:
+    server = serve(database=library_url, limits=Limits(max_aliases=10))
+    ok = await post(server, "{ " + " ".join(f"u{i}: users_by_pk(id: 1) {{ name }}" for i in range(10)) + " }")
+    assert ok["data"]["u9"] == {"name": "Alice"}, ok
+    refused = await post(server, "{ " + " ".join(f"u{i}: users_by_pk(id: 1) {{ n: name }}" for i in range(6)) + " }")
+    assert "the operation has 12 aliases, more than the maximum of 10" in refused["errors"][0]["message"]
+    # A fragment's aliases count once for each place it is spread.
+    fragment = " fragment F on users { x: id y: name z: email w: score }"
+    at_limit = await post(server, "{ a: users { ...F } b: users { ...F } }" + fragment)  # 2 + 2 x 4
+    assert "errors" not in at_limit, at_limit
+    refused = await post(server, "{ a: users { ...F } b: users { ...F } c: users { id } }" + fragment)
+    assert "the operation has 11 aliases, more than the maximum of 10" in refused["errors"][0]["message"]
+    assert refused["errors"][0]["extensions"]["code"] == "validation-failed"
+
+
+@sqlite_only
+async def test_introspection_counts_towards_cost_and_depth(serve: Any, library_url: str) -> None:
+    from graphql import get_introspection_query
+
+    server = serve(database=library_url)
+    standard = await post(server, get_introspection_query())
+    assert "errors" not in standard and standard["data"]["__schema"]["queryType"]["name"] == "query_root"
+    # 45 aliases of the whole introspection query cost 45 x 220 = 9,900; 46 are over 10,000.
+    body = get_introspection_query().split("query IntrospectionQuery {", 1)[1]
+    operation, fragments = body.split("\nfragment", 1)
+    inner = operation.strip().removesuffix("}").strip().removeprefix("__schema")
+
+    def aliased(count: int) -> str:
+        fields = " ".join(f"s{i}: __schema {inner}" for i in range(count))
+        return "query { " + fields + " }\nfragment" + fragments
+
+    assert "errors" not in await post(server, aliased(45))
+    refused = await post(server, aliased(46))
+    assert "the query cost 10120 exceeds the maximum cost of 10000" in refused["errors"][0]["message"]
+
+
+# -- item 10: the document caches are bounded in bytes ---------------------------------
+
+
+@sqlite_only
+async def test_the_document_caches_stay_within_their_bytes(serve: Any, library_url: str) -> None:
+    bound = 2 * 1024 * 1024
+    server = serve(database=library_url, limits=Limits(document_cache_bytes=bound))
+    runtime = server.app.state.runtime
+    documents = runtime.schemas.documents
+    plans = runtime.query_plans._documents
+    small = "{ users_by_pk(id: 1) { name } }"
+    for n in range(40):
+        # Valid, distinct, large queries (about 140 KB each as estimated): a comment and a filter.
+        branches = ", ".join(f"{{id: {{_eq: {i}}}}}" for i in range(40))
+        query = f"{{ users(where: {{_or: [{branches}]}}) {{ id n{n}: name }} }}\n# {'x' * 30_000}"
+        body = await post(server, query)
+        assert "errors" not in body, str(body)[:300]
+        assert (await post(server, small))["data"]["users_by_pk"] == {"name": "Alice"}
+        assert documents.bytes <= bound, documents.bytes
+        assert plans.bytes <= bound, plans.bytes
+    assert len(documents) >= 3  # some are kept: the bound is on bytes, not a refusal to cache
+    assert (runtime.executor_for(anonymous()), small) in documents  # the one asked for again and again
+    # A document estimated at more than an eighth of the bound is not kept at all.
+    huge = "{ users(where: {id: {_in: [" + ", ".join(str(i) for i in range(3000)) + "]}}) { id } }"
+    assert "errors" not in await post(server, huge)
+    assert (runtime.executor_for(anonymous()), huge) not in documents
+    assert documents.bytes <= bound
+
+
+def anonymous() -> Any:
+    from graph.auth import Session
+
+    return Session(role="anonymous")

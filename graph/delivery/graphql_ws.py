@@ -111,7 +111,7 @@ class GraphQLSocket(EventSocket):
         if variables is not None and not isinstance(variables, dict):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: variables must be an object")
         executor = self.runtime.executor_for(self.session)
-        prepared = executor.prepare(payload["query"])
+        prepared = await executor.prepare_async(payload["query"])
         if prepared.document is None:
             self.send_error(op_id, [format_error(e) for e in prepared.errors])
             return
