@@ -8,13 +8,18 @@ is expected to return: its literal `limit` argument, else
 validation (documents are validated once, before their variables) and
 counts as if absent.
 
-Introspection fields (`__schema`, `__type`, `__typename`) cost nothing, so
-GraphiQL's introspection query passes whatever the maximum.
+Introspection fields (`__schema`, `__type` and what they select) cost 1
+each like any other field, but their lists are not multiplied: they list
+the schema, whose size is the server's, not rows a client can ask more of
+(the nesting that multiplies introspection work is bounded by graphql-core's
+MaxIntrospectionDepthRule). GraphiQL's whole introspection query costs about
+220. `__typename` costs nothing: it is answered from the type without
+reading anything, and Apollo's client adds it to every selection.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graphql import (
     FieldNode,
@@ -26,14 +31,49 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    SchemaMetaFieldDef,
+    TypeMetaFieldDef,
     ValidationRule,
 )
 
 if TYPE_CHECKING:
-    from graphql import GraphQLOutputType, SelectionSetNode, ValidationContext
+    from graphql import (
+        FragmentDefinitionNode,
+        GraphQLField,
+        GraphQLOutputType,
+        GraphQLSchema,
+        SelectionSetNode,
+    )
 
 DEFAULT_LIST_SIZE = 10
 """Rows assumed for a list field without a literal `limit`."""
+
+
+class DocumentContext(Protocol):
+    """What the estimates read of graphql-core's ValidationContext (graph.document_limits
+    gives the same without a validation pass)."""
+
+    @property
+    def schema(self) -> GraphQLSchema: ...
+
+    def get_fragment(self, name: str) -> FragmentDefinitionNode | None: ...
+
+
+def complexity_error(
+    context: DocumentContext, node: OperationDefinitionNode, max_complexity: int, max_limit: int = 0
+) -> GraphQLError | None:
+    """The error for an operation that costs more than `max_complexity`, else None."""
+    root = context.schema.get_root_type(node.operation)
+    if root is None:
+        return None  # reported by graphql-core's own rules
+    cost = Estimate(context, max_limit).selection_cost(root, node.selection_set)
+    if cost <= max_complexity:
+        return None
+    return GraphQLError(
+        f"the query cost {cost} exceeds the maximum cost of {max_complexity}"
+        " (each field costs 1; a list multiplies what it selects by its limit)",
+        node,
+    )
 
 
 def complexity_rule(max_complexity: int, max_limit: int = 0) -> type[ValidationRule]:
@@ -41,26 +81,18 @@ def complexity_rule(max_complexity: int, max_limit: int = 0) -> type[ValidationR
 
     class MaxComplexity(ValidationRule):
         def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-            root = self.context.schema.get_root_type(node.operation)
-            if root is None:
-                return  # reported by graphql-core's own rules
-            cost = Estimate(self.context, max_limit).selection_cost(root, node.selection_set)
-            if cost > max_complexity:
-                self.report_error(
-                    GraphQLError(
-                        f"the query cost {cost} exceeds the maximum cost of {max_complexity}"
-                        " (each field costs 1; a list multiplies what it selects by its limit)",
-                        node,
-                    )
-                )
+            error = complexity_error(self.context, node, max_complexity, max_limit)
+            if error is not None:
+                self.report_error(error)
 
     return MaxComplexity
 
 
 class Estimate:
-    def __init__(self, context: ValidationContext, max_limit: int) -> None:
+    def __init__(self, context: DocumentContext, max_limit: int) -> None:
         self.context = context
         self.max_limit = max_limit
+        self._fragments: dict[tuple[str, str], int] = {}
 
     def selection_cost(
         self,
@@ -80,22 +112,29 @@ class Estimate:
                 # A fragment cycle is reported by graphql-core's NoFragmentCycles.
                 fragment = self.context.get_fragment(node.name.value)
                 if fragment is not None:
-                    inner = seen | {node.name.value}
-                    total += self.selection_cost(
-                        self._narrowed(parent, fragment), fragment.selection_set, inner
-                    )
+                    narrowed = self._narrowed(parent, fragment)
+                    # Once per fragment and type: a fragment spreading another twice, 40
+                    # levels down, must not cost 2**40 steps to estimate.
+                    key = (node.name.value, narrowed.name)
+                    cost = self._fragments.get(key)
+                    if cost is None:
+                        inner = seen | {node.name.value}
+                        cost = self._fragments[key] = self.selection_cost(narrowed, fragment.selection_set, inner)
+                    total += cost
         return total
 
     def field_cost(self, parent: GraphQLObjectType, node: FieldNode, seen: frozenset[str]) -> int:
         name = node.name.value
-        if name.startswith("__"):
+        if name == "__typename":
             return 0
-        definition = parent.fields.get(name)
+        definition = field_definition(self.context, parent, name)
         if definition is None:
             return 1  # an unknown field: graphql-core's FieldsOnCorrectType reports it
         output, is_list = _unwrap(definition.type)
         inner = self.selection_cost(output, node.selection_set, seen) if output else 0
-        return 1 + (self.rows(node) * inner if is_list else inner)
+        if is_list and not _introspection(output):
+            return 1 + self.rows(node) * inner
+        return 1 + inner
 
     def rows(self, node: FieldNode) -> int:
         """How many rows a list field is expected to return, as far as the document says."""
@@ -110,6 +149,21 @@ class Estimate:
             return parent
         named = self.context.schema.get_type(node.type_condition.name.value)
         return named if isinstance(named, GraphQLObjectType) else parent
+
+
+def field_definition(context: DocumentContext, parent: GraphQLObjectType | None, name: str) -> GraphQLField | None:
+    """The definition of field `name` on `parent`, the root's introspection fields included."""
+    if parent is None:
+        return None
+    if name == "__schema" and parent is context.schema.query_type:
+        return SchemaMetaFieldDef
+    if name == "__type" and parent is context.schema.query_type:
+        return TypeMetaFieldDef
+    return parent.fields.get(name)
+
+
+def _introspection(output: GraphQLObjectType | None) -> bool:
+    return output is not None and output.name.startswith("__")
 
 
 def _unwrap(output: GraphQLOutputType) -> tuple[GraphQLObjectType | None, bool]:

@@ -39,6 +39,12 @@ class Limits:
     """Concurrent WebSockets plus SSE streams from one client IP, per server process."""
     max_messages_per_second: int = 100
     """Client messages per WebSocket connection (a token bucket holding one second's worth)."""
+    max_aliases: int = 100
+    """Aliased fields in one operation, those of the fragments it spreads included."""
+    document_cache_bytes: int = 33_554_432
+    """Parsed documents kept for every role together, and query plans likewise (estimated bytes).
+
+    0 keeps none; a document estimated at more than an eighth of it is not kept."""
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from graph.delivery.message import Message
-from graph.matching import matches
+from graph.matching import compile_filter
 
 if TYPE_CHECKING:
     from graph.delivery.outbox import Outbox
     from graph.events import ChangeEvent, ChangeType
+    from graph.matching import Matcher
     from graph.model import Table
 
 STALLED_SECONDS = 5.0
@@ -74,13 +75,18 @@ class Stream:
     where: Mapping[str, Any] | None
     render: Render
     members: dict[Subscription, None] = field(default_factory=dict)
+    matcher: Matcher = field(init=False)
+    """The filter compiled once for the stream's life, not per event."""
+
+    def __post_init__(self) -> None:
+        self.matcher = compile_filter(self.where)
 
     def view(self, event: ChangeEvent) -> ChangeType | None:
         """How the event looks through this stream's filter: a row leaving it is a delete."""
         if not self.where:
             return event.type
-        before = event.old is not None and matches(self.where, event.old) is True
-        after = event.new is not None and matches(self.where, event.new) is True
+        before = event.old is not None and self.matcher(event.old) is True
+        after = event.new is not None and self.matcher(event.new) is True
         if before and after:
             return "update"
         if after:

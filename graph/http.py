@@ -117,18 +117,18 @@ class GraphQLEndpoint:
         except InvalidJWT as error:
             return _respond({"errors": [error.to_graphql()]}, error.http_status, media_type)
         executor = self.runtime.executor_for(session)
-        plans = self.runtime.query_plans
-        if plans is not None:
-            # A query over the generated fields: one cached statement, no GraphQL execution.
-            answer = await plans.answer(executor, session, query, operation_name, variables)
-            if answer is not None:
-                request.state.operation = "query"
-                return Response(answer, media_type=media_type)
-        prepared = executor.prepare(query)
+        prepared = await executor.prepare_async(query)
         request_error_status = 400 if media_type == GRAPHQL_RESPONSE else 200
         if prepared.document is None:
             errors = {"errors": [format_error(e) for e in prepared.errors]}
             return _respond(errors, request_error_status, media_type)
+        plans = self.runtime.query_plans
+        if plans is not None:
+            # A query over the generated fields: one cached statement, no GraphQL execution.
+            answer = await plans.answer(executor, session, query, operation_name, variables, prepared)
+            if answer is not None:
+                request.state.operation = "query"
+                return Response(answer, media_type=media_type)
         operation = executor.operation_type(prepared.document, operation_name)
         if operation is None:
             raise RequestError(400, "no operation in the document matches `operationName`")

@@ -8,13 +8,13 @@ exactly as a WHERE clause keeps it.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from graph.errors import ValidationFailed
+from graph.like import LikePattern
 from graph.model import Kind, Table
+from graph.nesting import check_filter_depth
 from graph.sql.where import ALL_OPERATORS, PATTERN_OPERATORS
 
 Truth = bool | None
@@ -22,6 +22,11 @@ Truth = bool | None
 
 def check_filter(table: Table, exp: Any, where: str = "where") -> None:
     """Raise ValidationFailed unless `exp` is a bool_exp this module can evaluate on `table`."""
+    check_filter_depth(exp, where)  # before anything below recurses into it
+    _check_filter(table, exp, where)
+
+
+def _check_filter(table: Table, exp: Any, where: str) -> None:
     if exp is None:
         return
     if not isinstance(exp, Mapping):
@@ -34,9 +39,9 @@ def check_filter(table: Table, exp: Any, where: str = "where") -> None:
             if not isinstance(value, list):
                 raise ValidationFailed(f"{where}.{key}: expected a list")
             for item in value:
-                check_filter(table, item, f"{where}.{key}")
+                _check_filter(table, item, f"{where}.{key}")
         elif key == "_not":
-            check_filter(table, value, f"{where}._not")
+            _check_filter(table, value, f"{where}._not")
         elif key in relationships:
             raise ValidationFailed(
                 f"{where}.{key}: filters through relationships are not supported on change streams"
@@ -78,69 +83,161 @@ def _check_operand(kind: Kind, op: str, operand: Any, where: str) -> None:
 
 
 def matches(exp: Mapping[str, Any] | None, row: Mapping[str, Any]) -> Truth:
+    """Whether `row` passes `exp`; compile the filter once (`compile_filter`) to test many rows."""
+    return compile_filter(exp)(row)
+
+
+Matcher = Callable[[Mapping[str, Any]], Truth]
+"""A filter compiled for rows: True, False, or None (SQL's UNKNOWN)."""
+
+
+def compile_filter(exp: Mapping[str, Any] | None) -> Matcher:
+    """`exp` (checked by check_filter) as a function of a row, built once per filter.
+
+    Everything that depends on the filter alone is done here, not per row:
+    `_in` lists become sets, LIKE patterns are compiled. Every operator then
+    costs time linear in the row's value.
+    """
     if not exp:
-        return True
-    results: list[Truth] = []
+        return _always
+    parts: list[Matcher] = []
     for key, value in exp.items():
         if value is None:
             continue
         if key == "_and":
-            results.append(_all([matches(v, row) for v in value]))
+            parts.append(_conjunction([compile_filter(v) for v in value]))
         elif key == "_or":
-            results.append(_any([matches(v, row) for v in value]))
+            parts.append(_disjunction([compile_filter(v) for v in value]))
         elif key == "_not":
-            inner = matches(value, row)
-            results.append(None if inner is None else not inner)
+            parts.append(_negation(compile_filter(value)))
         else:
-            results.extend(_compare(row.get(key), op, operand) for op, operand in value.items())
-    return _all(results)
+            parts.extend(_comparison(key, op, operand) for op, operand in value.items())
+    return _conjunction(parts)
 
 
-def _all(values: list[Truth]) -> Truth:
-    if any(v is False for v in values):
-        return False
-    return None if any(v is None for v in values) else True
+def _always(_row: Mapping[str, Any]) -> Truth:
+    return True
 
 
-def _any(values: list[Truth]) -> Truth:
-    if any(v is True for v in values):
-        return True
-    return None if any(v is None for v in values) else False
+def _conjunction(parts: list[Matcher]) -> Matcher:
+    if len(parts) == 1:
+        return parts[0]
+
+    def conjunction(row: Mapping[str, Any]) -> Truth:
+        result: Truth = True
+        for part in parts:
+            truth = part(row)
+            if truth is False:
+                return False
+            if truth is None:
+                result = None
+        return result
+
+    return conjunction
 
 
-def _compare(value: Any, op: str, operand: Any) -> Truth:
+def _disjunction(parts: list[Matcher]) -> Matcher:
+    def disjunction(row: Mapping[str, Any]) -> Truth:
+        result: Truth = False
+        for part in parts:
+            truth = part(row)
+            if truth is True:
+                return True
+            if truth is None:
+                result = None
+        return result
+
+    return disjunction
+
+
+def _negation(inner: Matcher) -> Matcher:
+    def negation(row: Mapping[str, Any]) -> Truth:
+        truth = inner(row)
+        return None if truth is None else not truth
+
+    return negation
+
+
+def _comparison(column: str, op: str, operand: Any) -> Matcher:
+    if op == "_is_null" and operand is not None:
+        wanted = bool(operand)
+        return lambda row: (row.get(column) is None) == wanted
+    test = _test(op, operand)
+    if test is None:
+        return _always  # a null operand leaves the comparison out, as in SQL building
+    if isinstance(test, bool):
+        constant: Truth = test
+        return lambda _row: constant
+
+    def comparison(row: Mapping[str, Any]) -> Truth:
+        value = row.get(column)
+        return None if value is None else test(value)
+
+    return comparison
+
+
+def _test(op: str, operand: Any) -> Callable[[Any], bool] | bool | None:
+    """The test of one non-null value; a constant where the answer does not depend on the
+    row (even a NULL one); None when the comparison is left out."""
     if operand is None:
-        return True  # as in SQL building: a null operand leaves the comparison out
-    if op == "_is_null":
-        return (value is None) == bool(operand)
+        return None
     if op in ("_in", "_nin") and not operand:
         return op == "_nin"  # IN () is false and NOT IN () true, even for NULL
-    if value is None:
-        return None
     if op == "_eq":
-        return _order(value, operand) == 0
+        return lambda value: _order(value, operand) == 0
     if op == "_neq":
-        return _order(value, operand) != 0
+        return lambda value: _order(value, operand) != 0
     if op == "_gt":
-        return _order(value, operand) > 0
+        return lambda value: _order(value, operand) > 0
     if op == "_gte":
-        return _order(value, operand) >= 0
+        return lambda value: _order(value, operand) >= 0
     if op == "_lt":
-        return _order(value, operand) < 0
+        return lambda value: _order(value, operand) < 0
     if op == "_lte":
-        return _order(value, operand) <= 0
+        return lambda value: _order(value, operand) <= 0
     if op == "_in":
-        return any(_order(value, v) == 0 for v in operand)
+        return ValueSet(operand).__contains__
     if op == "_nin":
-        return all(_order(value, v) != 0 for v in operand)
-    text = value if isinstance(value, str) else str(value)
-    if op in ("_like", "_nlike"):
-        found = _like_regex(str(operand), False).fullmatch(text) is not None
-        return found if op == "_like" else not found
-    if op in ("_ilike", "_nilike"):
-        found = _like_regex(str(operand), True).fullmatch(text) is not None
-        return found if op == "_ilike" else not found
+        values = ValueSet(operand)
+        return lambda value: value not in values
+    if op in PATTERN_OPERATORS:
+        pattern = LikePattern(str(operand), insensitive=op in ("_ilike", "_nilike"))
+        wanted = op in ("_like", "_ilike")
+        return lambda value: pattern.matches(value if isinstance(value, str) else str(value)) == wanted
     raise ValidationFailed(f"unknown operator {op!r}")
+
+
+class ValueSet:
+    """An `_in` list as sets: `value in ValueSet(items)` is `any(_order(value, i) == 0 ...)`.
+
+    Numbers are one set, since Python's equal numbers hash alike (1, 1.0 and
+    True, as `_order` compares them); text another; anything else (JSON
+    values) by its repr, as `_order` compares those. NaN equals nothing.
+    """
+
+    __slots__ = ("_numbers", "_others", "_texts")
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._numbers: set[Any] = set()
+        self._texts: set[str] = set()
+        self._others: set[str] = set()
+        for item in items:
+            rank = _rank(item)
+            if rank == 0:
+                if item == item:  # NaN is the one number unequal to itself
+                    self._numbers.add(item)
+            elif rank == 1:
+                self._texts.add(item)
+            else:
+                self._others.add(repr(item))
+
+    def __contains__(self, value: Any) -> bool:
+        rank = _rank(value)
+        if rank == 0:
+            return value == value and value in self._numbers
+        if rank == 1:
+            return value in self._texts
+        return repr(value) in self._others
 
 
 def _rank(value: Any) -> int:
@@ -159,19 +256,3 @@ def _order(a: Any, b: Any) -> int:
     if ra == 2:
         a, b = repr(a), repr(b)
     return (a > b) - (a < b)
-
-
-@lru_cache(maxsize=4096)
-def _like_regex(pattern: str, insensitive: bool) -> re.Pattern[str]:
-    out: list[str] = []
-    chars = iter(pattern)
-    for ch in chars:
-        if ch == "\\":
-            out.append(re.escape(next(chars, "\\")))
-        elif ch == "%":
-            out.append(".*")
-        elif ch == "_":
-            out.append(".")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if insensitive else 0))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from graph.execution import Executor
+from graph.byte_cache import ByteBoundedCache
+from graph.execution import DocumentCache, Executor
 from graph.grants import TableGrants, grants_for
 from graph.schema import build_schema
 
@@ -30,16 +31,18 @@ class RoleSchemas:
         permissions: Permissions,
         limits: Limits,
     ) -> None:
-        self.full = Executor(build_schema(model, resolvers), limits)
+        # One cache for every role's documents: the bound is the server's, not each role's.
+        self.documents: DocumentCache = ByteBoundedCache(limits.document_cache_bytes)
+        self.full = Executor(build_schema(model, resolvers), limits, self.documents)
         self._by_role: dict[str, Executor] = {}
         self._nobody = self.full
         if permissions.is_open:
             return
         for role in sorted(permissions.roles()):
             grants = grants_for(role, model, permissions)
-            self._by_role[role] = Executor(build_schema(model, resolvers, grants), limits)
+            self._by_role[role] = Executor(build_schema(model, resolvers, grants), limits, self.documents)
         nothing = {name: TableGrants() for name in model.tables}
-        self._nobody = Executor(build_schema(model, resolvers, nothing), limits)
+        self._nobody = Executor(build_schema(model, resolvers, nothing), limits, self.documents)
 
     def executor(self, role: str | None) -> Executor:
         """The executor of `role`; None (the admin secret, graph.auth.Session.rules_role): the full one."""

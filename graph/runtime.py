@@ -175,7 +175,9 @@ class Runtime:
         if self._driver is not None:
             changes.changelog.use_driver(self._driver, statements)
         self._mutations = MutationPlans(model, tables, reader, statements, self._driver, changes.nudge)
-        self.query_plans = query_plans_for(engine, model, reader, self.access, permissions)
+        self.query_plans = query_plans_for(
+            engine, model, reader, self.access, permissions, self.settings.limits.document_cache_bytes
+        )
         self._realtime = changes
         self._model = model
         self._engine = engine

@@ -100,7 +100,7 @@ def test_variables_of_the_wrong_type_are_validation_failed(gql: GraphQL) -> None
     assert codes_ == ["validation-failed"]
 
 
-def test_depth_at_the_limit_passes_and_introspection_is_not_counted(gql: GraphQL) -> None:
+def test_depth_at_the_limit_passes_and_introspection_fits_the_default_depth(gql: GraphQL) -> None:
     assert "posts" in gql(nested(12))
     introspection = gql.http.post("/graphql", json={"query": INTROSPECTION})
     assert "errors" not in introspection.json()

@@ -52,9 +52,15 @@ def test_cost_at_the_maximum_passes_and_one_more_fails(serve: Any, library_url: 
 
 
 @sqlite_only
-def test_graphiql_introspection_passes_any_maximum(serve: Any, library_url: str) -> None:
-    gql = client(serve, library_url, max_complexity=1, max_depth=1)
+def test_graphiql_introspection_passes_the_default_limits_and_counts_like_any_query(
+    serve: Any, library_url: str
+) -> None:
+    gql = client(serve, library_url)
     assert gql(get_introspection_query())["__schema"]["queryType"]["name"] == "query_root"
+    small = client(serve, library_url, max_complexity=100, max_depth=3)
+    messages = [e["message"] for e in small.raw(get_introspection_query())["errors"]]
+    assert any("the query cost 220 exceeds the maximum cost of 100" in m for m in messages), messages
+    assert any("the query depth 6 exceeds the maximum depth of 3" in m for m in messages), messages
 
 
 @sqlite_only
@@ -82,7 +88,9 @@ type Post { id: Int  title: String  tags: [String] }
         ("query($n: Int) { users(limit: $n) { id } }", 1 + DEFAULT_LIST_SIZE),  # unknown: as absent
         ("{ users(limit: 2) { ...F } } fragment F on User { id name }", 5),
         ("{ users(limit: 2) { ... on User { id name } } }", 5),
-        ("{ __schema { types { fields { name } } } user { id } }", 2),
+        # Introspection costs 1 a field; its lists (of the schema, not rows) do not multiply.
+        ("{ __schema { types { fields { name } } } user { id } }", 4 + 2),
+        ('{ __type(name: "User") { name fields { name type { ofType { name } } } } }', 7),
     ],
 )
 def test_cost_estimates(document: str, cost: int) -> None:
@@ -174,6 +182,8 @@ FLAG_VALUES = {
     "--max-depth": ("3", 3),
     "--max-complexity": ("500", 500),
     "--max-limit": ("50", 50),
+    "--max-aliases": ("5", 5),
+    "--document-cache-bytes": ("4096", 4096),
     "--max-body-bytes": ("2048", 2048),
     "--max-message-bytes": ("4096", 4096),
     "--max-connections-per-ip": ("8", 8),

@@ -295,3 +295,25 @@ def test_matching_agrees_with_sql(database: Database, case: tuple[list[Row], lis
         check_filter(database.table, exp)
         expected = [row["id"] for row in api_rows if matches(exp, row) is True]
         assert ids == sorted(expected), {"exp": exp, "rows": api_rows}
+
+
+# -- compiled filters -----------------------------------------------------------
+
+POOL = [0, 1, -1, 2, 1.0, 0.0, -0.0, 2.5, True, False, 2**53 + 1, float(2**53), "1", "a", "A", "",
+        {"a": 1}, {"a": 1.0}, [1], [], None]
+
+
+@pytest.mark.parametrize("value", POOL, ids=repr)
+def test_in_is_a_set_lookup_with_the_order_of_comparisons(value: Any) -> None:
+    """`_in`/`_nin` (sets) keep exactly the rows `_eq` with any of the items keeps."""
+    from graph.matching import compile_filter
+
+    for size in (1, 3, len(POOL)):
+        items = [v for v in POOL[:size] if v is not None]
+        row = {"c": value}
+        expected = any(matches({"c": {"_eq": item}}, row) for item in items)
+        if value is None:
+            assert compile_filter({"c": {"_in": items}})(row) is None
+            continue
+        assert compile_filter({"c": {"_in": items}})(row) is expected, (value, items)
+        assert compile_filter({"c": {"_nin": items}})(row) is (not expected), (value, items)

@@ -8,6 +8,7 @@ stream and each event is encoded once for all of them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,14 @@ def combine(view: EventView, where: Mapping[str, Any] | None) -> dict[str, Any] 
 
 
 def canonical(exp: Mapping[str, Any] | None) -> str:
-    return orjson.dumps(exp, option=orjson.OPT_SORT_KEYS).decode() if exp else ""
+    if not exp:
+        return ""
+    try:
+        return orjson.dumps(exp, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:
+        # An integer beyond 64 bits, which a JSON `where` may hold (depth is bounded
+        # by check_filter): the standard encoder takes any integer.
+        return json.dumps(exp, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def project(row: dict[str, Any] | None, columns: tuple[str, ...] | None) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ import orjson
 from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.websockets import WebSocket
 
+from graph import deepjson
 from graph.delivery.changes import plan_change_query
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.errors import ForgeError, InvalidJWT, contained
@@ -79,7 +80,8 @@ class GraphQLSocket(EventSocket):
         if not isinstance(text, str):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: expected a text frame")
         try:
-            data = orjson.loads(text)
+            # Any depth: a too-deep `where` is the operation's error, not the connection's.
+            data = deepjson.loads(text)
         except orjson.JSONDecodeError:
             raise ProtocolError(BAD_REQUEST, "Invalid message received: not JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
@@ -116,7 +118,7 @@ class GraphQLSocket(EventSocket):
         if variables is not None and not isinstance(variables, dict):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: variables must be an object")
         executor = self.runtime.executor_for(self.session)
-        prepared = executor.prepare(payload["query"])
+        prepared = await executor.prepare_async(payload["query"])
         if prepared.document is None:
             self.send_error(op_id, [format_error(e) for e in prepared.errors])
             return

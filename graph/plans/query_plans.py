@@ -26,6 +26,8 @@ import orjson
 from graphql import FragmentDefinitionNode, GraphQLError, OperationType, get_operation_ast
 from graphql.execution.values import VariableValues, get_variable_values
 
+from graph.byte_cache import ByteBoundedCache
+from graph.config import Limits
 from graph.database import sqlite_path
 from graph.errors import ForgeError
 from graph.permissions import session_variable
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 
     from graph.access import Access
     from graph.auth import Session
-    from graph.execution import Executor
+    from graph.execution import Executor, Prepared
     from graph.model import DatabaseModel, Table
     from graph.permissions import Permissions
     from graph.plans._query_backend import Backend
@@ -54,13 +56,17 @@ if TYPE_CHECKING:
     from graph.sql.where import Visible
 
 log = logging.getLogger("forgegraph")
-DOCUMENT_CACHE_SIZE = 1024
 MAX_QUERY_LENGTH = 65_536
 """Longer documents are not kept (nor answered) here: the cache holds their text."""
 PLANS_PER_DOCUMENT = 16
 """Plans of one document (values of variables that are not bound per request)."""
 SQLITE_CONNECTIONS = 2  # threads for statements too long for the event loop
 POSTGRES_CONNECTIONS = 4
+PLAN_BYTES = 1_000
+"""Estimated bytes of one plan beside its SQL text and parameters (its fixes, its slots)."""
+PARAMETER_BYTES = 100
+NO_DOCUMENT_BYTES = 200
+"""Estimated bytes of a cached "not answered here" beside the query text of its key."""
 RETRY_SECONDS = 5.0
 """How long a plan whose statement failed leaves its document to the normal path."""
 
@@ -75,6 +81,11 @@ class Plan:
     """(parameter index, variable, the driver's conversion) for variables bound per request."""
     fixes: Fixes
     failed_until: float = field(default=0.0)
+
+    @property
+    def size(self) -> int:
+        """Estimated bytes of the plan; its SQL text is its document's (`statements`)."""
+        return PLAN_BYTES + PARAMETER_BYTES * len(self.params)
 
     def bind(self, variables: Mapping[str, Any]) -> Sequence[Any]:
         if not self.slots:
@@ -99,6 +110,15 @@ class Document:
     """Variables bound per request (`_query_variables`), with how often each is written."""
     plans: OrderedDict[Any, Plan | None] = field(default_factory=OrderedDict)
     statements: dict[str, str] = field(default_factory=dict)
+    size: int = 0
+    """Estimated bytes of the document (graph.byte_cache), without its plans."""
+
+    def bytes(self) -> int:
+        """What the document and its plans hold, as the plan cache counts it."""
+        plans = sum(PLAN_BYTES if plan is None else plan.size for plan in self.plans.values())
+        # A plan's key holds the values of the variables not bound per request, as JSON.
+        keys = sum(len(values or b"") for _bound, values in self.plans)
+        return self.size + plans + keys + sum(len(sql) for sql in self.statements)
 
     def coerce(self, raw: Mapping[str, Any] | None) -> VariableValues | None:
         """The request's variables as graphql-core coerces them; None when they do not coerce."""
@@ -121,6 +141,7 @@ class QueryPlans:
         access: Access,
         permissions: Permissions,
         backend: Backend,
+        cache_bytes: int = Limits.document_cache_bytes,
     ) -> None:
         self.model = model
         self.reader = reader
@@ -133,7 +154,8 @@ class QueryPlans:
         """Plans compiled so far (tests check a document is compiled once)."""
         self.answered = 0
         """Requests answered here (tests check which path answered)."""
-        self._documents: OrderedDict[tuple[Any, ...], Document | None] = OrderedDict()
+        # Bounded in bytes like the executors' documents (Limits.document_cache_bytes).
+        self._documents: ByteBoundedCache[tuple[Any, ...], Document | None] = ByteBoundedCache(cache_bytes)
         self._roots: dict[Executor, dict[str, tuple[str, Table]]] = {}
         self._session_rules: dict[str | None, bool] = {}
 
@@ -144,26 +166,29 @@ class QueryPlans:
         query: str,
         operation_name: str | None,
         variables: Mapping[str, Any] | None,
+        prepared: Prepared | None = None,
     ) -> bytes | None:
-        """The whole response body of a query this can answer, else None."""
+        """The whole response body of a query this can answer, else None.
+
+        `prepared` is the executor's document of `query`, when the caller has it."""
         if not self.enabled or len(query) > MAX_QUERY_LENGTH:
             return None
         key = (executor, query, operation_name, self._session_key(session))
-        document = self._documents.get(key, MISSING)
-        if document is MISSING:
-            document = self._document(executor, session, query, operation_name)
-            self._documents[key] = document
-            if len(self._documents) > DOCUMENT_CACHE_SIZE:
-                self._documents.popitem(last=False)
+        if key in self._documents:
+            document = self._documents.get(key)
         else:
-            self._documents.move_to_end(key)
+            document = self._document(executor, session, query, operation_name, prepared)
+            size = document.size if document is not None else len(query) + NO_DOCUMENT_BYTES
+            self._documents.put(key, document, size)
         if document is None:
             return None
-        assert isinstance(document, Document)
         values = document.coerce(variables)
         if values is None:
             return None
+        plans = len(document.plans)
         plan = self._plan(document, values)
+        if len(document.plans) != plans and key in self._documents:
+            self._documents.put(key, document, document.bytes())  # its plans count too
         if plan is None or plan.failed_until > time.monotonic():
             return None
         return await self._run(plan, values.coerced)
@@ -204,9 +229,16 @@ class QueryPlans:
         return (role, session.user_id if reads else None)
 
     def _document(
-        self, executor: Executor, session: Session, query: str, operation_name: str | None
+        self,
+        executor: Executor,
+        session: Session,
+        query: str,
+        operation_name: str | None,
+        prepared: Prepared | None,
     ) -> Document | None:
-        document = executor.prepare(query).document
+        if prepared is None:
+            prepared = executor.prepare(query)
+        document = prepared.document
         if document is None:
             return None  # the normal path reports why
         operation = get_operation_ast(document, operation_name)
@@ -225,6 +257,7 @@ class QueryPlans:
             fragments=fragments,
             visible=self.access.for_session(session).select_filter,
             bindable=bindable_variables(operation, fragments),
+            size=prepared.size,
         )
 
     def _plan(self, document: Document, values: VariableValues) -> Plan | None:
@@ -361,6 +394,9 @@ def query_plans_for(
     reader: Reader,
     access: Access,
     permissions: Permissions,
+    cache_bytes: int = Limits.document_cache_bytes,
 ) -> QueryPlans | None:
     backend = backend_for(engine)
-    return None if backend is None else QueryPlans(model, reader, access, permissions, backend)
+    if backend is None:
+        return None
+    return QueryPlans(model, reader, access, permissions, backend, cache_bytes)

@@ -15,6 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from graph.errors import ValidationFailed
 from graph.model import Kind
+from graph.nesting import check_filter_depth
 from graph.sql.values import to_db
 
 if TYPE_CHECKING:
@@ -79,6 +80,16 @@ class Filters:
         `visible` gives the session's row rule of each table a filter walks
         into, so a client's filter cannot probe rows it may not select.
         """
+        check_filter_depth(exp)  # before the compiler recurses into it
+        return self._compile(table, exp, target, visible)
+
+    def _compile(
+        self,
+        table: str,
+        exp: Mapping[str, Any] | None,
+        target: FromClause | None = None,
+        visible: Visible | None = None,
+    ) -> Condition:
         if not exp:
             return sa.true()
         model = self.model.table(table)
@@ -91,12 +102,12 @@ class Filters:
             if value is None:
                 continue  # Hasura: a null operand leaves the expression out
             if key == "_and":
-                parts.append(_all([self.compile(table, v, target, visible) for v in _as_list(value)]))
+                parts.append(_all([self._compile(table, v, target, visible) for v in _as_list(value)]))
             elif key == "_or":
-                branches = [self.compile(table, v, target, visible) for v in _as_list(value)]
+                branches = [self._compile(table, v, target, visible) for v in _as_list(value)]
                 parts.append(sa.or_(*branches) if branches else sa.false())
             elif key == "_not":
-                parts.append(sa.not_(self.compile(table, value, target, visible)))
+                parts.append(sa.not_(self._compile(table, value, target, visible)))
             elif key in relationships:
                 parts.append(self._related(relationships[key], value, target, visible))
             else:
@@ -112,7 +123,7 @@ class Filters:
             remote.c[r] == target.c[local]
             for local, r in zip(rel.local_columns, rel.remote_columns, strict=True)
         ]
-        condition = self.compile(rel.remote_table, exp, remote, visible)
+        condition = self._compile(rel.remote_table, exp, remote, visible)
         allowed = visible(rel.remote_table, remote) if visible else None
         if allowed is not None:
             joined.append(allowed)
