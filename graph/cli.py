@@ -90,7 +90,7 @@ SERVE_OPTIONS = (
     Option("--broadcast", "URL", "broadcaster URL shared by server processes (default memory://)"),
     Option("--permissions", "FILE", "YAML/JSON permission rules (default: open to every role)"),
     Option("--jwt-secret", "SECRET", "HS256 secret for verifying JWTs"),
-    Option("--admin-secret", "SECRET", "X-Admin-Secret value that grants the admin role"),
+    Option("--admin-secret", "SECRET", "X-Admin-Secret value that grants the admin role, the only way past the rules"),
     Option(
         "--websocket-port", "PORT", "also serve the raw realtime protocol on ws://HOST:PORT/", _port
     ),

@@ -33,7 +33,6 @@ from graphql import (
     OperationDefinitionNode,
     SchemaMetaFieldDef,
     TypeMetaFieldDef,
-    ValidationRule,
 )
 
 if TYPE_CHECKING:
@@ -75,17 +74,6 @@ def complexity_error(
         node,
     )
 
-
-def complexity_rule(max_complexity: int, max_limit: int = 0) -> type[ValidationRule]:
-    """A validation rule refusing operations that cost more than `max_complexity`."""
-
-    class MaxComplexity(ValidationRule):
-        def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-            error = complexity_error(self.context, node, max_complexity, max_limit)
-            if error is not None:
-                self.report_error(error)
-
-    return MaxComplexity
 
 
 class Estimate:

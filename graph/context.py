@@ -62,13 +62,16 @@ class RequestContext:
         if conn is None or tx is None:
             return
         if not commit:
+            rolled_back = False
             try:
                 await tx.rollback()
+                rolled_back = True
             except Exception as error:  # noqa: BLE001 - the connection is discarded below
                 log.warning("rolling back a request failed: %s", str(error).splitlines()[0])
-                await _discard(conn)
-                return
-            await conn.close()
+            finally:
+                # Cancelled mid-rollback (shutdown) or failed: never pool a connection
+                # whose transaction may still be open.
+                await (conn.close() if rolled_back else _discard(conn))
             return
         try:
             await tx.commit()

@@ -1,4 +1,4 @@
-"""Validation rules for `Limits`: query depth, aliases per document, and cost (graph.complexity).
+"""The checks of `Limits` on a parsed document: depth, aliases per operation, cost (graph.complexity).
 
 Introspection counts like any other field. `__Type.ofType` alone adds no
 depth: it unwraps one list or non-null wrapper of a type reference, a chain
@@ -11,7 +11,7 @@ own MaxIntrospectionDepthRule.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from graphql import (
     FieldNode,
@@ -21,11 +21,10 @@ from graphql import (
     GraphQLObjectType,
     InlineFragmentNode,
     OperationDefinitionNode,
-    ValidationRule,
     get_named_type,
 )
 
-from graph.complexity import DocumentContext, complexity_error, complexity_rule, field_definition
+from graph.complexity import DocumentContext, complexity_error, field_definition
 
 if TYPE_CHECKING:
     from graphql import DocumentNode, GraphQLSchema, SelectionSetNode
@@ -40,15 +39,6 @@ def depth_error(context: DocumentContext, node: OperationDefinitionNode, max_dep
         return None
     return GraphQLError(f"the query depth {depth} exceeds the maximum depth of {max_depth}", node)
 
-
-def depth_rule(max_depth: int) -> type[ValidationRule]:
-    class MaxDepth(ValidationRule):
-        def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-            error = depth_error(self.context, node, max_depth)
-            if error is not None:
-                self.report_error(error)
-
-    return MaxDepth
 
 
 def _depth(
@@ -115,19 +105,6 @@ def alias_error(
     )
 
 
-def alias_rule(max_aliases: int) -> type[ValidationRule]:
-    class MaxAliases(ValidationRule):
-        def enter_document(self, node: DocumentNode, *_: Any) -> None:
-            fragments = _fragments(node)
-            counted: dict[str, int] = {}
-            for definition in node.definitions:
-                if isinstance(definition, OperationDefinitionNode):
-                    error = alias_error(definition, fragments, max_aliases, counted)
-                    if error is not None:
-                        self.report_error(error)
-
-    return MaxAliases
-
 
 def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
     return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
@@ -158,17 +135,6 @@ def _aliases(
     return total
 
 
-def limit_rules(limits: Limits) -> tuple[type[ValidationRule], ...]:
-    """The validation rules of `limits`; a 0 leaves its rule out."""
-    rules: list[type[ValidationRule]] = []
-    if limits.max_aliases:
-        rules.append(alias_rule(limits.max_aliases))
-    if limits.max_depth:
-        rules.append(depth_rule(limits.max_depth))
-    if limits.max_complexity:
-        rules.append(complexity_rule(limits.max_complexity, limits.max_limit))
-    return tuple(rules)
-
 
 @dataclass(frozen=True)
 class _Document:
@@ -182,7 +148,7 @@ class _Document:
 
 
 def limit_errors(schema: GraphQLSchema, document: DocumentNode, limits: Limits) -> list[GraphQLError]:
-    """What `limit_rules` would report, read straight off the document.
+    """The limits' errors, read straight off the document.
 
     Run before graphql-core's validation, whose visitor walks every node with
     type information: a document past a limit (2,000 aliases) is refused for

@@ -65,7 +65,7 @@ def row_image(table: Table, raw: Any, dialect: str = "sqlite") -> tuple[dict[str
     postgres = dialect == "postgresql"
     exact = False
     if isinstance(raw, str | bytes):
-        # PostgreSQL's to_jsonb writes numeric as JSON numbers: read them as
+        # PostgreSQL's row_to_json writes numeric as JSON numbers: read them as
         # Decimal so "4.50" stays "4.50", as queries return it. (SQLite has no
         # exact numerics: its triggers write every real with the digits that
         # read back as the same double, which a float parse keeps.)
@@ -109,13 +109,13 @@ def _driver_value(kind: Kind, stored: Any, postgres: bool) -> Any:
             return bytes.fromhex(stored[BLOB_KEY])
         return stored
     if kind is Kind.BLOB and isinstance(stored, str):
-        return bytes.fromhex(stored.removeprefix("\\x"))  # to_jsonb writes bytea as "\x<hex>"
+        return bytes.fromhex(stored.removeprefix("\\x"))  # row_to_json writes bytea as "\x<hex>"
     if kind is Kind.JSON:
         return _plain_numbers(stored)
     if kind in PARSERS and isinstance(stored, str):
-        # to_jsonb writes "10:00:00.12" where asyncpg gives time(10, 0, 0, 120000),
-        # which queries answer as "10:00:00.120000"; and timestamptz in the
-        # writer's time zone, where asyncpg gives UTC.
+        # row_to_json writes "10:00:00.12" where asyncpg gives time(10, 0, 0, 120000),
+        # which queries answer as "10:00:00.120000"; and timestamptz with an
+        # offset (the capture function's UTC), where queries answer UTC.
         value = PARSERS[kind](stored)
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
             return value.astimezone(dt.UTC)

@@ -154,13 +154,29 @@ class Realtime:
                     self.meter.captured += len(batch.events)
                     for failure in batch.failed:
                         self._undecodable(failure)
-                    self.hub.dispatch(batch.events)
                     self._publish_soon(batch.through)
+                    self._dispatch(batch.events)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("reading the change log failed; retrying")
                 await asyncio.sleep(self.settings.poll_interval)
+
+    def _dispatch(self, events: list[ChangeEvent]) -> None:
+        """Hand a batch to the hub; a fault there costs this batch, never the loop.
+
+        The hub contains a failing filter or renderer to its (event, stream);
+        anything else that raises is a bug of ours, reported as what it is
+        rather than as a failed read of the log, which would not be retried.
+        """
+        try:
+            self.hub.dispatch(events)
+        except Exception:
+            self.meter.failed += len(events)
+            log.exception(
+                "dispatching changes %d to %d failed; some subscribers may have missed them",
+                events[0].cursor, events[-1].cursor,
+            )
 
     def _undecodable(self, failure: Undecodable) -> None:
         self.meter.failed += 1
@@ -192,6 +208,7 @@ class Realtime:
             await self._publish_wanted.wait()
             self._publish_wanted.clear()
             await self._announce(self._to_publish)
+            _cancelled_meanwhile()  # redis-py may swallow stop()'s cancellation, as in _listen
 
     async def _announce(self, cursor: int) -> None:
         """Tell the other processes that the log has grown to `cursor`."""

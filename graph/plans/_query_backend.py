@@ -55,9 +55,6 @@ class Backend(Protocol):
     def embed(self, subquery: ColumnElement[Any]) -> ColumnElement[Any]:
         """A scalar subquery's JSON as a JSON value of the enclosing object."""
 
-    def integer(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
-        """A count, which must fit GraphQL's Int like every other Int."""
-
     async def fetch(self, sql: str, params: Sequence[Any]) -> str | None:
         """Run one statement answering one JSON text; QueryFailed when it cannot."""
 

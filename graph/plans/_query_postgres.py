@@ -122,9 +122,6 @@ class PostgresBackend:
     def embed(self, subquery: ColumnElement[Any]) -> ColumnElement[Any]:
         return subquery
 
-    def integer(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
-        return expr  # a count: a bigint, and Int answers every 64-bit integer
-
     # -- running -------------------------------------------------------------------
 
     async def _connect(self) -> asyncpg.Connection:

@@ -126,9 +126,6 @@ class SQLiteBackend:
         # A subquery's value loses its JSON subtype in some SQLite versions: say it again.
         return sa.func.json(subquery)
 
-    def integer(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
-        return expr  # a count: an integer, and Int answers every 64-bit one
-
     # -- running -------------------------------------------------------------------
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> str | None:

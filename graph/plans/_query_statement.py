@@ -223,7 +223,7 @@ class StatementBuilder:
         rule = self._rule(root.table.name, alias)
         if rule is not None:
             stmt = stmt.where(rule)
-        count = self.backend.integer(stmt.scalar_subquery())
+        count = stmt.scalar_subquery()
         pairs: list[tuple[str, ColumnElement[Any]]] = []
         for field in root.fields:
             if isinstance(field, Typename):

@@ -27,7 +27,7 @@ def to_api(kind: Kind, value: Any) -> Any:
     """A driver's value as the API type of a `kind` column; ValueError/TypeError when it is not one.
 
     SQLite keeps whatever another program writes (`'abc'` in an INTEGER
-    column): callers that must go on whatever the row holds use `api_value`.
+    column): callers that must go on whatever the row holds use `to_api_or_stored`.
     """
     if value is None:
         return None
