@@ -100,15 +100,20 @@ def database_unreachable(error: BaseException | None) -> bool:
     return isinstance(error, OSError)
 
 
-def contained(error: Exception, doing: str) -> ForgeError:
+def contained(error: BaseException, doing: str) -> ForgeError:
     """The coded error one operation gets for `error`, raised while `doing` it; logged here.
 
-    For failures that are not the client's (the database failing under a
-    subscribe): the operation fails, the connection and its other
-    operations carry on.
+    The one classification of failures for every path (HTTP, WebSocket,
+    subscribing): a ForgeError as it is; the database refusing the request's
+    data as the client's error; an outage as "unreachable"; anything else as
+    `unexpected`, with the traceback in the log only. The operation fails,
+    the connection and its other operations carry on.
     """
     if isinstance(error, ForgeError):
         return error
+    refusal = database_refusal(error)
+    if refusal is not None:
+        return refusal
     if database_unreachable(error):
         # An outage is not a bug: one line in the log.
         log.warning("database unreachable while %s: %s", doing, (str(error).splitlines() or [""])[0])
@@ -135,6 +140,10 @@ class CommitOutcomeUnknown(ForgeError):
         super().__init__(message, **extensions)
 
 
+# More bind parameters than the driver takes in one statement (a 40,000-value `_in`).
+TOO_MANY_PARAMETERS = ("number of query arguments cannot exceed", "too many sql variables")
+
+
 def database_refusal(error: BaseException) -> ForgeError | None:
     """The client's error when the database refused the request's data; None for anything else.
 
@@ -150,11 +159,16 @@ def database_refusal(error: BaseException) -> ForgeError | None:
         or sqlstate.startswith("23")  # PostgreSQL's integrity constraint violations
     ):
         return ConstraintViolation(_reason(orig if orig is not None else error))
-    if isinstance(error, exc.DataError):
-        return ValidationFailed(_reason(orig if orig is not None else error))
+    reason = _reason(orig if orig is not None else error)
+    if (
+        isinstance(error, exc.DataError)
+        or sqlstate.startswith("22")  # PostgreSQL's data exceptions: NUL in text, out of range
+        or any(words in reason.lower() for words in TOO_MANY_PARAMETERS)
+    ):
+        return ValidationFailed(f"the database refused a value of the request: {reason}")
     if isinstance(error, exc.DBAPIError) and isinstance(orig, ValueError | TypeError | OverflowError):
         # Data the driver rejects before it reaches the database (asyncpg's type checks).
-        return ValidationFailed(_reason(orig))
+        return ValidationFailed(f"the database refused a value of the request: {_reason(orig)}")
     return None
 
 

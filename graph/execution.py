@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,7 @@ from sqlalchemy import exc as sa_exc
 
 from graph.byte_cache import ByteBoundedCache, document_bytes
 from graph.document_limits import limit_errors
-from graph.errors import DatabaseUnreachable, ForgeError, database_unreachable
+from graph.errors import contained
 
 if TYPE_CHECKING:
     from graphql import GraphQLSchema
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from graph.config import Limits
     from graph.context import RequestContext
 
-log = logging.getLogger("forgegraph")
 OFFLOAD_CHARS = 8_192
 """Documents at least this long are parsed in a worker thread (Executor.prepare_async)."""
 
@@ -157,45 +155,15 @@ def _after_failure(error: GraphQLError) -> bool:
     return getattr(orig, "sqlstate", None) == "25P02"
 
 
-# More bind parameters than the driver takes in one statement (a 40,000-value `_in`).
-TOO_MANY_PARAMETERS = ("number of query arguments cannot exceed", "too many sql variables")
-
-
-def _refused_value(error: BaseException | None) -> str | None:
-    """Why the database refused the request's values, when it did (the client's error, not ours):
-    PostgreSQL's data exceptions (SQLSTATE class 22: NUL in text, a value out of range) and
-    statements with more parameters than the driver allows."""
-    if not isinstance(error, sa_exc.DBAPIError) or error.orig is None:
-        return None
-    reason = (str(error.orig).strip().splitlines() or [""])[0]
-    sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
-    if sqlstate.startswith("22") or any(w in reason.lower() for w in TOO_MANY_PARAMETERS):
-        return reason
-    return None
-
-
 def format_error(error: GraphQLError) -> dict[str, Any]:
     """One error as the client sees it: always with `extensions.code`, never a traceback."""
     original = error.original_error
-    refused = _refused_value(original)
-    if isinstance(original, ForgeError):
-        out: dict[str, Any] = {"message": original.message}
-        extensions = {"code": original.code, **original.extensions}
-    elif refused is not None:
-        out = {"message": f"the database refused a value of the request: {refused}"}
-        extensions = {"code": "validation-failed"}
-    elif database_unreachable(original):
-        # An outage is not a bug: one line in the log, and a message that says what happened.
-        # Nothing was committed (a connection lost while committing is CommitOutcomeUnknown,
-        # a ForgeError above), so trying again is safe.
-        log.warning("database unreachable in %s: %s", error.path, str(original).splitlines()[0])
-        outage = DatabaseUnreachable()
-        out = {"message": outage.message}
-        extensions = {"code": outage.code}
-    elif original is not None and not isinstance(original, GraphQLError):
-        log.error("unexpected error in %s", error.path, exc_info=original)
-        out = {"message": "unexpected error while executing the request"}
-        extensions = {"code": "unexpected"}
+    if original is not None and not isinstance(original, GraphQLError):
+        # Nothing was committed when an outage is reported here (a connection lost
+        # while committing is CommitOutcomeUnknown), so trying again is safe.
+        failure = contained(original, "executing the request")
+        out: dict[str, Any] = {"message": failure.message}
+        extensions = {"code": failure.code, **failure.extensions}
     else:
         out = {"message": error.message}
         extensions = {**(error.extensions or {}), "code": "validation-failed"}
