@@ -138,14 +138,14 @@ class Subscription:
             pending.append((cursor, message))
             outbox.held += 1
         else:
-            outbox.held -= len(pending)
+            outbox.let_go(len(pending))
             pending.clear()
             self.dropped_through = cursor
 
     def release(self) -> list[tuple[int, Message]]:
         """End holding: the held frames, no longer counted against the outbox."""
         pending, self.pending = self.pending or [], None
-        self.outbox.held -= len(pending)
+        self.outbox.let_go(len(pending))
         return pending
 
 
@@ -176,6 +176,9 @@ class Hub:
             self._by_table[table.name].append(stream)
         subscription = Subscription(stream, outbox, frame, pending=[] if replaying else None)
         if replaying:
+            # The replay's first page is owed room from now on, not from when it
+            # first asks: live frames may arrive before it runs (Outbox.can_hold).
+            outbox.reserve_replay()
             subscription.hold_mark = outbox.accepted
             subscription.hold_since = time.monotonic()
         stream.members[subscription] = None

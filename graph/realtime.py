@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("forgegraph.realtime")
 CHANNEL = NOTIFY_CHANNEL  # the capture trigger's NOTIFY channel too, on PostgreSQL
-REPLAY_PAGE = 1000
 HEARTBEAT_PREFIX = "heartbeat:"
 BROKER_HEARTBEAT_SECONDS = 1.0
 BROKER_RETRY_SECONDS = 1.0
@@ -334,7 +333,7 @@ class Realtime:
         """
         by_table = {s.stream.table.name: s for s in subscriptions}
         after = min(s.last_cursor for s in subscriptions)
-        page = max(1, min(REPLAY_PAGE, outbox.limit // 2))
+        page = outbox.replay_page
         while await outbox.room(page):
             # Everything dispatched so far was committed before this read starts.
             read_through = self.dispatched_through

@@ -152,6 +152,38 @@ async def test_held_frames_count_against_the_limit_and_leave_the_page_its_room()
     assert socket.direct == ["8"] and outbox.held == 0 and sub.pending is None
 
 
+async def test_a_replaying_subscription_reserves_its_page_as_it_joins() -> None:
+    socket = Socket()
+    outbox = outbox_for(socket, limit=10)
+    hub, _sub = _replaying(outbox)
+    # Live frames before the replay first asks for room leave its page (5, half the queue)
+    # free: 5 held, the 6th lets them go, 3 held again; never the 9 that leave no room.
+    hub.dispatch(_events(*range(1, 10)))
+    assert outbox.held == 3
+    assert await asyncio.wait_for(outbox.room(outbox.replay_page), 1)
+
+
+async def test_a_replay_waiting_for_room_goes_on_when_held_frames_are_let_go() -> None:
+    socket = Socket()
+    outbox = outbox_for(socket, limit=10)
+    hub, sub = _replaying(outbox)
+    hub.dispatch(_events(1, 2, 3, 4, 5))
+    assert outbox.held == 5
+    waiting = asyncio.create_task(outbox.room(6))  # more than the 5 held frames leave
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    hub.dispatch(_events(6))  # no room to hold it: all let go, which frees the room (no writer runs)
+    assert outbox.held == 0 and sub.dropped_through == 6
+    assert await asyncio.wait_for(waiting, 1)
+    # Ending the replay frees the room too.
+    hub.dispatch(_events(7, 8, 9, 10))
+    waiting = asyncio.create_task(outbox.room(7))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    assert hub.go_live([sub], read_through=10)
+    assert await asyncio.wait_for(waiting, 1)
+
+
 async def test_a_replaying_client_that_takes_nothing_is_closed_with_1013(monkeypatch: Any) -> None:
     monkeypatch.setattr(fanout, "STALLED_SECONDS", 0.0)
     socket, meter = Socket(), TransportMeter()

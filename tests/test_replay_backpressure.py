@@ -249,3 +249,64 @@ async def test_a_stalled_live_sse_reader_is_cut_off_and_others_carry_on(library_
         await dropped(server, sock)
     finally:
         sock.close()
+
+
+def gate_replays(server: LiveServer) -> Callable[[], None]:
+    """Make replays wait, just before their first read, until the returned function is called.
+
+    The window this widens is real but one event-loop turn wide: an SSE
+    stream joins its streams (holding live frames) when its response starts,
+    and its replay task first runs a turn later. A transaction dispatched in
+    that turn used to fill the send queue with held frames before the
+    replay had reserved room for its first page. Patched on the server's
+    `Realtime` instance, which the stream calls `resume` on.
+    """
+    realtime = server.app.state.runtime.realtime
+    loop = realtime._tasks[0].get_loop()
+    gate = asyncio.Event()
+    resume = realtime.resume
+
+    async def gated(*args: Any) -> None:
+        await gate.wait()
+        await resume(*args)
+
+    realtime.resume = gated
+    return lambda: loop.call_soon_threadsafe(gate.set)
+
+
+async def dispatched(server: LiveServer) -> None:
+    """Wait until the hub has dispatched everything committed so far (`changeCursor`)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False) as http:
+        newest = int((await http.post("/graphql", json={"query": "{ changeCursor }"})).json()["data"]["changeCursor"])
+    deadline = time.monotonic() + 10
+    while on_server(server, lambda runtime: runtime.realtime.dispatched_through) < newest:
+        assert time.monotonic() < deadline, "the change was never dispatched"
+        await asyncio.sleep(0.02)
+
+
+@sqlite_only
+async def test_a_bulk_insert_as_an_sse_stream_resumes_leaves_its_replay_room(library_url: str, serve: Any) -> None:
+    # 40 left held of the last 50 (LIMIT) once the bulk insert is dispatched: with nothing
+    # reserved, the replay's first page (25) did not fit and nothing woke it again.
+    bulk = 6 * LIMIT + 40
+    server: LiveServer = serve(database=library_url, limits=Limits(send_queue_size=LIMIT))
+    async with sse_reader(server) as reader:
+        await insert(server, ["seen"], body="")
+        since = (await reader.event())["id"]
+    await insert(server, [f"missed-{n}" for n in range(10)], body="")
+    open_gate = gate_replays(server)
+    async with sse_reader(server, ("since", since)) as reader:
+        while on_server(server, lambda runtime: runtime.realtime.hub.subscriptions) != 1:
+            await asyncio.sleep(0.02)
+        # One transaction, dispatched while the stream holds live frames and its replay has not run.
+        await post(server, INSERT_MANY, {"o": [{"title": f"bulk-{n}", "user_id": 1} for n in range(bulk)]})
+        await dispatched(server)
+        open_gate()
+        expected = [f"missed-{n}" for n in range(10)] + [f"bulk-{n}" for n in range(bulk)]
+        got = [json.loads((await reader.event())["data"]) for _ in expected]
+        assert [event["record"]["title"] for event in got] == expected  # in order, no gap, no duplicate
+        await insert(server, ["live"], body="")
+        assert json.loads((await reader.event())["data"])["record"]["title"] == "live"
+    cursors = [int(event["cursor"]) for event in got]
+    assert cursors == sorted(set(cursors)) and cursors[0] > int(since)
+    assert by_transport(await scrape(server), SLOW)["sse"] == 0  # never closed with 1013

@@ -6,12 +6,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from graph.access import EventView
+from graph.app import create_app
 from graph.auth import ANONYMOUS_SESSION
 from graph.config import Limits
 from graph.delivery import sse
@@ -24,6 +26,10 @@ from graph.fanout import Hub
 from graph.metrics import Metrics
 from graph.model import Column, Kind, Table
 from tests.conftest import LiveServer
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import Message as ASGIMessage
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -245,6 +251,75 @@ async def test_a_disconnect_releases_the_stream_and_its_tasks(library_url: str, 
     await wait_until_released(server)
     names = asyncio.run_coroutine_threadsafe(task_names(), loop).result(timeout=5)
     assert not {n for n in names if n.startswith("forgegraph-sse")}
+
+
+class FailingSend:
+    """ASGI middleware: an SSE response's `send` raises OSError after `after` body chunks.
+
+    That is what an ASGI 2.4 server (hypercorn, granian) does when the
+    client's socket breaks mid-stream: the response body ends with an error.
+    uvicorn's HTTP `send` returns quietly once the client is gone, so a real
+    disconnect cannot provoke it here; the fault is the server's, outside us.
+    """
+
+    def __init__(self, app: ASGIApp, after: int) -> None:
+        self.app = app
+        self.after = after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/realtime/sse":
+            await self.app(scope, receive, send)
+            return
+        chunks = 0
+
+        async def failing(message: ASGIMessage) -> None:
+            nonlocal chunks
+            if message["type"] == "http.response.body":
+                chunks += 1
+                if chunks > self.after:
+                    raise OSError("connection reset by peer")
+            await send(message)
+
+        await self.app(scope, receive, failing)
+
+
+async def sse_gauges(server: LiveServer) -> tuple[float, float]:
+    """/metrics: the SSE streams open, and their subscriptions."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False) as http:
+        text = (await http.get("/metrics")).text
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("transport") == "sse"
+    }
+    return samples["forgegraph_connections"], samples["forgegraph_subscriptions"]
+
+
+@sqlite_only
+async def test_a_body_that_fails_still_releases_the_stream(library_url: str) -> None:
+    server = LiveServer(create_app(database=library_url))
+    server.app.add_middleware(FailingSend, after=1)
+    server.start()
+    try:
+        runtime = server.app.state.runtime
+        for attempt in range(3):
+            with pytest.raises(httpx.HTTPError):  # the server drops the response
+                async with events(server, "posts", "comments") as reader:
+                    await insert_post(server, f"delivered {attempt}")
+                    await reader.message()
+                    await insert_post(server, f"failed {attempt}")  # its send raises
+                    await reader.message()
+            gauges = await sse_gauges(server)
+            for _ in range(50):
+                if gauges == (0, 0):
+                    break
+                await asyncio.sleep(0.1)
+                gauges = await sse_gauges(server)
+            assert gauges == (0, 0), f"attempt {attempt}: SSE streams and subscriptions left: {gauges}"
+            assert runtime.realtime.hub.subscriptions == 0 and not runtime.connections
+    finally:
+        server.stop()
 
 
 _VIEW = EventView(None, ("id", "title"))

@@ -187,8 +187,6 @@ class ForgeBaseSocket(EventSocket):
                 stream_key(table, view), table, view.filter, renderer(table, view), self.outbox, AS_IS,
                 since=since,
             )
-        except ForgeError:
-            raise
         except Exception as error:  # noqa: BLE001 - e.g. the database failing a `since` read
             # An error message for this subscribe; the connection and its other tables live on.
             raise contained(error, "subscribing") from None

@@ -33,6 +33,8 @@ log = logging.getLogger("forgegraph.delivery")
 
 TRY_AGAIN_LATER = 1013
 INTERNAL_ERROR = 1011
+REPLAY_PAGE = 1000
+"""The most events one read of the change log brings to a replaying connection."""
 
 Write = Callable[[list[Message]], Awaitable[None]]
 Direct = Callable[[Sequence[Message]], bool]
@@ -61,14 +63,14 @@ class Outbox:
         self._flushing = False  # the writer holds a batch: later messages must queue behind it
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
-        self._written: asyncio.Event | None = None  # made by `room`, the only one waiting on it
+        self._freed: asyncio.Event | None = None  # made by `room`, the only one waiting on it
         self._in_flight: asyncio.Timeout | None = None  # the write under way, abandoned by `fail`
         self.accepted = 0
         """How many messages the socket has taken so far: the reader's progress."""
         self.held = 0
         """Live frames held back for this connection's replaying subscriptions (within the limit)."""
         self.reserved = 0
-        """The room a replay last asked for (`room`): held frames leave it free for the next page."""
+        """The room kept for a replay's next page (`reserve_replay`, `room`): held frames leave it free."""
         self.closed = False
         self._close_code: tuple[int, str] | None = None
 
@@ -142,23 +144,43 @@ class Outbox:
         """Frames the connection holds for its client: queued, and held back by a replay."""
         return len(self._messages) + self.held
 
+    @property
+    def replay_page(self) -> int:
+        """How many events a replay reads at a time: at most half the queue, the rest for held frames."""
+        return max(1, min(REPLAY_PAGE, self._limit // 2))
+
+    def reserve_replay(self) -> None:
+        """Keep a replay page's room free from the moment a replaying subscription joins.
+
+        Live frames can be dispatched before the replay first asks for room:
+        held without the reserve, they could leave no room for the page.
+        """
+        self.reserved = max(self.reserved, self.replay_page)
+
     def can_hold(self) -> bool:
         """Whether one more live frame may be held back, leaving the replay's next page its room."""
         return self.waiting + self.reserved < self._limit
+
+    def let_go(self, held: int) -> None:
+        """`held` frames are no longer held back: a replay waiting for room may now have it."""
+        if held:
+            self.held -= held
+            self._notify_freed()
 
     async def room(self, messages: int) -> bool:
         """Wait until `messages` more fit in the queue; False once the connection is gone.
 
         Replays use this so that a long backlog is paced by the reader
         instead of overflowing the queue. Frames held meanwhile leave that
-        room free (`can_hold`), so the page fits when it comes.
+        room free (`can_hold`), so the page fits when it comes. Woken when
+        the queue is written and whenever held frames are let go.
         """
         self.reserved = messages
         while not self.closed and self.waiting + messages > self._limit:
-            if self._written is None:
-                self._written = asyncio.Event()
-            self._written.clear()
-            await self._written.wait()
+            if self._freed is None:
+                self._freed = asyncio.Event()
+            self._freed.clear()
+            await self._freed.wait()
         return not self.closed
 
     async def stop(self, grace: float = 0.0) -> None:
@@ -189,7 +211,7 @@ class Outbox:
             log.debug("writing to a connection failed", exc_info=True)
             self.closed = True
             self._messages = []
-            self._notify_written()
+            self._notify_freed()
             with contextlib.suppress(Exception):
                 await self._close(1000, "")
 
@@ -207,11 +229,11 @@ class Outbox:
                 # Everything queued so far goes out together: events committed in
                 # one transaction reach each connection in one burst.
                 await self._flush()
-                self._notify_written()
+                self._notify_freed()
                 continue
             assert self._close_code is not None
             code, reason = self._close_code
-            self._notify_written()
+            self._notify_freed()
             log.info("closing a connection: %s", reason)
             await self._close(code, reason)
             return
@@ -234,6 +256,6 @@ class Outbox:
         if events and self._meter is not None:
             self._meter.delivered += events
 
-    def _notify_written(self) -> None:
-        if self._written is not None:
-            self._written.set()
+    def _notify_freed(self) -> None:
+        if self._freed is not None:
+            self._freed.set()

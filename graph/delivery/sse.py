@@ -184,21 +184,32 @@ class EventStreamResponse(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Owned here rather than in the body generator: a generator cancelled
         # while suspended at `yield` runs its `finally` only when collected.
-        self.stream.open()
-        body = asyncio.create_task(super().__call__(scope, receive, send), name="forgegraph-sse-body")
-        cut = asyncio.create_task(self.stream.cut.wait(), name="forgegraph-sse-cut")
+        # The stream is closed whatever happens, even if opening it fails
+        # halfway or the body raises: its subscriptions, its place in
+        # `runtime.connections` and its expiry timer must never outlive it.
         try:
-            await asyncio.wait((body, cut), return_when=asyncio.FIRST_COMPLETED)
-            if body.done():
-                body.result()  # the client went away, or the stream ended: as before
+            self.stream.open()
+            body = asyncio.create_task(super().__call__(scope, receive, send), name="forgegraph-sse-body")
+            cut = asyncio.create_task(self.stream.cut.wait(), name="forgegraph-sse-cut")
+            ended = False
+            try:
+                await asyncio.wait((body, cut), return_when=asyncio.FIRST_COMPLETED)
+                ended = body.done()
+            finally:
+                # Cut off (or cancelled): returning without finishing the body makes
+                # the server drop the connection, which is what SSE has for 1013.
+                for task in (body, cut):
+                    task.cancel()
+                for task in (body, cut):
+                    # A body that ended with an error is answered below, once.
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            if ended and not body.cancelled():
+                # The client went away, or the stream ended: as a plain
+                # StreamingResponse would, and an error goes to the server,
+                # which logs it and drops the connection.
+                body.result()
         finally:
-            # Cut off (or cancelled): returning without finishing the body makes
-            # the server drop the connection, which is what SSE has for 1013.
-            for task in (body, cut):
-                task.cancel()
-            for task in (body, cut):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             await self.stream.close()
 
 
@@ -240,7 +251,5 @@ class SSEEndpoint:
             return None
         try:
             return await self.runtime.realtime.check_cursor(since.strip())
-        except ForgeError:
-            raise
         except Exception as error:  # noqa: BLE001 - the database failing: a coded answer, not a 500
             raise contained(error, "resuming an event stream") from None
