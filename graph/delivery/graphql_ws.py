@@ -88,7 +88,7 @@ class GraphQLSocket(EventSocket):
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: expected an object with a type")
         if deepjson.TOO_DEEP in data.values():
-            # Read the slow way: it counts as one message per few KB, which bounds
+            # Read the slow way: it counts as one message per 16 KB more, which bounds
             # the event-loop time one connection can take with such messages.
             self.charge(deepjson.slow_cost(text) - 1)
             if data.get("payload") is deepjson.TOO_DEEP and data["type"] not in _OPERATION_OR_INIT:
