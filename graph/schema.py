@@ -34,13 +34,12 @@ from graphql import (
     print_ast,
     value_from_ast_untyped,
 )
-from graphql.type.scalars import serialize_int
 
-from graph import naming
+from graph import _graphql_int, naming  # noqa: F401 - _graphql_int widens Int on import
 from graph.grants import TableGrants, all_grants, visible_model
 from graph.model import DatabaseModel, Kind, Table
 from graph.sql.order import DIRECTIONS
-from graph.sql.values import INT64, parse_bigint
+from graph.sql.values import parse_bigint
 from graph.sql.where import COMPARISONS, LIST_OPERATORS, PATTERN_OPERATORS
 
 Resolver = Callable[..., Any]
@@ -71,17 +70,8 @@ JSONScalar = GraphQLScalarType(
     parse_literal=_parse_json_literal,
 )
 
-def _serialize_int(value: Any) -> int:
-    # SQLite integers are 64-bit whatever the declared type: a stored integer is
-    # answered exactly, never refused for leaving GraphQL's 32 bits.
-    if isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1]:
-        return value
-    return serialize_int(value)
-
-
-# graphql-core reserves the name Int, so the standard scalar is adjusted rather
-# than replaced: answers carry every 64-bit integer; inputs stay 32-bit.
-GraphQLInt.serialize = _serialize_int  # type: ignore[method-assign]
+# graphql-core's own Int, widened to 64 bits in graph._graphql_int (imported above):
+# graphql-core 3.3 refuses a second type named Int.
 Int = GraphQLInt
 
 

@@ -188,6 +188,52 @@ async def test_a_deeply_nested_where_gets_an_error_and_the_socket_lives(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
+# A message nested deeper than orjson reads (1,024 levels) is read the slow way; it
+# counts as one message per 16 KB started beyond the first towards the rate limit.
+SLOW_BYTES_PER_TOKEN = 16_384
+
+
+@sqlite_only
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_deep_messages_as_fast_as_allowed_do_not_hold_the_event_loop(
+    serve: Any, library_url: str, protocol: str
+) -> None:
+    server = serve(database=library_url)
+    rate = Limits().max_messages_per_second
+    where = nested_text(6_500, "_not")  # ~60 KB, 6,500 levels
+    async with GraphQLWS.open(server, protocol=protocol) as ws:
+        sent: list[str] = []
+        # The client's own token bucket, as the server counts: full at the start.
+        tokens, last = float(rate), time.monotonic()
+        async with healthz_watch(server) as latencies:
+            started = time.monotonic()
+            while time.monotonic() - started < 3:
+                op_id = f"deep-{len(sent)}"
+                head = orjson.dumps({"type": "start" if ws.legacy else "subscribe", "id": op_id}).decode()[:-1]
+                text = (f'{head},"payload":{{"query":{orjson.dumps(CHANGES).decode()},'
+                        f'"variables":{{"table":"posts","where":{where}}}}}}}')
+                cost = 1 + len(text.encode()) // SLOW_BYTES_PER_TOKEN
+                now = time.monotonic()
+                tokens, last = min(rate, tokens + (now - last) * rate), now
+                if tokens < cost + 1:  # a token to spare for timer jitter
+                    await asyncio.sleep((cost + 1 - tokens) / rate)
+                    continue
+                tokens -= cost
+                await ws.send(text)
+                sent.append(op_id)
+            # Every operation gets its coded error, in order, on the same connection.
+            for op_id in sent:
+                message = await ws.receive(timeout=30)
+                assert message["id"] == op_id, message
+                assert error_codes(message) == ["validation-failed"], message
+        assert_healthy(latencies)
+        assert len(sent) >= 3 * rate // (1 + 60_000 // SLOW_BYTES_PER_TOKEN) * 0.8, len(sent)
+        await ws.subscribe("after", CHANGES, {"table": "posts", "where": nested(10, "_not")})
+        await subscribed(ws)
+        await post(server, INSERT_POST, {"title": "after the deep flood"})
+        assert (await change(ws, "after"))["record"]["title"] == "after the deep flood"
+
+
 @sqlite_only
 async def test_a_where_at_the_depth_limit_is_served_and_one_deeper_is_refused(
     serve: Any, library_url: str

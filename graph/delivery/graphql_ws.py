@@ -23,6 +23,7 @@ from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.errors import ForgeError, InvalidJWT, contained
 from graph.execution import format_error
 from graph.fanout import Frame
+from graph.nesting import MAX_FILTER_DEPTH
 
 if TYPE_CHECKING:
     from graph.runtime import Runtime
@@ -86,6 +87,12 @@ class GraphQLSocket(EventSocket):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: not JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: expected an object with a type")
+        if deepjson.TOO_DEEP in data.values():
+            # Read the slow way: it counts as one message per 16 KB more, which bounds
+            # the event-loop time one connection can take with such messages.
+            self.charge(deepjson.slow_cost(text) - 1)
+            if data.get("payload") is deepjson.TOO_DEEP and data["type"] not in _OPERATION_OR_INIT:
+                raise ProtocolError(BAD_REQUEST, f"Invalid message received: {_too_deep()}")
         return data
 
     async def _handle(self, message: dict[str, Any]) -> None:
@@ -111,6 +118,10 @@ class GraphQLSocket(EventSocket):
 
     async def start(self, op_id: str, payload: Any) -> None:
         """Run or subscribe one operation; errors go to the client as an error message."""
+        if payload is deepjson.TOO_DEEP:
+            # Nothing nests that deep (a `where` stops at MAX_FILTER_DEPTH): the operation's error.
+            self.send_error(op_id, [_validation(f"payload: {_too_deep()}")])
+            return
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: payload.query must be a string")
         variables = payload.get("variables")
@@ -194,6 +205,17 @@ class GraphQLSocket(EventSocket):
     def send_complete(self, op_id: str) -> None:
         self.send({"id": op_id, "type": "complete"})
 
+
+
+# Messages whose payload, when too deep to read, is answered without closing the connection.
+_OPERATION_OR_INIT = frozenset({"subscribe", "start", "connection_init"})
+
+
+def _too_deep() -> str:
+    return (
+        f"nested more than {deepjson.JSON_DEPTH_LIMIT} levels deep"
+        f" (a filter may nest no more than {MAX_FILTER_DEPTH} levels)"
+    )
 
 
 def _validation(message: str) -> dict[str, Any]:

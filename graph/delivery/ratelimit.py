@@ -18,14 +18,19 @@ class TokenBucket:
         self._tokens = float(rate)
         self._last = clock()
 
-    def take(self) -> bool:
-        """Spend one token; False when the bucket is empty (the message is over the rate)."""
+    def take(self, count: int = 1) -> bool:
+        """Spend `count` tokens; False when the bucket holds fewer (the message is over the rate).
+
+        A message that costs the server more than others counts as several;
+        never as more than the bucket holds, so it can always be afforded alone.
+        """
         if not self.rate:
             return True
+        count = min(count, int(self.rate) or 1)
         now = self._clock()
         self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
         self._last = now
-        if self._tokens < 1:
+        if self._tokens < count:
             return False
-        self._tokens -= 1
+        self._tokens -= count
         return True

@@ -105,6 +105,11 @@ class EventSocket:
         text: str | None = message.get("text")
         return text if text is not None else (message.get("bytes") or b"")
 
+    def charge(self, messages: int) -> None:
+        """Count the message just received as `messages` more towards the rate limit (4429 when over)."""
+        if messages > 0 and not self.message_rate.take(messages):
+            self.too_many_messages()
+
     def too_many_messages(self) -> NoReturn:
         """Over --max-messages-per-second: close with 4429, on every protocol alike."""
         rate = self.message_rate.rate

@@ -26,7 +26,7 @@ from graph.plans._mutation_fields import (
     UPDATE_BY_PK,
     MutationField,
 )
-from graph.sql.values import to_db
+from graph.sql.values import to_stored
 
 if TYPE_CHECKING:
     from graph.access import SessionAccess
@@ -137,7 +137,7 @@ class Writes:
 
     def _values(self, table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
         dialect = self.model.dialect
-        return {name: to_db(table.column(name), value, dialect) for name, value in values.items()}
+        return {name: to_stored(table.column(name), value, dialect) for name, value in values.items()}
 
     def _compiled_insert(self, table: Table, names: tuple[str, ...]) -> Compiled:
         compiled = self._inserts.get((table.name, names))

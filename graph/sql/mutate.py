@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from graph.errors import database_refusal
-from graph.sql.values import to_db
+from graph.sql.values import to_stored
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -45,7 +45,7 @@ class Writer:
 
     def _values(self, table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            name: to_db(table.column(name), value, self.model.dialect)
+            name: to_stored(table.column(name), value, self.model.dialect)
             for name, value in values.items()
         }
 

@@ -21,6 +21,7 @@ from graph.model import Column, Kind
 
 BIGINT_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 INT64 = (-(2**63), 2**63 - 1)
+INT32 = (-(2**31), 2**31 - 1)
 
 
 def to_api(kind: Kind, value: Any) -> Any:
@@ -104,6 +105,27 @@ PARSERS: dict[Kind, Any] = {
     Kind.DATE: dt.date.fromisoformat,
     Kind.TIME: dt.time.fromisoformat,
 }
+
+
+def to_stored(column: Column, value: Any, dialect: str) -> Any:
+    """Convert a value a mutation writes into `column` (insert objects, update `_set`).
+
+    Int inputs take every 64-bit integer, so that a key SQLite holds (it
+    keeps 64 bits in any integer column) can be looked up, compared and
+    named for an update or a delete. What is *written* into an Int column
+    stays GraphQL's 32 bits, as in Hasura: the column's type is Int, and
+    PostgreSQL's `integer` would refuse more. `bigint` columns take 64 bits.
+    """
+    if (
+        column.kind is Kind.INTEGER
+        and isinstance(value, int)
+        and not INT32[0] <= value <= INT32[1]
+    ):
+        raise ValidationFailed(
+            f"Int cannot represent non 32-bit signed integer value: {value!r}"
+            f" (column {column.name!r} is an Int column; a bigint column takes 64-bit values)"
+        )
+    return to_db(column, value, dialect)
 
 
 def to_db(column: Column, value: Any, dialect: str) -> Any:
