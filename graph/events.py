@@ -100,6 +100,15 @@ def _api_value(column: Column, stored: Any, postgres: bool) -> Any:
     return scalar_of(kind).serialize(to_api(kind, value))
 
 
+# asyncpg reads PostgreSQL's infinite dates and timestamps as the extremes of
+# Python's types (and binds those extremes as infinities), so queries answer
+# 9999-12-31 and 0001-01-01 where row_to_json writes "infinity": events too.
+INFINITIES: dict[Kind, dict[str, Any]] = {
+    Kind.DATE: {"infinity": dt.date.max, "-infinity": dt.date.min},
+    Kind.DATETIME: {"infinity": dt.datetime.max, "-infinity": dt.datetime.min},
+}
+
+
 def _driver_value(kind: Kind, stored: Any, postgres: bool) -> Any:
     """The stored JSON value as the query path's driver hands it over."""
     if not postgres:
@@ -112,6 +121,8 @@ def _driver_value(kind: Kind, stored: Any, postgres: bool) -> Any:
         return bytes.fromhex(stored.removeprefix("\\x"))  # row_to_json writes bytea as "\x<hex>"
     if kind is Kind.JSON:
         return _plain_numbers(stored)
+    if isinstance(stored, str) and stored in INFINITIES.get(kind, {}):
+        return INFINITIES[kind][stored]
     if kind in PARSERS and isinstance(stored, str):
         # row_to_json writes "10:00:00.12" where asyncpg gives time(10, 0, 0, 120000),
         # which queries answer as "10:00:00.120000"; and timestamptz with an

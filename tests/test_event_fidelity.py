@@ -363,6 +363,15 @@ def test_integers_beyond_32_bits_are_answered_and_carried_exactly(probe: Probe, 
     probe.run(check())
 
 
+def test_the_extreme_dates_are_what_queries_answer(probe: Probe) -> None:
+    """asyncpg stores 0001-01-01 and 9999-12-31 as -infinity and infinity, and reads them back:
+    row_to_json wrote "-infinity" into events while queries answered 0001-01-01."""
+    low = {"d": dt.date.min, "ts": dt.datetime.min}
+    high = {"d": dt.date.max, "ts": dt.datetime.max}
+    probe.run(probe.example(low, high, ("api", "other", "api")))
+    probe.run(probe.example(high, low, ("other", "api", "other")))
+
+
 def test_a_null_blob_is_null(probe: Probe) -> None:
     """hex(NULL) is '': a NULL blob arrived as "" in events."""
     probe.run(probe.example({"blob": None, "txt": "x"}, {"blob": b"\x00\xff"}, ("other", "other", "api")))
