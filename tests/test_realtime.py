@@ -569,3 +569,41 @@ async def test_stopping_the_server_sends_a_close_frame(api: Api) -> None:
         await asyncio.to_thread(api.server.stop)
         codes = [await transport.close_code(), await legacy.close_code()]
     assert all(code in (1001, 1012) for code in codes), codes
+
+
+# -- commit order (PostgreSQL) ---------------------------------------------------------
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_interleaved_commits_reach_a_reader_once_each_in_cursor_order(api: Api, library_url: str) -> None:
+    """Writer A changes a row and holds its transaction open while writer B changes another and
+    commits; then A commits. Sequences hand out cursors before commit, so without the capture
+    trigger's advisory lock B's later cursor would commit first, the reader would step past A's
+    smaller one, and A's change would never be delivered."""
+    import asyncpg
+
+    dsn = _asyncpg_dsn(library_url)
+    first, second = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        async with api.ws() as ws:
+            await subscribe(ws, "1", "posts")
+            holding = first.transaction()
+            await holding.start()
+            await first.execute("INSERT INTO posts (title, user_id) VALUES ('first writer', 3)")
+            # B in the background: with the lock it waits for A's commit, without it it commits now.
+            later = asyncio.create_task(second.execute("INSERT INTO posts (title, user_id) VALUES ('second writer', 3)"))
+            await asyncio.sleep(1.0)  # several capture polls while A is still open
+            await holding.commit()
+            await asyncio.wait_for(later, 10)
+            await api("mutation { insert_posts_one(object: {title: \"marker\", user_id: 3}) { id } }")
+            events = await changes(ws, 3, "1", timeout=10)
+    finally:
+        await first.close()
+        await second.close()
+    assert [e["record"]["title"] for e in events] == ["first writer", "second writer", "marker"]
+    assert cursors(events) == sorted(cursors(events))
+    assert len(set(cursors(events))) == 3
