@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from graph.changelog import LOG, Retention
 from graph.client import ChangeEvent
+from graph.config import Capture
 from graph.database import create_engine
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, GraphQLWS, LiveServer
 from tests.test_auth import SECRET
@@ -287,6 +288,77 @@ async def test_replay_racing_a_concurrent_pruner_never_has_a_gap(api: Api, libra
         await task
         await engine.dispose()
     assert sum(outcomes.values()) == 40
+
+
+# -- retention: an event goes only when it is both older than the hours and beyond the count --
+
+
+async def replay(api: Api, since: str, count: int) -> list[str] | str:
+    """The titles of the `count` events replayed after `since`, or the error code of the subscribe."""
+    async with api.ws() as ws:
+        await ws.subscribe("r", CHANGES, {"table": "posts", "since": since})
+        first = await ws.receive()
+        if first["type"] == "error":
+            (code,) = error_codes(first)
+            return code
+        assert first["type"] == "next" and "errors" not in first["payload"], first
+        events = [first["payload"]["data"]["tableChanged"], *await changes(ws, count - 1, "r")]
+    return [e["record"]["title"] for e in events]
+
+
+async def age(url: str, first: int, last: int, seconds: float) -> None:
+    """Backdate the log rows from cursor `first` to `last` by `seconds`, as if written that long ago."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(f"UPDATE {LOG} SET created_at = created_at - :s WHERE cursor BETWEEN :a AND :b"),
+                {"s": seconds, "a": first, "b": last},
+            )
+    finally:
+        await engine.dispose()
+
+
+async def until_pruned_past(api: Api, cursor: int, count: int, timeout: float = 20) -> None:
+    """Wait until the server's own pruner has dropped the event after `cursor` (its replay is refused)."""
+    deadline = time.monotonic() + timeout
+    while await replay(api, str(cursor), count) != "invalid-cursor":
+        assert time.monotonic() < deadline, f"the pruner did not pass cursor {cursor} within {timeout} s"
+        await asyncio.sleep(0.1)
+
+
+async def test_the_pruner_keeps_what_either_the_hours_or_the_count_retains(
+    launch: Launch, library_url: str
+) -> None:
+    # Keep the last 3 events or the last hour, pruning every 50 ms. Age is made by
+    # backdating log rows, so "old" and "young" are hours apart, not a race with a clock.
+    api = await launch(capture=Capture(prune_interval=0.05, retention_hours=1.0, retention_events=3))
+    titles = [f"e{i}" for i in range(1, 9)]
+    async with api.ws() as ws:
+        await subscribe(ws, "1", "posts")
+        for title in titles:
+            await rename(api, title)
+        c = [0, *(int(e["cursor"]) for e in await changes(ws, len(titles), "1"))]  # c[1]..c[8]
+    hours_old = 2 * 3600.0
+
+    # All young: 5 events are beyond the count, and still nothing is pruned.
+    await asyncio.sleep(1.0)  # 20 runs of the pruner
+    assert await replay(api, "0", 8) == titles
+    assert await replay(api, str(c[1]), 7) == titles[1:]
+
+    # e1..e3 old and beyond the count: pruned. e4, e5 beyond the count but young: kept.
+    await age(library_url, c[1], c[3], hours_old)
+    await until_pruned_past(api, c[2], 6)
+    assert await replay(api, str(c[3]), 5) == titles[3:]
+    assert await replay(api, "0", 5) == titles[3:]
+
+    # e4..e7 old too: e4, e5 (beyond the count) pruned; e6, e7 (within the last 3) kept.
+    await age(library_url, c[4], c[7], hours_old)
+    await until_pruned_past(api, c[4], 4)
+    assert await replay(api, str(c[5]), 3) == titles[5:]
+    assert await replay(api, "0", 3) == titles[5:]
+    await asyncio.sleep(0.5)  # 10 more runs: a settled log prunes no further
+    assert await replay(api, str(c[5]), 3) == titles[5:]
 
 
 # -- item 6: changeCursor and since "0" --------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import sqlite3
 import subprocess
@@ -238,6 +239,37 @@ async def test_a_callback_gets_each_change_in_order_until_unsubscribed(client: C
         marker = await anext(stream)
     assert marker.record is not None and marker.record["title"] == "after"
     assert len(got) == 2
+
+
+@sqlite_only
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_callback_that_raises_is_logged_and_delivery_goes_on(
+    client: Client, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="graph.client")
+    posts = client.table("posts")
+    got: list[str] = []
+
+    def record(event: ChangeEvent) -> None:
+        assert event.record is not None
+        got.append(event.record["title"])
+        if event.record["title"].startswith("bad"):
+            raise RuntimeError(f"callback failed on {event.cursor}")
+
+    async def record_async(event: ChangeEvent) -> None:
+        await asyncio.sleep(0)
+        record(event)
+
+    callback: Callable[[ChangeEvent], Any] = record if kind == "sync" else record_async
+    unsubscribe = await posts.subscribe(callback)
+    for title in ("bad 1", "after 1", "bad 2", "after 2"):
+        await posts.insert({"title": title, "user_id": 1})
+    await until(lambda: len(got) == 4, what="the events after the callbacks that raised")
+    assert got == ["bad 1", "after 1", "bad 2", "after 2"]
+    await unsubscribe()
+    # Each exception is logged with its traceback, once.
+    raised = [str(r.exc_info[1]) for r in caplog.records if r.name == "graph.client" and r.exc_info]
+    assert len(raised) == 2 and all(m.startswith("callback failed on ") for m in raised), raised
 
 
 async def test_changes_is_an_async_iterator(client: Client) -> None:

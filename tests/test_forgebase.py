@@ -307,6 +307,62 @@ async def test_tokens_set_the_session_and_shutdown_sends_a_close_frame(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
 
 
+ADMIN_SECRET = "a-test-admin-secret"
+TWO_VIEWS = """\
+tables:
+  posts:
+    select:
+      editor: {columns: "*"}
+      user: {filter: {user_id: {_eq: X-User-Id}}, columns: [id, title, user_id]}
+"""
+
+
+async def insert_as_admin(base_url: str, title: str, user_id: int) -> int:
+    query = f'mutation {{ insert_posts_one(object: {{title: "{title}", user_id: {user_id}}}) {{ id }} }}'
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, trust_env=False) as http:
+        response = await http.post("/graphql", json={"query": query}, headers={"X-Admin-Secret": ADMIN_SECRET})
+    body = response.json()
+    assert response.status_code == 200 and "errors" not in body, body
+    return int(body["data"]["insert_posts_one"]["id"])
+
+
+def seen_as(role: str, post_id: int, title: str, user_id: int) -> dict[str, Any]:
+    """A post as TWO_VIEWS shows it to `role`."""
+    if role == "editor":
+        return {**POST_5, "id": post_id, "title": title, "user_id": user_id}
+    return {"id": post_id, "title": title, "user_id": user_id}
+
+
+@sqlite_only
+@pytest.mark.parametrize("roles", [("editor", "user", "editor"), ("user", "editor", "user")])
+async def test_auth_moves_live_subscriptions_to_the_new_tokens_view_both_ways(
+    library_url: str, serve: Any, tmp_path: Path, roles: tuple[str, ...]
+) -> None:
+    """An editor sees every post and column; user 1 only their own posts' id, title and user_id.
+
+    One connection subscribes, then sends `auth` with the other role's token and
+    back: after each, what arrives (rows and columns) is what the new token may see.
+    """
+    rules = tmp_path / "permissions.yaml"
+    rules.write_text(TWO_VIEWS)
+    server = serve(database=library_url, permissions=str(rules), jwt_secret=SECRET, admin_secret=ADMIN_SECRET)
+    tokens = {
+        "editor": jwt.encode({"sub": "9", "role": "editor"}, SECRET, algorithm="HS256"),
+        "user": jwt.encode({"sub": "1", "role": "user"}, SECRET, algorithm="HS256"),
+    }
+    async with RawClient.open(ws_url(server) + f"?token={tokens[roles[0]]}") as client:
+        await client.subscribe("posts")
+        for step, role in enumerate(roles):
+            if step:
+                await client.send({"type": "auth", "token": tokens[role]})
+                await client.sync()  # `auth` has no answer of its own
+            # User 2's post, then user 1's: the editor gets both, whole; user 1 only its own, narrow.
+            written = [(await insert_as_admin(server.url, f"{role} {step} by {u}", u), u) for u in (2, 1)]
+            expected = [seen_as(role, i, f"{role} {step} by {u}", u) for i, u in written if role == "editor" or u == 1]
+            got = [await client.receive() for _ in expected]
+            assert [(m["type"], m["record"]) for m in got] == [("create", e) for e in expected], (step, role)
+
+
 @sqlite_only
 async def test_an_invalid_token_closes_with_4403(library_url: str, serve: Any) -> None:
     server = serve(database=library_url, jwt_secret=SECRET)
