@@ -71,9 +71,14 @@ $(BROWSER_STAMP): $(BROWSER)/package.json $(BROWSER)/package-lock.json
 playground:
 	cd playground && npm ci --no-audit --no-fund && npm run build
 
+# Without the suite a local run notes the skip; in CI (CI=true, or
+# FORGEGRAPH_REQUIRE_SERVICES=1 as .ci/run sets) a missing suite is a failure.
 conformance:
 	@if [ -f $(CONFORMANCE) ]; then \
 		$(PYTHON) $(CONFORMANCE); \
+	elif [ "$${CI:-}" = "true" ] || [ "$${FORGEGRAPH_REQUIRE_SERVICES:-}" = "1" ]; then \
+		echo "conformance: $(CONFORMANCE) not found (required in CI)" >&2; \
+		exit 1; \
 	else \
 		echo "conformance: skipped ($(CONFORMANCE) not found)"; \
 	fi

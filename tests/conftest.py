@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,61 @@ def unavailable(service: str, reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{message} (FORGEGRAPH_REQUIRE_SERVICES=1)")
     pytest.skip(message)
+
+
+# The only skips that stay skips under FORGEGRAPH_REQUIRE_SERVICES=1: a reason
+# starting with one of these says the test does not apply here, not that
+# something it needs is missing. Everything else that skips fails instead,
+# so CI cannot go green over a test that never ran. Keep this list short.
+ALLOWED_SKIPS = (
+    "this parameter is for the other database",
+)
+
+
+def other_database(reason: str) -> None:
+    """Skip a test parametrised over both databases whose point is only one of them."""
+    pytest.skip(f"{ALLOWED_SKIPS[0]}: {reason}")
+
+
+def _skip_reason(longrepr: object) -> str:
+    # A skip's longrepr is (path, line, "Skipped: reason"); anything else is shown whole.
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _refuse_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Under FORGEGRAPH_REQUIRE_SERVICES=1, turn a skip whose reason is not allowed into a failure."""
+    if not REQUIRE_SERVICES or not report.skipped or hasattr(report, "wasxfail"):
+        return  # xfail is reported as skipped with `wasxfail`: an expectation, not a skip
+    reason = _skip_reason(report.longrepr)
+    if reason.startswith(ALLOWED_SKIPS):
+        return
+    report.outcome = "failed"
+    report.longrepr = (
+        f"skipped without an allowed reason under FORGEGRAPH_REQUIRE_SERVICES=1: {reason}\n"
+        f"(allowed reasons start with one of {ALLOWED_SKIPS}, see tests/conftest.py)"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # Every phase: a skip in a fixture (setup), a skipif mark (setup) or the test body (call).
+    report = yield
+    _refuse_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    # A module that skips as a whole (importorskip, allow_module_level=True).
+    report = yield
+    _refuse_skip(report)
+    return report
 
 
 async def _admin(sql: str) -> None:

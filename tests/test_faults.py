@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
-from tests.conftest import free_port
+from tests.conftest import free_port, unavailable
 from tests.test_processes import (
     demo_postgres,
     demo_sqlite,
@@ -317,7 +317,7 @@ async def watch_health(url: str, seen: set[int], until: asyncio.Task[Any]) -> No
 
 async def test_a_postgres_restart_loses_no_event(tmp_path: Path, fresh_postgres: str) -> None:
     if not os.path.isdir("/etc/postgresql") or not postgres_ready():
-        pytest.skip("no local PostgreSQL cluster to restart (pg_ctlcluster)")
+        unavailable("a local PostgreSQL cluster to restart", "no /etc/postgresql or it does not answer (pg_ctlcluster)")
     database = await demo_postgres(fresh_postgres, tmp_path)
     writer = Writer()
     # The broker is PostgreSQL too (LISTEN/NOTIFY): the restart takes it away as well.

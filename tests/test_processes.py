@@ -12,10 +12,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,15 @@ SUBSCRIPTION = 'subscription { tableChanged(table: "posts") { type id cursor } }
 
 @contextmanager
 def serve_process(database: str, broadcast: str, tmp_path: Path, *extra: str) -> Iterator[str]:
+    with serve_supervised(database, broadcast, tmp_path, *extra) as (url, _process):
+        yield url
+
+
+@contextmanager
+def serve_supervised(
+    database: str, broadcast: str, tmp_path: Path, *extra: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`forgegraph serve` in a process (and session) of its own, once healthy: its URL and process."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORGEGRAPH_")}
     log = tmp_path / f"serve-{port}.log"
@@ -55,7 +66,7 @@ def serve_process(database: str, broadcast: str, tmp_path: Path, *extra: str) ->
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"serve did not start: {log.read_text()[-2000:]}")
             time.sleep(0.1)
-        yield url
+        yield url, process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -217,3 +228,94 @@ async def test_workers_share_one_port_and_every_event(tmp_path: Path, redis_url:
         assert all(stream == streams[0] for stream in streams)
         cursors = [int(e["cursor"]) for e in streams[0]]
         assert cursors == sorted(cursors) and len(set(cursors)) == 20
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of `pid`, as `ps --ppid` lists them (read from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+        state, ppid = stat.rpartition(")")[2].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def answering_process(server_port: int, client_port: int, candidates: set[int]) -> int | None:
+    """Which of `candidates` holds the server end of the TCP connection from `client_port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                local, remote, inode = fields[1], fields[2], fields[9]
+                if int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == client_port:
+                    inodes.add(f"socket:[{inode}]")
+    for pid in candidates:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return pid
+    return None
+
+
+def who_answers(url: str, workers: set[int]) -> int | None:
+    """Ask /healthz on a new connection; the worker process that answered it (None: not one of `workers`)."""
+    server_port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", server_port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert sock.recv(64).startswith(b"HTTP/1.1 200"), "/healthz did not answer 200"
+        # Still open (keep-alive): the worker that accepted it holds the server end.
+        return answering_process(server_port, sock.getsockname()[1], workers)
+
+
+def wait_for_workers(supervisor: int, count: int, without: AbstractSet[int] = frozenset()) -> set[int]:
+    """The `count` children of `supervisor` once there are that many, none of them in `without`."""
+    deadline = time.monotonic() + 20
+    while True:
+        found = children(supervisor)
+        if len(found) == count and not found & without:
+            return found
+        assert time.monotonic() < deadline, f"workers {found}, expected {count} new ones besides {without}"
+        time.sleep(0.1)
+
+
+def answered_by_each(url: str, workers: set[int]) -> None:
+    """New connections until every one of `workers` has answered one (the kernel picks who accepts)."""
+    answered: set[int | None] = set()
+    deadline = time.monotonic() + 20
+    while not workers <= answered:
+        assert time.monotonic() < deadline, f"only {answered} of workers {workers} answered"
+        answered.add(who_answers(url, workers))
+    assert None not in answered, "a connection was answered by a process that is not a worker"
+
+
+def test_workers_start_n_processes_and_replace_a_dead_one(tmp_path: Path, redis_url: str) -> None:
+    url = demo_sqlite(tmp_path)
+    with serve_supervised(url, redis_url, tmp_path, "--workers", "2") as (server, process):
+        workers = wait_for_workers(process.pid, 2)
+        answered_by_each(server, workers)
+
+        killed = min(workers)
+        os.kill(killed, signal.SIGKILL)
+        # The survivor answers while the supervisor replaces the dead worker.
+        with httpx.Client(trust_env=False, timeout=5) as http:
+            deadline = time.monotonic() + 20
+            while True:
+                assert http.get(server + "/healthz").status_code == 200
+                now = children(process.pid)
+                if len(now) == 2 and killed not in now:
+                    break
+                assert time.monotonic() < deadline, f"worker {killed} was not replaced: {now}"
+                time.sleep(0.1)
+        replaced = wait_for_workers(process.pid, 2, without={killed})
+        assert len(replaced & workers) == 1  # one survivor, one new process
+        answered_by_each(server, replaced)
+        assert process.poll() is None

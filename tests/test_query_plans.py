@@ -33,7 +33,7 @@ from graph.plans import _query_sqlite
 from graph.plans._query_postgres import base_type
 from graph.plans._query_variables import bindable_variables
 from tests import library
-from tests.conftest import POSTGRES, LiveServer, _admin, unavailable
+from tests.conftest import POSTGRES, LiveServer, _admin, other_database, unavailable
 
 SECRET = "query-plans-test-secret-long-enough-for-hs256-0123456789"
 metadata = sa.MetaData()
@@ -250,7 +250,7 @@ def test_integers_beyond_32_bits_are_answered_exactly(both: Both) -> None:
 
 def test_sqlite_values_of_another_type_than_declared(both: Both) -> None:
     if both.server.app.state.runtime.model.dialect != "sqlite":
-        pytest.skip("only SQLite keeps values of another type than the column's")
+        other_database("only SQLite keeps values of another type than the column's")
     both("{ odd_by_pk(id: 2) { id flag f t } }")  # 2 and 7 answered as executed
     both("{ odd_by_pk(id: 2) { n } }", answered=False)  # 3.5 in an integer column
     for field in ("n", "flag", "f"):
@@ -315,7 +315,7 @@ def test_sqlite_statements_over_the_loop_budget_run_in_a_thread(
 ) -> None:
     backend = both.plans.backend
     if both.server.app.state.runtime.model.dialect != "sqlite":
-        pytest.skip("PostgreSQL statements never run in the event loop")
+        other_database("PostgreSQL statements never run in the event loop")
     monkeypatch.setattr(_query_sqlite, "IN_LOOP_BUDGET_SECONDS", -1.0)  # every one is over
     query = "{ floats(order_by: [{x: asc}, {id: asc}]) { id x } }"
     both(query)
