@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.dialects.sqlite import aiosqlite
+from sqlalchemy.engine import Dialect
 
 from graph.sql.compiled import Statements
 
@@ -21,15 +23,48 @@ posts = sa.Table(
 DIALECTS = {"sqlite": aiosqlite.dialect(), "postgresql": asyncpg.dialect()}
 
 
+def counting(dialect: Dialect) -> tuple[Dialect, list[object]]:
+    """A copy of `dialect` whose statement compiler (SQLAlchemy's hook) records every compilation."""
+    compiled: list[object] = []
+    base = dialect.statement_compiler
+
+    class Counting(base):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            compiled.append(self)
+            super().__init__(*args, **kwargs)
+
+    copy = type(dialect)()
+    copy.statement_compiler = Counting
+    return copy, compiled
+
+
 @pytest.mark.parametrize("name", DIALECTS)
 def test_a_shape_is_compiled_once_and_bound_with_each_requests_values(name: str) -> None:
-    statements = Statements(DIALECTS[name])
+    dialect, compiled = counting(DIALECTS[name])
+    statements = Statements(dialect)
     first = statements.bind(sa.update(posts).where(posts.c.id == sa.literal(1)).values(title="a"))
     second = statements.bind(sa.update(posts).where(posts.c.id == sa.literal(2)).values(title="b"))
     assert first.sql == second.sql
     assert "?" in first.sql if name == "sqlite" else "$1" in first.sql
     assert (first.args, second.args) == (("a", 1), ("b", 2))
-    assert len(statements._cache) == 1
+    assert len(compiled) == 1
+    statements.bind(sa.update(posts).where(posts.c.id == sa.literal(3)).values(select="c"))
+    assert len(compiled) == 2  # another shape (another column set) is compiled on its own
+
+
+def test_the_least_recently_used_shape_is_compiled_again() -> None:
+    dialect, compiled = counting(DIALECTS["sqlite"])
+    statements = Statements(dialect, size=2)
+    by_id = sa.select(posts.c.id).where(posts.c.id == sa.literal(1))
+    by_title = sa.select(posts.c.id).where(posts.c.title == sa.literal("a"))
+    by_select = sa.select(posts.c.id).where(posts.c.select == sa.literal("s"))
+    for statement in (by_id, by_title, by_id, by_select):  # by_title is the oldest when by_select comes
+        statements.bind(statement)
+    assert len(compiled) == 3
+    statements.bind(by_id)
+    assert len(compiled) == 3  # still held
+    statements.bind(by_title)
+    assert len(compiled) == 4  # evicted, compiled again
 
 
 @pytest.mark.parametrize("name", DIALECTS)

@@ -284,22 +284,30 @@ async def test_malformed_frames_do_not_hurt_other_clients(library_url: str, serv
 
 @sqlite_only
 async def test_tokens_set_the_session_and_shutdown_sends_a_close_frame(
-    library_url: str, serve: Any
+    library_url: str, serve: Any, tmp_path: Path
 ) -> None:
-    server = serve(database=library_url, jwt_secret=SECRET)
+    """The query-string token and a later `auth` decide what arrives (rows and columns, TWO_VIEWS)."""
+    rules = tmp_path / "permissions.yaml"
+    rules.write_text(TWO_VIEWS)
+    server = serve(database=library_url, permissions=str(rules), jwt_secret=SECRET, admin_secret=ADMIN_SECRET)
     runtime = server.app.state.runtime
     first = jwt.encode({"sub": "1", "role": "user"}, SECRET, algorithm="HS256")
     second = jwt.encode({"sub": "2", "role": "editor"}, SECRET, algorithm="HS256")
     async with RawClient.open(ws_url(server) + f"?token={first}") as client:
         await client.subscribe("posts")
-        (connection,) = runtime.connections
-        assert (connection.session.user_id, connection.session.role) == ("1", "user")
+        # As user 1 (from ?token=): user 2's post is not delivered, user 1's is, narrowed.
+        await insert_as_admin(server.url, "theirs", 2)
+        mine = await insert_as_admin(server.url, "mine", 1)
+        event = await client.receive()
+        assert (event["type"], event["record"]) == ("create", seen_as("user", mine, "mine", 1))
         await client.send({"type": "auth", "token": second})
         await client.sync()  # `auth` has no answer of its own
-        assert (connection.session.user_id, connection.session.role) == ("2", "editor")
-        await insert_post(server.url)
-        assert (await client.receive())["type"] == "create"  # still subscribed after auth
+        # As the editor: every post, every column, on the same subscription.
+        theirs = await insert_as_admin(server.url, "theirs again", 2)
+        event = await client.receive()
+        assert (event["type"], event["record"]) == ("create", seen_as("editor", theirs, "theirs again", 2))
         # What runtime.stop() does to every connection, run on the server's loop.
+        (connection,) = runtime.connections
         loop = runtime.realtime._tasks[0].get_loop()
         asyncio.run_coroutine_threadsafe(connection.close_for_shutdown(), loop).result(timeout=5)
         with pytest.raises(ConnectionClosed) as closed:

@@ -188,3 +188,53 @@ async def test_a_slow_consumer_closed_is_counted(library_url: str, serve: Any) -
     assert slow == {**dict.fromkeys(TRANSPORTS, 0), TRANSPORT_WS: 1}
     delivered = by_transport(samples, "forgegraph_events_delivered_total")[TRANSPORT_WS]
     assert delivered < 60  # what reached the socket before it was closed, not what was dropped
+
+
+@sqlite_only
+async def test_send_queue_depth_counts_frames_a_stalled_client_has_not_taken(
+    library_url: str, serve: Any
+) -> None:
+    """Two clients that stop reading: their frames wait in their send queues (big enough not to close)."""
+    server = serve(database=library_url, limits=Limits(send_queue_size=1_000))
+    body = os.urandom(96 * 1024).hex()
+    sent = 60  # 11 MiB of frames: more than the socket buffers on both sides take
+    async with AsyncExitStack() as stack:
+        stalled = []
+        for _ in range(2):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+            options = {"sock": sock, "compression": None, "max_queue": 1, "max_size": None}
+            ws = await stack.enter_async_context(GraphQLWS.open(server, **options))
+            await subscribe(ws, "1", "posts")
+            stalled.append(ws)
+        for n in range(sent):
+            response = await post(server, {
+                "query": "mutation($b: String!, $t: String!) { insert_posts_one(object: "
+                         "{title: $t, body: $b, user_id: 1}) { id } }",
+                "variables": {"b": body, "t": f"big-{n}"},
+            })
+            assert response.status_code == 200
+        for _ in range(100):  # the events reach the queues right after their commit
+            samples = await scrape(server)
+            if 0 < by_transport(samples, "forgegraph_send_queue_depth_max")[TRANSPORT_WS] < by_transport(
+                samples, "forgegraph_send_queue_depth"
+            )[TRANSPORT_WS]:  # both queues hold frames
+                break
+            await asyncio.sleep(0.05)
+        depth = by_transport(samples, "forgegraph_send_queue_depth")
+        deepest = by_transport(samples, "forgegraph_send_queue_depth_max")
+        delivered = by_transport(samples, "forgegraph_events_delivered_total")[TRANSPORT_WS]
+        # Some went out before the sockets filled up, a batch is stuck in each write, the rest wait.
+        assert deepest[TRANSPORT_WS] > 0 and delivered + depth[TRANSPORT_WS] < 2 * sent, (depth, delivered)
+        # The sum over both connections, and the fullest one: at least half of it, less than all.
+        assert depth[TRANSPORT_WS] / 2 <= deepest[TRANSPORT_WS] < depth[TRANSPORT_WS], (depth, deepest)
+        others = dict.fromkeys(set(TRANSPORTS) - {TRANSPORT_WS}, 0)
+        assert {k: depth[k] for k in others} == {k: deepest[k] for k in others} == others
+        # Reading on empties the queues; the gauges fall back to 0.
+        for ws in stalled:
+            titles = [(await change(ws, "1"))["record"]["title"] for _ in range(sent)]
+            assert titles == [f"big-{n}" for n in range(sent)]
+        samples = await scrape(server)
+        assert by_transport(samples, "forgegraph_send_queue_depth") == dict.fromkeys(TRANSPORTS, 0)
+        assert by_transport(samples, "forgegraph_send_queue_depth_max") == dict.fromkeys(TRANSPORTS, 0)
