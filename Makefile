@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+MUTATE_STAMP := $(VENV)/.installed-mutate
 CONFORMANCE := ../shared/conformance/hasura/run.py
 CLIENTS := tests/clients
 CLIENTS_STAMP := $(CLIENTS)/node_modules/.installed
@@ -11,7 +12,7 @@ BROWSER := tests/browser
 BROWSER_STAMP := $(BROWSER)/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test node-deps browser-deps playground conformance bench soak lint clean
+.PHONY: install run test node-deps browser-deps playground conformance bench soak mutate lint clean
 
 install: $(STAMP)
 
@@ -92,10 +93,23 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
 
+# Mutation testing (mutmut, the `mutate` extra) over the change log and capture,
+# the in-memory matcher, the permission rules and the outbox; [tool.mutmut] in
+# pyproject.toml says which modules and which tests. Not part of `make test`.
+# Results are kept in mutants/ between runs (mutmut re-checks only what changed;
+# `rm -rf mutants` for a fresh run); the table at the end counts survivors per module.
+$(MUTATE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e '.[dev,mutate]'
+	touch $(MUTATE_STAMP)
+
+mutate: $(MUTATE_STAMP)
+	$(BIN)/mutmut run; status=$$?; \
+	$(BIN)/python -m tests.mutate_summary && exit $$status
+
 lint: $(STAMP)
 	$(BIN)/ruff check graph tests migrations
 	$(BIN)/mypy graph
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) mutants build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
