@@ -15,8 +15,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -342,3 +342,51 @@ class GraphQLWS:
             return closed.rcvd.code if closed.rcvd is not None else None
         except TimeoutError:
             pytest.fail(f"the server did not close the connection within {timeout} s")
+
+
+# -- one live server with an HTTP client (realtime tests) -------------------------
+
+
+@dataclass
+class Api:
+    """One live server, with an HTTP client for writes and a way to open sockets."""
+
+    server: LiveServer
+    http: httpx.AsyncClient
+
+    async def raw(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.http.post("/graphql", json={"query": query, "variables": variables})
+        return response.json()
+
+    async def __call__(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The `data` of a request that must succeed."""
+        body = await self.raw(query, variables)
+        assert "errors" not in body, body
+        return body["data"]
+
+    def ws(self, **options: Any) -> AbstractAsyncContextManager[GraphQLWS]:
+        return GraphQLWS.open(self.server, **options)
+
+
+Launch = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+async def launch(library_url: str, serve: Any) -> AsyncIterator[Launch]:
+    """launch(**settings) -> Api on a server over the library database."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def start(**settings: Any) -> Api:
+        server = serve(database=library_url, **settings)
+        http = httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False)
+        clients.append(http)
+        return Api(server, http)
+
+    yield start
+    for http in clients:
+        await http.aclose()
+
+
+@pytest.fixture
+async def api(launch: Launch) -> Api:
+    return await launch()

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -33,27 +32,6 @@ from tests.test_realtime import CHANGES, Api, Launch, change, changes, error_cod
 from tests.test_sse import events as sse_events
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
-
-
-@pytest.fixture
-async def launch(library_url: str, serve: Any) -> AsyncIterator[Launch]:
-    """launch(**settings) -> Api on a server over the library database."""
-    clients: list[httpx.AsyncClient] = []
-
-    async def start(**settings: Any) -> Api:
-        server = serve(database=library_url, **settings)
-        http = httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False)
-        clients.append(http)
-        return Api(server, http)
-
-    yield start
-    for http in clients:
-        await http.aclose()
-
-
-@pytest.fixture
-async def api(launch: Launch) -> Api:
-    return await launch()
 
 
 async def rename(api: Api, title: str) -> None:

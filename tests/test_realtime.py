@@ -11,12 +11,10 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from websockets.exceptions import ConnectionClosed
@@ -24,56 +22,11 @@ from websockets.exceptions import ConnectionClosed
 from graph.changelog import ChangeLog, Retention
 from graph.config import Limits
 from graph.database import create_engine
-from tests.conftest import LEGACY_WS, TRANSPORT_WS, GraphQLWS, LiveServer
+from tests.conftest import LEGACY_WS, TRANSPORT_WS, Api, GraphQLWS, Launch
 
 CHANGES = """subscription($table: String!, $where: JSON, $since: String) {
   tableChanged(table: $table, where: $where, since: $since) { type table id record old_record cursor } }"""
 POST = "id title body published user_id editor_id rating published_at"
-
-
-@dataclass
-class Api:
-    """One live server, with an HTTP client for writes and a way to open sockets."""
-
-    server: LiveServer
-    http: httpx.AsyncClient
-
-    async def raw(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = await self.http.post("/graphql", json={"query": query, "variables": variables})
-        return response.json()
-
-    async def __call__(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The `data` of a request that must succeed."""
-        body = await self.raw(query, variables)
-        assert "errors" not in body, body
-        return body["data"]
-
-    def ws(self, **options: Any) -> AbstractAsyncContextManager[GraphQLWS]:
-        return GraphQLWS.open(self.server, **options)
-
-
-Launch = Callable[..., Awaitable[Api]]
-
-
-@pytest.fixture
-async def launch(library_url: str, serve: Any) -> AsyncIterator[Launch]:
-    """launch(**settings) -> Api on a server over the library database."""
-    clients: list[httpx.AsyncClient] = []
-
-    async def start(**settings: Any) -> Api:
-        server = serve(database=library_url, **settings)
-        http = httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False)
-        clients.append(http)
-        return Api(server, http)
-
-    yield start
-    for http in clients:
-        await http.aclose()
-
-
-@pytest.fixture
-async def api(launch: Launch) -> Api:
-    return await launch()
 
 
 async def subscribed(ws: GraphQLWS) -> None:
