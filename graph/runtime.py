@@ -19,13 +19,13 @@ from graph.database import create_engine, ping
 from graph.errors import StartupError
 from graph.metrics import Metrics, Observed
 from graph.naming import name_model
-from graph.permissions import Permissions, load_permissions
 from graph.plans.mutation import MutationPlans
 from graph.plans.query_plans import query_plans_for
 from graph.realtime import Realtime
 from graph.reflect import reflect
 from graph.resolvers import Resolvers
 from graph.roles import RoleSchemas
+from graph.rules.permissions import Permissions, load_permissions
 from graph.sql.compiled import Statements
 from graph.sql.driver import open_driver
 from graph.sql.mutate import Writer
