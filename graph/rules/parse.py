@@ -1,6 +1,6 @@
 """The plain form of a `t_bool_exp` read into `graph.rules.bool_exp` nodes, checked on the way.
 
-One walk (`_Reader.object`) reads every source. The sources differ only in
+One walk (`_Parser.object`) reads every source. The sources differ only in
 what they refuse and in how their errors read, which clients and operators
 already rely on:
 - `parse_where`: a query's or mutation's `where` as GraphQL coerced it, so
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from graph.model import Column, DatabaseModel, Relationship, Table
 
 
-class _Reader:
+class _Parser:
     """The walk; subclasses decide what each step accepts (`None` table: no table known)."""
 
     def __init__(self, model: DatabaseModel | None) -> None:
@@ -132,7 +132,7 @@ def _as_list(value: Any) -> list[Any]:
 # -- a query's or mutation's `where` ------------------------------------------------
 
 
-class _WhereReader(_Reader):
+class _WhereParser(_Parser):
     # GraphQL's own errors name the place; these messages never did.
     def path(self, where: str, key: Any) -> str:
         return where
@@ -174,13 +174,13 @@ class _WhereReader(_Reader):
 def parse_where(table: Table, exp: Any, model: DatabaseModel) -> BoolExp:
     """A query's or mutation's `where` on `table`; ValidationFailed for a name it does not have."""
     check_filter_depth(exp)  # before anything recurses into it
-    return _WhereReader(model).object(table, exp, "where")
+    return _WhereParser(model).object(table, exp, "where")
 
 
 # -- a subscription's JSON `where` --------------------------------------------------
 
 
-class _StreamReader(_Reader):
+class _StreamParser(_Parser):
     def mapping(self, table: Table | None, exp: Any, where: str) -> Mapping[Any, Any] | None:
         if exp is None:
             return None
@@ -247,7 +247,7 @@ def _check_operand(kind: Kind, takes: Takes, operand: Any, where: str) -> None:
 def parse_stream_where(table: Table, exp: Any, where: str = "where") -> BoolExp | None:
     """A subscription's `where` on the columns of `table`; ValidationFailed names the first mistake."""
     check_filter_depth(exp, where)  # before anything recurses into it
-    return None if exp is None else _StreamReader(None).object(table, exp, where)
+    return None if exp is None else _StreamParser(None).object(table, exp, where)
 
 
 # -- a permissions file's filters ---------------------------------------------------
@@ -273,7 +273,7 @@ def hint(name: Any, choices: Any) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-class RuleParser(_Reader):
+class RuleParser(_Parser):
     """Reads the filters (and preset values) of one permissions file; RuleError names a mistake."""
 
     def __init__(self, model: DatabaseModel) -> None:
@@ -380,7 +380,7 @@ def _check_literal(column: Column, value: Any, where: str) -> None:
 # -- a checked mapping ----------------------------------------------------------
 
 
-class _TrustedReader(_Reader):
+class _TrustedParser(_Parser):
     """Reads without checking: keys that name no relationship are columns."""
 
     def __init__(self, model: DatabaseModel | None, variables: bool) -> None:
@@ -429,4 +429,4 @@ def parse_trusted(
     """A mapping checked before (or a rule's written form with `variables`), read as it is."""
     if isinstance(exp, BoolExp):
         return exp
-    return _TrustedReader(model, variables).object(table, exp, "")
+    return _TrustedParser(model, variables).object(table, exp, "")
