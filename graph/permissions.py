@@ -26,7 +26,7 @@ from graph.rules.permissions import (
 from graph.rules.session import (
     SESSION_ROLE,
     SESSION_USER_ID,
-    Session,
+    SessionValues,
     resolve,
     resolve_presets,
     session_variable,
@@ -62,7 +62,7 @@ def never() -> BoolExp:
     return NEVER
 
 
-def resolve_session(exp: Any, table: Table, model: DatabaseModel, session: Session) -> Any:
+def resolve_session(exp: Any, table: Table, model: DatabaseModel, session: SessionValues) -> Any:
     """`exp` (a BoolExp, or a rule's mapping whose strings may name session variables)
     with the session's values filled in (graph.rules.session.resolve)."""
     if not isinstance(exp, Mapping):

@@ -44,7 +44,7 @@ SESSION_VARIABLES = {
     "x-hasura-role": SESSION_ROLE,
 }
 
-Session = Mapping[str, str | None]
+SessionValues = Mapping[str, str | None]
 """Canonical variable name -> the session's value (None: the session has none)."""
 
 
@@ -89,7 +89,7 @@ def _convert(column: Column, raw: str | None) -> Any:
     return text
 
 
-def resolve(exp: BoolExp, table: Table, model: DatabaseModel, session: Session) -> BoolExp:
+def resolve(exp: BoolExp, table: Table, model: DatabaseModel, session: SessionValues) -> BoolExp:
     """`exp` with its session variables replaced by the session's values.
 
     Values are converted to the compared column's type. A value the session
@@ -101,7 +101,7 @@ def resolve(exp: BoolExp, table: Table, model: DatabaseModel, session: Session) 
 
 
 def _resolve(
-    exp: BoolExp, table: Table, model: DatabaseModel, session: Session, positive: bool
+    exp: BoolExp, table: Table, model: DatabaseModel, session: SessionValues, positive: bool
 ) -> BoolExp:
     # `positive` is False under an odd number of _not. An UNKNOWN comparison
     # admits exactly what a false one would where it is not negated, and what a
@@ -128,7 +128,7 @@ def _resolve(
 
 
 def _resolve_comparisons(
-    column: Column, exp: ColumnExp, session: Session, positive: bool
+    column: Column, exp: ColumnExp, session: SessionValues, positive: bool
 ) -> tuple[Compare, ...] | None:
     """The comparisons with session values filled in; None when they can hold for no row."""
     out: list[Compare] = []
@@ -160,7 +160,7 @@ def _resolve_comparisons(
     return tuple(out)
 
 
-def _value(column: Column, operand: Any, session: Session, pattern: bool) -> Any:
+def _value(column: Column, operand: Any, session: SessionValues, pattern: bool) -> Any:
     if not isinstance(operand, SessionVariable):
         return operand
     raw = session.get(operand)
@@ -171,7 +171,7 @@ def _value(column: Column, operand: Any, session: Session, pattern: bool) -> Any
     return _convert(column, raw)
 
 
-def resolve_presets(values: Mapping[str, Any], table: Table, session: Session) -> dict[str, Any]:
+def resolve_presets(values: Mapping[str, Any], table: Table, session: SessionValues) -> dict[str, Any]:
     """`set` presets with session variables replaced by values of each column's type."""
     out: dict[str, Any] = {}
     for name, value in values.items():
