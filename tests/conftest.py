@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -33,6 +34,18 @@ from websockets.typing import Subprotocol
 from graph.app import create_app
 from graph.delivery.wire import WireProtocol
 from tests import library
+
+# `make mutate` runs the same property tests on every mutant: the same examples
+# each time (so a mutant's verdict does not depend on luck) and no shrinking (a
+# failure is all it needs, not the smallest one).
+hypothesis.settings.register_profile(
+    "mutate",
+    derandomize=True,
+    database=None,
+    phases=[hypothesis.Phase.explicit, hypothesis.Phase.reuse, hypothesis.Phase.generate],
+)
+if os.environ.get("FORGEGRAPH_HYPOTHESIS_PROFILE"):
+    hypothesis.settings.load_profile(os.environ["FORGEGRAPH_HYPOTHESIS_PROFILE"])
 
 POSTGRES = os.environ.get(
     "FORGEGRAPH_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
