@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from graph.delivery.forgebase import renderer, served_table, stream_key
 from graph.delivery.outbox import Outbox
 from graph.errors import ForgeError, InvalidCursor, ValidationFailed, contained
-from graph.fanout import Frame
+from graph.events.hub import Frame
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from graph.access import EventView
     from graph.auth import Session
     from graph.delivery.message import Message
-    from graph.fanout import Subscription
+    from graph.events.hub import Subscription
     from graph.model import Table
     from graph.runtime import Runtime
 

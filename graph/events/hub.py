@@ -27,7 +27,7 @@ from graph.matching import compile_filter
 
 if TYPE_CHECKING:
     from graph.delivery.outbox import Outbox
-    from graph.events import ChangeEvent, ChangeType
+    from graph.events.change import ChangeEvent, ChangeType
     from graph.matching import Matcher
     from graph.model import Table
 

@@ -30,12 +30,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from graph.changelog import NOTIFY_CHANNEL, ChangeLog, Retention, Undecodable
 from graph.config import Capture
 from graph.errors import StartupError
-from graph.fanout import Hub
+from graph.events.broker import make_broadcast
+from graph.events.changelog import NOTIFY_CHANNEL, ChangeLog, Retention, Undecodable
+from graph.events.hub import Hub
 from graph.metrics import CaptureMeter
-from graph.pubsub import make_broadcast
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from graph.delivery.outbox import Outbox
-    from graph.events import ChangeEvent
-    from graph.fanout import Frame, Render, StreamKey, Subscription
+    from graph.events.change import ChangeEvent
+    from graph.events.hub import Frame, Render, StreamKey, Subscription
     from graph.model import DatabaseModel, Table
 
 log = logging.getLogger("forgegraph.realtime")
