@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from graph.delivery.message import Message
+from graph.delivery.message import Frame, Message
 from graph.delivery.outbox import INTERNAL_ERROR, TRY_AGAIN_LATER, Outbox
 from graph.events.change import ChangeEvent
-from graph.events.hub import Frame, Hub, StreamKey, Subscription
+from graph.events.hub import Hub, StreamKey, Subscription
 from graph.metrics import TransportMeter
 from graph.model import Column, Kind, Table
 
