@@ -16,7 +16,7 @@ import pytest
 GRAPH = Path(__file__).resolve().parent.parent / "graph"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("graph.config", "graph.errors"),
+    ("graph.config", "graph.errors", "graph._seams"),
     # To come, in this order (STYLE.md, habit 2): catalog/, rules/, schema/,
     # compile/, dialect/, execute/. graph.runtime, which builds the event side
     # and which delivery's handlers are given, is placed when execute/ exists.
