@@ -18,11 +18,13 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn.protocols.websockets as uvicorn_websockets
+from broadcaster import Broadcast
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from graph import _seams
 from graph.delivery import _uvicorn_seam
 from graph.delivery.socket import EventSocket
+from graph.events import _broadcaster_seam, broker
 from tests.conftest import GraphQLWS, LiveServer
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
@@ -164,3 +166,75 @@ async def test_a_uvicorn_that_does_not_fit_runs_its_stock_protocol_after_one_war
                 assert change["type"] == "create" and change["record"]["body"] == body
     assert len(seam_warnings(caplog)) == 1
     assert "queue.qsize" in seam_warnings(caplog)[0]
+
+
+# -- broadcaster -------------------------------------------------------------------
+
+
+def test_the_installed_broadcaster_fits_the_seam() -> None:
+    assert _broadcaster_seam.MISMATCH is None
+    assert isinstance(_broadcaster_seam.backend_for("redis://127.0.0.1:6379"), _broadcaster_seam.RedisBackend)
+    assert _broadcaster_seam.backend_for("memory://") is None
+
+
+def broadcast_calls_more(cls: type, uses: dict[str, set[str]]) -> None:
+    """A broadcaster whose Broadcast asks its backend for something RedisBackend has not."""
+    if cls is Broadcast:
+        uses["_backend"] = uses["_backend"] | {"next_batch"}
+
+
+def takes_no_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self: Any, url: str) -> None: ...
+
+    monkeypatch.setattr(Broadcast, "__init__", __init__)
+
+
+def calls_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen_uses(monkeypatch, broadcast_calls_more)
+
+
+def reads_events_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen_uses(monkeypatch, lambda cls, uses: uses.get("_backend", set()).discard("next_published"))
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (takes_no_backend, "backend="),
+        (calls_more, "next_batch"),
+        (reads_events_otherwise, "next_published"),
+    ],
+)
+def test_a_change_to_what_the_broadcaster_seam_uses_is_named(
+    monkeypatch: pytest.MonkeyPatch, change: Callable[[pytest.MonkeyPatch], None], named: str
+) -> None:
+    change(monkeypatch)
+    reason = _broadcaster_seam.mismatch()
+    assert reason is not None and named in reason
+
+
+@sqlite_only
+async def test_a_broadcaster_that_does_not_fit_leaves_redis_to_its_own_backend_after_one_warning(
+    library_url: str,
+    serve: Any,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="forgegraph.realtime")
+    seen_uses(monkeypatch, broadcast_calls_more)
+    seam = import_again(_broadcaster_seam, monkeypatch)
+    assert seam.MISMATCH is not None and "next_batch" in seam.MISMATCH
+    assert not hasattr(seam, "RedisBackend") and seam.backend_for(redis_url) is None
+    monkeypatch.setattr(broker, "backend_for", seam.backend_for)  # what a process importing it would use
+
+    server = serve(database=library_url, broadcast=redis_url)
+    async with GraphQLWS.open(server) as ws:
+        await ws.subscribe("1", SUBSCRIPTION)
+        await ws.send({"type": "ping"})
+        assert (await ws.receive())["type"] == "pong"
+        await insert(server, "through broadcaster's own backend")
+        change = (await ws.next("1"))["data"]["tableChanged"]
+        assert change["record"]["body"] == "through broadcaster's own backend"
+    assert len(seam_warnings(caplog)) == 1
+    assert "next_batch" in seam_warnings(caplog)[0]
