@@ -1,4 +1,4 @@
-"""What the dependency seams share: which attributes a class's own code uses.
+"""What the dependency seams share: the attributes a class's own code uses, a callable's parameters.
 
 A seam (graph/delivery/_uvicorn_seam.py, graph/events/_broadcaster_seam.py)
 is the one module that touches a dependency's private internals, and it
@@ -16,6 +16,8 @@ import inspect
 import types
 from collections import defaultdict
 from collections.abc import Iterator
+from importlib import metadata
+from typing import Any
 
 ATTRIBUTE_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "DELETE_ATTR"})
 
@@ -42,6 +44,22 @@ def attribute_uses(cls: type) -> dict[str, set[str]]:
             if attribute.opname == "LOAD_ATTR" and after is not None and after.opname in ATTRIBUTE_OPS:
                 on_it.add(after.argval)
     return dict(uses)
+
+
+def parameters(function: Any) -> list[str] | None:
+    """The names of a callable's parameters (a class's: its constructor's); None if it has none to read."""
+    try:
+        return list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
+def version(distribution: str) -> str:
+    """The installed version of `distribution`, for a seam's warning."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "(version unknown)"
 
 
 def _codes(cls: type) -> Iterator[types.CodeType]:

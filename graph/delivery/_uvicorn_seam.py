@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from importlib import metadata
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from graph import _seams
@@ -86,12 +85,7 @@ def mismatch() -> str | None:
     if not (isinstance(disconnected, type) and issubclass(disconnected, Exception)):
         return "there is no uvicorn.protocols.utils.ClientDisconnected exception"
     for name, expected in EXTENDED.items():
-        method = getattr(base, name, None)
-        try:
-            found = list(inspect.signature(method).parameters) if callable(method) else None
-        except (TypeError, ValueError):
-            found = None
-        if found != expected:
+        if _seams.parameters(getattr(base, name, None)) != expected:
             return f"WebSocketsSansIOProtocol.{name} is not {name}({', '.join(expected)})"
     if not inspect.iscoroutinefunction(getattr(base, "send", None)):
         return "WebSocketsSansIOProtocol.send is not a coroutine function"
@@ -114,23 +108,6 @@ def stock_protocol() -> type[asyncio.Protocol] | str:
     except ImportError:
         return "auto"
     return WebSocketsSansIOProtocol
-
-
-def fallback(reason: str) -> type[asyncio.Protocol] | str:
-    """Say once why the seam does not fit, and what uvicorn runs instead."""
-    log.warning(
-        "uvicorn %s does not fit graph/delivery/_uvicorn_seam.py (tested with 0.55): %s; "
-        "WebSocket events are sent through ASGI, on uvicorn's stock protocol",
-        _version(), reason,
-    )
-    return stock_protocol()
-
-
-def _version() -> str:
-    try:
-        return metadata.version("uvicorn")
-    except metadata.PackageNotFoundError:
-        return "(version unknown)"
 
 
 class Inbox(Generic[T]):
@@ -251,4 +228,9 @@ if MISMATCH is None:
 
     PROTOCOL = WireProtocol
 else:
-    PROTOCOL = fallback(MISMATCH)
+    log.warning(
+        "uvicorn %s does not fit graph/delivery/_uvicorn_seam.py (tested with 0.55): %s; "
+        "WebSocket events are sent through ASGI, on uvicorn's stock protocol",
+        _seams.version("uvicorn"), MISMATCH,
+    )
+    PROTOCOL = stock_protocol()

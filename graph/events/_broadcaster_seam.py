@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from graph import _seams
@@ -63,13 +62,14 @@ def mismatch() -> str | None:
     event = getattr(broadcaster, "Event", None)
     if not (isinstance(broadcast, type) and isinstance(base, type) and isinstance(event, type)):
         return "broadcaster does not export Broadcast, BroadcastBackend and Event"
-    if "backend" not in _parameters(broadcast):
+    if "backend" not in (_seams.parameters(broadcast) or ()):
         return "Broadcast() takes no backend="
-    if _parameters(event) != ["channel", "message"]:
+    if _seams.parameters(event) != ["channel", "message"]:
         return "Event is not Event(channel, message)"
     for name, expected in BACKEND.items():
         method = getattr(base, name, None)
-        if not inspect.iscoroutinefunction(method) or len(_parameters(method)) != len(expected):
+        found = _seams.parameters(method)
+        if not inspect.iscoroutinefunction(method) or found is None or len(found) != len(expected):
             return f"BroadcastBackend.{name} is not a coroutine {name}({', '.join(expected)})"
     called = _seams.attribute_uses(broadcast).get("_backend", set())
     if missing := CALLED - called:
@@ -77,13 +77,6 @@ def mismatch() -> str | None:
     if extra := called - BACKEND.keys():
         return f"Broadcast calls its backend's {', '.join(sorted(extra))}, which RedisBackend lacks"
     return None
-
-
-def _parameters(function: Any) -> list[str]:
-    try:
-        return list(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
-        return []
 
 
 def backend_for(url: str) -> BroadcastBackend | None:
@@ -95,13 +88,6 @@ def backend_for(url: str) -> BroadcastBackend | None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _version() -> str:
-    try:
-        return metadata.version("broadcaster")
-    except metadata.PackageNotFoundError:
-        return "(version unknown)"
 
 
 MISMATCH = mismatch()
@@ -164,5 +150,5 @@ else:
     log.warning(
         "broadcaster %s does not fit graph/events/_broadcaster_seam.py (tested with 0.3.1): %s; "
         "redis:// broadcasts use broadcaster's own Redis backend",
-        _version(), MISMATCH,
+        _seams.version("broadcaster"), MISMATCH,
     )
