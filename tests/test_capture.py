@@ -20,10 +20,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from graph.changelog import LOG, Retention
 from graph.client import ChangeEvent
 from graph.config import Capture
 from graph.database import create_engine
+from graph.events.changelog import LOG, Retention
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, GraphQLWS, LiveServer
 from tests.test_auth import SECRET
 from tests.test_client import Proxy, client_for, until
@@ -50,7 +50,7 @@ async def write_log(url: str, sql: str) -> int:
 
 async def prune_all(api: Api, url: str) -> None:
     """Prune the whole log, as a retention of zero would, from this test's own engine."""
-    from graph.changelog import ChangeLog
+    from graph.events.changelog import ChangeLog
 
     engine = create_engine(url)
     try:
