@@ -103,7 +103,7 @@ $(MUTATE_STAMP): $(STAMP)
 	touch $(MUTATE_STAMP)
 
 mutate: $(MUTATE_STAMP)
-	$(BIN)/mutmut run; status=$$?; \
+	FORGEGRAPH_HYPOTHESIS_PROFILE=mutate $(BIN)/mutmut run; status=$$?; \
 	$(BIN)/python -m tests.mutate_summary && exit $$status
 
 lint: $(STAMP)

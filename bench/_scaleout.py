@@ -3,7 +3,7 @@
 Every process reads the shared change log itself and dispatches to its own
 subscribers; `--broadcast redis://...` only carries a wake-up so the other
 processes read the log at once instead of at their 200 ms poll (see
-graph/realtime.py). Two questions, on a fresh PostgreSQL database
+graph/events/capture.py). Two questions, on a fresh PostgreSQL database
 (`fg_bench_<random>`, migrated, user 1 inserted, dropped at the end), or on
 SQLite with a note when PostgreSQL cannot be reached:
 
@@ -81,7 +81,7 @@ MEMORY = "memory://"
 SUBSCRIBERS = 1000  # part 1: on one process, or split evenly over two
 LATENCY_SUBSCRIBERS = 100  # part 2
 LATENCY_RATE = 20.0  # mutations/s in part 2
-POLL_MS = 200  # graph/realtime.py's poll_interval: what memory:// leaves process B with
+POLL_MS = 200  # graph/events/capture.py's poll_interval: what memory:// leaves process B with
 # Before each run: an idle process may still read the previous run's last
 # events at its next poll, and would hand them to the new subscribers.
 SETTLE_SECONDS = 5 * POLL_MS / 1000

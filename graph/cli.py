@@ -269,7 +269,7 @@ async def _check_startup(settings: Settings) -> None:
 async def serve_on(settings: Settings, sockets: list[socket.socket], *, announce: bool) -> None:
     import uvicorn
 
-    from graph.delivery.wire import WireProtocol
+    from graph.delivery.wire import PROTOCOL
 
     app = await _started_app(settings)
     try:
@@ -281,7 +281,7 @@ async def serve_on(settings: Settings, sockets: list[socket.socket], *, announce
             lifespan="on",
             log_level="warning",
             access_log=False,
-            ws=WireProtocol,  # uvicorn's websockets-sansio, writable by the fan-out directly
+            ws=PROTOCOL,  # uvicorn's websockets-sansio, writable by the fan-out directly
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             ws_max_size=settings.limits.max_message_bytes,
         )

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from graph.changelog import latest_cursor
 from graph.errors import PermissionDenied, ValidationFailed
+from graph.events.changelog import latest_cursor
 from graph.selection import list_query, row_shape, subfields
 
 if TYPE_CHECKING:

@@ -17,11 +17,11 @@ from graph.auth import Authenticator, Session
 from graph.context import RequestContext
 from graph.database import create_engine, ping
 from graph.errors import StartupError
+from graph.events.capture import Realtime
 from graph.metrics import Metrics, Observed
 from graph.naming import name_model
 from graph.plans.mutation import MutationPlans
 from graph.plans.query_plans import query_plans_for
-from graph.realtime import Realtime
 from graph.reflect import reflect
 from graph.resolvers import Resolvers
 from graph.roles import RoleSchemas

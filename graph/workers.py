@@ -4,7 +4,7 @@ The parent binds the sockets and checks the configuration once (so user
 errors are one line, before anything forks), then forks the workers and
 supervises them: SIGINT/SIGTERM go to every worker, and a worker that dies
 unexpectedly is replaced. Each worker is a complete server reading the
-shared change log (graph/realtime.py), so every subscriber gets every event
+shared change log (graph/events/capture.py), so every subscriber gets every event
 whichever worker took the mutation.
 """
 

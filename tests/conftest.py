@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -31,8 +32,20 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from graph.app import create_app
-from graph.delivery.wire import WireProtocol
+from graph.delivery.wire import PROTOCOL
 from tests import library
+
+# `make mutate` runs the same property tests on every mutant: the same examples
+# each time (so a mutant's verdict does not depend on luck) and no shrinking (a
+# failure is all it needs, not the smallest one).
+hypothesis.settings.register_profile(
+    "mutate",
+    derandomize=True,
+    database=None,
+    phases=[hypothesis.Phase.explicit, hypothesis.Phase.reuse, hypothesis.Phase.generate],
+)
+if os.environ.get("FORGEGRAPH_HYPOTHESIS_PROFILE"):
+    hypothesis.settings.load_profile(os.environ["FORGEGRAPH_HYPOTHESIS_PROFILE"])
 
 POSTGRES = os.environ.get(
     "FORGEGRAPH_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -179,6 +192,8 @@ class LiveServer:
     """uvicorn serving an app on a real socket, in a thread of this process."""
 
     app: Starlette
+    ws: Any = PROTOCOL
+    """What uvicorn runs for WebSockets: the wire, as `forgegraph serve` does."""
     url: str = ""
     statements: list[str] = field(default_factory=list)
     _server: uvicorn.Server | None = None
@@ -192,7 +207,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{port}"
         limits = self.app.state.runtime.settings.limits
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", ws=WireProtocol,
+            self.app, log_level="warning", lifespan="on", ws=self.ws,
             ws_max_size=limits.max_message_bytes,
         )
         self._server = uvicorn.Server(config)
@@ -223,11 +238,14 @@ class LiveServer:
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
-    """serve(database=..., **settings) -> LiveServer, stopped at the end of the test."""
+    """serve(database=..., **settings) -> LiveServer, stopped at the end of the test.
+
+    `ws`: what uvicorn runs for WebSockets, when not the wire.
+    """
     servers: list[LiveServer] = []
 
-    def start(**settings: Any) -> LiveServer:
-        server = LiveServer(create_app(**settings))
+    def start(*, ws: Any = PROTOCOL, **settings: Any) -> LiveServer:
+        server = LiveServer(create_app(**settings), ws)
         server.start()
         servers.append(server)
         return server

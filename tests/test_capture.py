@@ -20,10 +20,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from graph.changelog import LOG, Retention
 from graph.client import ChangeEvent
 from graph.config import Capture
 from graph.database import create_engine
+from graph.events.changelog import LOG, Retention
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, GraphQLWS, LiveServer
 from tests.test_auth import SECRET
 from tests.test_client import Proxy, client_for, until
@@ -50,7 +50,7 @@ async def write_log(url: str, sql: str) -> int:
 
 async def prune_all(api: Api, url: str) -> None:
     """Prune the whole log, as a retention of zero would, from this test's own engine."""
-    from graph.changelog import ChangeLog
+    from graph.events.changelog import ChangeLog
 
     engine = create_engine(url)
     try:
@@ -306,11 +306,13 @@ async def until_pruned_past(api: Api, cursor: int, count: int, timeout: float = 
 
 
 async def test_the_pruner_keeps_what_either_the_hours_or_the_count_retains(
-    launch: Launch, library_url: str
+    launch: Launch, library_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Keep the last 3 events or the last hour, pruning every 50 ms. Age is made by
     # backdating log rows, so "old" and "young" are hours apart, not a race with a clock.
+    caplog.set_level(logging.INFO, logger="forgegraph")
     api = await launch(capture=Capture(prune_interval=0.05, retention_hours=1.0, retention_events=3))
+    await asyncio.sleep(0.2)  # 4 runs of the pruner over an empty log
     titles = [f"e{i}" for i in range(1, 9)]
     async with api.ws() as ws:
         await subscribe(ws, "1", "posts")
@@ -337,6 +339,9 @@ async def test_the_pruner_keeps_what_either_the_hours_or_the_count_retains(
     assert await replay(api, "0", 3) == titles[5:]
     await asyncio.sleep(0.5)  # 10 more runs: a settled log prunes no further
     assert await replay(api, str(c[5]), 3) == titles[5:]
+    # Each run that removed something said how much; the runs that removed nothing, nothing.
+    pruned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pruned ")]
+    assert pruned == ["pruned 3 events from the change log", "pruned 2 events from the change log"]
 
 
 # -- item 6: changeCursor and since "0" --------------------------------------------------------

@@ -17,7 +17,9 @@ would differ for reasons that are the databases' own, not ours.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +31,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from graph.matching import check_filter, matches
-from graph.model import Table
+from graph.errors import ValidationFailed
+from graph.matching import check_filter, compile_filter, matches
+from graph.model import Column, Kind, Table
 from graph.reflect import reflect
 from graph.sql.tables import core_tables
 from graph.sql.values import to_api
@@ -306,8 +309,6 @@ POOL = [0, 1, -1, 2, 1.0, 0.0, -0.0, 2.5, True, False, 2**53 + 1, float(2**53), 
 @pytest.mark.parametrize("value", POOL, ids=repr)
 def test_in_is_a_set_lookup_with_the_order_of_comparisons(value: Any) -> None:
     """`_in`/`_nin` (sets) keep exactly the rows `_eq` with any of the items keeps."""
-    from graph.matching import compile_filter
-
     for size in (1, 3, len(POOL)):
         items = [v for v in POOL[:size] if v is not None]
         row = {"c": value}
@@ -317,3 +318,80 @@ def test_in_is_a_set_lookup_with_the_order_of_comparisons(value: Any) -> None:
             continue
         assert compile_filter({"c": {"_in": items}})(row) is expected, (value, items)
         assert compile_filter({"c": {"_nin": items}})(row) is (not expected), (value, items)
+
+
+# -- checking filters that arrive as JSON ------------------------------------------
+
+KINDS = Table("k", (
+    Column("i", Kind.INTEGER, True), Column("g", Kind.BIGINT, True), Column("f", Kind.FLOAT, True),
+    Column("t", Kind.STRING, True), Column("o", Kind.BOOLEAN, True), Column("j", Kind.JSON, True),
+), ("i",))
+
+
+@pytest.mark.parametrize(
+    "exp",
+    [
+        {"i": {"_eq": 1}}, {"i": {"_gt": 1.5}}, {"g": {"_eq": 2**40}}, {"g": {"_in": [1, 2.0]}},
+        {"f": {"_lt": 1}}, {"f": {"_lt": 0.5}}, {"t": {"_eq": "1"}}, {"o": {"_eq": False}},
+        {"j": {"_eq": {"a": [1]}}}, {"j": {"_eq": "x"}}, {"j": {"_in": [1, "x", None]}},
+        {"i": {"_is_null": True}}, {"t": {"_is_null": False}}, {"i": {"_eq": None}},
+    ],
+    ids=repr,
+)
+def test_filters_with_the_operand_types_graphql_lets_through_are_accepted(exp: Exp) -> None:
+    check_filter(KINDS, exp)
+
+
+@pytest.mark.parametrize(
+    ("exp", "reason"),
+    [
+        ({"i": {"_is_null": "yes"}}, "where.i._is_null: expected true or false"),
+        ({"t": {"_is_null": 1}}, "where.t._is_null: expected true or false"),
+        ({"i": {"_eq": "1"}}, "'1' is not a valid integer value"),
+        ({"i": {"_eq": True}}, "True is not a valid integer value"),
+        ({"g": {"_eq": "1"}}, "'1' is not a valid bigint value"),
+        ({"g": {"_in": [1, False]}}, "False is not a valid bigint value"),
+        ({"f": {"_gt": "0.5"}}, "'0.5' is not a valid float value"),
+        ({"f": {"_gt": True}}, "True is not a valid float value"),
+        ({"o": {"_eq": 1}}, "1 is not a valid boolean value"),
+        ({"t": {"_eq": 1}}, "1 is not a valid string value"),
+        ({"i": {"_like": "1%"}}, "pattern operators apply to text columns only"),
+        ({"j": {"_ilike": "%"}}, "pattern operators apply to text columns only"),
+        ({"i": {"_in": 1}}, "where.i._in: expected a list"),
+        ({"i": {"_near": 1}}, "unknown operator '_near'"),
+    ],
+)
+def test_filters_with_other_operand_types_are_refused_with_the_place(exp: Exp, reason: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        check_filter(KINDS, exp)
+    assert reason in caught.value.message
+
+
+# -- values of different storage classes, as SQLite orders them -------------------
+
+MIXED = [0, 1, 2.5, -1.5, "", "1", "a", "a'", "b", "a\n", 'a"', "\\"]
+ORDERS = {"_eq": "=", "_neq": "<>", "_gt": ">", "_gte": ">=", "_lt": "<", "_lte": "<="}
+
+
+def test_comparisons_across_storage_classes_follow_sqlite() -> None:
+    """Numbers before text, text by code point: a row that holds what its column's type
+    does not (a text in an INTEGER column, delivered as stored) compares as SQLite does."""
+    database = sqlite3.connect(":memory:")
+    wrong = []
+    for value, operand, (op, sql) in itertools.product(MIXED, MIXED, ORDERS.items()):
+        (expected,) = database.execute(f"SELECT ? {sql} ?", (value, operand)).fetchone()
+        if compile_filter({"c": {op: operand}})({"c": value}) is not bool(expected):
+            wrong.append((value, op, operand))
+    database.close()
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize(("value", "pattern"), [(12, "1%"), (12, "_2"), (-3, "-%"), (2.5, "2._")])
+def test_patterns_match_the_text_of_a_number_as_sqlite_does(value: float, pattern: str) -> None:
+    database = sqlite3.connect(":memory:")
+    (expected,) = database.execute("SELECT ? LIKE ?", (value, pattern)).fetchone()
+    database.close()
+    assert expected == 1
+    assert compile_filter({"c": {"_like": pattern}})({"c": value}) is True
+    assert compile_filter({"c": {"_nlike": pattern}})({"c": value}) is False
+    assert compile_filter({"c": {"_like": "x%"}})({"c": value}) is False

@@ -6,11 +6,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from graph import fanout
-from graph.delivery.message import Message
+from graph.delivery.message import Frame, Message
 from graph.delivery.outbox import INTERNAL_ERROR, TRY_AGAIN_LATER, Outbox
-from graph.events import ChangeEvent
-from graph.fanout import Frame, Hub, StreamKey, Subscription
+from graph.events.change import ChangeEvent
+from graph.events.hub import Hub, StreamKey, Subscription
 from graph.metrics import TransportMeter
 from graph.model import Column, Kind, Table
 
@@ -185,7 +184,7 @@ async def test_a_replay_waiting_for_room_goes_on_when_held_frames_are_let_go() -
 
 
 async def test_a_replaying_client_that_takes_nothing_is_closed_with_1013(monkeypatch: Any) -> None:
-    monkeypatch.setattr(fanout, "STALLED_SECONDS", 0.0)
+    monkeypatch.setattr("graph.events.hub.STALLED_SECONDS", 0.0)
     socket, meter = Socket(), TransportMeter()
     socket.open = False
     outbox = outbox_for(socket, limit=10, meter=meter)
@@ -199,7 +198,7 @@ async def test_a_replaying_client_that_takes_nothing_is_closed_with_1013(monkeyp
 
 
 async def test_a_replaying_client_that_reads_is_not_closed(monkeypatch: Any) -> None:
-    monkeypatch.setattr(fanout, "STALLED_SECONDS", 0.0)
+    monkeypatch.setattr("graph.events.hub.STALLED_SECONDS", 0.0)
     socket = Socket()
     outbox = outbox_for(socket, limit=10)
     hub, sub = _replaying(outbox)

@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from graph.access import Access
+from graph.auth import ADMIN_SESSION, Session
 from graph.errors import StartupError, ValidationFailed
 from graph.matching import matches
 from graph.model import Column, DatabaseModel, ForeignKey, Kind, Table
@@ -126,6 +128,25 @@ def test_what_is_not_granted_is_denied(tmp_path: Path) -> None:
     assert perms.delete(ANONYMOUS, POSTS) is None
     assert perms.select("user", USERS) is None  # a table the file does not name
     assert perms.delete("user", COMMENTS) is None
+
+
+def test_a_table_may_have_rules_for_some_actions_only(tmp_path: Path) -> None:
+    perms = load(tmp_path, """\
+tables:
+  comments:
+    update:
+      user: {filter: {user_id: {_eq: X-User-Id}}, check: {body: {_neq: ""}}, columns: [body]}
+  users:
+    insert:
+      user: {check: {id: {_eq: X-User-Id}}, columns: [name]}
+""")
+    assert perms.update("user", COMMENTS) == UpdateRule(OWN, {"body": {"_neq": ""}}, ("body",), {})
+    assert perms.insert("user", USERS) == InsertRule({"id": {"_eq": "X-User-Id"}}, ("name",), {})
+    for table in (COMMENTS, USERS):
+        assert perms.select("user", table) is None
+        assert perms.delete("user", table) is None
+    assert perms.insert("user", COMMENTS) is None
+    assert perms.update("user", USERS) is None
 
 
 ADMIN_SECRET = None
@@ -444,6 +465,43 @@ def test_relationships_convert_with_the_remote_tables_columns() -> None:
     assert resolve_session({"posts": {"user_id": {"_eq": "X-User-Id"}}}, USERS, MODEL, session("x")) == {"posts": NEVER}
 
 
+def test_negated_relationships_convert_with_the_remote_tables_columns() -> None:
+    exp = {"_not": {"post": {"user_id": {"_eq": "X-User-Id"}}}}
+    assert resolve_session(exp, COMMENTS, MODEL, session("7")) == {"_not": {"post": {"user_id": {"_eq": 7}}}}
+    # Missing under _not: the comparison drops out rather than admitting every row.
+    assert resolve_session(exp, COMMENTS, MODEL, session(None)) == {"_not": {"post": {"user_id": {}}}}
+
+
+def test_nin_with_every_value_present_keeps_its_list() -> None:
+    nin = {"user_id": {"_nin": ["X-User-Id", 3]}}
+    assert resolve_session(nin, POSTS, MODEL, session("7")) == {"user_id": {"_nin": [7, 3]}}
+    assert resolve_session({"_not": nin}, POSTS, MODEL, session("7")) == {"_not": {"user_id": {"_nin": [7, 3]}}}
+
+
+def test_a_pattern_from_the_session_is_text_whatever_the_columns_type() -> None:
+    """`_like` compares text: the session value is the pattern as given, even on a date column."""
+    assert resolve_session({"day": {"_like": "X-User-Id"}}, READINGS, MODEL, session("2024-%")) == {
+        "day": {"_like": "2024-%"}
+    }
+    assert resolve_session({"amount": {"_nilike": "x-user-id"}}, READINGS, MODEL, session("1._%")) == {
+        "amount": {"_nilike": "1._%"}
+    }
+    assert resolve_session({"day": {"_like": "X-User-Id"}}, READINGS, MODEL, session(None)) == NEVER
+
+
+JSON_MODEL = name_model(DatabaseModel("sqlite", {
+    "docs": Table("docs", (_col("id", Kind.INTEGER, False), _col("meta", Kind.JSON)), ("id",)),
+}))
+
+
+def test_a_json_literal_is_never_read_as_session_variables() -> None:
+    docs = JSON_MODEL.tables["docs"]
+    exp = {"meta": {"_eq": ["X-User-Id", {"k": "X-Role"}]}, "id": {"_in": ["X-User-Id"]}}
+    assert resolve_session(exp, docs, JSON_MODEL, session("7")) == {
+        "meta": {"_eq": ["X-User-Id", {"k": "X-Role"}]}, "id": {"_in": [7]}
+    }
+
+
 ROWS = [
     {"id": 1, "title": "a", "body": "", "published": True, "user_id": 7, "created_at": None},
     {"id": 2, "title": "b", "body": "", "published": False, "user_id": 7, "created_at": None},
@@ -484,6 +542,78 @@ def test_sql_and_memory_agree_on_resolved_rules(exp: dict[str, Any], user: str |
         in_sql = set(conn.execute(sa.select(tables["posts"].c.id).where(condition)).scalars())
     engine.dispose()
     assert in_memory == in_sql == expected
+
+
+# -- one session's rules as SQL (graph.access) ---------------------------------------
+
+EVERY_ACTION = """\
+tables:
+  posts:
+    select:
+      user: {filter: {published: {_eq: true}}, columns: "*"}
+    insert:
+      user: {check: {user_id: {_eq: X-User-Id}}, columns: [title], set: {user_id: X-User-Id}}
+    update:
+      user: {filter: {user_id: {_eq: X-User-Id}}, check: {published: {_eq: false}}, columns: [title], set: {title: X-Role}}
+    delete:
+      user: {filter: {title: {_eq: d}}}
+"""
+
+
+TABLES = core_tables(MODEL)
+
+
+def _ids_where(make: Any, aliased: bool = False) -> list[int] | None:
+    """The ids of ROWS (in order) that the condition `make(target)` keeps, on posts or an alias of it."""
+    target = TABLES["posts"].alias("p") if aliased else TABLES["posts"]
+    condition = make(target)
+    if condition is None:
+        return None
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT, body TEXT, published BOOLEAN, user_id INTEGER, created_at TEXT)"
+        ))
+        conn.execute(TABLES["posts"].insert(), ROWS)
+        ids = list(conn.execute(sa.select(target.c.id).where(condition).order_by(target.c.id)).scalars())
+    engine.dispose()
+    return ids
+
+
+def test_each_action_gets_its_own_rule_for_the_session(tmp_path: Path) -> None:
+    access = Access(MODEL, load(tmp_path, EVERY_ACTION), Filters(MODEL, TABLES))
+    user = access.for_session(Session("user", user_id="7"))
+    # Reads may name an alias (a relationship's subquery); the rule applies to it.
+    assert _ids_where(lambda p: user.select_filter("posts", p), aliased=True) == [1, 3]
+    assert _ids_where(lambda _: user.select_filter("posts")) == [1, 3]
+    assert _ids_where(lambda _: user.insert_check(POSTS)) == [1, 2]
+    assert _ids_where(lambda _: user.update_filter(POSTS)) == [1, 2]
+    assert _ids_where(lambda _: user.update_check(POSTS)) == [2, 4]
+    assert _ids_where(lambda _: user.delete_filter(POSTS)) == [4]
+    assert user.insert_presets(POSTS) == {"user_id": 7}
+    assert user.update_presets(POSTS) == {"title": "user"}
+    # Another user's session: the same rules with its own values.
+    other = access.for_session(Session("user", user_id="8"))
+    assert _ids_where(lambda _: other.update_filter(POSTS)) == [3, 4]
+    assert other.insert_presets(POSTS) == {"user_id": 8}
+    # No rule limits the admin secret; a role the file does not name has no rule to apply.
+    for session in (ADMIN_SESSION, Session("editor", user_id="7")):
+        limited = access.for_session(session)
+        assert limited.select_filter("posts") is None
+        for condition in (limited.insert_check(POSTS), limited.update_filter(POSTS),
+                          limited.update_check(POSTS), limited.delete_filter(POSTS)):
+            assert condition is None
+        assert limited.insert_presets(POSTS) == limited.update_presets(POSTS) == {}
+
+
+def test_rules_without_a_filter_or_check_limit_no_row(tmp_path: Path) -> None:
+    perms = load(tmp_path, "tables:\n  posts:\n    select:\n      user: {columns: [id]}\n"
+                 "    update:\n      user: {filter: {}, columns: [title]}\n")
+    user = Access(MODEL, perms, Filters(MODEL, TABLES)).for_session(Session("user", user_id="7"))
+    assert user.select_filter("posts") is None
+    assert user.update_filter(POSTS) is None
+    assert user.update_check(POSTS) is None
+    assert user.update_presets(POSTS) == {}
 
 
 # -- presets and helpers ----------------------------------------------------------

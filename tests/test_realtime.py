@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 from websockets.exceptions import ConnectionClosed
 
-from graph.changelog import ChangeLog, Retention
 from graph.config import Limits
 from graph.database import create_engine
+from graph.events.changelog import ChangeLog, Retention
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, Api, GraphQLWS, Launch
 
 CHANGES = """subscription($table: String!, $where: JSON, $since: String) {

@@ -23,7 +23,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from graph.config import Limits
-from graph.fanout import STALLED_SECONDS
+from graph.events.hub import STALLED_SECONDS
 from tests.conftest import TRANSPORT_WS, GraphQLWS, LiveServer
 from tests.test_metrics import by_transport, scrape
 from tests.test_realtime import CHANGES, change, subscribe

@@ -9,7 +9,7 @@ any of the client's text: values travel as bind parameters only. On SQLite
 and PostgreSQL.
 
 Where SQL is built as text in graph/ (all of it from reflected names):
-graph/changelog.py (trigger DDL and log queries: table and column names
+graph/events/changelog.py (trigger DDL and log queries: table and column names
 from reflection, quoted by `_quote`/`_literal`; values bound), graph/sql/*
 (SQLAlchemy Core only, every value bound; names checked against the model
 before they pick a column) and graph/database.py (constant pragmas).

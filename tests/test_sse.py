@@ -21,8 +21,8 @@ from graph.delivery.forgebase import renderer, stream_key
 from graph.delivery.message import Message
 from graph.delivery.outbox import Outbox
 from graph.delivery.sse import EventStream
-from graph.events import ChangeEvent
-from graph.fanout import Hub
+from graph.events.change import ChangeEvent
+from graph.events.hub import Hub
 from graph.metrics import Metrics
 from graph.model import Column, Kind, Table
 from tests.conftest import LiveServer

@@ -10,9 +10,9 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
+from graph.delivery._uvicorn_seam import Flag, Inbox
 from graph.delivery.message import Message, websocket_frame
 from graph.delivery.socket import EventSocket
-from graph.delivery.wire import Flag, Inbox
 from tests.conftest import GraphQLWS, LiveServer
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
@@ -71,7 +71,7 @@ async def test_flag_wakes_every_waiter_and_is_set_at_first() -> None:
     assert await asyncio.wait_for(asyncio.gather(*waiters), 1) == [True] * 3
 
 
-# -- end to end: the tests' server runs WireProtocol, as `forgegraph serve` does ---------
+# -- end to end: the tests' server runs the wire, as `forgegraph serve` does ---------
 
 
 async def insert(server: LiveServer, body: str) -> None:

@@ -16,7 +16,7 @@ from graphql import FragmentDefinitionNode, GraphQLError, OperationType, get_ope
 from graphql.execution.values import get_argument_values, get_variable_values
 
 from graph.errors import ValidationFailed
-from graph.fanout import StreamKey
+from graph.events.hub import StreamKey
 from graph.rules.bool_exp import And, BoolExp, canonical
 from graph.rules.parse import parse_stream_where
 from graph.selection import collect_fields
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from graphql import DocumentNode, GraphQLSchema
 
     from graph.access import EventView, SessionAccess
-    from graph.events import ChangeEvent, ChangeType
+    from graph.events.change import ChangeEvent, ChangeType
     from graph.model import DatabaseModel, Table
 
 TYPENAME = "TableChange"

@@ -31,14 +31,15 @@ from starlette.websockets import WebSocket
 
 from graph.auth import Session
 from graph.delivery.changes import canonical, project, unknown_table
+from graph.delivery.message import Frame
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.errors import ForgeError, InvalidCursor, InvalidJWT, contained
-from graph.fanout import Frame, StreamKey
+from graph.events.hub import StreamKey
 
 if TYPE_CHECKING:
     from graph.access import EventView
-    from graph.events import ChangeEvent, ChangeType
-    from graph.fanout import Render
+    from graph.events.change import ChangeEvent, ChangeType
+    from graph.events.hub import Render
     from graph.model import Table
     from graph.runtime import Runtime
 

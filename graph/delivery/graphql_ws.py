@@ -19,10 +19,10 @@ from starlette.websockets import WebSocket
 
 from graph import deepjson
 from graph.delivery.changes import plan_change_query
+from graph.delivery.message import Frame
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.errors import ForgeError, InvalidJWT, contained
 from graph.execution import format_error
-from graph.fanout import Frame
 from graph.nesting import MAX_FILTER_DEPTH
 
 if TYPE_CHECKING:

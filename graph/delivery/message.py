@@ -1,14 +1,16 @@
 """One outgoing text message, encoded at most once however many connections send it.
 
-The hub makes one `Message` per event and distinct frame (one per stream
-when subscribers share their framing), and every connection that sends it
-writes the same bytes: UTF-8 for SSE and compressed WebSockets, a complete
-WebSocket frame for the others.
+A subscription's `Frame` (the hub's `Framing`) wraps its stream's payload
+in a `Message`; the hub makes one per event and distinct frame (one per
+stream when subscribers share their framing), and every connection that
+sends it writes the same bytes: UTF-8 for SSE and compressed WebSockets, a
+complete WebSocket frame for the others.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Hashable
 
 TEXT_FIN = 0x81  # FIN bit + opcode 1 (text); server frames are never masked (RFC 6455 5.1)
 
@@ -49,3 +51,21 @@ class Message:
 
     def __repr__(self) -> str:
         return f"Message({self.text!r})"
+
+
+class Frame:
+    """One subscription's message around a payload: `prefix + payload + suffix`.
+
+    Frames with equal `key`s wrap a payload alike, so the subscriptions that
+    hold them share one `Message` per event.
+    """
+
+    __slots__ = ("key", "prefix", "suffix")
+
+    def __init__(self, prefix: str = "", suffix: str = "") -> None:
+        self.prefix = prefix
+        self.suffix = suffix
+        self.key: Hashable = (type(self), prefix, suffix)
+
+    def __call__(self, payload: str, cursor: int) -> Message:
+        return Message(self.prefix + payload + self.suffix)

@@ -11,9 +11,11 @@ later") instead of growing memory or slowing every other connection down.
 
 The limit covers what a connection holds for its client: queued messages,
 and the live frames held back while one of its subscriptions replays the
-log (`held`, see `fanout.Subscription.hold`). When a connection fails, the
+log (`held`, see `graph.events.hub.Subscription.hold`). When a connection fails, the
 write in flight is abandoned too: a peer that stopped reading would
 otherwise pin that batch, and the close, forever.
+
+An outbox is what the hub delivers into: it meets `graph.events.sink.Sink`.
 """
 
 from __future__ import annotations

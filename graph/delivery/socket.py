@@ -19,7 +19,7 @@ from graph.errors import TooManyRequests
 
 if TYPE_CHECKING:
     from graph.delivery.message import Message
-    from graph.fanout import Subscription
+    from graph.events.hub import Subscription
     from graph.runtime import Runtime
 
 FORBIDDEN = 4403

@@ -19,9 +19,9 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 
 from graph.delivery.forgebase import renderer, served_table, stream_key
+from graph.delivery.message import Frame, Message
 from graph.delivery.outbox import Outbox
 from graph.errors import ForgeError, InvalidCursor, ValidationFailed, contained
-from graph.fanout import Frame
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -31,8 +31,7 @@ if TYPE_CHECKING:
 
     from graph.access import EventView
     from graph.auth import Session
-    from graph.delivery.message import Message
-    from graph.fanout import Subscription
+    from graph.events.hub import Subscription
     from graph.model import Table
     from graph.runtime import Runtime
 
@@ -50,8 +49,8 @@ class SSEFrame(Frame):
 
     __slots__ = ()
 
-    def __call__(self, payload: str, cursor: int) -> str:
-        return f"id: {cursor}\ndata: {payload}\n\n"
+    def __call__(self, payload: str, cursor: int) -> Message:
+        return Message(f"id: {cursor}\ndata: {payload}\n\n")
 
 
 SSE_FRAME = SSEFrame()

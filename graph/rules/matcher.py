@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from graph.errors import ValidationFailed
+from graph.like import LikePattern
 from graph.rules.bool_exp import (
     INSENSITIVE_PATTERNS,
     PATTERN_OPERATORS,
@@ -24,7 +25,6 @@ from graph.rules.bool_exp import (
     Related,
     SessionVariable,
 )
-from graph.rules.like import LikePattern
 
 Truth = bool | None
 Matcher = Callable[[Mapping[str, Any]], Truth]

@@ -3,10 +3,10 @@
 Subscriptions that would receive identical payloads share a `Stream` (same
 table, filter, shape and visibility: the resolved row and column rules, not
 the session), so an event is matched and rendered once per stream. Within a
-stream, subscriptions whose `Frame`s have the same key (the same operation
-id and protocol) share one `Message`, whose bytes are encoded once; the
-per-subscriber work is handing that message to the connection's outbox,
-which writes it to the socket at once unless the socket pushes back.
+stream, subscriptions whose `Framing`s have the same key (the same operation
+id and protocol) share one message, which the transport encodes once; the
+per-subscriber work is handing that message to the connection's sink (its
+outbox, which writes it to the socket at once unless the socket pushes back).
 
 A stream whose filter or renderer raises on an event misses that event only:
 the other streams still get it, and the hub reports the failure once per event.
@@ -22,12 +22,11 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from graph.delivery.message import Message
 from graph.rules.matcher import compile_matcher
 
 if TYPE_CHECKING:
-    from graph.delivery.outbox import Outbox
-    from graph.events import ChangeEvent, ChangeType
+    from graph.events.change import ChangeEvent, ChangeType
+    from graph.events.sink import Framing, Message, Sink
     from graph.model import Table
     from graph.rules.bool_exp import BoolExp
     from graph.rules.matcher import Matcher
@@ -41,24 +40,6 @@ Failed = Callable[["ChangeEvent", Exception], None]
 """Told once per event that some stream could not match or render."""
 
 log = logging.getLogger("forgegraph.realtime")
-
-
-class Frame:
-    """One subscription's message around a payload: `prefix + payload + suffix`.
-
-    Frames with equal `key`s wrap a payload alike, so the subscriptions that
-    hold them share one encoded message per event.
-    """
-
-    __slots__ = ("key", "prefix", "suffix")
-
-    def __init__(self, prefix: str = "", suffix: str = "") -> None:
-        self.prefix = prefix
-        self.suffix = suffix
-        self.key: Hashable = (type(self), prefix, suffix)
-
-    def __call__(self, payload: str, cursor: int) -> str:
-        return self.prefix + payload + self.suffix
 
 
 @dataclass(frozen=True)
@@ -100,15 +81,15 @@ class Stream:
 @dataclass(eq=False, slots=True)
 class Subscription:
     stream: Stream
-    outbox: Outbox
-    frame: Frame
+    sink: Sink
+    frame: Framing
     last_cursor: int = 0
     pending: list[tuple[int, Message]] | None = None
     """Live frames held back while the subscription replays the log."""
     dropped_through: int = 0
     """The newest held frame let go (see `hold`): the replay must read the log up to it."""
     hold_mark: int = 0
-    """The outbox's `accepted` count when `hold` last saw the client take something."""
+    """The sink's `accepted` count when `hold` last saw the client take something."""
     hold_since: float = 0.0
     """When that was (time.monotonic)."""
     owed: int = 0
@@ -125,28 +106,28 @@ class Subscription:
         frames than the limit arrive has stopped reading: it is closed with
         1013, as a live subscriber whose queue overflows is.
         """
-        outbox = self.outbox
+        sink = self.sink
         pending = self.pending
         assert pending is not None
-        if outbox.accepted != self.hold_mark:
-            self.hold_mark = outbox.accepted
+        if sink.accepted != self.hold_mark:
+            self.hold_mark = sink.accepted
             self.hold_since = time.monotonic()
             self.owed = 0
         self.owed += 1
-        if self.owed > outbox.limit and time.monotonic() - self.hold_since >= STALLED_SECONDS:
-            outbox.overflow()
-        elif outbox.can_hold():
+        if self.owed > sink.limit and time.monotonic() - self.hold_since >= STALLED_SECONDS:
+            sink.overflow()
+        elif sink.can_hold():
             pending.append((cursor, message))
-            outbox.held += 1
+            sink.held += 1
         else:
-            outbox.let_go(len(pending))
+            sink.let_go(len(pending))
             pending.clear()
             self.dropped_through = cursor
 
     def release(self) -> list[tuple[int, Message]]:
-        """End holding: the held frames, no longer counted against the outbox."""
+        """End holding: the held frames, no longer counted against the sink."""
         pending, self.pending = self.pending or [], None
-        self.outbox.let_go(len(pending))
+        self.sink.let_go(len(pending))
         return pending
 
 
@@ -166,8 +147,8 @@ class Hub:
         table: Table,
         where: BoolExp | None,
         render: Render,
-        outbox: Outbox,
-        frame: Frame,
+        sink: Sink,
+        frame: Framing,
         *,
         replaying: bool = False,
     ) -> Subscription:
@@ -175,12 +156,12 @@ class Hub:
         if stream is None:
             stream = self.streams[key] = Stream(key, table, where, render)
             self._by_table[table.name].append(stream)
-        subscription = Subscription(stream, outbox, frame, pending=[] if replaying else None)
+        subscription = Subscription(stream, sink, frame, pending=[] if replaying else None)
         if replaying:
             # The replay's first page is owed room from now on, not from when it
-            # first asks: live frames may arrive before it runs (Outbox.can_hold).
-            outbox.reserve_replay()
-            subscription.hold_mark = outbox.accepted
+            # first asks: live frames may arrive before it runs (Sink.can_hold).
+            sink.reserve_replay()
+            subscription.hold_mark = sink.accepted
             subscription.hold_since = time.monotonic()
         stream.members[subscription] = None
         return subscription
@@ -204,7 +185,7 @@ class Hub:
 
         Each connection gets the events of the batch in one burst (one write).
         """
-        bursts: dict[Outbox, list[Message]] = {}
+        bursts: dict[Sink, list[Message]] = {}
         for event in events:
             cursor = event.cursor
             error: Exception | None = None
@@ -220,25 +201,25 @@ class Hub:
                     continue
                 messages: dict[Hashable, Message] = {}
                 for sub in stream.members:
-                    if sub.outbox.closed:
+                    if sub.sink.closed:
                         continue  # a slow consumer being closed costs no more work
                     frame = sub.frame
                     message = messages.get(frame.key)
                     if message is None:
-                        message = messages[frame.key] = Message(frame(payload, cursor))
+                        message = messages[frame.key] = frame(payload, cursor)
                     if sub.pending is not None:
                         sub.hold(cursor, message)
                     elif cursor > sub.last_cursor:
                         sub.last_cursor = cursor
-                        burst = bursts.get(sub.outbox)
+                        burst = bursts.get(sub.sink)
                         if burst is None:
-                            bursts[sub.outbox] = [message]
+                            bursts[sub.sink] = [message]
                         else:
                             burst.append(message)
             if error is not None:
                 self.failed(event, error)
-        for outbox, burst in bursts.items():
-            outbox.push(burst)
+        for sink, burst in bursts.items():
+            sink.push(burst)
 
     @staticmethod
     def replayed(subscription: Subscription, events: list[ChangeEvent]) -> None:
@@ -257,8 +238,8 @@ class Hub:
             except Exception as error:  # noqa: BLE001 - reported when it was live; skip it here too
                 log.debug("replaying change %d: skipped it: %r", event.cursor, error)
                 continue
-            frames.append(Message(subscription.frame(payload, event.cursor)))
-        subscription.outbox.push(frames)
+            frames.append(subscription.frame(payload, event.cursor))
+        subscription.sink.push(frames)
 
     @staticmethod
     def go_live(subscriptions: Sequence[Subscription], read_through: int | None = None) -> bool:
@@ -272,18 +253,18 @@ class Hub:
         tables) go out merged in cursor order.
         """
         if read_through is not None and any(
-            sub.dropped_through > read_through and not sub.outbox.closed for sub in subscriptions
+            sub.dropped_through > read_through and not sub.sink.closed for sub in subscriptions
         ):
             return False
         held = heapq.merge(
             *([(cursor, frame, sub) for cursor, frame in sub.release()] for sub in subscriptions),
             key=lambda item: item[0],
         )
-        bursts: dict[Outbox, list[Message]] = defaultdict(list)
+        bursts: dict[Sink, list[Message]] = defaultdict(list)
         for cursor, frame, sub in held:
             if cursor > sub.last_cursor:
                 sub.last_cursor = cursor
-                bursts[sub.outbox].append(frame)
-        for outbox, frames in bursts.items():
-            outbox.push(frames)
+                bursts[sub.sink].append(frame)
+        for sink, frames in bursts.items():
+            sink.push(frames)
         return True

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from graph.errors import InvalidCursor
-from graph.events import BLOB_KEY, ChangeEvent, decode_row
+from graph.events.change import BLOB_KEY, ChangeEvent, decode_row
 from graph.metrics import CaptureMeter
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ POSTGRES_SCHEMA = (
     END $$""",
     # The function's own settings, whatever the writer's session says: floats
     # with the shortest exact digits, timestamptz in UTC, bytea as hex; so an
-    # event's values are the ones queries answer (graph.events).
+    # event's values are the ones queries answer (graph.events.change).
     f"""CREATE OR REPLACE FUNCTION _forgegraph_capture() RETURNS trigger
     LANGUAGE plpgsql
     SET extra_float_digits = 1 SET "TimeZone" = 'UTC' SET bytea_output = 'hex' SET "DateStyle" = 'ISO'
@@ -109,7 +109,7 @@ def _sqlite_value(ref: str) -> str:
     infinity as `Inf` (no JSON) and refuses blobs. So: reals with 20 digits,
     which SQLite prints exactly enough to read back as the same double (17
     are not: its printf rounds through long double); infinities as text;
-    blobs as {"hex": ...} (graph.events.BLOB_KEY), which no other stored
+    blobs as {"hex": ...} (graph.events.change.BLOB_KEY), which no other stored
     value becomes, so that NULL stays null and a text stays a text.
     """
     exact = f"printf('%!.20g', {ref})"

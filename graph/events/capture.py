@@ -30,21 +30,21 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from graph.changelog import NOTIFY_CHANNEL, ChangeLog, Retention, Undecodable
 from graph.config import Capture
 from graph.errors import StartupError
-from graph.fanout import Hub
+from graph.events.broker import make_broadcast
+from graph.events.changelog import NOTIFY_CHANNEL, ChangeLog, Retention, Undecodable
+from graph.events.hub import Hub
 from graph.metrics import CaptureMeter
-from graph.pubsub import make_broadcast
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from graph.delivery.outbox import Outbox
-    from graph.events import ChangeEvent
-    from graph.fanout import Frame, Render, StreamKey, Subscription
+    from graph.events.change import ChangeEvent
+    from graph.events.hub import Render, StreamKey, Subscription
+    from graph.events.sink import Framing, Sink
     from graph.model import DatabaseModel, Table
     from graph.rules.bool_exp import BoolExp
 
@@ -300,8 +300,8 @@ class Realtime:
         table: Table,
         where: BoolExp | None,
         render: Render,
-        outbox: Outbox,
-        frame: Frame,
+        sink: Sink,
+        frame: Framing,
         since: str | None = None,
     ) -> Subscription:
         """Join a stream; with `since`, first replay the retained log after that cursor.
@@ -309,33 +309,33 @@ class Realtime:
         Raises InvalidCursor before joining when `since` cannot be resumed from.
         """
         if since is None:
-            return self.hub.join(key, table, where, render, outbox, frame)
+            return self.hub.join(key, table, where, render, sink, frame)
         cursor = await self.check_cursor(since)
         # Join first, holding live frames, so nothing committed meanwhile is missed.
-        subscription = self.hub.join(key, table, where, render, outbox, frame, replaying=True)
+        subscription = self.hub.join(key, table, where, render, sink, frame, replaying=True)
         subscription.last_cursor = cursor
         try:
-            await self.resume([subscription], outbox)
+            await self.resume([subscription], sink)
         except BaseException:
             self.hub.leave(subscription)
             raise
         return subscription
 
-    async def resume(self, subscriptions: Sequence[Subscription], outbox: Outbox) -> None:
-        """Replay the log after the subscriptions' `last_cursor` into `outbox`, then go live.
+    async def resume(self, subscriptions: Sequence[Subscription], sink: Sink) -> None:
+        """Replay the log after the subscriptions' `last_cursor` into `sink`, then go live.
 
         The subscriptions (one per table, joined with `replaying=True`) share
-        the outbox; their events are replayed in one cursor-ordered pass, so a
+        the sink; their events are replayed in one cursor-ordered pass, so a
         client cut off mid-replay resumes from a cursor that lost nothing.
-        Pages wait for room in the outbox: the reader sets the pace. Live
+        Pages wait for room in the sink: the reader sets the pace. Live
         frames held meanwhile count against the send queue (`Subscription.hold`).
         Each page checks, in the snapshot it reads, that the pruner has not
         overtaken the cursor it continues from: InvalidCursor then, never a gap.
         """
         by_table = {s.stream.table.name: s for s in subscriptions}
         after = min(s.last_cursor for s in subscriptions)
-        page = outbox.replay_page
-        while await outbox.room(page):
+        page = sink.replay_page
+        while await sink.room(page):
             # Everything dispatched so far was committed before this read starts.
             read_through = self.dispatched_through
             async with self.engine.connect() as conn:

@@ -1,7 +1,7 @@
 """Change events: one committed change to one row, as every transport carries it.
 
 An event's values are exactly what a query of the row answers at that
-moment: the capture triggers (graph.changelog) write them without loss, and
+moment: the capture triggers (graph.events.changelog) write them without loss, and
 each is turned into its API value by the query path's own conversion
 (`to_api`, then the column's GraphQL scalar). A value that is not one of its
 column's type (another program wrote `'abc'` into an INTEGER column, which
