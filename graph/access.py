@@ -1,7 +1,7 @@
 """Permissions applied to one session: SQL row filters, write checks and presets,
 and the view an event stream gives (filter and columns).
 
-The rules come from `graph.permissions`; this module turns them, with the
+The rules come from `graph.rules.permissions`; this module turns them, with the
 session's variables filled in, into SQL conditions (queries, aggregates,
 relationships, mutations) and into the in-memory filters events go through,
 so queries and events always agree on what a session may see.
@@ -9,26 +9,28 @@ so queries and events always agree on what a session may see.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graph.auth import Session
 from graph.errors import ValidationFailed
-from graph.permissions import Permissions, has_relationships, resolve_presets, resolve_session
+from graph.rules.session import resolve, resolve_presets
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
 
     from graph.model import DatabaseModel, Table
-    from graph.sql.where import Condition, Filters
+    from graph.rules.bool_exp import BoolExp
+    from graph.rules.permissions import Permissions
+    from graph.rules.to_sql import Condition, Filters
 
 
 @dataclass(frozen=True)
 class EventView:
     """What one session sees of a table's events: rows matching `filter`, `columns` of them."""
 
-    filter: Mapping[str, Any] | None
+    filter: BoolExp | None
+    """The row rule with the session's values filled in."""
     columns: tuple[str, ...]
 
     def shows_key(self, table: Table) -> bool:
@@ -63,11 +65,11 @@ class SessionAccess:
         return self.access.model.table(name)
 
     def _condition(
-        self, table: Table, exp: Mapping[str, Any] | None, target: FromClause | None = None
+        self, table: Table, exp: BoolExp | None, target: FromClause | None = None
     ) -> Condition | None:
         if not exp:
             return None
-        resolved = resolve_session(exp, table, self.access.model, self.variables)
+        resolved = resolve(exp, table, self.access.model, self.variables)
         # Rules are applied as written: a rule's own relationships are not
         # filtered again by other tables' rules (as in Hasura).
         return self.access.filters.compile(table.name, resolved, target)
@@ -86,7 +88,7 @@ class SessionAccess:
         rule = self.permissions.select(self.role, table)
         if rule is None:
             return None
-        if rule.filter and has_relationships(rule.filter, table):
+        if rule.filter and rule.filter.has_relationships:
             # Events are matched in memory against row images; a rule that
             # walks to other tables would need a query per event.
             raise ValidationFailed(
@@ -94,7 +96,7 @@ class SessionAccess:
                 "which change streams do not support yet"
             )
         resolved = (
-            resolve_session(rule.filter, table, self.access.model, self.variables)
+            resolve(rule.filter, table, self.access.model, self.variables)
             if rule.filter
             else None
         )

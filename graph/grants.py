@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from graph.model import DatabaseModel, Table
-    from graph.permissions import Permissions
+    from graph.rules.permissions import Permissions
 
 
 @dataclass(frozen=True)

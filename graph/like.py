@@ -9,7 +9,7 @@ later one, so nothing is ever retried: the work is at most the text's length
 times the pattern's, with no exponential case (a regular expression with one
 `.*` per `%` backtracks through every way of splitting the text between them).
 
-The semantics are graph/sql/where.py's: `\\` escapes the next character (a
+The semantics are graph/rules/to_sql.py's: `\\` escapes the next character (a
 lone `\\` at the end is a literal backslash), `_` matches one character,
 `%` any run, and the case-insensitive form folds case as Python's `re` does.
 """

@@ -47,7 +47,11 @@ def nesting_depth(value: Any, limit: int) -> int:
 def check_filter_depth(exp: Any, where: str = "where") -> None:
     """Raise ValidationFailed when `exp` nests deeper than MAX_FILTER_DEPTH."""
     if nesting_depth(exp, MAX_FILTER_DEPTH) > MAX_FILTER_DEPTH:
-        raise ValidationFailed(
-            f"{where}: the filter is nested more than {MAX_FILTER_DEPTH} levels deep",
-            limit=MAX_FILTER_DEPTH,
-        )
+        raise too_deep(where)
+
+
+def too_deep(where: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{where}: the filter is nested more than {MAX_FILTER_DEPTH} levels deep",
+        limit=MAX_FILTER_DEPTH,
+    )

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
     from graph.context import RequestContext
     from graph.model import DatabaseModel, Table
+    from graph.rules.to_sql import Condition
     from graph.sql.mutate import Row, Writer
     from graph.sql.select import Reader
-    from graph.sql.where import Condition
 
     Resolver = Callable[..., Awaitable[Any]]
 

@@ -19,7 +19,7 @@ from graph.schema import build_schema
 if TYPE_CHECKING:
     from graph.config import Limits
     from graph.model import DatabaseModel
-    from graph.permissions import Permissions
+    from graph.rules.permissions import Permissions
     from graph.schema import ResolverFactory
 
 

@@ -20,12 +20,12 @@ from graph.errors import StartupError
 from graph.events.capture import Realtime
 from graph.metrics import Metrics, Observed
 from graph.naming import name_model
-from graph.permissions import Permissions, load_permissions
 from graph.plans.mutation import MutationPlans
 from graph.plans.query_plans import query_plans_for
 from graph.reflect import reflect
 from graph.resolvers import Resolvers
 from graph.roles import RoleSchemas
+from graph.rules.permissions import Permissions, load_permissions
 from graph.sql.compiled import Statements
 from graph.sql.driver import open_driver
 from graph.sql.mutate import Writer

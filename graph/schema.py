@@ -21,6 +21,7 @@ from graphql import (
     GraphQLFloat,
     GraphQLInputField,
     GraphQLInputObjectType,
+    GraphQLInputType,
     GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
@@ -38,9 +39,9 @@ from graphql import (
 from graph import _graphql_int, naming  # noqa: F401 - _graphql_int widens Int on import
 from graph.grants import TableGrants, all_grants, visible_model
 from graph.model import DatabaseModel, Kind, Table
+from graph.rules.bool_exp import Takes, operators_for
 from graph.sql.order import DIRECTIONS
 from graph.sql.values import parse_bigint
-from graph.sql.where import COMPARISONS, LIST_OPERATORS, PATTERN_OPERATORS
 
 Resolver = Callable[..., Any]
 
@@ -218,11 +219,13 @@ class SchemaBuilder:
     def _comparison(self, kind: Kind) -> GraphQLInputObjectType:
         scalar = scalar_of(kind)
         if scalar.name not in self.comparisons:
-            fields = {op: GraphQLInputField(scalar) for op in COMPARISONS}
-            fields.update({op: GraphQLInputField(GraphQLList(_nn(scalar))) for op in LIST_OPERATORS})
-            fields["_is_null"] = GraphQLInputField(GraphQLBoolean)
-            if scalar is GraphQLString:
-                fields.update({op: GraphQLInputField(GraphQLString) for op in PATTERN_OPERATORS})
+            types: dict[Takes, GraphQLInputType] = {
+                Takes.VALUE: scalar,
+                Takes.LIST: GraphQLList(_nn(scalar)),
+                Takes.BOOLEAN: GraphQLBoolean,
+                Takes.PATTERN: GraphQLString,
+            }
+            fields = {op: GraphQLInputField(types[takes]) for op, takes in operators_for(kind).items()}
             self.comparisons[scalar.name] = GraphQLInputObjectType(
                 naming.comparison_exp(scalar.name), fields
             )

@@ -17,9 +17,10 @@ GRAPH = Path(__file__).resolve().parent.parent / "graph"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("graph.config", "graph.errors", "graph._seams"),
-    # To come, in this order (STYLE.md, habit 2): catalog/, rules/, schema/,
-    # compile/, dialect/, execute/. graph.runtime, which builds the event side
-    # and which delivery's handlers are given, is placed when execute/ exists.
+    # To come, in this order (STYLE.md, habit 2): catalog/ before rules/, then
+    # schema/, compile/, dialect/, execute/. graph.runtime, which builds the event
+    # side and which delivery's handlers are given, is placed when execute/ exists.
+    ("graph.rules",),
     ("graph.events",),
     ("graph.delivery",),
     ("graph.http", "graph.cors", "graph.playground", "graph.app", "graph.cli", "graph.workers", "graph.__main__"),

@@ -8,8 +8,6 @@ stream and each event is encoded once for all of them.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +17,8 @@ from graphql.execution.values import get_argument_values, get_variable_values
 
 from graph.errors import ValidationFailed
 from graph.events.hub import StreamKey
-from graph.matching import check_filter
+from graph.rules.bool_exp import And, BoolExp, canonical
+from graph.rules.parse import parse_stream_where
 from graph.selection import collect_fields
 
 if TYPE_CHECKING:
@@ -37,23 +36,12 @@ def unknown_table(name: str) -> ValidationFailed:
     return ValidationFailed(f"table {name!r} does not exist or is not available to this role")
 
 
-def combine(view: EventView, where: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def combine(view: EventView, where: BoolExp | None) -> BoolExp | None:
     """The session's row rule and the subscriber's own filter, as one bool_exp."""
-    parts = [exp for exp in (view.filter, where) if exp]
+    parts = tuple(exp for exp in (view.filter, where) if exp)
     if not parts:
         return None
-    return dict(parts[0]) if len(parts) == 1 else {"_and": parts}
-
-
-def canonical(exp: Mapping[str, Any] | None) -> str:
-    if not exp:
-        return ""
-    try:
-        return orjson.dumps(exp, option=orjson.OPT_SORT_KEYS).decode()
-    except orjson.JSONEncodeError:
-        # An integer beyond 64 bits, which a JSON `where` may hold (depth is bounded
-        # by check_filter): the standard encoder takes any integer.
-        return json.dumps(exp, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return parts[0] if len(parts) == 1 else BoolExp((And(parts),))
 
 
 def project(row: dict[str, Any] | None, columns: tuple[str, ...] | None) -> dict[str, Any] | None:
@@ -66,7 +54,7 @@ def project(row: dict[str, Any] | None, columns: tuple[str, ...] | None) -> dict
 @dataclass(frozen=True)
 class ChangeQuery:
     table: Table
-    where: dict[str, Any] | None
+    where: BoolExp | None
     """The subscriber's filter and the session's row rule together."""
     columns: tuple[str, ...] | None
     since: str | None
@@ -131,9 +119,9 @@ def plan_change_query(
     view = access.event_view(table.name) if table is not None and table.primary_key else None
     if table is None or view is None:
         raise unknown_table(args["table"])
-    where = args.get("where")
     # The subscriber may filter on what it may see, nothing else.
-    check_filter(replace(table, columns=tuple(c for c in table.columns if c.name in view.columns)), where)
+    visible = replace(table, columns=tuple(c for c in table.columns if c.name in view.columns))
+    where = parse_stream_where(visible, args.get("where"))
     since = args.get("since")
     selected = collect_fields(fragments, coerced, [n.selection_set for n in nodes if n.selection_set])
     fields = tuple((key, field_nodes[0].name.value) for key, field_nodes in selected.items())

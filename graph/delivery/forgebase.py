@@ -30,11 +30,12 @@ import orjson
 from starlette.websockets import WebSocket
 
 from graph.auth import Session
-from graph.delivery.changes import canonical, project, unknown_table
+from graph.delivery.changes import project, unknown_table
 from graph.delivery.message import Frame
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.errors import ForgeError, InvalidCursor, InvalidJWT, contained
 from graph.events.hub import StreamKey
+from graph.rules.bool_exp import canonical
 
 if TYPE_CHECKING:
     from graph.access import EventView

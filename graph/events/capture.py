@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from graph.config import Capture
 from graph.errors import StartupError
@@ -38,7 +38,7 @@ from graph.events.hub import Hub
 from graph.metrics import CaptureMeter
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from graph.events.hub import Render, StreamKey, Subscription
     from graph.events.sink import Framing, Sink
     from graph.model import DatabaseModel, Table
+    from graph.rules.bool_exp import BoolExp
 
 log = logging.getLogger("forgegraph.realtime")
 CHANNEL = NOTIFY_CHANNEL  # the capture trigger's NOTIFY channel too, on PostgreSQL
@@ -297,7 +298,7 @@ class Realtime:
         self,
         key: StreamKey,
         table: Table,
-        where: Mapping[str, Any] | None,
+        where: BoolExp | None,
         render: Render,
         sink: Sink,
         frame: Framing,

@@ -18,17 +18,18 @@ import heapq
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from graph.matching import compile_filter
+from graph.rules.matcher import compile_matcher
 
 if TYPE_CHECKING:
     from graph.events.change import ChangeEvent, ChangeType
     from graph.events.sink import Framing, Message, Sink
-    from graph.matching import Matcher
     from graph.model import Table
+    from graph.rules.bool_exp import BoolExp
+    from graph.rules.matcher import Matcher
 
 STALLED_SECONDS = 5.0
 """How long a replaying client may take nothing while its live frames overflow (see `Subscription.hold`)."""
@@ -53,18 +54,18 @@ class StreamKey:
 class Stream:
     key: StreamKey
     table: Table
-    where: Mapping[str, Any] | None
+    where: BoolExp | None
     render: Render
     members: dict[Subscription, None] = field(default_factory=dict)
     matcher: Matcher = field(init=False)
     """The filter compiled once for the stream's life, not per event."""
 
     def __post_init__(self) -> None:
-        self.matcher = compile_filter(self.where)
+        self.matcher = compile_matcher(self.where)
 
     def view(self, event: ChangeEvent) -> ChangeType | None:
         """How the event looks through this stream's filter: a row leaving it is a delete."""
-        if not self.where:
+        if self.where is None:
             return event.type
         before = event.old is not None and self.matcher(event.old) is True
         after = event.new is not None and self.matcher(event.new) is True
@@ -144,7 +145,7 @@ class Hub:
         self,
         key: StreamKey,
         table: Table,
-        where: Mapping[str, Any] | None,
+        where: BoolExp | None,
         render: Render,
         sink: Sink,
         frame: Framing,

@@ -31,10 +31,10 @@ from graph.sql.values import to_stored
 if TYPE_CHECKING:
     from graph.access import SessionAccess
     from graph.model import DatabaseModel, Table
+    from graph.rules.to_sql import Condition
     from graph.sql.compiled import Compiled, Statement, Statements
     from graph.sql.driver import Job, Rows
     from graph.sql.select import Reader
-    from graph.sql.where import Condition
 
 Steps = Generator["Statement", "Rows", Any]
 Row = Sequence[Any]

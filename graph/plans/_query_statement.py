@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
     from graph.model import Relationship
     from graph.plans._query_backend import Backend, Fix
+    from graph.rules.to_sql import Visible
     from graph.sql.select import Reader
-    from graph.sql.where import Visible
 
 ONE = literal("1")
 MAX_KEYS = 50

@@ -30,7 +30,6 @@ from graph.byte_cache import ByteBoundedCache
 from graph.config import Limits
 from graph.database import sqlite_path
 from graph.errors import ForgeError
-from graph.permissions import session_variable
 from graph.plans._query_backend import QueryFailed, Unrenderable
 from graph.plans._query_shape import Reading, Unsupported, root_fields
 from graph.plans._query_statement import Fixes, StatementBuilder
@@ -50,10 +49,10 @@ if TYPE_CHECKING:
     from graph.auth import Session
     from graph.execution import Executor, Prepared
     from graph.model import DatabaseModel, Table
-    from graph.permissions import Permissions
     from graph.plans._query_backend import Backend
+    from graph.rules.permissions import Permissions
+    from graph.rules.to_sql import Visible
     from graph.sql.select import Reader
-    from graph.sql.where import Visible
 
 log = logging.getLogger("forgegraph")
 MAX_QUERY_LENGTH = 65_536
@@ -353,17 +352,9 @@ def _rules_read_session(permissions: Permissions, model: DatabaseModel, role: st
     """Whether any of `role`'s select rules compares with a session variable."""
     for table in model.tables.values():
         rule = permissions.select(role, table)
-        if rule is not None and rule.filter and _mentions_variable(rule.filter):
+        if rule is not None and rule.filter and rule.filter.reads_session:
             return True
     return False
-
-
-def _mentions_variable(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return any(_mentions_variable(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_mentions_variable(v) for v in value)
-    return session_variable(value) is not None
 
 
 def backend_for(engine: AsyncEngine) -> Backend | None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from graph.model import DatabaseModel, Table
-    from graph.sql.where import Condition
+    from graph.rules.to_sql import Condition
 
 Row = Mapping[Any, Any]
 

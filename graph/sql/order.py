@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from graph.errors import ValidationFailed
-from graph.sql.where import comparable
+from graph.rules.to_sql import comparable
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
 
     from graph.model import DatabaseModel, Relationship
-    from graph.sql.where import Visible
+    from graph.rules.to_sql import Visible
 
 DIRECTIONS = (
     "asc",

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from graph.errors import ValidationFailed
+from graph.rules.to_sql import Condition, Filters, Visible
 from graph.sql.order import Orderings
 from graph.sql.plan import ListQuery, RowShape
 from graph.sql.values import to_api_or_stored, to_db
-from graph.sql.where import Condition, Filters, Visible
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection

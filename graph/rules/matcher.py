@@ -1,0 +1,204 @@
+"""A `BoolExp` compiled to a function of one row, with SQL's three-valued logic:
+the one in-memory walker.
+
+Events are filtered here instead of in the database, so that a change is
+matched once per distinct filter rather than queried once per subscriber.
+`None` stands for SQL's UNKNOWN: a row is kept only when the result is True,
+exactly as a WHERE clause keeps it. The semantics are graph.rules.to_sql's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from graph.errors import ValidationFailed
+from graph.like import LikePattern
+from graph.rules.bool_exp import (
+    INSENSITIVE_PATTERNS,
+    PATTERN_OPERATORS,
+    And,
+    BoolExp,
+    ColumnExp,
+    Not,
+    Or,
+    Related,
+    SessionVariable,
+)
+
+Truth = bool | None
+Matcher = Callable[[Mapping[str, Any]], Truth]
+"""A filter compiled for rows: True, False, or None (SQL's UNKNOWN)."""
+
+
+def compile_matcher(exp: BoolExp | None) -> Matcher:
+    """`exp` as a function of a row, built once per filter.
+
+    Everything that depends on the filter alone is done here, not per row:
+    `_in` lists become sets, LIKE patterns are compiled. Every operator then
+    costs time linear in the row's value.
+    """
+    if exp is None or not exp.fields:
+        return _always
+    parts: list[Matcher] = []
+    for field in exp.fields:
+        if isinstance(field, And):
+            parts.append(_conjunction([compile_matcher(e) for e in field.exps]))
+        elif isinstance(field, Or):
+            parts.append(_disjunction([compile_matcher(e) for e in field.exps]))
+        elif isinstance(field, Not):
+            parts.append(_negation(compile_matcher(field.exp)))
+        elif isinstance(field, ColumnExp):
+            parts.extend(_comparison(field.column, c.op, c.operand) for c in field.comparisons)
+        else:
+            assert isinstance(field, Related)
+            # Row images carry no related rows: the caller refuses such filters first.
+            raise ValidationFailed(f"{field.relationship!r}: events cannot be filtered through relationships")
+    return _conjunction(parts)
+
+
+def _always(_row: Mapping[str, Any]) -> Truth:
+    return True
+
+
+def _conjunction(parts: list[Matcher]) -> Matcher:
+    if len(parts) == 1:
+        return parts[0]
+
+    def conjunction(row: Mapping[str, Any]) -> Truth:
+        result: Truth = True
+        for part in parts:
+            truth = part(row)
+            if truth is False:
+                return False
+            if truth is None:
+                result = None
+        return result
+
+    return conjunction
+
+
+def _disjunction(parts: list[Matcher]) -> Matcher:
+    def disjunction(row: Mapping[str, Any]) -> Truth:
+        result: Truth = False
+        for part in parts:
+            truth = part(row)
+            if truth is True:
+                return True
+            if truth is None:
+                result = None
+        return result
+
+    return disjunction
+
+
+def _negation(inner: Matcher) -> Matcher:
+    def negation(row: Mapping[str, Any]) -> Truth:
+        truth = inner(row)
+        return None if truth is None else not truth
+
+    return negation
+
+
+def _comparison(column: str, op: str, operand: Any) -> Matcher:
+    if op == "_is_null" and operand is not None:
+        wanted = bool(operand)
+        return lambda row: (row.get(column) is None) == wanted
+    test = _test(op, operand)
+    if test is None:
+        return _always  # a null operand leaves the comparison out, as in SQL building
+    if isinstance(test, bool):
+        constant: Truth = test
+        return lambda _row: constant
+
+    def comparison(row: Mapping[str, Any]) -> Truth:
+        value = row.get(column)
+        return None if value is None else test(value)
+
+    return comparison
+
+
+def _test(op: str, operand: Any) -> Callable[[Any], bool] | bool | None:
+    """The test of one non-null value; a constant where the answer does not depend on the
+    row (even a NULL one); None when the comparison is left out."""
+    if operand is None:
+        return None
+    if isinstance(operand, SessionVariable):
+        raise TypeError(f"{op}: a session variable not resolved")  # graph.rules.session.resolve
+    if op in ("_in", "_nin") and not operand:
+        return op == "_nin"  # IN () is false and NOT IN () true, even for NULL
+    if op == "_eq":
+        return lambda value: _order(value, operand) == 0
+    if op == "_neq":
+        return lambda value: _order(value, operand) != 0
+    if op == "_gt":
+        return lambda value: _order(value, operand) > 0
+    if op == "_gte":
+        return lambda value: _order(value, operand) >= 0
+    if op == "_lt":
+        return lambda value: _order(value, operand) < 0
+    if op == "_lte":
+        return lambda value: _order(value, operand) <= 0
+    if op == "_in":
+        return ValueSet(operand).__contains__
+    if op == "_nin":
+        values = ValueSet(operand)
+        return lambda value: value not in values
+    if op in PATTERN_OPERATORS:
+        pattern = LikePattern(str(operand), insensitive=op in INSENSITIVE_PATTERNS)
+        wanted = op in ("_like", "_ilike")
+        return lambda value: pattern.matches(value if isinstance(value, str) else str(value)) == wanted
+    raise ValidationFailed(f"unknown operator {op!r}")
+
+
+class ValueSet:
+    """An `_in` list as sets: `value in ValueSet(items)` is `any(_order(value, i) == 0 ...)`.
+
+    Numbers are one set, since Python's equal numbers hash alike (1, 1.0 and
+    True, as `_order` compares them); text another; anything else (JSON
+    values) by its repr, as `_order` compares those. NaN equals nothing.
+    """
+
+    __slots__ = ("_numbers", "_others", "_texts")
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._numbers: set[Any] = set()
+        self._texts: set[str] = set()
+        self._others: set[str] = set()
+        for item in items:
+            if isinstance(item, SessionVariable):
+                raise TypeError("_in: a session variable not resolved")
+            rank = _rank(item)
+            if rank == 0:
+                if item == item:  # NaN is the one number unequal to itself
+                    self._numbers.add(item)
+            elif rank == 1:
+                self._texts.add(item)
+            else:
+                self._others.add(repr(item))
+
+    def __contains__(self, value: Any) -> bool:
+        rank = _rank(value)
+        if rank == 0:
+            return value == value and value in self._numbers
+        if rank == 1:
+            return value in self._texts
+        return repr(value) in self._others
+
+
+def _rank(value: Any) -> int:
+    # SQLite's order between storage classes: numbers before text before anything else.
+    if isinstance(value, bool | int | float):
+        return 0
+    if isinstance(value, str):
+        return 1
+    return 2
+
+
+def _order(a: Any, b: Any) -> int:
+    ra, rb = _rank(a), _rank(b)
+    if ra != rb:
+        return -1 if ra < rb else 1
+    if ra == 2:
+        a, b = repr(a), repr(b)
+    return (a > b) - (a < b)
