@@ -111,6 +111,9 @@ async def test_a_change_that_cannot_become_an_event_is_skipped_logged_and_counte
         logged = [r for r in caplog.records if f"change {cursor} " in r.getMessage()]
         assert len(logged) == 1, [r.getMessage() for r in caplog.records]
         assert logged[0].levelno >= logging.WARNING and "\n" not in logged[0].getMessage()
+        # It names the table and why, so an operator can find the row and its cause.
+        assert "(table posts)" in logged[0].getMessage()
+        assert not logged[0].getMessage().endswith(": None")
 
 
 @sqlite_only
@@ -352,6 +355,21 @@ async def change_cursor(api: Api, **headers: str) -> str:
     body = response.json()
     assert "errors" not in body, body
     return str(body["data"]["changeCursor"])
+
+
+async def test_tables_without_a_primary_key_are_not_captured(api: Api, library_url: str) -> None:
+    """Their rows have no key to name them by: writes to them add nothing to the change log."""
+    before = int(await change_cursor(api))
+    engine = create_engine(library_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("INSERT INTO audit_log (message, level) VALUES ('x', 1)"))
+            await conn.execute(sa.text("UPDATE audit_log SET level = 2"))
+            await conn.execute(sa.text("DELETE FROM audit_log"))
+    finally:
+        await engine.dispose()
+    await rename(api, "after")
+    assert int(await change_cursor(api)) == before + 1
 
 
 NOTHING_FOR_ANONYMOUS = """\

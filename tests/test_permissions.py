@@ -302,7 +302,7 @@ ERRORS: list[tuple[str, str, str]] = [
     (RULE + "{columns: [id], filter: [published]}\n", "tables.posts.select.user.filter", "expected a mapping (a posts_bool_exp)"),
     (RULE + "{columns: [id], filter: {publish: {_eq: true}}}\n", "tables.posts.select.user.filter",
      "unknown column or relationship 'publish' of table 'posts'; did you mean 'published'?"),
-    (RULE + "{columns: [id], filter: {published: {_equals: true}}}\n", "tables.posts.select.user.filter.published", "unknown operator '_equals'"),
+    (RULE + "{columns: [id], filter: {published: {_equals: true}}}\n", "tables.posts.select.user.filter.published", "unknown operator '_equals'; did you mean '_eq'?"),
     (RULE + "{columns: [id], filter: {published: true}}\n", "tables.posts.select.user.filter.published",
      "expected a mapping of comparison operators, e.g. {_eq: ...}"),
     (RULE + "{columns: [id], filter: {_or: {published: {_eq: true}}}}\n", "tables.posts.select.user.filter._or", "expected a list of conditions"),
@@ -311,7 +311,7 @@ ERRORS: list[tuple[str, str, str]] = [
      "unknown column or relationship 'bad' of table 'posts'"),
     (RULE + "{columns: [id], filter: {user_id: {_eq: null}}}\n", "tables.posts.select.user.filter.user_id._eq",
      "null is not allowed here (it would drop the condition and grant every row); use _is_null"),
-    (RULE + "{columns: [id], filter: {_or: null}}\n", "tables.posts.select.user.filter._or", "null is not allowed here"),
+    (RULE + "{columns: [id], filter: {_or: null}}\n", "tables.posts.select.user.filter._or", "null is not allowed here (it would drop the condition and grant every row); use _is_null"),
     (RULE + "{columns: [id], filter: {title: {_is_null: yes please}}}\n", "tables.posts.select.user.filter.title._is_null", "expected true or false, got 'yes please'"),
     (RULE + "{columns: [id], filter: {id: {_in: 3}}}\n", "tables.posts.select.user.filter.id._in", "expected a list"),
     (RULE + "{columns: [id], filter: {id: {_in: [1, two]}}}\n", "tables.posts.select.user.filter.id._in[1]", "expected an integer for column 'id', got 'two'"),
@@ -325,6 +325,7 @@ ERRORS: list[tuple[str, str, str]] = [
     (RULE + "{columns: [id], filter: {user: {nme: {_eq: x}}}}\n", "tables.posts.select.user.filter.user",
      "unknown column or relationship 'nme' of table 'users'; did you mean 'name'?"),
     ("tables:\n  posts:\n    insert:\n      user: {columns: [title], set: {owner: X-User-Id}}\n", "tables.posts.insert.user.set", "unknown column 'owner'"),
+    ("tables:\n  posts:\n    insert:\n      user: {columns: [title], set: {user_ids: X-User-Id}}\n", "tables.posts.insert.user.set", "unknown column 'user_ids'; did you mean 'user_id'?"),
     ("tables:\n  posts:\n    insert:\n      user: {columns: [title], set: {user_id: null}}\n", "tables.posts.insert.user.set.user_id", "column 'user_id' is not nullable"),
     ("tables:\n  posts:\n    insert:\n      user: {columns: [title], set: {user_id: me}}\n", "tables.posts.insert.user.set.user_id", "expected an integer for column 'user_id', got 'me'"),
     ("tables:\n  posts:\n    update:\n      user: {columns: [title], set: [user_id]}\n", "tables.posts.update.user.set", "expected a mapping of column names to values"),
@@ -332,9 +333,9 @@ ERRORS: list[tuple[str, str, str]] = [
      "expected an integer for column 'user_id', got 1.5"),
     ("tables:\n  audit:\n    insert:\n      user: {columns: [what]}\n", "tables.audit.insert",
      "table 'audit' has no primary key, so it is read-only: only select rules apply"),
-    ("tables:\n  audit:\n    delete:\n      user: {}\n", "tables.audit.delete", "has no primary key"),
+    ("tables:\n  audit:\n    delete:\n      user: {}\n", "tables.audit.delete", "table 'audit' has no primary key, so it is read-only: only select rules apply"),
     ("tables:\n  readings:\n    select:\n      user: {columns: [id], filter: {token: {_eq: not-a-uuid}}}\n", "tables.readings.select.user.filter.token._eq",
-     "invalid value 'not-a-uuid' for column 'token'"),
+     "invalid value 'not-a-uuid' for column 'token' of type string"),
     ("tables:\n  readings:\n    select:\n      user: {columns: [id], filter: {amount: {_gt: lots}}}\n", "tables.readings.select.user.filter.amount._gt",
      "invalid value 'lots' for column 'amount' of type numeric"),
 ]
@@ -347,8 +348,7 @@ def test_each_mistake_is_one_line_naming_file_and_place(tmp_path: Path, text: st
         load_permissions(path, MODEL)
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"{path}: {where}: " if where else f"{path}: "), message
-    assert reason in message, message
+    assert message == (f"{path}: {where}: {reason}" if where else f"{path}: {reason}")
     assert isinstance(caught.value, StartupError)
 
 
@@ -470,6 +470,18 @@ def test_negated_relationships_convert_with_the_remote_tables_columns() -> None:
     assert resolve_session(exp, COMMENTS, MODEL, session("7")) == {"_not": {"post": {"user_id": {"_eq": 7}}}}
     # Missing under _not: the comparison drops out rather than admitting every row.
     assert resolve_session(exp, COMMENTS, MODEL, session(None)) == {"_not": {"post": {"user_id": {}}}}
+
+
+def test_relationships_under_or_convert_with_the_remote_tables_columns() -> None:
+    exp = {"_or": [{"post": {"user_id": {"_eq": "X-User-Id"}}}, {"body": {"_eq": "X-User-Id"}}]}
+    assert resolve_session(exp, COMMENTS, MODEL, session("7")) == {
+        "_or": [{"post": {"user_id": {"_eq": 7}}}, {"body": {"_eq": "7"}}]
+    }
+
+
+def test_a_negated_missing_value_drops_only_its_own_comparison() -> None:
+    exp = {"_not": {"user_id": {"_eq": "X-User-Id", "_gt": 5}}}
+    assert resolve_session(exp, POSTS, MODEL, session(None)) == {"_not": {"user_id": {"_gt": 5}}}
 
 
 def test_nin_with_every_value_present_keeps_its_list() -> None:

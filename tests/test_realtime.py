@@ -318,11 +318,19 @@ async def test_invalid_cursors_are_errors(api: Api, library_url: str) -> None:
             await api(f'mutation {{ update_posts_by_pk(pk_columns: {{id: 1}}, _set: {{title: "{title}"}}) {{ id }} }}')
         first, latest = await changes(ws, 2, "1")
 
-        for n, cursor in enumerate(["abc", "-1", "1e3", "99999999999"]):
+        malformed = "malformed cursor {!r}: expected decimal digits".format
+        never = "cursor {} was never issued by this database".format
+        # The longest cursor (2**63 - 1) has 19 digits: one more is malformed, not unknown.
+        for n, (cursor, reason) in enumerate([
+            ("abc", malformed("abc")), ("-1", malformed("-1")), ("1e3", malformed("1e3")),
+            ("99999999999", never("99999999999")), ("9223372036854775807", never("9223372036854775807")),
+            ("10000000000000000000", malformed("10000000000000000000")),
+        ]):
             await ws.subscribe(f"bad{n}", CHANGES, {"table": "posts", "since": cursor})
             message = await ws.receive()
             assert message["id"] == f"bad{n}"
             assert error_codes(message) == ["invalid-cursor"], cursor
+            assert message["payload"][0]["message"] == reason
 
         # Prune the whole log, as a retention of zero would, from this test's own engine.
         engine = create_engine(library_url)
@@ -334,7 +342,9 @@ async def test_invalid_cursors_are_errors(api: Api, library_url: str) -> None:
         await ws.subscribe("old", CHANGES, {"table": "posts", "since": first["cursor"]})
         message = await ws.receive()
         assert error_codes(message) == ["invalid-cursor"]
-        assert "older than" in message["payload"][0]["message"]
+        assert message["payload"][0]["message"] == (
+            f"cursor {first['cursor']} is older than the retained change log; query the current rows instead"
+        )
 
         # The newest pruned cursor is still a place to resume from: nothing was missed after it.
         await subscribe(ws, "head", "posts", since=latest["cursor"])

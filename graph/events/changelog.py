@@ -275,7 +275,7 @@ class ChangeLog:
             statement = statement.bindparams(sa.bindparam("tables", expanding=True))
         return statement
 
-    def _select_retained(self, tables: list[str]) -> sa.TextClause:
+    def _select_retained(self) -> sa.TextClause:
         """A page of `_select` with the retention horizon beside it, read in one statement.
 
         One statement reads one snapshot on both databases, so the horizon it
@@ -324,7 +324,7 @@ class ChangeLog:
         `after` 0 is the start of whatever is still retained, never overtaken.
         """
         params = {"after": after, "tables": tuple(tables), "limit": limit}
-        rows = (await conn.execute(self._select_retained(tables), params)).all()
+        rows = (await conn.execute(self._select_retained(), params)).all()
         if after and int(rows[0][0]) > after:
             raise InvalidCursor(_older_than_retained(after))
         return self._decode(after, [row[1:] for row in rows if row[1] is not None])

@@ -64,7 +64,7 @@ class _NoValue(Exception):
 def _convert(column: Column, raw: str | None) -> Any:
     if raw is None:
         raise _NoValue
-    text = raw if isinstance(raw, str) else str(raw)
+    text = raw  # session values are text (graph.auth.Session.variables)
     kind = column.kind
     if kind is Kind.INTEGER or kind is Kind.BIGINT:
         if not _INTEGER.fullmatch(text.strip()):
