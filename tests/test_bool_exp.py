@@ -150,3 +150,15 @@ def test_sql_of_a_parsed_filter_is_the_sql_of_its_mapping() -> None:
         return str(condition.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
 
     assert text(filters.compile("posts", exp)) == text(filters.compile("posts", parse_where(POSTS, exp, MODEL)))
+
+
+def test_a_where_nested_past_the_limit_is_refused_before_it_is_read() -> None:
+    """Variables reach the parser without the document's depth limit: it checks its own."""
+    from graph.errors import ValidationFailed
+    from graph.nesting import MAX_FILTER_DEPTH
+
+    exp: dict[str, Any] = {"id": {"_eq": 1}}
+    for _ in range(MAX_FILTER_DEPTH + 1):
+        exp = {"_not": exp}
+    with pytest.raises(ValidationFailed, match=f"where: the filter is nested more than {MAX_FILTER_DEPTH} levels deep"):
+        parse_where(POSTS, exp, MODEL)

@@ -149,6 +149,20 @@ tables:
     assert perms.update("user", USERS) is None
 
 
+def test_patterns_are_text_whatever_the_columns_type_and_json_takes_any_value(tmp_path: Path) -> None:
+    perms = load(tmp_path, """\
+tables:
+  readings:
+    select:
+      user: {filter: {day: {_like: "2024-%"}, amount: {_nilike: X-User-Id}}, columns: [id]}
+""")
+    rule = perms.select("user", READINGS)
+    assert rule is not None and rule.filter == {"day": {"_like": "2024-%"}, "amount": {"_nilike": "X-User-Id"}}
+    docs = load_permissions(write(tmp_path, "tables:\n  docs:\n    select:\n      user: {filter: {meta: {_eq: [1, {a: 2}]}}, columns: [id]}\n", "docs.yaml"), JSON_MODEL)
+    rule = docs.select("user", JSON_MODEL.tables["docs"])
+    assert rule is not None and rule.filter == {"meta": {"_eq": [1, {"a": 2}]}}
+
+
 ADMIN_SECRET = None
 """The admin secret's session asks with no role (graph.auth.Session.rules_role)."""
 
@@ -326,6 +340,15 @@ ERRORS: list[tuple[str, str, str]] = [
      "unknown column or relationship 'nme' of table 'users'; did you mean 'name'?"),
     ("tables:\n  posts:\n    insert:\n      user: {columns: [title], set: {owner: X-User-Id}}\n", "tables.posts.insert.user.set", "unknown column 'owner'"),
     ("tables:\n  posts:\n    insert:\n      user: {columns: [title], set: {user_ids: X-User-Id}}\n", "tables.posts.insert.user.set", "unknown column 'user_ids'; did you mean 'user_id'?"),
+    ("tables:\n  posts:\n    selct: {}\n", "tables.posts.selct",
+     "unknown action 'selct' (expected select, insert, update or delete); did you mean 'select'?"),
+    (RULE + "{columns: [id], filter: {id: {_in: 5}}}\n", "tables.posts.select.user.filter.id._in", "expected a list"),
+    (RULE + "{columns: [id], filter: {id: {_eq: true}}}\n", "tables.posts.select.user.filter.id._eq",
+     "expected an integer for column 'id', got True"),
+    ("tables:\n  readings:\n    select:\n      user: {columns: [id], filter: {day: {_eq: {a: 1}}}}\n",
+     "tables.readings.select.user.filter.day._eq", "expected a single value for column 'day', got {'a': 1}"),
+    (RULE + "{columns: [id], filter: {title: {_like: X-Hasura-Org-Id}}}\n", "tables.posts.select.user.filter.title._like",
+     "unknown session variable 'X-Hasura-Org-Id' (known: X-User-Id, X-Role)"),
     ("tables:\n  posts:\n    insert:\n      user: {columns: [title], set: {user_id: null}}\n", "tables.posts.insert.user.set.user_id", "column 'user_id' is not nullable"),
     ("tables:\n  posts:\n    insert:\n      user: {columns: [title], set: {user_id: me}}\n", "tables.posts.insert.user.set.user_id", "expected an integer for column 'user_id', got 'me'"),
     ("tables:\n  posts:\n    update:\n      user: {columns: [title], set: [user_id]}\n", "tables.posts.update.user.set", "expected a mapping of column names to values"),
