@@ -102,8 +102,11 @@ $(MUTATE_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -e '.[dev,mutate]'
 	touch $(MUTATE_STAMP)
 
+# Most of a realtime test is waiting on sockets: twice the cores keeps both busy.
+MUTATE_CHILDREN ?= $(shell echo $$(( $$(nproc) * 2 )))
+
 mutate: $(MUTATE_STAMP)
-	FORGEGRAPH_HYPOTHESIS_PROFILE=mutate $(BIN)/mutmut run; status=$$?; \
+	FORGEGRAPH_HYPOTHESIS_PROFILE=mutate $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN); status=$$?; \
 	$(BIN)/python -m tests.mutate_summary && exit $$status
 
 lint: $(STAMP)
