@@ -14,6 +14,7 @@ import orjson
 from graphql import OperationType
 from starlette.responses import Response
 
+from graph import execute
 from graph.errors import InvalidJWT
 from graph.execution import format_error
 
@@ -122,13 +123,6 @@ class GraphQLEndpoint:
         if prepared.document is None:
             errors = {"errors": [format_error(e) for e in prepared.errors]}
             return _respond(errors, request_error_status, media_type)
-        plans = self.runtime.query_plans
-        if plans is not None:
-            # A query over the generated fields: one cached statement, no GraphQL execution.
-            answer = await plans.answer(executor, session, query, operation_name, variables, prepared)
-            if answer is not None:
-                request.state.operation = "query"
-                return Response(answer, media_type=media_type)
         operation = executor.operation_type(prepared.document, operation_name)
         if operation is None:
             raise RequestError(400, "no operation in the document matches `operationName`")
@@ -137,22 +131,15 @@ class GraphQLEndpoint:
         if operation is OperationType.SUBSCRIPTION:
             raise RequestError(400, "subscriptions are served over WebSocket at /graphql")
         request.state.operation = operation.value  # "query" or "mutation", for /metrics
-
-        result = None
-        if operation is OperationType.MUTATION:
-            access = self.runtime.access.for_session(session)
-            result = await self.runtime.mutations.execute(
-                executor.schema, prepared.document, query, operation_name, variables, access
-            )
-        if result is None:
-            context = self.runtime.request_context(session)
-            result = await executor.execute(prepared.document, context, variables, operation_name)
-        body: dict[str, Any] = {}
-        if result.errors:
-            body["errors"] = [format_error(e) for e in result.errors]
-        body["data"] = result.data
-        status = request_error_status if result.data is None and result.errors else 200
-        return _respond(body, status, media_type)
+        answer = await execute.answer(
+            self.runtime,
+            execute.Operation(
+                executor, prepared, prepared.document, operation, query, variables, operation_name, session
+            ),
+            "http",
+        )
+        status = request_error_status if answer.failed else 200
+        return Response(answer.body, status_code=status, media_type=media_type)
 
 
 def _decode(raw: str | bytes, what: str) -> Any:

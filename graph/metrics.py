@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 # content type is now the 1.0.0 one, which older scrapers do not all accept).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TRANSPORTS = ("graphql-transport-ws", "graphql-ws", "forgebase", "sse")
+OPERATION_TRANSPORTS = ("http", "graphql-transport-ws", "graphql-ws")
+"""Where queries and mutations are sent (the raw protocol and SSE only deliver events)."""
+OPERATIONS = ("query", "mutation")
+PATHS = ("compiled", "resolvers")
+"""What answered an operation: one compiled statement, or graphql-core with the field resolvers."""
 
 
 class Queue(Protocol):
@@ -80,6 +85,13 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.capture = CaptureMeter()
         self.transports = {name: TransportMeter() for name in TRANSPORTS}
+        # Every combination from the start, so that a rate over any of them starts at 0.
+        self.operations: dict[tuple[str, str, str], int] = {
+            (operation, path, transport): 0
+            for operation in OPERATIONS
+            for path in PATHS
+            for transport in OPERATION_TRANSPORTS
+        }
         self.request_duration = Histogram(
             "forgegraph_http_request_duration_seconds",
             "Time to answer POST/GET /graphql, by operation kind and HTTP status.",
@@ -91,6 +103,10 @@ class Metrics:
 
     def transport(self, name: str) -> TransportMeter:
         return self.transports[name]
+
+    def count_operation(self, operation: str, path: str, transport: str) -> None:
+        """One query or mutation answered (graph.execute), whatever its outcome."""
+        self.operations[(operation, path, transport)] += 1
 
     def observe_request(self, operation: str, status: int, started: float) -> None:
         """Record one /graphql request that began at `started` (time.perf_counter())."""
@@ -139,6 +155,15 @@ class _Live:
             "Values delivered as stored because they do not fit their column's declared type.",
             value=capture.unconvertible_values,
         )
+        operations = CounterMetricFamily(
+            "forgegraph_operations",
+            "Queries and mutations answered, by operation kind, by what answered them "
+            "(compiled: one statement; resolvers: graphql-core execution) and by transport.",
+            labels=("operation", "path", "transport"),
+        )
+        for labels, value in self.metrics.operations.items():
+            operations.add_metric(labels, value)
+        yield operations
         counts = dict.fromkeys(TRANSPORTS, 0)
         subscriptions = dict.fromkeys(TRANSPORTS, 0)
         queued = dict.fromkeys(TRANSPORTS, 0)

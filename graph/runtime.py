@@ -24,7 +24,7 @@ from graph.plans.mutation import MutationPlans
 from graph.plans.query_plans import query_plans_for
 from graph.reflect import reflect
 from graph.resolvers import Resolvers
-from graph.roles import RoleSchemas
+from graph.role_schemas import RoleSchemas
 from graph.rules.permissions import Permissions, load_permissions
 from graph.sql.compiled import Statements
 from graph.sql.driver import open_driver

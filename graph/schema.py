@@ -39,6 +39,7 @@ from graphql import (
 from graph import _graphql_int, naming  # noqa: F401 - _graphql_int widens Int on import
 from graph.grants import TableGrants, all_grants, visible_model
 from graph.model import DatabaseModel, Kind, Table
+from graph.root_field import RootKind, tagged
 from graph.rules.bool_exp import Takes, operators_for
 from graph.sql.order import DIRECTIONS
 from graph.sql.values import parse_bigint
@@ -149,6 +150,7 @@ TABLE_CHANGED = GraphQLField(
         "since": GraphQLArgument(GraphQLString, description="Replay retained events after this cursor first."),
     },
     description="Every committed create, update and delete of a table's rows, in commit order.",
+    extensions=tagged(RootKind.TABLE_CHANGED),
 )
 
 
@@ -207,6 +209,7 @@ class SchemaBuilder:
             _nn(GraphQLString),
             description="The newest change cursor now: subscribe with `since` set to it to miss nothing after.",
             resolve=self.resolvers.change_cursor(),
+            extensions=tagged(RootKind.CHANGE_CURSOR),
         )
         return GraphQLSchema(
             query=GraphQLObjectType("query_root", query),
@@ -324,12 +327,14 @@ class SchemaBuilder:
                 _list_nn(obj),
                 args=self._list_args(table.name),
                 resolve=self.resolvers.select(table),
+                extensions=tagged(RootKind.SELECT, table.name),
                 description=f"Rows of the table {table.name!r}.",
             ),
             naming.aggregate(table.name): GraphQLField(
                 _nn(aggregate),
                 args={"where": GraphQLArgument(self.bool_exps[table.name])},
                 resolve=self.resolvers.aggregate(table),
+                extensions=tagged(RootKind.AGGREGATE, table.name),
             ),
         }
         if table.primary_key and set(table.primary_key) <= set(table.column_names):
@@ -337,6 +342,7 @@ class SchemaBuilder:
                 obj,
                 args=self._pk_args(table),
                 resolve=self.resolvers.select_by_pk(table),
+                extensions=tagged(RootKind.SELECT_BY_PK, table.name),
                 description=f"One row of {table.name!r} by its primary key.",
             )
         return fields
@@ -364,12 +370,14 @@ class SchemaBuilder:
                 response,
                 args={"objects": GraphQLArgument(_list_nn(insert_input))},
                 resolve=r.insert(table),
+                extensions=tagged(RootKind.INSERT, table.name),
             )
             if visible:
                 fields[naming.insert_one(table.name)] = GraphQLField(
                     self.objects[table.name],
                     args={"object": GraphQLArgument(_nn(insert_input))},
                     resolve=r.insert_one(table),
+                    extensions=tagged(RootKind.INSERT_ONE, table.name),
                 )
         if may_update:
             fields.update(self._update_fields(table, _only(table, grants.update or ()), response))
@@ -379,9 +387,13 @@ class SchemaBuilder:
                 response,
                 args={"where": GraphQLArgument(_nn(self.bool_exps[table.name]))},
                 resolve=r.delete(table),
+                extensions=tagged(RootKind.DELETE, table.name),
             )
             fields[naming.delete_by_pk(table.name)] = GraphQLField(
-                obj, args=self._pk_args(table), resolve=r.delete_by_pk(table)
+                obj,
+                args=self._pk_args(table),
+                resolve=r.delete_by_pk(table),
+                extensions=tagged(RootKind.DELETE_BY_PK, table.name),
             )
         return fields
 
@@ -404,6 +416,7 @@ class SchemaBuilder:
                 response,
                 args={"where": GraphQLArgument(_nn(bool_exp)), "_set": GraphQLArgument(set_input)},
                 resolve=r.update(table),
+                extensions=tagged(RootKind.UPDATE, table.name),
             ),
             naming.update_by_pk(table.name): GraphQLField(
                 obj,
@@ -412,6 +425,7 @@ class SchemaBuilder:
                     "_set": GraphQLArgument(set_input),
                 },
                 resolve=r.update_by_pk(table),
+                extensions=tagged(RootKind.UPDATE_BY_PK, table.name),
             ),
         }
 

@@ -18,10 +18,12 @@ GRAPH = Path(__file__).resolve().parent.parent / "graph"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("graph.config", "graph.errors", "graph._seams"),
     # To come, in this order (STYLE.md, habit 2): catalog/ before rules/, then
-    # schema/, compile/, dialect/, execute/. graph.runtime, which builds the event
-    # side and which delivery's handlers are given, is placed when execute/ exists.
+    # schema/, compile/, dialect/, before execute/.
     ("graph.rules",),
+    ("graph.execute",),
     ("graph.events",),
+    # It builds the event side, and delivery's handlers are given it.
+    ("graph.runtime",),
     ("graph.delivery",),
     ("graph.http", "graph.cors", "graph.playground", "graph.app", "graph.cli", "graph.workers", "graph.__main__"),
 )

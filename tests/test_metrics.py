@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -238,3 +240,15 @@ async def test_send_queue_depth_counts_frames_a_stalled_client_has_not_taken(
         samples = await scrape(server)
         assert by_transport(samples, "forgegraph_send_queue_depth") == dict.fromkeys(TRANSPORTS, 0)
         assert by_transport(samples, "forgegraph_send_queue_depth_max") == dict.fromkeys(TRANSPORTS, 0)
+
+
+@sqlite_only
+async def test_every_metric_is_documented_in_the_readme(library_url: str, serve: Any) -> None:
+    section = (Path(__file__).resolve().parent.parent / "README.md").read_text().split("\n## Metrics\n", 1)[1]
+    table = section.split("\n## ", 1)[0]
+    samples = await scrape(serve(database=library_url))
+    names = {re.sub("_(count|sum|bucket|created)$", "", name) for name, _ in samples}  # a histogram's parts
+    missing = sorted(
+        name for name in names if name.startswith("forgegraph_") and f"`{name}`" not in table
+    )
+    assert missing == []

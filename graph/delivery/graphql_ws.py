@@ -4,7 +4,7 @@ legacy `graphql-ws` (subscriptions-transport-ws), one handler class each.
 Hand-written rather than strawberry's handlers: our schema is built with
 graphql-core from reflection, and a subscription here is not executed per
 subscriber but joined to a shared stream whose frames are encoded once.
-Queries and mutations sent over the socket run through the normal executor.
+Queries and mutations sent over the socket are answered by `graph.execute`, as over HTTP.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, OperationType
+from graphql import GraphQLError, OperationType
 from starlette.websockets import WebSocket
 
-from graph import deepjson
+from graph import deepjson, execute
 from graph.delivery.changes import plan_change_query
 from graph.delivery.message import Frame
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
@@ -138,7 +138,11 @@ class GraphQLSocket(EventSocket):
             self.send_error(op_id, [_validation("no operation matches operationName")])
             return
         if operation is not OperationType.SUBSCRIPTION:
-            task = asyncio.create_task(self._execute_once(op_id, prepared.document, variables, operation_name))
+            once = execute.Operation(
+                executor, prepared, prepared.document, operation,
+                payload["query"], variables, operation_name, self.session,
+            )
+            task = asyncio.create_task(self._execute_once(op_id, once))
             self.operations[op_id] = task
             task.add_done_callback(lambda _t: self.operations.pop(op_id, None))
             return
@@ -173,22 +177,16 @@ class GraphQLSocket(EventSocket):
             # One operation's failure: the socket and its other subscriptions live on.
             self.send_error(op_id, [contained(error, "subscribing").to_graphql()])
 
-    async def _execute_once(
-        self, op_id: str, document: Any, variables: dict[str, Any] | None, operation_name: str | None
-    ) -> None:
+    async def _execute_once(self, op_id: str, operation: execute.Operation) -> None:
         try:
-            context = self.runtime.request_context(self.session)
-            executor = self.runtime.executor_for(self.session)
-            result = await executor.execute(document, context, variables, operation_name)
+            answer = await execute.answer(self.runtime, operation, self.transport)
         except Exception as error:  # noqa: BLE001 - reported to the client, logged by format_error
             # Contained to this operation: it still ends with its result and
             # `complete` (format_error logs the error and tells the client its code).
-            result = ExecutionResult(None, [GraphQLError(str(error), original_error=error)])
-        body: dict[str, Any] = {}
-        if result.errors:
-            body["errors"] = [format_error(e) for e in result.errors]
-        body["data"] = result.data
-        self.send({"id": op_id, "type": self.next_type, "payload": body})
+            answer = execute.failure(error)
+        # The body is spliced in as it is: built once, by the entry HTTP uses too.
+        prefix = f'{{"id":{_dumps(op_id)},"type":"{self.next_type}","payload":'
+        self.outbox.push_one(prefix + answer.body.decode() + "}")
         self.send_complete(op_id)
 
     def stop(self, op_id: str) -> None:

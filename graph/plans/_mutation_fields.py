@@ -29,7 +29,7 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values
 
-from graph import naming
+from graph.root_field import RootKind, root_field
 from graph.selection import collect_fields
 from graph.sql.values import to_api
 
@@ -46,19 +46,15 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel, Kind, Table
 
 TYPENAME = "__typename"
-# Which generated field a root field is, by its arguments (the name alone can be
-# ambiguous: `delete_x_by_pk` is also `delete_<x_by_pk>`).
 INSERT_ONE, INSERT, UPDATE_BY_PK, UPDATE, DELETE_BY_PK, DELETE = (
-    "insert_one", "insert", "update_by_pk", "update", "delete_by_pk", "delete",
+    RootKind.INSERT_ONE,
+    RootKind.INSERT,
+    RootKind.UPDATE_BY_PK,
+    RootKind.UPDATE,
+    RootKind.DELETE_BY_PK,
+    RootKind.DELETE,
 )
-NAMERS: dict[str, Callable[[str], str]] = {
-    INSERT_ONE: naming.insert_one,
-    INSERT: naming.insert,
-    UPDATE_BY_PK: naming.update_by_pk,
-    UPDATE: naming.update,
-    DELETE_BY_PK: naming.delete_by_pk,
-    DELETE: naming.delete,
-}
+MUTATIONS = frozenset({INSERT_ONE, INSERT, UPDATE_BY_PK, UPDATE, DELETE_BY_PK, DELETE})
 ONE_ROW = (INSERT_ONE, UPDATE_BY_PK, DELETE_BY_PK)
 
 
@@ -112,7 +108,7 @@ class ResponsePart:
 class MutationField:
     key: str
     kind: str
-    """One of INSERT_ONE ... DELETE, or TYPENAME for the root's own __typename."""
+    """A mutation's RootKind, or TYPENAME for the root's own __typename."""
     table: Table | None
     field: GraphQLField | None
     node: FieldNode | None
@@ -205,24 +201,11 @@ def _literal_arguments(field: GraphQLField, node: FieldNode) -> Mapping[str, Any
 
 
 def _identify(name: str, field: GraphQLField, model: DatabaseModel) -> tuple[str, Table]:
-    arguments = set(field.args)
-    returns = getattr(get_named_type(field.type), "name", None)
-    for kind, namer in NAMERS.items():
-        for table in model.tables.values():
-            if namer(table.name) != name or not table.is_writable:
-                continue
-            expected_args: set[str] = {
-                INSERT_ONE: {"object"},
-                INSERT: {"objects"},
-                UPDATE_BY_PK: {"pk_columns", "_set"},
-                UPDATE: {"where", "_set"},
-                DELETE_BY_PK: set(table.primary_key),
-                DELETE: {"where"},
-            }[kind]
-            expected_type = table.name if kind in ONE_ROW else naming.mutation_response(table.name)
-            if arguments == expected_args and returns == expected_type:
-                return kind, table
-    raise NotPlanned(f"root field {name!r}")
+    """Which generated mutation the field is, and of which table, as the schema builder tagged it."""
+    tag = root_field(field)
+    if tag is None or tag.kind not in MUTATIONS or tag.table is None:
+        raise NotPlanned(f"root field {name!r}")
+    return tag.kind, model.table(tag.table)
 
 
 class _Reader:

@@ -17,6 +17,7 @@ from graphql import GraphQLObjectType, OperationType
 from graphql.execution.values import get_argument_values
 
 from graph import naming
+from graph.root_field import RootKind, root_field
 from graph.selection import collect_fields
 
 if TYPE_CHECKING:
@@ -123,33 +124,20 @@ class AggregateRoot:
 Root = Typename | ListRoot | ByPkRoot | AggregateRoot
 
 
-def root_fields(schema: GraphQLSchema, model: DatabaseModel) -> dict[str, tuple[str, Table]]:
-    """Query root field name -> (which generated field, table), as the schema builder names them.
+QUERIES = frozenset({RootKind.SELECT, RootKind.SELECT_BY_PK, RootKind.AGGREGATE})
 
-    Tables are walked in the builder's order so a name two tables would both
-    claim resolves the same way; a field whose type is not the expected one is left out.
-    """
+
+def root_fields(schema: GraphQLSchema, model: DatabaseModel) -> dict[str, tuple[RootKind, Table]]:
+    """Query root field name -> (which generated field, table), as the schema builder tagged them."""
     query = schema.query_type
     if query is None:
         return {}
-    out: dict[str, tuple[str, Table]] = {}
-    for table in sorted(model.tables.values(), key=lambda t: t.name):
-        candidates = {
-            table.name: ("list", table.name),
-            naming.aggregate(table.name): ("aggregate", naming.aggregate(table.name)),
-            naming.by_pk(table.name): ("by_pk", table.name),
-        }
-        for name, (kind, type_name) in candidates.items():
-            field = query.fields.get(name)
-            if field is not None and _named_type(field.type) == type_name:
-                out[name] = (kind, table)
+    out: dict[str, tuple[RootKind, Table]] = {}
+    for name, field in query.fields.items():
+        tag = root_field(field)
+        if tag is not None and tag.kind in QUERIES and tag.table is not None:
+            out[name] = (tag.kind, model.table(tag.table))
     return out
-
-
-def _named_type(type_: Any) -> str | None:
-    while hasattr(type_, "of_type"):
-        type_ = type_.of_type
-    return getattr(type_, "name", None)
 
 
 class Reading:
@@ -159,7 +147,7 @@ class Reading:
         self,
         schema: GraphQLSchema,
         model: DatabaseModel,
-        roots: Mapping[str, tuple[str, Table]],
+        roots: Mapping[str, tuple[RootKind, Table]],
         fragments: Mapping[str, FragmentDefinitionNode],
         operation: OperationDefinitionNode,
         variables: VariableValues,
@@ -188,9 +176,9 @@ class Reading:
             kind, table = found
             args = get_argument_values(query.fields[name], nodes[0], self.variables)
             full = self.model.table(table.name)
-            if kind == "list":
+            if kind is RootKind.SELECT:
                 out.append(ListRoot(key, self._list(full, nodes, args)))
-            elif kind == "by_pk":
+            elif kind is RootKind.SELECT_BY_PK:
                 out.append(ByPkRoot(key, self._row(full, nodes), args))
             else:
                 out.append(AggregateRoot(key, full, args.get("where"), self._aggregate(full, nodes)))

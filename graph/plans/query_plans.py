@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from graph.execution import Executor, Prepared
     from graph.model import DatabaseModel, Table
     from graph.plans._query_backend import Backend
+    from graph.root_field import RootKind
     from graph.rules.permissions import Permissions
     from graph.rules.to_sql import Visible
     from graph.sql.select import Reader
@@ -101,7 +102,7 @@ class Document:
     """A query document read once for a role's schema and a session's row rules."""
 
     schema: GraphQLSchema
-    roots: Mapping[str, tuple[str, Table]]
+    roots: Mapping[str, tuple[RootKind, Table]]
     operation: OperationDefinitionNode
     fragments: dict[str, FragmentDefinitionNode]
     visible: Visible
@@ -155,7 +156,7 @@ class QueryPlans:
         """Requests answered here (tests check which path answered)."""
         # Bounded in bytes like the executors' documents (Limits.document_cache_bytes).
         self._documents: ByteBoundedCache[tuple[Any, ...], Document | None] = ByteBoundedCache(cache_bytes)
-        self._roots: dict[Executor, dict[str, tuple[str, Table]]] = {}
+        self._roots: dict[Executor, dict[str, tuple[RootKind, Table]]] = {}
         self._session_rules: dict[str | None, bool] = {}
 
     async def answer(
