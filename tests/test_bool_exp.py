@@ -162,3 +162,11 @@ def test_a_where_nested_past_the_limit_is_refused_before_it_is_read() -> None:
         exp = {"_not": exp}
     with pytest.raises(ValidationFailed, match=f"where: the filter is nested more than {MAX_FILTER_DEPTH} levels deep"):
         parse_where(POSTS, exp, MODEL)
+
+
+def test_a_stream_filter_through_a_relationship_is_refused_naming_the_place() -> None:
+    from graph.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as caught:
+        parse_stream_where(POSTS, {"_or": [{"user": {"id": {"_eq": 1}}}]})
+    assert caught.value.message == "where._or.user: filters through relationships are not supported on change streams"

@@ -347,24 +347,47 @@ def test_filters_with_the_operand_types_graphql_lets_through_are_accepted(exp: E
     [
         ({"i": {"_is_null": "yes"}}, "where.i._is_null: expected true or false"),
         ({"t": {"_is_null": 1}}, "where.t._is_null: expected true or false"),
-        ({"i": {"_eq": "1"}}, "'1' is not a valid integer value"),
-        ({"i": {"_eq": True}}, "True is not a valid integer value"),
-        ({"g": {"_eq": "1"}}, "'1' is not a valid bigint value"),
-        ({"g": {"_in": [1, False]}}, "False is not a valid bigint value"),
-        ({"f": {"_gt": "0.5"}}, "'0.5' is not a valid float value"),
-        ({"f": {"_gt": True}}, "True is not a valid float value"),
-        ({"o": {"_eq": 1}}, "1 is not a valid boolean value"),
-        ({"t": {"_eq": 1}}, "1 is not a valid string value"),
-        ({"i": {"_like": "1%"}}, "pattern operators apply to text columns only"),
-        ({"j": {"_ilike": "%"}}, "pattern operators apply to text columns only"),
+        ({"i": {"_eq": "1"}}, "where.i._eq: '1' is not a valid integer value"),
+        ({"i": {"_eq": True}}, "where.i._eq: True is not a valid integer value"),
+        ({"g": {"_eq": "1"}}, "where.g._eq: '1' is not a valid bigint value"),
+        ({"g": {"_in": [1, False]}}, "where.g._in: False is not a valid bigint value"),
+        ({"f": {"_gt": "0.5"}}, "where.f._gt: '0.5' is not a valid float value"),
+        ({"f": {"_gt": True}}, "where.f._gt: True is not a valid float value"),
+        ({"o": {"_eq": 1}}, "where.o._eq: 1 is not a valid boolean value"),
+        ({"t": {"_eq": 1}}, "where.t._eq: 1 is not a valid string value"),
+        ({"i": {"_like": "1%"}}, "where.i._like: pattern operators apply to text columns only"),
+        ({"j": {"_ilike": "%"}}, "where.j._ilike: pattern operators apply to text columns only"),
         ({"i": {"_in": 1}}, "where.i._in: expected a list"),
-        ({"i": {"_near": 1}}, "unknown operator '_near'"),
+        ({"i": {"_near": 1}}, "where.i: unknown operator '_near'"),
+        ({"_and": {"i": {"_eq": 1}}}, "where._and: expected a list"),
+        ({"k": {"_eq": 1}}, "where: field 'k' not found in type: 'k_bool_exp'"),
     ],
 )
 def test_filters_with_other_operand_types_are_refused_with_the_place(exp: Exp, reason: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
         check_filter(KINDS, exp)
-    assert reason in caught.value.message
+    assert caught.value.message == reason
+
+
+def test_a_stream_filter_nested_past_the_limit_is_refused_before_it_is_read() -> None:
+    from graph.nesting import MAX_FILTER_DEPTH
+
+    exp: Exp = {"i": {"_eq": 1}}
+    for _ in range(MAX_FILTER_DEPTH + 1):
+        exp = {"_not": exp}
+    with pytest.raises(ValidationFailed) as caught:
+        check_filter(KINDS, exp, "variables.where")
+    assert caught.value.message == f"variables.where: the filter is nested more than {MAX_FILTER_DEPTH} levels deep"
+
+
+def test_a_null_field_leaves_out_only_itself() -> None:
+    """Hasura drops a field whose value is null; the fields after it still filter."""
+    exp = {"t": None, "i": {"_eq": 1}, "o": None, "f": {"_gt": 0}}
+    check_filter(KINDS, exp)
+    keep = compile_filter(exp)
+    assert keep({"i": 1, "f": 1.0}) is True
+    assert keep({"i": 2, "f": 1.0}) is False
+    assert keep({"i": 1, "f": -1.0}) is False
 
 
 # -- values of different storage classes, as SQLite orders them -------------------

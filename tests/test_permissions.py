@@ -610,6 +610,8 @@ def _ids_where(make: Any, aliased: bool = False) -> list[int] | None:
             "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT, body TEXT, published BOOLEAN, user_id INTEGER, created_at TEXT)"
         ))
         conn.execute(TABLES["posts"].insert(), ROWS)
+        conn.execute(sa.text("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, email TEXT, created_at TEXT)"))
+        conn.execute(sa.text("INSERT INTO users (id, name) VALUES (7, 'a'), (8, 'b')"))
         ids = list(conn.execute(sa.select(target.c.id).where(condition).order_by(target.c.id)).scalars())
     engine.dispose()
     return ids
@@ -649,6 +651,36 @@ def test_rules_without_a_filter_or_check_limit_no_row(tmp_path: Path) -> None:
     assert user.update_filter(POSTS) is None
     assert user.update_check(POSTS) is None
     assert user.update_presets(POSTS) == {}
+
+
+def test_write_rules_may_walk_relationships(tmp_path: Path) -> None:
+    perms = load(tmp_path, "tables:\n  posts:\n    delete:\n      user: {filter: {user: {id: {_eq: X-User-Id}}}}\n")
+    user = Access(MODEL, perms, Filters(MODEL, TABLES)).for_session(Session("user", user_id="8"))
+    assert _ids_where(lambda _: user.delete_filter(POSTS)) == [3, 4]
+
+
+def test_a_sessions_event_view_is_its_select_rule_with_its_own_values(tmp_path: Path) -> None:
+    perms = load(tmp_path, """\
+tables:
+  posts:
+    select:
+      user: {filter: {user_id: {_eq: X-User-Id}}, columns: [id, title]}
+      anonymous: {columns: [id]}
+  comments:
+    select:
+      user: {filter: {post: {published: {_eq: true}}}, columns: [id]}
+""")
+    access = Access(MODEL, perms, Filters(MODEL, TABLES))
+    for user_id in ("7", "8"):
+        view = access.for_session(Session("user", user_id=user_id)).event_view("posts")
+        assert view is not None
+        assert view.filter == {"user_id": {"_eq": int(user_id)}} and view.columns == ("id", "title")
+    anonymous = access.for_session(Session(ANONYMOUS)).event_view("posts")
+    assert anonymous is not None and anonymous.filter is None and anonymous.columns == ("id",)
+    assert access.for_session(Session("editor", user_id="7")).event_view("posts") is None
+    with pytest.raises(ValidationFailed, match=r"^the 'user' rule for 'comments' filters through relationships, "
+                                               r"which change streams do not support yet$"):
+        access.for_session(Session("user", user_id="7")).event_view("comments")
 
 
 # -- presets and helpers ----------------------------------------------------------
