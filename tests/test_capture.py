@@ -117,6 +117,23 @@ async def test_a_change_that_cannot_become_an_event_is_skipped_logged_and_counte
 
 
 @sqlite_only
+async def test_a_value_that_does_not_fit_its_column_is_counted_once(api: Api, library_url: str) -> None:
+    """Another program stores text in a REAL column: the event carries it as stored, and
+    /metrics counts it once, as it is captured."""
+    async with api.ws() as ws:
+        await subscribe(ws, "1", "users")
+        engine = create_engine(library_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("UPDATE users SET score = 'high' WHERE id = 1"))
+        finally:
+            await engine.dispose()
+        (event,) = await changes(ws, 1, "1")
+    assert event["record"]["score"] == "high"
+    assert await metric(api.server, "forgegraph_events_unconvertible_values_total") == 1
+
+
+@sqlite_only
 async def test_corrupt_changes_among_many_cost_no_transport_any_good_event(api: Api, library_url: str) -> None:
     """Another program writes 50 corrupt log rows among 200 inserts: every transport gets the 200, in order."""
     async with (
