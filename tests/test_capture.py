@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from graph.client import ChangeEvent
 from graph.config import Capture
 from graph.database import create_engine
-from graph.events.changelog import LOG, Retention
+from graph.events.changelog import LOG, META, ChangeLog, Retention
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, GraphQLWS, LiveServer
 from tests.test_auth import SECRET
 from tests.test_client import Proxy, client_for, until
@@ -114,6 +114,26 @@ async def test_a_change_that_cannot_become_an_event_is_skipped_logged_and_counte
         # It names the table and why, so an operator can find the row and its cause.
         assert "(table posts)" in logged[0].getMessage()
         assert not logged[0].getMessage().endswith(": None")
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_processes_installing_the_capture_at_once_take_turns(api: Api, library_url: str) -> None:
+    """Workers start together: each rewrites the triggers when the DDL changed, and on
+    PostgreSQL two CREATE OR REPLACE of one function at once fail unless they take turns."""
+    model = api.server.app.state.runtime.model
+    engines = [create_engine(library_url) for _ in range(4)]
+    try:
+        for _ in range(3):
+            async with engines[0].begin() as conn:
+                await conn.execute(sa.text(f"DELETE FROM {META} WHERE key = 'ddl_digest'"))
+            await asyncio.gather(*(ChangeLog(engine, model).install() for engine in engines))
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    async with api.ws() as ws:
+        await subscribe(ws, "1", "posts")
+        await rename(api, "after")
+        assert (await change(ws, "1"))["record"]["title"] == "after"
 
 
 @sqlite_only
