@@ -1,0 +1,140 @@
+"""Every root field of one query reads one snapshot of the database (SPEC section 4).
+
+A writer commits, over and over, one row into each of two tables in one
+transaction, so that at every committed state the two counts differ by the
+same number. A query reading both tables in two root fields must always see
+that difference: were its root fields read at different moments (each on its
+own connection, as graphql-core's per-field resolvers did), a commit landing
+between them would show one table ahead of the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+PADDING_ROWS = 20_000
+"""Rows `wide` holds before the writer starts: its count takes a while to scan."""
+QUERIES = 60
+QUERY = """{
+  narrow_aggregate { aggregate { count } }
+  wide_aggregate(where: {pad: {_like: "%pad%"}}) { aggregate { count } }
+}"""
+SCHEMA = (
+    "CREATE TABLE narrow (id INTEGER PRIMARY KEY)",
+    "CREATE TABLE wide (id INTEGER PRIMARY KEY, pad TEXT NOT NULL)",
+)
+
+
+def _sqlite_database(url: str) -> None:
+    with sqlite3.connect(sa.make_url(url).database) as conn:
+        for ddl in SCHEMA:
+            conn.execute(ddl)
+        conn.executemany(
+            "INSERT INTO wide (id, pad) VALUES (?, ?)",
+            ((i, f"pad {i:08}" * 4) for i in range(1, PADDING_ROWS + 1)),
+        )
+
+
+async def _postgres_database(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        for ddl in SCHEMA:
+            await conn.execute(ddl)
+        await conn.execute(
+            "INSERT INTO wide (id, pad) SELECT i, repeat('pad ' || lpad(i::text, 8, '0'), 4)"
+            " FROM generate_series(1, $1::int) AS i",
+            PADDING_ROWS,
+        )
+    finally:
+        await conn.close()
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Writer:
+    """Commits one row into each table per transaction until stopped, in its own thread."""
+
+    def __init__(self, url: str, backend: str) -> None:
+        self.url = url
+        self.backend = backend
+        self.commits = 0
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        if self.backend == "sqlite":
+            self._run_sqlite()
+        else:
+            asyncio.run(self._run_postgres())
+
+    def _run_sqlite(self) -> None:
+        conn = sqlite3.connect(sa.make_url(self.url).database, timeout=30, isolation_level=None)
+        try:
+            key = PADDING_ROWS
+            while not self.stop.is_set():
+                key += 1
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("INSERT INTO narrow (id) VALUES (?)", (key,))
+                conn.execute("INSERT INTO wide (id, pad) VALUES (?, 'pad')", (key,))
+                conn.execute("COMMIT")
+                self.commits += 1
+        finally:
+            conn.close()
+
+    async def _run_postgres(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(_asyncpg_dsn(self.url))
+        try:
+            key = PADDING_ROWS
+            while not self.stop.is_set():
+                key += 1
+                async with conn.transaction():
+                    await conn.execute("INSERT INTO narrow (id) VALUES ($1)", key)
+                    await conn.execute("INSERT INTO wide (id, pad) VALUES ($1, 'pad')", key)
+                self.commits += 1
+        finally:
+            await conn.close()
+
+
+def test_a_query_reads_its_root_fields_in_one_snapshot_while_a_writer_commits(
+    backend: str, tmp_path: Any, request: pytest.FixtureRequest, serve: Any
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'snapshot.db'}"
+        _sqlite_database(url)
+    else:
+        url = request.getfixturevalue("fresh_postgres")
+        asyncio.run(_postgres_database(url))
+    server = serve(database=url)
+    seen: list[tuple[int, int]] = []
+    with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as http, Writer(url, backend) as writer:
+        for _ in range(QUERIES):
+            body = http.post("/graphql", json={"query": QUERY}).json()
+            assert "errors" not in body, body
+            data = body["data"]
+            seen.append((data["narrow_aggregate"]["aggregate"]["count"], data["wide_aggregate"]["aggregate"]["count"]))
+        commits = writer.commits
+    # The writer must have committed while the queries ran, or nothing was shown.
+    assert commits > QUERIES, commits
+    assert len({narrow for narrow, _wide in seen}) > 1, seen
+    assert [wide - narrow for narrow, wide in seen] == [PADDING_ROWS] * QUERIES, seen
