@@ -10,7 +10,9 @@ invalidates it so the pool opens a fresh one.
 
 Every connection reads values in one session: ISO dates, times in UTC,
 floats with exact digits (the query plans render text from them; the
-change log's trigger sets the same for itself). A connection idle for a
+change log's trigger sets the same for itself). The engine's queries,
+which decode binary values, read the same values in it as in the
+server's default session. A connection idle for a
 while is pinged when checked out, one that was just used is not: a ping is
 a round trip, as long as the statement it would precede.
 """
@@ -42,8 +44,13 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 APPLICATION_NAME = "forgegraph"
-"""Every connection's application_name (unless the URL names one): pg_stat_activity shows them."""
-SERVER_SETTINGS = {"DateStyle": "ISO", "TimeZone": "UTC", "extra_float_digits": "1"}
+"""Every pooled connection's application_name: pg_stat_activity shows them."""
+SERVER_SETTINGS = {
+    "application_name": APPLICATION_NAME,
+    "DateStyle": "ISO",
+    "TimeZone": "UTC",
+    "extra_float_digits": "1",
+}
 MIN_PLAN_SERVER_VERSION = (12,)  # shortest exact float output, which the query plans' JSON relies on
 PREPARED_STATEMENTS = 256  # per connection: a plan's statement is prepared once
 IDLE_PING_SECONDS = 1.0
@@ -62,7 +69,7 @@ class PostgresDatabase:
             url,
             pool_size=pool_size,
             max_overflow=0,
-            connect_args={"server_settings": _server_settings(url), "statement_cache_size": PREPARED_STATEMENTS},
+            connect_args={"server_settings": SERVER_SETTINGS, "statement_cache_size": PREPARED_STATEMENTS},
         )
         event.listen(self.engine.sync_engine, "checkout", _ping_if_idle)
         event.listen(self.engine.sync_engine, "checkin", _returned)
@@ -104,10 +111,6 @@ class PostgresDatabase:
 
     async def close(self) -> None:
         await self.engine.dispose()
-
-
-def _server_settings(url: URL) -> dict[str, str]:
-    return {"application_name": APPLICATION_NAME, **SERVER_SETTINGS}
 
 
 async def _give_back(pooled: PoolProxiedConnection, conn: asyncpg.Connection) -> None:
