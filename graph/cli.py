@@ -44,6 +44,8 @@ class Option:
     metavar: str
     help: str
     kind: Callable[[str], Any] = str
+    expected: str = ""
+    """What a valid value is, told with the error for an invalid one."""
 
     @property
     def dest(self) -> str:
@@ -95,6 +97,14 @@ SERVE_OPTIONS = (
         "--websocket-port", "PORT", "also serve the raw realtime protocol on ws://HOST:PORT/", _port
     ),
     Option("--workers", "N", "number of server processes (default 1)", _positive),
+    Option(
+        "--pool-size",
+        "N",
+        "PostgreSQL connections per server process, at least 1 (default 10; plus one to LISTEN "
+        "with a postgres:// broadcast)",
+        _positive,
+        expected="a whole number of connections, at least 1",
+    ),
     Option(
         "--cors-origins",
         "ORIGINS",
@@ -183,7 +193,8 @@ def resolve_settings(
         try:
             values[option.dest] = option.kind(raw)
         except ValueError:
-            raise UsageError(f"invalid value for {source}: {raw!r}") from None
+            expected = f" (expected {option.expected})" if option.expected else ""
+            raise UsageError(f"invalid value for {source}: {raw!r}{expected}") from None
     return Settings().with_overrides(**values)
 
 

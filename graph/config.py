@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_DATABASE = "sqlite+aiosqlite:///./forgegraph.db"
+DEFAULT_POOL_SIZE = 10
 ENV_PREFIX = "FORGEGRAPH_"
 
 
@@ -95,6 +96,8 @@ class Settings:
     admin_secret: str | None = None
     websocket_port: int | None = None
     workers: int = 1
+    pool_size: int = DEFAULT_POOL_SIZE
+    """Connections each server process keeps to PostgreSQL, for everything (graph.dialect); not SQLite."""
     cors_origins: tuple[str, ...] = ()
     """Origins whose pages may call the API (CORS) and open WebSockets and SSE streams; `*`: any.
 
@@ -107,6 +110,8 @@ class Settings:
     def __post_init__(self) -> None:
         # create_app(cors_origins="https://a.example,https://b.example") or a list, as the flag.
         object.__setattr__(self, "cors_origins", parse_origins(self.cors_origins))
+        if self.pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1: {self.pool_size}")
 
     @property
     def database_url(self) -> str:

@@ -17,21 +17,16 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError, NoSuchModuleError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import DBAPIError
 
-from graph.database import normalise_url
+from graph.dialect import display_url, error_reason, migration_engine
 from graph.errors import StartupError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
-# asyncpg waits 60 s by default for a host that drops packets; a user waiting
-# for `serve` to start deserves an answer sooner.
-CONNECT_TIMEOUT_SECONDS = 10
+__all__ = ["Revisions", "display_url", "ensure_demo_database", "head_revision", "migrate", "seed_demo_data"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -73,7 +68,7 @@ async def migrate(database_url: str) -> Revisions:
             # Typically a table of the demo schema already exists in a
             # database Alembic does not manage.
             raise StartupError(
-                f"cannot migrate database {display_url(conn.engine.url)!r}: {_reason(exc)}"
+                f"cannot migrate database {display_url(conn.engine.url)!r}: {error_reason(exc)}"
             ) from None
     return revisions
 
@@ -203,63 +198,6 @@ def _seed(connection: sa.Connection) -> bool:
 # -- connections and the one-line errors users see ---------------------------
 
 
-def display_url(url: str | URL) -> str:
-    """The URL as users may see it: in messages, with any password hidden."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return str(url)
-
-
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = " ".join(str(orig).split())
-    return text or type(orig).__name__
-
-
-def _engine(database_url: str, *, foreign_keys: bool) -> AsyncEngine:
-    # The server's own URL rules (plain sqlite:// and postgresql:// get their
-    # async drivers), so migrate accepts exactly what serve accepts.
-    url = normalise_url(database_url)
-    connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "postgresql":
-        connect_args["timeout"] = CONNECT_TIMEOUT_SECONDS
-    try:
-        engine = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
-    except ModuleNotFoundError as exc:
-        raise StartupError(
-            f"invalid database URL {display_url(url)!r}: its driver {exc.name} is not installed"
-        ) from None
-    except InvalidRequestError:
-        # create_async_engine refuses sync drivers such as postgresql+psycopg2.
-        raise StartupError(
-            f"invalid database URL {display_url(url)!r}: use an async driver, "
-            "e.g. sqlite+aiosqlite:///FILE or postgresql+asyncpg://HOST/DB"
-        ) from None
-    except NoSuchModuleError:
-        raise StartupError(
-            f"invalid database URL {display_url(url)!r}: unknown database type {url.drivername!r}"
-        ) from None
-    except ArgumentError as exc:
-        raise StartupError(f"invalid database URL {display_url(url)!r}: {_reason(exc)}") from None
-    if url.get_backend_name() == "sqlite":
-        _set_sqlite_foreign_keys(engine, foreign_keys)
-    return engine
-
-
-def _set_sqlite_foreign_keys(engine: AsyncEngine, enabled: bool) -> None:
-    # SQLite enforces foreign keys only when each connection asks for it.
-    pragma = f"PRAGMA foreign_keys={'ON' if enabled else 'OFF'}"
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(pragma)
-        finally:
-            cursor.close()
-
-
 def _check_sqlite_directory(url: URL) -> None:
     # SQLite creates a missing file but not its directory. Said plainly here
     # rather than as "unable to open database file"; it also spares aiosqlite
@@ -278,14 +216,14 @@ def _check_sqlite_directory(url: URL) -> None:
 
 @asynccontextmanager
 async def _connection(database_url: str, *, foreign_keys: bool) -> AsyncIterator[AsyncConnection]:
-    engine = _engine(database_url, foreign_keys=foreign_keys)
+    engine = migration_engine(database_url, foreign_keys=foreign_keys)
     try:
         _check_sqlite_directory(engine.url)
         try:
             conn = await engine.connect()
         except (DBAPIError, OSError) as exc:  # TimeoutError is an OSError
             raise StartupError(
-                f"cannot connect to database {display_url(engine.url)!r}: {_reason(exc)}"
+                f"cannot connect to database {display_url(engine.url)!r}: {error_reason(exc)}"
             ) from None
         try:
             yield conn

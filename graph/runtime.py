@@ -1,4 +1,4 @@
-"""Everything one server process holds: engine, model, schema, executor.
+"""Everything one server process holds: the database, model, schema, executor.
 
 Built once at start-up (SPEC: the schema is never built per request).
 """
@@ -15,7 +15,7 @@ from sqlalchemy import exc
 from graph.access import Access
 from graph.auth import Authenticator, Session
 from graph.context import RequestContext
-from graph.database import create_engine, ping
+from graph.dialect import open_database
 from graph.errors import StartupError
 from graph.events.capture import Realtime
 from graph.metrics import Metrics, Observed
@@ -27,7 +27,6 @@ from graph.resolvers import Resolvers
 from graph.role_schemas import RoleSchemas
 from graph.rules.permissions import Permissions, load_permissions
 from graph.sql.compiled import Statements
-from graph.sql.driver import open_driver
 from graph.sql.mutate import Writer
 from graph.sql.select import Reader
 from graph.sql.tables import core_tables
@@ -36,10 +35,10 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from graph.config import Settings
+    from graph.dialect import Database, Driver
     from graph.execution import Executor
     from graph.model import DatabaseModel
     from graph.plans.query_plans import QueryPlans
-    from graph.sql.driver import Driver
 
 log = logging.getLogger("forgegraph")
 HEALTH_TIMEOUT_SECONDS = 3
@@ -54,7 +53,8 @@ class Connection(Observed, Protocol):
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._engine: AsyncEngine | None = None
+        self._database: Database | None = None
+        """The one owner of this process's connections to the database (graph.dialect)."""
         self._schemas: RoleSchemas | None = None
         self.authenticator = Authenticator(settings.jwt_secret, settings.admin_secret)
         self._realtime: Realtime | None = None
@@ -67,10 +67,14 @@ class Runtime:
         self.metrics = Metrics(self.connections)
 
     @property
-    def engine(self) -> AsyncEngine:
-        if self._engine is None:
+    def database(self) -> Database:
+        if self._database is None:
             raise RuntimeError("the runtime has not been started")
-        return self._engine
+        return self._database
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.database.engine
 
     @property
     def schemas(self) -> RoleSchemas:
@@ -103,7 +107,7 @@ class Runtime:
 
     @property
     def driver(self) -> Driver | None:
-        """The driver connections mutations run on (graph.sql.driver); None where not served."""
+        """The driver connections mutations run on (graph.dialect); None where not served."""
         return self._driver
 
     @property
@@ -114,7 +118,7 @@ class Runtime:
 
     @property
     def started(self) -> bool:
-        return self._engine is not None
+        return self._database is not None
 
     async def start(self, *, realtime: bool = True) -> None:
         """Reflect, build the schema and (unless `realtime` is False) start change capture."""
@@ -125,27 +129,29 @@ class Runtime:
             from graph.migrate import ensure_demo_database
 
             await ensure_demo_database(url)
-        engine = create_engine(url)
+        database = open_database(url, pool_size=self.settings.pool_size)
+        try:
+            await self._start(database, realtime=realtime)
+        except BaseException:
+            await database.close()
+            raise
+        self._database = database
+
+    async def _start(self, database: Database, *, realtime: bool) -> None:
+        url = self.settings.database_url
+        engine = database.engine
         try:
             model = name_model(await reflect(engine))
         except (exc.DBAPIError, OSError) as error:
-            await engine.dispose()
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             raise StartupError(f"cannot connect to database {url!r}: {reason}") from None
-        except BaseException:
-            await engine.dispose()
-            raise
         for reason in model.skipped:
             log.warning("not served: %s", reason)
-        try:
-            permissions = (
-                load_permissions(self.settings.permissions, model)
-                if self.settings.permissions
-                else Permissions.open()
-            )
-        except BaseException:
-            await engine.dispose()
-            raise
+        permissions = (
+            load_permissions(self.settings.permissions, model)
+            if self.settings.permissions
+            else Permissions.open()
+        )
         tables = core_tables(model)
         reader = Reader(model, tables, max_rows=self.settings.limits.max_limit)
         resolvers = Resolvers(model, reader, Writer(model, tables))
@@ -159,28 +165,22 @@ class Runtime:
             if realtime:
                 await changes.start()
         except (exc.DBAPIError, OSError) as error:
-            await engine.dispose()
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             raise StartupError(f"cannot start change capture on {url!r}: {reason}") from None
-        except BaseException:
-            await engine.dispose()
-            raise
         try:
-            self._driver = await open_driver(engine) if realtime else None
+            self._driver = database.driver if realtime else None
+            statements = Statements(engine.dialect)
+            if self._driver is not None:
+                changes.changelog.use_driver(self._driver, statements)
+            self._mutations = MutationPlans(model, tables, reader, statements, self._driver, changes.nudge)
+            self.query_plans = query_plans_for(
+                database, model, reader, self.access, permissions, self.settings.limits.document_cache_bytes
+            )
         except BaseException:
             await changes.stop()
-            await engine.dispose()
             raise
-        statements = Statements(engine.dialect)
-        if self._driver is not None:
-            changes.changelog.use_driver(self._driver, statements)
-        self._mutations = MutationPlans(model, tables, reader, statements, self._driver, changes.nudge)
-        self.query_plans = query_plans_for(
-            engine, model, reader, self.access, permissions, self.settings.limits.document_cache_bytes
-        )
         self._realtime = changes
         self._model = model
-        self._engine = engine
 
     async def stop(self) -> None:
         for connection in list(self.connections):
@@ -188,21 +188,18 @@ class Runtime:
         realtime, self._realtime = self._realtime, None
         if realtime is not None:
             await realtime.stop()
-        driver, self._driver = self._driver, None
-        if driver is not None:
-            await driver.close()
-        plans, self.query_plans = self.query_plans, None
-        if plans is not None:
-            await plans.close()
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.dispose()
+        self._driver = None
+        self.query_plans = None
+        database, self._database = self._database, None
+        if database is not None:
+            # Every connection of the process: the engine's, the driver's, the plans'.
+            await database.close()
 
     async def health(self) -> dict[str, str]:
         """What /healthz reports: each part "ok" or why not."""
         parts = {"database": "ok", "broadcast": "ok"}
         try:
-            await asyncio.wait_for(ping(self.engine), HEALTH_TIMEOUT_SECONDS)
+            await asyncio.wait_for(self.database.ping(), HEALTH_TIMEOUT_SECONDS)
         except Exception:  # noqa: BLE001 - any failure to answer means unhealthy
             parts["database"] = "unreachable"
         if self._realtime is not None and not self._realtime.broker_healthy:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from graph.client import ChangeEvent
 from graph.config import Capture
-from graph.database import create_engine
+from graph.dialect import open_database
 from graph.events.changelog import LOG, META, ChangeLog, Retention
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, GraphQLWS, LiveServer
 from tests.test_auth import SECRET
@@ -40,23 +40,25 @@ async def rename(api: Api, title: str) -> None:
 
 async def write_log(url: str, sql: str) -> int:
     """Run `sql` (an INSERT into the change log) as another program would; its row's cursor."""
-    engine = create_engine(url)
+    database = open_database(url)
+    engine = database.engine
     try:
         async with engine.begin() as conn:
             return int((await conn.execute(sa.text(sql + " RETURNING cursor"))).scalar_one())
     finally:
-        await engine.dispose()
+        await database.close()
 
 
 async def prune_all(api: Api, url: str) -> None:
     """Prune the whole log, as a retention of zero would, from this test's own engine."""
     from graph.events.changelog import ChangeLog
 
-    engine = create_engine(url)
+    database = open_database(url)
+    engine = database.engine
     try:
         await ChangeLog(engine, api.server.app.state.runtime.model).prune(Retention(0, 0))
     finally:
-        await engine.dispose()
+        await database.close()
 
 
 async def metric(server: LiveServer, name: str) -> float:
@@ -121,15 +123,16 @@ async def test_processes_installing_the_capture_at_once_take_turns(api: Api, lib
     """Workers start together: each rewrites the triggers when the DDL changed, and on
     PostgreSQL two CREATE OR REPLACE of one function at once fail unless they take turns."""
     model = api.server.app.state.runtime.model
-    engines = [create_engine(library_url) for _ in range(4)]
+    databases = [open_database(library_url) for _ in range(4)]
+    engines = [database.engine for database in databases]
     try:
         for _ in range(3):
             async with engines[0].begin() as conn:
                 await conn.execute(sa.text(f"DELETE FROM {META} WHERE key = 'ddl_digest'"))
             await asyncio.gather(*(ChangeLog(engine, model).install() for engine in engines))
     finally:
-        for engine in engines:
-            await engine.dispose()
+        for database in databases:
+            await database.close()
     async with api.ws() as ws:
         await subscribe(ws, "1", "posts")
         await rename(api, "after")
@@ -142,12 +145,13 @@ async def test_a_value_that_does_not_fit_its_column_is_counted_once(api: Api, li
     /metrics counts it once, as it is captured."""
     async with api.ws() as ws:
         await subscribe(ws, "1", "users")
-        engine = create_engine(library_url)
+        database = open_database(library_url)
+        engine = database.engine
         try:
             async with engine.begin() as conn:
                 await conn.execute(sa.text("UPDATE users SET score = 'high' WHERE id = 1"))
         finally:
-            await engine.dispose()
+            await database.close()
         (event,) = await changes(ws, 1, "1")
     assert event["record"]["score"] == "high"
     assert await metric(api.server, "forgegraph_events_unconvertible_values_total") == 1
@@ -164,7 +168,8 @@ async def test_corrupt_changes_among_many_cost_no_transport_any_good_event(api: 
         await subscribe(modern, "1", "posts")
         await subscribe(legacy, "1", "posts")
         await raw.subscribe("posts")
-        engine = create_engine(library_url)
+        database = open_database(library_url)
+        engine = database.engine
         try:
             for batch in range(20):  # 20 commits, so the capture loop reads them in several batches
                 async with engine.begin() as conn:
@@ -174,7 +179,7 @@ async def test_corrupt_changes_among_many_cost_no_transport_any_good_event(api: 
                             await conn.execute(sa.text(
                                 f"INSERT INTO {LOG} (table_name, op, new) VALUES ('posts', 'create', '{{oops')"))
         finally:
-            await engine.dispose()
+            await database.close()
         expected = [f"m{i}" for i in range(200)]
         assert [e["record"]["title"] for e in await changes(modern, 200, "1")] == expected
         assert [e["record"]["title"] for e in await changes(legacy, 200, "1")] == expected
@@ -267,7 +272,8 @@ async def test_replay_racing_a_concurrent_pruner_never_has_a_gap(api: Api, libra
         await subscribe(ws, "probe", "posts")
         await rename(api, "probe")
         newest = int((await change(ws, "probe"))["cursor"])
-    engine = create_engine(library_url)
+    database = open_database(library_url)
+    engine = database.engine
     stop = asyncio.Event()
 
     async def pruner() -> None:
@@ -307,7 +313,7 @@ async def test_replay_racing_a_concurrent_pruner_never_has_a_gap(api: Api, libra
     finally:
         stop.set()
         await task
-        await engine.dispose()
+        await database.close()
     assert sum(outcomes.values()) == 40
 
 
@@ -329,7 +335,8 @@ async def replay(api: Api, since: str, count: int) -> list[str] | str:
 
 async def age(url: str, first: int, last: int, seconds: float) -> None:
     """Backdate the log rows from cursor `first` to `last` by `seconds`, as if written that long ago."""
-    engine = create_engine(url)
+    database = open_database(url)
+    engine = database.engine
     try:
         async with engine.begin() as conn:
             await conn.execute(
@@ -337,7 +344,7 @@ async def age(url: str, first: int, last: int, seconds: float) -> None:
                 {"s": seconds, "a": first, "b": last},
             )
     finally:
-        await engine.dispose()
+        await database.close()
 
 
 async def until_pruned_past(api: Api, cursor: int, count: int, timeout: float = 20) -> None:
@@ -400,14 +407,15 @@ async def change_cursor(api: Api, **headers: str) -> str:
 async def test_tables_without_a_primary_key_are_not_captured(api: Api, library_url: str) -> None:
     """Their rows have no key to name them by: writes to them add nothing to the change log."""
     before = int(await change_cursor(api))
-    engine = create_engine(library_url)
+    database = open_database(library_url)
+    engine = database.engine
     try:
         async with engine.begin() as conn:
             await conn.execute(sa.text("INSERT INTO audit_log (message, level) VALUES ('x', 1)"))
             await conn.execute(sa.text("UPDATE audit_log SET level = 2"))
             await conn.execute(sa.text("DELETE FROM audit_log"))
     finally:
-        await engine.dispose()
+        await database.close()
     await rename(api, "after")
     assert int(await change_cursor(api)) == before + 1
 

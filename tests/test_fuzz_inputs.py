@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from graph.auth import Authenticator
-from graph.database import create_engine
+from graph.dialect import open_database
 from graph.errors import InvalidJWT
 from graph.model import DatabaseModel
 from graph.naming import name_model
@@ -65,11 +65,12 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> DatabaseModel:
 
     async def reflected() -> DatabaseModel:
         await library.create(url)
-        engine = create_engine(url)
+        database = open_database(url)
+        engine = database.engine
         try:
             return name_model(await reflect(engine))
         finally:
-            await engine.dispose()
+            await database.close()
 
     return asyncio.run(reflected())
 

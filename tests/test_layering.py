@@ -18,8 +18,10 @@ GRAPH = Path(__file__).resolve().parent.parent / "graph"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("graph.config", "graph.errors", "graph._seams"),
     # To come, in this order (STYLE.md, habit 2): catalog/ before rules/, then
-    # schema/, compile/, dialect/, before execute/.
+    # schema/, compile/, between rules/ and dialect/.
     ("graph.rules",),
+    # The one owner of the connections: nothing before it opens one.
+    ("graph.dialect",),
     ("graph.execute",),
     ("graph.events",),
     # It builds the event side, and delivery's handlers are given it.

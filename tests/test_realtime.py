@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from websockets.exceptions import ConnectionClosed
 
 from graph.config import Limits
-from graph.database import create_engine
+from graph.dialect import open_database
 from graph.events.changelog import ChangeLog, Retention
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, Api, GraphQLWS, Launch
 
@@ -333,11 +333,12 @@ async def test_invalid_cursors_are_errors(api: Api, library_url: str) -> None:
             assert message["payload"][0]["message"] == reason
 
         # Prune the whole log, as a retention of zero would, from this test's own engine.
-        engine = create_engine(library_url)
+        database = open_database(library_url)
+        engine = database.engine
         try:
             removed = await ChangeLog(engine, api.server.app.state.runtime.model).prune(Retention(0, 0))
         finally:
-            await engine.dispose()
+            await database.close()
         assert removed >= 2
         await ws.subscribe("old", CHANGES, {"table": "posts", "since": first["cursor"]})
         message = await ws.receive()

@@ -12,7 +12,7 @@ Where SQL is built as text in graph/ (all of it from reflected names):
 graph/events/changelog.py (trigger DDL and log queries: table and column names
 from reflection, quoted by `_quote`/`_literal`; values bound), graph/sql/*
 (SQLAlchemy Core only, every value bound; names checked against the model
-before they pick a column) and graph/database.py (constant pragmas).
+before they pick a column) and graph/dialect/sqlite.py (constant pragmas).
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ from graph.metrics import CaptureMeter
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+    from graph.dialect import Driver
     from graph.model import DatabaseModel, Table
     from graph.sql.compiled import Compiled, Statements
-    from graph.sql.driver import Driver
 
 log = logging.getLogger("forgegraph.realtime")
 LOG = "_forgegraph_changes"

@@ -30,10 +30,10 @@ from graph.sql.values import to_stored
 
 if TYPE_CHECKING:
     from graph.access import SessionAccess
+    from graph.dialect import Job, Rows
     from graph.model import DatabaseModel, Table
     from graph.rules.to_sql import Condition
     from graph.sql.compiled import Compiled, Statement, Statements
-    from graph.sql.driver import Job, Rows
     from graph.sql.select import Reader
 
 Steps = Generator["Statement", "Rows", Any]

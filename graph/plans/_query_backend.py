@@ -1,6 +1,7 @@
-"""What a database must offer the query plans: JSON built in SQL, and a connection to run it on.
+"""What a database must offer the query plans: JSON built in SQL, run on the database's reads.
 
-One file per dialect (`_query_sqlite.py`, `_query_postgres.py`) implements `Backend`.
+One file per dialect (`_query_sqlite.py`, `_query_postgres.py`) implements
+`Backend`; the connections are graph.dialect's (`Database.reads`).
 A column's value is rendered so that the JSON the database builds holds
 exactly what the normal path would answer; where SQL cannot say it exactly,
 the backend either returns a `Fix` that finishes the value in Python, or
@@ -55,10 +56,11 @@ class Backend(Protocol):
     def embed(self, subquery: ColumnElement[Any]) -> ColumnElement[Any]:
         """A scalar subquery's JSON as a JSON value of the enclosing object."""
 
+    def answer(self, document: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The whole answer's JSON as the text the statement returns."""
+
     async def fetch(self, sql: str, params: Sequence[Any]) -> str | None:
         """Run one statement answering one JSON text; QueryFailed when it cannot."""
-
-    async def close(self) -> None: ...
 
 
 def literal(sql: str) -> ColumnElement[Any]:

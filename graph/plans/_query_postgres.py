@@ -1,11 +1,13 @@
-"""PostgreSQL: JSON built with json_build_object/json_agg, run on our own asyncpg connections.
+"""PostgreSQL: JSON built with json_build_object/json_agg, run on the database's pooled connections.
 
 PostgreSQL's types are strict, so most values are rendered as they are. Those
 the normal path sends through a Python object first (numerics, dates and
 times, JSON, bytea) come as text and are finished by a `Fix` that makes the
 same object and applies the same conversion. Floats are written with the
 shortest digits that read back exactly (extra_float_digits >= 1, PostgreSQL
-12+), with a `.0` where PostgreSQL leaves it out, so that they parse as floats.
+12+, the session graph.dialect.postgres sets), with a `.0` where PostgreSQL
+leaves it out, so that they parse as floats. The answer comes back as text:
+the pool's connections decode json values into Python objects (SQLAlchemy's codec).
 Only the column types listed here are rendered; any other makes the request
 take the normal path.
 """
@@ -23,25 +25,16 @@ from sqlalchemy.dialects import postgresql
 
 from graph.model import Kind
 from graph.plans._query_backend import QueryFailed, Unrenderable, literal, quoted
-from graph.plans._query_pool import ConnectionPool
 from graph.schema import scalar_of
 from graph.sql.values import to_api
 
 if TYPE_CHECKING:
-    import asyncpg
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.elements import ColumnElement
 
+    from graph.dialect import Reads
     from graph.model import Column
     from graph.plans._query_backend import Fix
-
-# The session the text of values is read in: ISO dates, times in UTC (as the
-# driver hands timestamptz to the normal path), floats with exact digits.
-SERVER_SETTINGS = {"DateStyle": "ISO", "TimeZone": "UTC", "extra_float_digits": "1"}
-MIN_SERVER_VERSION = 12  # shortest exact float output
-CONNECT_TIMEOUT_SECONDS = 5
-PREPARED_STATEMENTS = 256  # per connection: a plan's statement is prepared once
-ADAPTER_OPTIONS = frozenset({"prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback"})
 
 SMALL_INTEGERS = frozenset({"SMALLINT", "INTEGER", "INT", "INT2", "INT4", "SERIAL", "SMALLSERIAL"})
 BIG_INTEGERS = frozenset({"BIGINT", "INT8", "BIGSERIAL"})
@@ -78,14 +71,10 @@ def _fix(kind: Kind, parse: Callable[[str], Any]) -> Fix:
 class PostgresBackend:
     splices = False  # json_build_object writes `"key" : value`, with spaces
 
-    def __init__(self, connect_args: dict[str, Any], dialect: Dialect, pool_size: int) -> None:
+    def __init__(self, dialect: Dialect, reads: Reads) -> None:
         self.dialect = dialect
+        self.reads = reads
         self.observers: list[Callable[[str], None]] = []
-        # Options SQLAlchemy's asyncpg adapter reads itself, not asyncpg.connect().
-        self.connect_args = {k: v for k, v in connect_args.items() if k not in ADAPTER_OPTIONS}
-        self.pool: ConnectionPool[asyncpg.Connection] = ConnectionPool(
-            self._connect, self._close, pool_size, keep_after=(_server_error(),)
-        )
 
     # -- rendering ---------------------------------------------------------------
 
@@ -122,47 +111,18 @@ class PostgresBackend:
     def embed(self, subquery: ColumnElement[Any]) -> ColumnElement[Any]:
         return subquery
 
+    def answer(self, document: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.cast(document, sa.Text)
+
     # -- running -------------------------------------------------------------------
-
-    async def _connect(self) -> asyncpg.Connection:
-        import asyncpg
-
-        settings = {**self.connect_args.get("server_settings", {}), **SERVER_SETTINGS}
-        # A server that does not answer soon leaves the request to the normal path.
-        options = {
-            "timeout": CONNECT_TIMEOUT_SECONDS,
-            "statement_cache_size": PREPARED_STATEMENTS,
-            **self.connect_args,
-            "server_settings": settings,
-        }
-        conn = await asyncpg.connect(**options)
-        if conn.get_server_version().major < MIN_SERVER_VERSION:
-            await conn.close()
-            raise ConnectionError("PostgreSQL before 12 does not write floats exactly")
-        return conn
-
-    @staticmethod
-    async def _close(conn: asyncpg.Connection) -> None:
-        await conn.close(timeout=1)
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> str | None:
         for observe in self.observers:
             observe(sql)
         try:
-            async with self.pool.connection() as conn:
-                value = await conn.fetchval(sql, *params)
+            value = await self.reads.fetch_value(sql, params)
         except Exception as error:  # whatever it is, the normal path answers
             raise QueryFailed(str(error)) from error
         if value is not None and not isinstance(value, str):
             raise QueryFailed(f"unexpected answer {type(value).__name__}")
         return value
-
-    async def close(self) -> None:
-        await self.pool.close()
-
-
-def _server_error() -> type[BaseException]:
-    import asyncpg
-
-    error: type[BaseException] = asyncpg.PostgresError
-    return error

@@ -1,36 +1,26 @@
-"""SQLite: JSON built with json_object/json_group_array, run on the event loop's own connection.
+"""SQLite: JSON built with json_object/json_group_array, run on the database's reads.
 
 SQLite keeps whatever a row was given, whatever the column's declared type,
 so each value is checked with typeof(): the usual storage class is rendered
 in SQL, anything else (a text in an integer column) calls `fg_fail`, and the request goes the normal way.
 Floats, numerics, JSON and blobs are rendered by `fg_value`, which runs the
 normal path's own conversion in Python: SQLite's own float printing is not
-exact to the last digit.
-
-A statement runs right in the event loop, on a connection of its own: a
-20-row answer takes SQLite about 100 us, less than handing it to a thread
-and back (and the answer then waits for the thread to get the GIL). A
-progress handler interrupts a statement that holds the loop longer than
-`IN_LOOP_BUDGET_SECONDS`; it, and every later run of it, goes to a thread
-(aiosqlite). So does one that finds the database locked (the loop never
-waits). These connections are not SQLAlchemy's: a pooled connection's
-checkout and reset cost more than the query.
+exact to the last digit. Both functions are registered on every connection
+the reads open (graph.dialect.sqlite.SQLiteReads, which also decides where
+a statement runs: in the event loop or, when long, in a thread).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
 import orjson
 import sqlalchemy as sa
 
+from graph.dialect import SQLFunction
 from graph.model import Kind
 from graph.plans._query_backend import QueryFailed, literal, quoted
-from graph.plans._query_pool import ConnectionPool
 from graph.schema import scalar_of
 from graph.sql.values import to_api
 
@@ -38,20 +28,11 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.elements import ColumnElement
 
+    from graph.dialect import Reads
     from graph.model import Column
     from graph.plans._query_backend import Fix
 
 KINDS = tuple(Kind)
-BUSY_TIMEOUT_SECONDS = 30  # as graph.database's engine
-IN_LOOP_BUDGET_SECONDS = 0.002
-"""CPU time a statement may hold the event loop for before it is sent to a thread."""
-PROGRESS_STEPS = 1000  # SQLite virtual machine steps between two looks at the clock
-LONG_STATEMENTS = 1024
-RUNS_IN_THREAD = 100
-"""Runs of a long statement in a thread before it is tried in the loop again (data change)."""
-PREPARED_STATEMENTS = 256  # a plan's statement is prepared once, not per request
-SQLITE_BUSY = 5
-SQLITE_INTERRUPT = 9
 # Every character class JSON escapes differently (control, quote, backslash,
 # DEL, non-ASCII, astral), to compare SQLite's JSON text with orjson's once.
 ESCAPE_PROBE = "".join(chr(c) for c in range(0x80)) + "é€\u2028\U0001f600\ufeff"
@@ -75,19 +56,17 @@ def fg_value(code: int, nullable: int, value: Any) -> str | None:
     return orjson.dumps(scalar_of(kind).serialize(to_api(kind, value))).decode()
 
 
+FUNCTIONS = (SQLFunction("fg_fail", 1, fg_fail), SQLFunction("fg_value", 3, fg_value, deterministic=True))
+"""What the rendered SQL calls; every connection of the reads has them."""
+
+
 class SQLiteBackend:
-    def __init__(self, database: str, dialect: Dialect, pool_size: int) -> None:
+    def __init__(self, dialect: Dialect, reads: Reads) -> None:
         self.dialect = dialect
-        self.database = database
+        self.reads = reads
         self.splices = False
+        self._probed = False
         self.observers: list[Callable[[str], None]] = []
-        self._loop_conn: sqlite3.Connection | None = None
-        self._deadline = 0.0
-        self._long: dict[str, int] = {}
-        """Statements that ran past the budget in the loop: their next runs go to a thread."""
-        self.pool: ConnectionPool[aiosqlite.Connection] = ConnectionPool(
-            self._connect, self._close, pool_size, keep_after=(sqlite3.Error,)
-        )
 
     # -- rendering ---------------------------------------------------------------
 
@@ -126,92 +105,27 @@ class SQLiteBackend:
         # A subquery's value loses its JSON subtype in some SQLite versions: say it again.
         return sa.func.json(subquery)
 
+    def answer(self, document: ColumnElement[Any]) -> ColumnElement[Any]:
+        return document  # json_object() is text already
+
     # -- running -------------------------------------------------------------------
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> str | None:
-        for observe in self.observers:
-            observe(sql)
-        in_thread = self._long.get(sql, 0)
-        if in_thread:
-            self._long[sql] = in_thread - 1
-        else:
-            try:
-                return _answer(self._in_loop(sql, params))
-            except sqlite3.OperationalError as error:
-                code = getattr(error, "sqlite_errorcode", 0) & 0xFF
-                if code == SQLITE_INTERRUPT:
-                    if len(self._long) >= LONG_STATEMENTS:
-                        self._long.clear()
-                    self._long[sql] = RUNS_IN_THREAD
-                elif code != SQLITE_BUSY:
-                    raise QueryFailed(str(error)) from error
-            except Exception as error:  # whatever it is, the normal path answers
-                raise QueryFailed(str(error)) from error
         try:
-            async with self.pool.connection() as conn:
-                return _answer(list(await conn.execute_fetchall(sql, params)))
+            if not self._probed:
+                await self._probe()
+            for observe in self.observers:
+                observe(sql)
+            value = await self.reads.fetch_value(sql, params)
         except Exception as error:  # whatever it is, the normal path answers
             raise QueryFailed(str(error)) from error
+        if value is not None and not isinstance(value, str):
+            raise QueryFailed(f"unexpected answer {type(value).__name__}")
+        return value
 
-    def _in_loop(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        """Run on the event loop's own connection, interrupted past the budget (or if locked)."""
-        conn = self._loop_conn
-        if conn is None:
-            conn = self._loop_conn = sqlite3.connect(
-                self.database,
-                timeout=0,
-                isolation_level=None,
-                check_same_thread=False,
-                cached_statements=PREPARED_STATEMENTS,
-            )
-            self._prepare(conn)
-            conn.set_progress_handler(self._over_budget, PROGRESS_STEPS)
-        self._deadline = time.thread_time() + IN_LOOP_BUDGET_SECONDS
-        return conn.execute(sql, params).fetchall()
-
-    def _over_budget(self) -> bool:
-        # CPU time, not wall time: a busy machine preempting the loop is not a long statement.
-        return time.thread_time() > self._deadline
-
-    def _prepare(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA query_only=ON")  # the plans only read
-        conn.create_function("fg_fail", 1, fg_fail)
-        conn.create_function("fg_value", 3, fg_value, deterministic=True)
+    async def _probe(self) -> None:
         # Answers are spliced into the response unparsed only when SQLite writes
         # JSON strings exactly as orjson does (checked, since versions differ).
-        (written,) = conn.execute("SELECT json_object('k', ?)", (ESCAPE_PROBE,)).fetchone()
+        written = await self.reads.fetch_value("SELECT json_object('k', ?)", (ESCAPE_PROBE,))
         self.splices = written == orjson.dumps({"k": ESCAPE_PROBE}).decode()
-
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
-            self.database,
-            timeout=BUSY_TIMEOUT_SECONDS,
-            isolation_level=None,
-            cached_statements=PREPARED_STATEMENTS,
-        )
-        try:
-            await conn.execute("PRAGMA query_only=ON")
-            await conn.create_function("fg_fail", 1, fg_fail)
-            await conn.create_function("fg_value", 3, fg_value, deterministic=True)
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
-
-    @staticmethod
-    async def _close(conn: aiosqlite.Connection) -> None:
-        await conn.close()
-
-    async def close(self) -> None:
-        await self.pool.close()
-        conn, self._loop_conn = self._loop_conn, None
-        if conn is not None:
-            conn.close()
-
-
-def _answer(rows: list[Any]) -> str | None:
-    first = next(iter(rows), None)
-    value = None if first is None else first[0]
-    if value is not None and not isinstance(value, str):
-        raise QueryFailed(f"unexpected answer {type(value).__name__}")
-    return value
+        self._probed = True

@@ -103,7 +103,7 @@ class StatementBuilder:
                     fixes.objects.append((root.key, child))
             else:
                 pairs.append((root.key, self._aggregate(root)))
-        return sa.select(self._json_object(pairs)), fixes
+        return sa.select(self.backend.answer(self._json_object(pairs))), fixes
 
     # -- rows -----------------------------------------------------------------
 

@@ -4,7 +4,7 @@ A document made only of generated mutation fields selecting columns is
 read once per role's schema (`_mutation_fields`); each request then only
 coerces its variables and arguments (graphql-core's own functions, so the
 same values and errors) and runs the fields' statements in one transaction
-on the database driver (`_mutation_writes`, `graph.sql.driver`). The answer
+on the database driver (`_mutation_writes`, `graph.dialect`). The answer
 is built from the RETURNING rows before the commit.
 
 Nothing here reports an error to the client. Whatever goes wrong before the
@@ -48,9 +48,9 @@ if TYPE_CHECKING:
     from graphql.execution.values import VariableValues
 
     from graph.access import SessionAccess
+    from graph.dialect import Driver
     from graph.model import DatabaseModel
     from graph.sql.compiled import Statements
-    from graph.sql.driver import Driver
     from graph.sql.select import Reader
 
 log = logging.getLogger("forgegraph.plans")

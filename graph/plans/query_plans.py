@@ -28,7 +28,6 @@ from graphql.execution.values import VariableValues, get_variable_values
 
 from graph.byte_cache import ByteBoundedCache
 from graph.config import Limits
-from graph.database import sqlite_path
 from graph.errors import ForgeError
 from graph.plans._query_backend import QueryFailed, Unrenderable
 from graph.plans._query_shape import Reading, Unsupported, root_fields
@@ -43,10 +42,10 @@ from graph.plans._query_variables import (
 
 if TYPE_CHECKING:
     from graphql import GraphQLSchema, OperationDefinitionNode
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from graph.access import Access
     from graph.auth import Session
+    from graph.dialect import Database
     from graph.execution import Executor, Prepared
     from graph.model import DatabaseModel, Table
     from graph.plans._query_backend import Backend
@@ -60,8 +59,6 @@ MAX_QUERY_LENGTH = 65_536
 """Longer documents are not kept (nor answered) here: the cache holds their text."""
 PLANS_PER_DOCUMENT = 16
 """Plans of one document (values of variables that are not bound per request)."""
-SQLITE_CONNECTIONS = 2  # threads for statements too long for the event loop
-POSTGRES_CONNECTIONS = 4
 PLAN_BYTES = 1_000
 """Estimated bytes of one plan beside its SQL text and parameters (its fixes, its slots)."""
 PARAMETER_BYTES = 100
@@ -339,9 +336,6 @@ class QueryPlans:
         sql = document.statements.setdefault(compiled.string, compiled.string)
         return Plan(sql, params, slots, fixes), set()
 
-    async def close(self) -> None:
-        await self.backend.close()
-
 
 def _plan_key(coerced: Mapping[str, Any], bound: frozenset[str]) -> tuple[frozenset[str], bytes | None]:
     """Which variables are bound per request, and the values of all the others."""
@@ -358,37 +352,35 @@ def _rules_read_session(permissions: Permissions, model: DatabaseModel, role: st
     return False
 
 
-def backend_for(engine: AsyncEngine) -> Backend | None:
-    """The backend for the engine's database, picked as `graph.database` picks drivers.
+def backend_for(database: Database) -> Backend | None:
+    """The backend for the database's dialect, on the connections it owns for the plans.
 
     None where plans are not served: an in-memory SQLite database is one
     connection that only SQLAlchemy holds.
     """
-    url = engine.url
-    if url.get_backend_name() == "sqlite":
-        path = sqlite_path(url)
-        if path is None or url.query:
-            return None  # in memory, or options only SQLAlchemy's connect reads
-        from graph.plans._query_sqlite import SQLiteBackend
+    dialect = database.engine.dialect
+    if database.name == "sqlite":
+        from graph.plans._query_sqlite import FUNCTIONS, SQLiteBackend
 
-        return SQLiteBackend(str(path), engine.dialect, SQLITE_CONNECTIONS)
-    if url.get_backend_name() == "postgresql":
+        reads = database.reads(FUNCTIONS)
+        return None if reads is None else SQLiteBackend(dialect, reads)
+    if database.name == "postgresql":
         from graph.plans._query_postgres import PostgresBackend
 
-        _args, connect_args = engine.dialect.create_connect_args(url)
-        return PostgresBackend(dict(connect_args), engine.dialect, POSTGRES_CONNECTIONS)
+        reads = database.reads()
+        return None if reads is None else PostgresBackend(dialect, reads)
     return None
 
 
 def query_plans_for(
-    engine: AsyncEngine,
+    database: Database,
     model: DatabaseModel,
     reader: Reader,
     access: Access,
     permissions: Permissions,
     cache_bytes: int = Limits.document_cache_bytes,
 ) -> QueryPlans | None:
-    backend = backend_for(engine)
+    backend = backend_for(database)
     if backend is None:
         return None
     return QueryPlans(model, reader, access, permissions, backend, cache_bytes)

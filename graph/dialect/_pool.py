@@ -1,4 +1,4 @@
-"""A few driver connections kept open for the query plans, handed out one request at a time.
+"""A few SQLite connections kept open for the query plans' long statements, one request at a time.
 
 Deliberately small: no reset on return (the plans only read, one statement
 at a time, outside any transaction), no ping on checkout (a dead connection

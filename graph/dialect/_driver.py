@@ -1,0 +1,69 @@
+"""What the compiled mutations run on: jobs of statements, one transaction each.
+
+A `Job` is a generator that yields `Statement`s and is sent each one's rows;
+what it returns is the transaction's result. The same job runs on either
+database: `transact` wraps it in one transaction, committed only when the
+job returns, rolled back when anything raises. Each dialect's driver runs
+it on connections its `Database` owns (`sqlite.py`, `postgres.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from graph.sql.compiled import Statement
+
+log = logging.getLogger("forgegraph")
+T = TypeVar("T")
+Rows = list[Sequence[Any]]
+Job = Callable[[], Generator["Statement", Rows, T]]
+"""Yields statements, is sent their rows; may be started again from scratch (a retry)."""
+StatementObserver = Callable[[str], None]
+
+
+class Driver(Protocol):
+    dialect: str
+    observers: list[StatementObserver]
+    """Called with each statement's SQL before it runs (tests watch what reaches the database)."""
+
+    async def transact(
+        self, job: Job[T], *, on_commit: Callable[[], None] | None = None, short: bool = False
+    ) -> T:
+        """Run `job` in one transaction; `short` allows running it without leaving the loop.
+
+        Raises only when the transaction did not commit (so that running the
+        request again is safe; a refused commit raises graph.errors' error for
+        it, after the rollback), or CommitOutcomeUnknown when the connection
+        was lost while committing; `on_commit` is called once it has
+        committed, even when the awaiting task is gone.
+        """
+        ...
+
+    async def fetch(self, statement: Statement) -> Rows:
+        """Run one read outside any transaction."""
+        ...
+
+
+def drive(job: Job[T], execute: Callable[[Statement], Rows]) -> T:
+    """Run `job` to its end, executing each statement it yields with `execute`."""
+    steps = job()
+    try:
+        statement = next(steps)
+        while True:
+            statement = steps.send(execute(statement))
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def committed(on_commit: Callable[[], None] | None) -> None:
+    """Tell of a commit; nothing after a commit may raise (the request would run again)."""
+    if on_commit is None:
+        return
+    try:
+        on_commit()
+    except Exception:
+        log.exception("telling of a commit failed")

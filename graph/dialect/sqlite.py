@@ -1,0 +1,224 @@
+"""SQLite: the engine, the mutations' driver and the query plans' reads of one database file.
+
+None of these connections is shared between uses: SQLite serialises writers
+itself, and each use wants its connection configured its own way (the
+driver's loop connection never waits for a lock, the plans' is read-only
+with a budget per statement). Every one is opened here, with the same
+pragmas (`configure_sqlite`), and closed by `SQLiteDatabase.close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from graph.dialect._pool import ConnectionPool
+from graph.dialect._sqlite_driver import SQLiteDriver
+from graph.dialect._url import async_engine, sqlite_path
+from graph.errors import StartupError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+    from graph.dialect import SQLFunction
+    from graph.dialect._driver import Driver
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+READ_THREADS = 2  # threads for the plans' statements too long for the event loop
+IN_LOOP_BUDGET_SECONDS = 0.002
+"""CPU time a plan's statement may hold the event loop for before it is sent to a thread."""
+PROGRESS_STEPS = 1000  # SQLite virtual machine steps between two looks at the clock
+LONG_STATEMENTS = 1024
+RUNS_IN_THREAD = 100
+"""Runs of a long statement in a thread before it is tried in the loop again (data change)."""
+PREPARED_STATEMENTS = 256  # a plan's statement is prepared once, not per request
+SQLITE_BUSY = 5
+SQLITE_INTERRUPT = 9
+
+
+def configure_sqlite(dbapi_connection: Any) -> None:
+    """What every SQLite connection of ours needs, pooled or not."""
+    cursor = dbapi_connection.cursor()
+    # SQLite ignores foreign keys unless asked, per connection (SPEC: enforced).
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # Write-ahead logging lets the change capture and queries read while a
+    # writer commits, and with synchronous=NORMAL a commit needs no fsync
+    # (a power cut may lose the last commits, never corrupt the file). This
+    # is the journal mode every SQLite-backed server uses; it is persistent.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _connect(database: str, **options: Any) -> sqlite3.Connection:
+    conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, **options)
+    configure_sqlite(conn)
+    return conn
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    configure_sqlite(dbapi_connection)
+
+
+class SQLiteDatabase:
+    name = "sqlite"
+
+    def __init__(self, text: str, url: URL, pool_size: int, *, must_exist: bool = True) -> None:
+        path = sqlite_path(url)
+        if must_exist and path is not None and not path.exists():
+            raise StartupError(f"database file {str(path)!r} does not exist")
+        self.url = url
+        self.pool_size = pool_size
+        self.engine = async_engine(text, url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+        event.listen(self.engine.sync_engine, "connect", _on_connect)
+        self._driver: SQLiteDriver | None = None
+        self._reads: list[SQLiteReads] = []
+
+    @property
+    def driver(self) -> Driver | None:
+        if self._driver is None:
+            args, options = self.engine.dialect.create_connect_args(self.url)
+            database = str(args[0]) if args else ""
+            if database in ("", ":memory:") or "mode=memory" in database:
+                return None  # one shared connection, which only SQLAlchemy holds
+            self._driver = SQLiteDriver(database, dict(options), _connect)
+        return self._driver
+
+    def reads(self, functions: Sequence[SQLFunction] = ()) -> SQLiteReads | None:
+        path = sqlite_path(self.url)
+        if path is None or self.url.query:
+            return None  # in memory, or options only SQLAlchemy's connect reads
+        reads = SQLiteReads(str(path), functions)
+        self._reads.append(reads)
+        return reads
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        try:
+            driver, self._driver = self._driver, None
+            if driver is not None:
+                await driver.close()
+            reads, self._reads = self._reads, []
+            for each in reads:
+                await each.close()
+        finally:
+            await self.engine.dispose()
+
+
+class SQLiteReads:
+    """The query plans' read-only connections: one used right in the event loop, a few in threads.
+
+    A statement runs right in the event loop, on a connection of its own: a
+    20-row answer takes SQLite about 100 us, less than handing it to a thread
+    and back (and the answer then waits for the thread to get the GIL). A
+    progress handler interrupts a statement that holds the loop longer than
+    `IN_LOOP_BUDGET_SECONDS`; it, and every later run of it, goes to a thread
+    (aiosqlite). So does one that finds the database locked (the loop never
+    waits). These connections are not SQLAlchemy's: a pooled connection's
+    checkout and reset cost more than the query.
+    """
+
+    def __init__(self, database: str, functions: Sequence[SQLFunction]) -> None:
+        self.database = database
+        self.functions = tuple(functions)
+        self._loop_conn: sqlite3.Connection | None = None
+        self._deadline = 0.0
+        self._long: dict[str, int] = {}
+        """Statements that ran past the budget in the loop: their next runs go to a thread."""
+        self.pool: ConnectionPool[aiosqlite.Connection] = ConnectionPool(
+            self._connect, self._close, READ_THREADS, keep_after=(sqlite3.Error,)
+        )
+
+    async def fetch_value(self, sql: str, params: Sequence[Any]) -> Any:
+        in_thread = self._long.get(sql, 0)
+        if in_thread:
+            self._long[sql] = in_thread - 1
+        else:
+            try:
+                return _first(self._in_loop(sql, params))
+            except sqlite3.OperationalError as error:
+                code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+                if code == SQLITE_INTERRUPT:
+                    if len(self._long) >= LONG_STATEMENTS:
+                        self._long.clear()
+                    self._long[sql] = RUNS_IN_THREAD
+                elif code != SQLITE_BUSY:
+                    raise
+        async with self.pool.connection() as conn:
+            return _first(list(await conn.execute_fetchall(sql, params)))
+
+    def _in_loop(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """Run on the event loop's own connection, interrupted past the budget (or if locked)."""
+        conn = self._loop_conn
+        if conn is None:
+            conn = sqlite3.connect(
+                self.database,
+                timeout=0,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=PREPARED_STATEMENTS,
+            )
+            try:
+                conn.execute("PRAGMA query_only=ON")  # the plans only read
+                for function in self.functions:
+                    conn.create_function(
+                        function.name, function.arguments, function.function, deterministic=function.deterministic
+                    )
+            except BaseException:
+                conn.close()
+                raise
+            conn.set_progress_handler(self._over_budget, PROGRESS_STEPS)
+            self._loop_conn = conn
+        self._deadline = time.thread_time() + IN_LOOP_BUDGET_SECONDS
+        return conn.execute(sql, params).fetchall()
+
+    def _over_budget(self) -> bool:
+        # CPU time, not wall time: a busy machine preempting the loop is not a long statement.
+        return time.thread_time() > self._deadline
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(
+            self.database,
+            timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,
+            cached_statements=PREPARED_STATEMENTS,
+        )
+        try:
+            await conn.execute("PRAGMA query_only=ON")
+            for function in self.functions:
+                await conn.create_function(
+                    function.name, function.arguments, function.function, deterministic=function.deterministic
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close())
+            raise
+        return conn
+
+    @staticmethod
+    async def _close(conn: aiosqlite.Connection) -> None:
+        await conn.close()
+
+    async def close(self) -> None:
+        try:
+            await self.pool.close()
+        finally:
+            conn, self._loop_conn = self._loop_conn, None
+            if conn is not None:
+                conn.close()
+
+
+def _first(rows: list[Any]) -> Any:
+    first = next(iter(rows), None)
+    return None if first is None else first[0]
