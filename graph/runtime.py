@@ -174,9 +174,13 @@ class Runtime:
         statements = Statements(engine.dialect)
         if self._driver is not None:
             changes.changelog.use_driver(self._driver, statements)
-        self._mutations = MutationPlans(model, tables, reader, statements, self._driver, changes.nudge)
         self.query_plans = query_plans_for(
             engine, model, reader, self.access, permissions, self.settings.limits.document_cache_bytes
+        )
+        # The query plans' rendering reads the relationships a mutation's answer selects.
+        backend = self.query_plans.backend if self.query_plans is not None else None
+        self._mutations = MutationPlans(
+            model, tables, reader, statements, self._driver, changes.nudge, backend
         )
         self._realtime = changes
         self._model = model

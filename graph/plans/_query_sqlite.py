@@ -75,6 +75,12 @@ def fg_value(code: int, nullable: int, value: Any) -> str | None:
     return orjson.dumps(scalar_of(kind).serialize(to_api(kind, value))).decode()
 
 
+def install_functions(conn: sqlite3.Connection) -> None:
+    """The functions rendered SQL calls, on a connection that is not this backend's (the driver's)."""
+    conn.create_function("fg_fail", 1, fg_fail)
+    conn.create_function("fg_value", 3, fg_value, deterministic=True)
+
+
 class SQLiteBackend:
     def __init__(self, database: str, dialect: Dialect, pool_size: int) -> None:
         self.dialect = dialect

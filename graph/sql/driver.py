@@ -40,7 +40,9 @@ log = logging.getLogger("forgegraph")
 T = TypeVar("T")
 Rows = list[Sequence[Any]]
 Job = Callable[[], Generator["Statement", Rows, T]]
-"""Yields statements, is sent their rows; may be started again from scratch (a retry)."""
+"""Yields statements, is sent their rows (or thrown the statement's error, which it may catch
+and carry on, as graphql-core carries on with the next root field); may be started again
+from scratch (a retry)."""
 StatementObserver = Callable[[str], None]
 
 SQLITE_BUSY = 5
@@ -77,13 +79,27 @@ class Driver(Protocol):
     async def close(self) -> None: ...
 
 
-def drive(job: Job[T], execute: Callable[[Statement], Rows]) -> T:
-    """Run `job` to its end, executing each statement it yields with `execute`."""
+def drive(
+    job: Job[T], execute: Callable[[Statement], Rows], abort: Callable[[Exception], bool] | None = None
+) -> T:
+    """Run `job` to its end, executing each statement it yields with `execute`.
+
+    A statement's error is thrown into the job, unless `abort` says it ends
+    the run outright (a busy SQLite database: the job runs again elsewhere).
+    """
     steps = job()
     try:
         statement = next(steps)
         while True:
-            statement = steps.send(execute(statement))
+            try:
+                rows = execute(statement)
+            except Exception as error:
+                if abort is not None and abort(error):
+                    steps.close()
+                    raise
+                statement = steps.throw(error)
+            else:
+                statement = steps.send(rows)
     except StopIteration as done:
         result: T = done.value
         return result
@@ -108,6 +124,10 @@ def _committed(on_commit: Callable[[], None] | None) -> None:
         on_commit()
     except Exception:
         log.exception("telling of a commit failed")
+
+
+def _busy_error(error: Exception) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and _busy(error)
 
 
 def _busy(error: sqlite3.OperationalError) -> bool:
@@ -135,6 +155,11 @@ class SQLiteDriver:
         database, options = self._connect_args
         conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, **options)
         configure_sqlite(conn)
+        # The functions the compiled JSON calls: a mutation's answer reads its rows'
+        # relationships with the query compiler's SQL, in its own transaction.
+        from graph.plans._query_sqlite import install_functions
+
+        install_functions(conn)
         return conn
 
     def _thread_connection(self) -> sqlite3.Connection:
@@ -148,10 +173,12 @@ class SQLiteDriver:
             observe(statement.sql)
         return conn.execute(statement.sql, statement.args).fetchall()
 
-    def _run(self, conn: sqlite3.Connection, job: Job[T]) -> T:
+    def _run(self, conn: sqlite3.Connection, job: Job[T], *, in_loop: bool = False) -> T:
         conn.execute("BEGIN IMMEDIATE")
+        # In the loop a busy database ends the run (transact runs the job again in the thread).
+        abort = _busy_error if in_loop else None
         try:
-            result = drive(job, lambda statement: self._execute(conn, statement))
+            result = drive(job, lambda statement: self._execute(conn, statement), abort)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -183,7 +210,7 @@ class SQLiteDriver:
     ) -> T:
         if short:
             try:
-                result = self._run(self._loop_conn, job)
+                result = self._run(self._loop_conn, job, in_loop=True)
             except sqlite3.OperationalError as error:
                 if not _busy(error):
                     raise
@@ -279,18 +306,23 @@ class PostgresDriver:
             try:
                 statement = next(steps)
                 while True:
-                    statement = steps.send(await self._execute(conn, statement))
+                    try:
+                        rows = await self._execute(conn, statement)
+                    except Exception as error:  # noqa: BLE001 - the job's to handle, as `drive` does
+                        statement = steps.throw(error)
+                    else:
+                        statement = steps.send(rows)
             except StopIteration as done:
                 result: T = done.value
         except BaseException:
-            if not conn.is_closed():
+            if not _lost(conn):
                 with contextlib.suppress(Exception):
                     await transaction.rollback()
             raise
         try:
             await transaction.commit()
         except Exception as error:  # noqa: BLE001 - raised again, as what it means
-            lost = conn.is_closed()
+            lost = _lost(conn)
             if not lost and conn.is_in_transaction():
                 # PostgreSQL ends a transaction whose COMMIT fails; should one
                 # stay open, the connection goes rather than back to the pool.
@@ -307,6 +339,19 @@ class PostgresDriver:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _lost(conn: Any) -> bool:
+    """Whether the connection is gone.
+
+    asyncpg's pool takes back a connection the moment it is lost (it detaches
+    the proxy we hold), after which every method of the proxy, `is_closed()`
+    included, raises InterfaceError: that too means lost.
+    """
+    try:
+        return bool(conn.is_closed())
+    except Exception:  # noqa: BLE001 - the proxy's "released back to the pool"
+        return True
 
 
 async def _keep_session(_conn: Any) -> None:
