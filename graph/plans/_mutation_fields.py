@@ -134,7 +134,7 @@ class Picker:
                     raise TypeError(f"Cannot return null for non-nullable field {self.typename}.{part.name}.")
                 return None
             assert part.scalar is not None
-            serialized = part.scalar.serialize(value)
+            serialized = part.scalar.coerce_output_value(value)
             if serialized is None:
                 raise TypeError(
                     f"Expected `{part.scalar.name}.coerce_output_value({value!r})`"
