@@ -97,7 +97,20 @@ def database_unreachable(error: BaseException | None) -> bool:
         text = str(error.orig).lower()
         return isinstance(error, exc.OperationalError) and any(w in text for w in OUTAGE_WORDS)
     # asyncpg and the OS report a refused or dropped connection before SQLAlchemy wraps it.
-    return isinstance(error, OSError)
+    if isinstance(error, OSError):
+        return True
+    return _driver_outage(error)
+
+
+def _driver_outage(error: BaseException | None) -> bool:
+    """The same, told by a driver itself (graph.dialect runs statements past SQLAlchemy)."""
+    if isinstance(error, sqlite3.OperationalError):
+        return any(w in str(error).lower() for w in OUTAGE_WORDS)
+    # PostgreSQL's connection exceptions (08) and operator intervention (57P: a terminated backend).
+    if str(getattr(error, "sqlstate", None) or "").startswith(("08", "57P")):
+        return True
+    # asyncpg's own "connection is closed", "released back to the pool".
+    return any(c.__module__.startswith("asyncpg") and c.__name__ == "InterfaceError" for c in type(error).__mro__)
 
 
 def contained(error: BaseException, doing: str) -> ForgeError:

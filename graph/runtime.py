@@ -168,13 +168,19 @@ class Runtime:
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             raise StartupError(f"cannot start change capture on {url!r}: {reason}") from None
         try:
+            # The plans first: the SQL functions their statements call reach every
+            # connection the database opens after, the mutations' driver's too.
+            self.query_plans = query_plans_for(
+                database, model, reader, self.access, permissions, self.settings.limits.document_cache_bytes
+            )
             self._driver = database.driver if realtime else None
             statements = Statements(engine.dialect)
             if self._driver is not None:
                 changes.changelog.use_driver(self._driver, statements)
-            self._mutations = MutationPlans(model, tables, reader, statements, self._driver, changes.nudge)
-            self.query_plans = query_plans_for(
-                database, model, reader, self.access, permissions, self.settings.limits.document_cache_bytes
+            # The query plans' rendering reads the relationships a mutation's answer selects.
+            backend = self.query_plans.backend if self.query_plans is not None else None
+            self._mutations = MutationPlans(
+                model, tables, reader, statements, self._driver, changes.nudge, backend
             )
         except BaseException:
             await changes.stop()

@@ -14,10 +14,22 @@ import pytest
 
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, GraphQLWS, LiveServer
 from tests.test_metrics import Samples, post, scrape
+from tests.test_mutation_plans import (
+    DIRECTIVE_CASES,
+    FAILURE_CASES,
+    HEADERS,
+    OPEN_CASES,
+    PERMISSIONS,
+    PERMITTED_CASES,
+    PERMITTED_RELATED_CASES,
+    RELATED_CASES,
+    SECRET,
+    Case,
+)
 
 QUERY = "{ posts(order_by: {id: asc}, limit: 2) { id title user { name } } }"
 MUTATION = 'mutation($t: String!) { insert_posts_one(object: {title: $t, user_id: 1}) { title user_id } }'
-# graphql-core answers these: introspection, and an insert the database refuses (no user 999).
+# graphql-core answers introspection; the compiled path answers an insert the database refuses (no user 999).
 INTROSPECTION = "{ __schema { queryType { name } } }"
 REFUSED = 'mutation { insert_posts_one(object: {title: "orphan", user_id: 999}) { id } }'
 
@@ -83,7 +95,7 @@ async def test_a_query_and_a_mutation_over_http_take_the_compiled_path(library_u
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
-async def test_what_the_compiled_path_does_not_answer_reads_the_same_on_both_transports(
+async def test_what_graphql_core_answers_and_a_refused_write_read_the_same_on_both_transports(
     library_url: str, serve: Any, protocol: str
 ) -> None:
     server = serve(database=library_url)
@@ -94,9 +106,9 @@ async def test_what_the_compiled_path_does_not_answer_reads_the_same_on_both_tra
     assert refused["data"] is None and refused["errors"][0]["extensions"]["code"], refused
 
     samples = await scrape(server)
-    # The refused insert was tried as one compiled transaction, then answered (with its error) by graphql-core.
-    assert operations(samples, protocol) == counted(query_resolvers=1, mutation_resolvers=1)
-    assert operations(samples, "http") == counted(query_resolvers=1, mutation_resolvers=2)
+    # The refused insert is answered, with its error, by the compiled path.
+    assert operations(samples, protocol) == counted(query_resolvers=1, mutation_compiled=1)
+    assert operations(samples, "http") == counted(query_resolvers=1, mutation_compiled=2)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -111,3 +123,40 @@ async def test_a_request_error_over_http_is_an_operation_error_over_websocket(
         )
     assert response.status_code == 400
     assert (await over_ws(server, TRANSPORT_WS, REFUSED))["payload"] == response.json()
+
+
+async def _send_all(server: LiveServer, transport: str, cases: list[Case]) -> None:
+    """Each case over `transport`, each session on its own socket; every one must end."""
+    if transport == "http":
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False) as http:
+            for who, query, variables in cases:
+                body = {"query": query, "variables": variables}
+                response = await http.post("/graphql", json=body, headers=HEADERS[who])
+                assert "data" in response.json() or "errors" in response.json(), response.text
+        return
+    for n, (who, query, variables) in enumerate(cases):
+        async with GraphQLWS.open(server, protocol=transport, init=False) as ws:
+            await ws.init({"headers": HEADERS[who]})
+            await ws.subscribe(str(n), query, variables)
+            message = await ws.receive(timeout=30)
+            assert message["id"] == str(n), message
+            if message["type"] != "error":
+                assert (await ws.receive(timeout=30)) == {"id": str(n), "type": "complete"}
+
+
+@pytest.mark.parametrize("transport", ["http", TRANSPORT_WS, LEGACY_WS])
+async def test_every_generated_mutation_takes_the_compiled_path(
+    library_url: str, serve: Any, transport: str, tmp_path: Any
+) -> None:
+    """Writes, failures (constraints, checks, variables), relationships, directives: never graphql-core."""
+    rules = tmp_path / "permissions.yaml"
+    rules.write_text(PERMISSIONS)
+    opened = serve(database=library_url)
+    cases = OPEN_CASES + RELATED_CASES + DIRECTIVE_CASES + FAILURE_CASES
+    await _send_all(opened, transport, cases)
+    assert operations(await scrape(opened), transport) == counted(mutation_compiled=len(cases))
+    opened.stop()
+    ruled = serve(database=library_url, permissions=str(rules), jwt_secret=SECRET)
+    permitted = PERMITTED_CASES + PERMITTED_RELATED_CASES
+    await _send_all(ruled, transport, permitted)
+    assert operations(await scrape(ruled), transport) == counted(mutation_compiled=len(permitted))

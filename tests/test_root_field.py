@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLSchema, parse, print_schema
+from graphql import GraphQLSchema, OperationDefinitionNode, parse, print_schema
+from graphql.execution.values import VariableValues
 
 from graph.model import Column, DatabaseModel, Kind, Table
 from graph.naming import name_model
@@ -88,7 +89,9 @@ def test_the_mutation_plans_take_root_fields_from_their_tags() -> None:
         "mutation { delete_items_by_pk(where: {}) { affected_rows } "
         "update_items_by_pk_by_pk(pk_columns: {id: 1}, _set: {title: null}) { id } }"
     )
-    fields = read_mutation(schema(), MODEL, document, None).fields
+    operation = document.definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    fields = read_mutation(schema(), MODEL, document, operation, VariableValues({}, {})).fields
     assert [(f.key, f.kind, f.table.name if f.table else None) for f in fields] == [
         ("delete_items_by_pk", RootKind.DELETE, "items_by_pk"),
         ("update_items_by_pk_by_pk", RootKind.UPDATE_BY_PK, "items_by_pk"),

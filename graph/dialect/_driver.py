@@ -20,7 +20,9 @@ log = logging.getLogger("forgegraph")
 T = TypeVar("T")
 Rows = list[Sequence[Any]]
 Job = Callable[[], Generator["Statement", Rows, T]]
-"""Yields statements, is sent their rows; may be started again from scratch (a retry)."""
+"""Yields statements, is sent their rows (or thrown the statement's error, which it may catch
+and carry on, as graphql-core carries on with the next root field); may be started again
+from scratch (a retry)."""
 StatementObserver = Callable[[str], None]
 
 
@@ -47,13 +49,27 @@ class Driver(Protocol):
         ...
 
 
-def drive(job: Job[T], execute: Callable[[Statement], Rows]) -> T:
-    """Run `job` to its end, executing each statement it yields with `execute`."""
+def drive(
+    job: Job[T], execute: Callable[[Statement], Rows], abort: Callable[[Exception], bool] | None = None
+) -> T:
+    """Run `job` to its end, executing each statement it yields with `execute`.
+
+    A statement's error is thrown into the job, unless `abort` says it ends
+    the run outright (a busy SQLite database: the job runs again elsewhere).
+    """
     steps = job()
     try:
         statement = next(steps)
         while True:
-            statement = steps.send(execute(statement))
+            try:
+                rows = execute(statement)
+            except Exception as error:
+                if abort is not None and abort(error):
+                    steps.close()
+                    raise
+                statement = steps.throw(error)
+            else:
+                statement = steps.send(rows)
     except StopIteration as done:
         result: T = done.value
         return result

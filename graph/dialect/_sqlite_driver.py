@@ -32,6 +32,10 @@ SQLITE_BUSY = 5
 CHECKPOINT_EVERY = 200
 
 
+def _busy_error(error: Exception) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and _busy(error)
+
+
 def _busy(error: sqlite3.OperationalError) -> bool:
     code = getattr(error, "sqlite_errorcode", None)
     if code is None:
@@ -71,10 +75,12 @@ class SQLiteDriver:
             observe(statement.sql)
         return conn.execute(statement.sql, statement.args).fetchall()
 
-    def _run(self, conn: sqlite3.Connection, job: Job[T]) -> T:
+    def _run(self, conn: sqlite3.Connection, job: Job[T], *, in_loop: bool = False) -> T:
         conn.execute("BEGIN IMMEDIATE")
+        # In the loop a busy database ends the run (transact runs the job again in the thread).
+        abort = _busy_error if in_loop else None
         try:
-            result = drive(job, lambda statement: self._execute(conn, statement))
+            result = drive(job, lambda statement: self._execute(conn, statement), abort)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -106,7 +112,7 @@ class SQLiteDriver:
     ) -> T:
         if short:
             try:
-                result = self._run(self._loop_conn, job)
+                result = self._run(self._loop_conn, job, in_loop=True)
             except sqlite3.OperationalError as error:
                 if not _busy(error):
                     raise

@@ -200,7 +200,12 @@ class PostgresDriver:
             try:
                 statement = next(steps)
                 while True:
-                    statement = steps.send(await self._execute(conn, statement))
+                    try:
+                        rows = await self._execute(conn, statement)
+                    except Exception as error:  # noqa: BLE001 - the job's to handle, as `drive` does
+                        statement = steps.throw(error)
+                    else:
+                        statement = steps.send(rows)
             except StopIteration as done:
                 result: T = done.value
         except BaseException:

@@ -64,6 +64,13 @@ def _connect(database: str, **options: Any) -> sqlite3.Connection:
     return conn
 
 
+def _install(conn: sqlite3.Connection, functions: Sequence[SQLFunction]) -> None:
+    for function in functions:
+        conn.create_function(
+            function.name, function.arguments, function.function, deterministic=function.deterministic
+        )
+
+
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     configure_sqlite(dbapi_connection)
 
@@ -81,6 +88,8 @@ class SQLiteDatabase:
         event.listen(self.engine.sync_engine, "connect", _on_connect)
         self._driver: SQLiteDriver | None = None
         self._reads: list[SQLiteReads] = []
+        self._functions: tuple[SQLFunction, ...] = ()
+        """Those the reads call: a mutation's answer runs the same SQL on the driver's connections."""
 
     @property
     def driver(self) -> Driver | None:
@@ -89,13 +98,21 @@ class SQLiteDatabase:
             database = str(args[0]) if args else ""
             if database in ("", ":memory:") or "mode=memory" in database:
                 return None  # one shared connection, which only SQLAlchemy holds
-            self._driver = SQLiteDriver(database, dict(options), _connect)
+            self._driver = SQLiteDriver(database, dict(options), self._connect_driver)
         return self._driver
+
+    def _connect_driver(self, database: str, **options: Any) -> sqlite3.Connection:
+        conn = _connect(database, **options)
+        _install(conn, self._functions)
+        return conn
 
     def reads(self, functions: Sequence[SQLFunction] = ()) -> SQLiteReads | None:
         path = sqlite_path(self.url)
         if path is None or self.url.query:
             return None  # in memory, or options only SQLAlchemy's connect reads
+        if self._driver is not None and functions:
+            raise RuntimeError("the SQL functions must be known before the driver connects")
+        self._functions = (*self._functions, *functions)
         reads = SQLiteReads(str(path), functions)
         self._reads.append(reads)
         return reads
@@ -171,10 +188,7 @@ class SQLiteReads:
             )
             try:
                 conn.execute("PRAGMA query_only=ON")  # the plans only read
-                for function in self.functions:
-                    conn.create_function(
-                        function.name, function.arguments, function.function, deterministic=function.deterministic
-                    )
+                _install(conn, self.functions)
             except BaseException:
                 conn.close()
                 raise

@@ -3,8 +3,10 @@
 Every transport reads and validates the document (its errors are the
 transport's to frame), then hands the operation here: `answer` tries the
 compiled path first (one cached statement for a query, the mutation plans'
-transaction for a mutation) and falls back to graphql-core execution with
-the field resolvers, as the HTTP endpoint always did. The answer is the
+transaction for a mutation, which answers every generated mutation, its
+errors included) and otherwise uses graphql-core execution with the field
+resolvers (introspection, a query the compiler does not render, a schema
+extension's fields). The answer is the
 response body, bytes built once, that HTTP sends as is and WebSocket frames
 splice into their `next`/`data` messages; errors are formatted by one
 function (`graph.execution.format_error`), so they read the same on every

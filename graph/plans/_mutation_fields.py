@@ -1,19 +1,22 @@
-"""A validated mutation operation read once into its root fields and what they select.
+"""A validated mutation operation read into its root fields and what they select.
 
-Pure: no SQL, no I/O, no variables. Only documents made of the generated
-mutation fields, selecting columns and `__typename` (no relationships, no
-@skip/@include), are read; anything else raises `NotPlanned` and is answered
-by graphql-core as before. Each answer is built from the RETURNING rows the
-way graphql-core would complete it: column values through `to_api`, then the
-GraphQL scalar's `serialize`; a null for a non-null field, or a value the
-scalar refuses, raises `Anomaly` so that the request is answered (and its
-error told) by the normal path.
+Pure: no SQL, no I/O. Every generated mutation field is read, selecting
+columns, `__typename` and relationships; a root field the schema builder did
+not tag (a schema extension's) raises `NotPlanned`, and graphql-core answers
+the document. @skip/@include are applied with the request's variables, so a
+document using them is read once per set of their values (`directive_variables`).
+
+Each answer is completed as graphql-core completes it, errors included: a
+column's value through `to_api_or_stored`, then the GraphQL scalar; a value
+the scalar refuses is an error at its own path, and its field null; a null
+for a non-null field is an error that nulls the nearest nullable parent (the
+root field, since `returning` and its items are non-null).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
@@ -24,24 +27,27 @@ from graphql import (
     OperationType,
     Visitor,
     get_named_type,
-    get_operation_ast,
+    located_error,
     visit,
 )
 from graphql.execution.values import get_argument_values
 
 from graph.root_field import RootKind, root_field
 from graph.selection import collect_fields
-from graph.sql.values import to_api
+from graph.sql.values import to_api_or_stored
 
 if TYPE_CHECKING:
     from graphql import (
+        DirectiveNode,
         DocumentNode,
         FieldNode,
         GraphQLField,
+        GraphQLScalarType,
         GraphQLSchema,
+        OperationDefinitionNode,
         SelectionSetNode,
-        VariableDefinitionNode,
     )
+    from graphql.execution.values import VariableValues
 
     from graph.model import DatabaseModel, Kind, Table
 
@@ -56,43 +62,91 @@ INSERT_ONE, INSERT, UPDATE_BY_PK, UPDATE, DELETE_BY_PK, DELETE = (
 )
 MUTATIONS = frozenset({INSERT_ONE, INSERT, UPDATE_BY_PK, UPDATE, DELETE_BY_PK, DELETE})
 ONE_ROW = (INSERT_ONE, UPDATE_BY_PK, DELETE_BY_PK)
+Path = list[str | int]
 
 
 class NotPlanned(Exception):
-    """The operation is not one the mutation plans answer; graphql-core will."""
+    """A root field the compiler does not own (a schema extension's): graphql-core answers."""
 
 
-class Anomaly(Exception):
-    """A row the answer cannot hold as graphql-core would complete it (a null for a
-    non-null field, an Int out of range): the normal path answers, with its error."""
+class Nulled(Exception):
+    """A non-null field completed to null: its error nulls the nearest nullable parent."""
+
+    def __init__(self, error: GraphQLError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A column (or `__typename`, index -1) of the written row."""
+
+    key: str
+    nodes: tuple[FieldNode, ...]
+    index: int
+    kind: Kind | None
+    scalar: GraphQLScalarType | None
+    non_null: bool
+    name: str
+
+
+@dataclass(frozen=True)
+class Related:
+    """A relationship of the written row, answered by `_mutation_related`."""
+
+    key: str
 
 
 @dataclass(frozen=True)
 class Picker:
-    """The fields a selection takes from one row of a table, in response-key order."""
+    """What a selection takes from one written row, in response-key order."""
 
     typename: str
-    fields: tuple[tuple[str, int, Kind | None, Callable[[Any], Any] | None, bool], ...]
-    """(response key, column index or -1 for __typename, kind, serialize, non-null)"""
+    table: Table
+    fields: tuple[Leaf | Related, ...]
+    nodes: tuple[FieldNode, ...]
+    """The selection's own nodes: its relationships are read from them per request."""
 
-    def pick(self, row: Sequence[Any]) -> dict[str, Any]:
+    @property
+    def related(self) -> bool:
+        return any(isinstance(f, Related) for f in self.fields)
+
+    def pick(
+        self, row: Sequence[Any], related: Mapping[str, Any] | None, path: Path, errors: list[GraphQLError]
+    ) -> dict[str, Any]:
+        """The row's answer; a field error is added to `errors`, Nulled raised for a non-null one."""
         out: dict[str, Any] = {}
-        for key, index, kind, serialize, non_null in self.fields:
-            if index < 0:
-                out[key] = self.typename
-                continue
-            try:
-                value = None if kind is None else to_api(kind, row[index])
-                if value is not None and serialize is not None:
-                    value = serialize(value)
-                    if value is None:  # graphql-core refuses a scalar serialized to null
-                        raise ValueError("serialized to null")
-            except Exception as error:  # graphql-core reports these as field errors
-                raise Anomaly(f"{key!r}: {error}") from error
-            if value is None and non_null:
-                raise Anomaly(f"null for the non-null field {key!r}")
-            out[key] = value
+        for part in self.fields:
+            if isinstance(part, Related):
+                out[part.key] = related[part.key] if related is not None else None
+            elif part.index < 0:
+                out[part.key] = self.typename
+            else:
+                out[part.key] = self._leaf(part, row[part.index], [*path, part.key], errors)
         return out
+
+    def _leaf(self, part: Leaf, raw: Any, path: Path, errors: list[GraphQLError]) -> Any:
+        assert part.kind is not None
+        value = to_api_or_stored(part.kind, raw)
+        try:
+            if value is None:
+                if part.non_null:
+                    raise TypeError(f"Cannot return null for non-nullable field {self.typename}.{part.name}.")
+                return None
+            assert part.scalar is not None
+            serialized = part.scalar.coerce_output_value(value)
+            if serialized is None:
+                raise TypeError(
+                    f"Expected `{part.scalar.name}.coerce_output_value({value!r})`"
+                    f" to return non-nullable value, returned: None"
+                )
+            return serialized
+        except Exception as raw_error:  # graphql-core's field error, at the field's path
+            error = located_error(raw_error, list(part.nodes), path)
+            if part.non_null:
+                raise Nulled(error) from raw_error
+            errors.append(error)
+            return None
 
 
 @dataclass(frozen=True)
@@ -111,7 +165,7 @@ class MutationField:
     """A mutation's RootKind, or TYPENAME for the root's own __typename."""
     table: Table | None
     field: GraphQLField | None
-    node: FieldNode | None
+    nodes: tuple[FieldNode, ...]
     one: Picker | None = None
     """The selection of a one-row field (insert_one, update_by_pk, delete_by_pk)."""
     response: tuple[ResponsePart, ...] = ()
@@ -121,66 +175,82 @@ class MutationField:
     typename: str = ""
     """The root type's name, for the root's own __typename."""
 
+    def coerce(self, variables: VariableValues) -> Mapping[str, Any]:
+        """The field's arguments, as graphql-core coerces them (from its first node)."""
+        if self.arguments is not None:
+            return self.arguments
+        if self.field is None:
+            return {}
+        return get_argument_values(self.field, self.nodes[0], variables)
+
 
 @dataclass(frozen=True)
 class MutationOperation:
     fields: tuple[MutationField, ...]
-    variable_definitions: tuple[VariableDefinitionNode, ...]
+    fragments: Mapping[str, FragmentDefinitionNode] = field(default_factory=dict)
 
 
 class _Finds(Visitor):
-    """Whether a node of one kind occurs in what it visits."""
+    """The names of the variables its directives read, and whether it has any."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.found = False
+        self.directives = False
+        self.names: set[str] = set()
+
+    def enter_directive(self, node: DirectiveNode, *_: Any) -> None:
+        self.directives = True
+        for argument in node.arguments or ():
+            visit(argument, _VariableNames(self.names))
 
 
-class _FindsDirectives(_Finds):
-    def enter_directive(self, *_: Any) -> None:
-        self.found = True
+class _VariableNames(Visitor):
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def enter_variable(self, node: Any, *_: Any) -> None:
+        self.names.add(node.name.value)
 
 
-class _FindsVariables(_Finds):
-    def enter_variable(self, *_: Any) -> None:
-        self.found = True
-
-
-def _has_directives(document: DocumentNode) -> bool:
-    finder = _FindsDirectives()
+def directive_variables(document: DocumentNode) -> tuple[str, ...] | None:
+    """The variables @skip/@include read (sorted); None when the document has no directive."""
+    finder = _Finds()
     visit(document, finder)
-    return finder.found
+    return tuple(sorted(finder.names)) if finder.directives else None
 
 
 def _uses_variables(node: FieldNode) -> bool:
-    finder = _FindsVariables()
+    names: set[str] = set()
     for argument in node.arguments or ():
-        visit(argument, finder)
-    return finder.found
+        visit(argument, _VariableNames(names))
+    return bool(names)
 
 
 def read_mutation(
-    schema: GraphQLSchema, model: DatabaseModel, document: DocumentNode, operation_name: str | None
+    schema: GraphQLSchema,
+    model: DatabaseModel,
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    variables: VariableValues,
 ) -> MutationOperation:
-    """The operation's root fields and variables, or NotPlanned."""
-    operation = get_operation_ast(document, operation_name)
+    """The operation's root fields, with directives applied for `variables`; or NotPlanned."""
     mutation = schema.mutation_type
-    if operation is None or operation.operation is not OperationType.MUTATION or mutation is None:
+    if operation.operation is not OperationType.MUTATION or mutation is None:
         raise NotPlanned("not a mutation")
-    if _has_directives(document):
-        raise NotPlanned("directives make the selection depend on variables")
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    reader = _Reader(schema, model, fragments)
+    reader = _Reader(schema, model, fragments, variables)
     out: list[MutationField] = []
-    for key, nodes in reader.collect([operation.selection_set]).items():
+    for key, node_list in reader.collect([operation.selection_set]).items():
+        nodes = tuple(node_list)
         name = nodes[0].name.value
         if name == TYPENAME:
-            out.append(MutationField(key, TYPENAME, None, None, None, typename=mutation.name))
+            out.append(MutationField(key, TYPENAME, None, None, nodes, typename=mutation.name))
             continue
-        field = mutation.fields[name]
-        kind, table = _identify(name, field, model)
+        root = mutation.fields[name]
+        kind, table = _identify(name, root, model)
         one: Picker | None = None
         response: tuple[ResponsePart, ...] = ()
         if kind in ONE_ROW:
@@ -188,16 +258,16 @@ def read_mutation(
         else:
             response = reader.response(table, nodes)
         # graphql-core takes a field's arguments from its first node, as do we.
-        arguments = None if _uses_variables(nodes[0]) else _literal_arguments(field, nodes[0])
-        out.append(MutationField(key, kind, table, field, nodes[0], one, response, arguments))
-    return MutationOperation(tuple(out), tuple(operation.variable_definitions or ()))
+        arguments = None if _uses_variables(nodes[0]) else _literal_arguments(root, nodes[0])
+        out.append(MutationField(key, kind, table, root, nodes, one, response, arguments))
+    return MutationOperation(tuple(out), fragments)
 
 
 def _literal_arguments(field: GraphQLField, node: FieldNode) -> Mapping[str, Any] | None:
     try:
         return get_argument_values(field, node)
     except GraphQLError:
-        return None  # coerced per request, where the normal path reports the error
+        return None  # coerced per request, where the error is the field's
 
 
 def _identify(name: str, field: GraphQLField, model: DatabaseModel) -> tuple[str, Table]:
@@ -214,32 +284,37 @@ class _Reader:
         schema: GraphQLSchema,
         model: DatabaseModel,
         fragments: Mapping[str, FragmentDefinitionNode],
+        variables: VariableValues,
     ) -> None:
         self.schema = schema
         self.model = model
         self.fragments = fragments
+        self.variables = variables
 
     def collect(self, selection_sets: Sequence[SelectionSetNode | None]) -> dict[str, list[FieldNode]]:
-        return collect_fields(self.fragments, None, [s for s in selection_sets if s is not None])
+        return collect_fields(self.fragments, self.variables, [s for s in selection_sets if s is not None])
 
     def picker(self, table: Table, nodes: Sequence[FieldNode]) -> Picker:
         object_type = self.schema.get_type(table.name)
         if not isinstance(object_type, GraphQLObjectType):
             raise NotPlanned(f"no object type {table.name!r}")
         index = {c.name: i for i, c in enumerate(table.columns)}
-        fields: list[tuple[str, int, Kind | None, Callable[[Any], Any] | None, bool]] = []
+        relationships = {r.name for r in table.relationships}
+        fields: list[Leaf | Related] = []
         for key, field_nodes in self.collect([n.selection_set for n in nodes]).items():
             name = field_nodes[0].name.value
             if name == TYPENAME:
-                fields.append((key, -1, None, None, False))
+                fields.append(Leaf(key, tuple(field_nodes), -1, None, None, False, name))
                 continue
-            field = object_type.fields.get(name)
-            if name not in index or field is None:
-                raise NotPlanned(f"field {name!r} of {table.name!r} (a relationship)")
-            serialize = getattr(get_named_type(field.type), "serialize", None)
+            field = object_type.fields[name]
+            if name in relationships and name not in index:
+                fields.append(Related(key))
+                continue
+            scalar: Any = get_named_type(field.type)
             non_null = isinstance(field.type, GraphQLNonNull)
-            fields.append((key, index[name], table.columns[index[name]].kind, serialize, non_null))
-        return Picker(object_type.name, tuple(fields))
+            column = index[name]
+            fields.append(Leaf(key, tuple(field_nodes), column, table.columns[column].kind, scalar, non_null, name))
+        return Picker(object_type.name, table, tuple(fields), tuple(nodes))
 
     def response(self, table: Table, nodes: Sequence[FieldNode]) -> tuple[ResponsePart, ...]:
         parts = []
@@ -247,8 +322,6 @@ class _Reader:
             name = field_nodes[0].name.value
             if name == "returning":
                 parts.append(ResponsePart(key, name, self.picker(table, field_nodes)))
-            elif name in ("affected_rows", TYPENAME):
+            else:  # affected_rows, __typename: validation allows nothing else
                 parts.append(ResponsePart(key, name))
-            else:
-                raise NotPlanned(f"field {name!r} of a mutation response")
         return tuple(parts)

@@ -1,19 +1,28 @@
 """The statements of each generated mutation field, as one `Job` for a driver.
 
-The same steps as the resolvers take (`graph.resolvers`), in the same order
-and with the same statements' meaning: presets, the write with RETURNING,
-the permission check over the written rows, and the rows `returning` may
-show. Each INSERT is compiled once per table and set of columns; the other
-statements are built by SQLAlchemy per request and compiled once per shape.
-Every failure raises: the driver rolls back and the normal path answers.
+The same steps as the resolvers took, in the same order and with the same
+statements' meaning: presets, the write with RETURNING, the permission check
+over the written rows, the rows `returning` may show, and their
+relationships (`_mutation_related`). Each INSERT is compiled once per table
+and set of columns; the other statements are built by SQLAlchemy per
+request and compiled once per shape.
+
+A root field that fails is an error at its path, and the next root field
+runs all the same, in the same transaction, as graphql-core runs them (on
+PostgreSQL the statements after a failed one fail too, SQLSTATE 25P02;
+`graph.plans.mutation` leaves those errors out). Once any field failed the
+job raises `FieldErrors`, so that the driver rolls the transaction back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as default
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from graphql import located_error
 
 from graph import naming
 from graph.errors import PermissionDenied, ValidationFailed
@@ -25,13 +34,21 @@ from graph.plans._mutation_fields import (
     UPDATE,
     UPDATE_BY_PK,
     MutationField,
+    MutationOperation,
+    Nulled,
+    Picker,
 )
+from graph.plans._mutation_related import RelatedReader
 from graph.sql.values import to_stored
 
 if TYPE_CHECKING:
+    from graphql import GraphQLError, GraphQLSchema
+    from graphql.execution.values import VariableValues
+
     from graph.access import SessionAccess
     from graph.dialect import Job, Rows
     from graph.model import DatabaseModel, Table
+    from graph.plans._query_backend import Backend
     from graph.rules.to_sql import Condition
     from graph.sql.compiled import Compiled, Statement, Statements
     from graph.sql.select import Reader
@@ -67,6 +84,30 @@ class _Rules:
         return value
 
 
+class FieldErrors(Exception):
+    """Root fields failed: the transaction is rolled back, and these errors are the answer."""
+
+    def __init__(self, errors: list[GraphQLError]) -> None:
+        super().__init__(f"{len(errors)} field error(s)")
+        self.errors = errors
+
+
+@dataclass
+class Request:
+    """One request's mutation: its plan, coerced values and session, and how far its job got."""
+
+    schema: GraphQLSchema
+    plan: MutationOperation
+    arguments: Sequence[Mapping[str, Any] | Exception]
+    """Per root field, its coerced arguments, or graphql-core's error coercing them."""
+    variables: VariableValues
+    access: SessionAccess
+    current: MutationField | None = default(default=None)
+    """The root field the job is running (an error outside its statements is this field's)."""
+    returned: bool = default(default=False)
+    """The job returned its answer: what fails after that is the COMMIT."""
+
+
 class Writes:
     def __init__(
         self,
@@ -74,31 +115,51 @@ class Writes:
         tables: Mapping[str, sa.Table],
         reader: Reader,
         statements: Statements,
+        backend: Backend | None,
     ) -> None:
         self.model = model
         self.tables = tables
         self.reader = reader
         self.statements = statements
+        self.related = RelatedReader(backend, reader, tables, statements)
         self._inserts: dict[tuple[str, tuple[str, ...]], Compiled] = {}
         self._rules = _Rules()
         self._key_positions: dict[str, tuple[int, ...]] = {}
 
-    def job(self, fields: Sequence[tuple[MutationField, Mapping[str, Any]]], access: SessionAccess) -> Job[dict[str, Any]]:
+    def job(self, request: Request) -> Job[dict[str, Any]]:
         """The request's fields, in order, in one transaction; returns the `data` of the answer."""
 
         def run() -> Steps:
+            request.returned = False
+            errors: list[GraphQLError] = []
             data: dict[str, Any] = {}
-            for field, args in fields:
+            for field, args in zip(request.plan.fields, request.arguments, strict=True):
+                request.current = field
                 if field.kind == TYPENAME:
                     data[field.key] = field.typename
-                else:
-                    data[field.key] = yield from self._field(field, args, access)
+                    continue
+                try:
+                    if isinstance(args, Exception):
+                        raise args
+                    data[field.key] = yield from self._field(field, args, request, errors)
+                except Nulled as nulled:
+                    errors.append(nulled.error)
+                    data[field.key] = None
+                except Exception as error:  # noqa: BLE001 - the field's error; the next field runs all the same
+                    errors.append(located_error(error, list(field.nodes), [field.key]))
+                    data[field.key] = None
+            if errors:
+                raise FieldErrors(errors)
+            request.returned = True
             return data
 
         return run
 
-    def _field(self, field: MutationField, args: Mapping[str, Any], access: SessionAccess) -> Steps:
+    def _field(
+        self, field: MutationField, args: Mapping[str, Any], request: Request, errors: list[GraphQLError]
+    ) -> Steps:
         table = field.table
+        access = request.access
         assert table is not None
         shown: list[Row] | None = None
         if field.kind in (INSERT, INSERT_ONE):
@@ -119,8 +180,19 @@ class Writes:
         if field.one is not None:
             if shown is None:
                 shown = yield from self._visible(table, rows[:1], access)
-            return field.one.pick(shown[0]) if shown else None
+            if not shown:
+                return None
+            related = yield from self._related(field.one, shown[:1], request)
+            return field.one.pick(shown[0], related[0], [field.key], errors)
+        # Everything read first, then completed: graphql-core completes what the resolver returned.
+        read: list[tuple[list[Row], list[Mapping[str, Any] | None]]] = []
+        for part in field.response:
+            if part.returning is not None:
+                if shown is None:
+                    shown = yield from self._visible(table, rows, access)
+                read.append((shown, (yield from self._related(part.returning, shown, request))))
         out: dict[str, Any] = {}
+        returned = iter(read)
         for part in field.response:
             if part.name == "affected_rows":
                 out[part.key] = len(rows)
@@ -128,10 +200,29 @@ class Writes:
                 out[part.key] = naming.mutation_response(table.name)
             else:
                 assert part.returning is not None
-                if shown is None:
-                    shown = yield from self._visible(table, rows, access)
-                out[part.key] = [part.returning.pick(row) for row in shown]
+                listed, related = next(returned)
+                path = [field.key, part.key]
+                out[part.key] = [
+                    part.returning.pick(row, found, [*path, n], errors)
+                    for n, (row, found) in enumerate(zip(listed, related, strict=True))
+                ]
         return out
+
+    def _related(self, picker: Picker, rows: list[Row], request: Request) -> Steps:
+        """Per row, its relationships' answers (None each when the selection has none)."""
+        if not picker.related:
+            return [None] * len(rows)
+        return (
+            yield from self.related.read(
+                request.schema,
+                request.plan.fragments,
+                request.variables,
+                picker.table,
+                list(picker.nodes),
+                rows,
+                request.access.select_filter,
+            )
+        )
 
     # -- the writes ------------------------------------------------------------
 
@@ -168,7 +259,9 @@ class Writes:
     ) -> Steps:
         given = args.get("_set")
         if given is None:
-            raise ValidationFailed(f"no _set for {table.name!r}")  # the normal path says it
+            raise ValidationFailed(
+                f"at least one of the update operators (_set) is expected for {table.name!r}"
+            )
         changes = {**given, **self._rules(access, "update_presets", table)}
         allowed = self._rules(access, "update_filter", table)
         if allowed is not None:

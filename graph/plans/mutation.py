@@ -1,46 +1,45 @@
 """Mutations answered without graphql-core's execution: read once per document, run on the driver.
 
-A document made only of generated mutation fields selecting columns is
-read once per role's schema (`_mutation_fields`); each request then only
-coerces its variables and arguments (graphql-core's own functions, so the
-same values and errors) and runs the fields' statements in one transaction
-on the database driver (`_mutation_writes`, `graph.dialect`). The answer
-is built from the RETURNING rows before the commit.
+A document of generated mutation fields is read once per role's schema (and
+per values of the variables its @skip/@include read) by `_mutation_fields`;
+each request then only coerces its variables and arguments (graphql-core's
+own functions, so the same values and errors) and runs the fields'
+statements in one transaction on the database driver (`_mutation_writes`,
+`graph.dialect`). The answer is built from the RETURNING rows (and the
+relationships read after them) before the commit.
 
-Nothing here reports an error to the client. Whatever goes wrong before the
-commit (a variable that does not coerce, a constraint violation, a failed
-permission check, a value the answer cannot hold), or a commit the database
-refuses (a deferred constraint), rolls the transaction back and hands the
-request to the normal path, which runs it again and answers exactly as it
-always has. Only a connection lost while committing, when the
-transaction may stand, is answered here, since running it again could
-apply it twice.
+Every outcome is answered here, as graphql-core's execution answered it:
+variables that do not coerce are the request's errors; a root field that
+fails is an error at its path, the other fields still run, and the whole
+transaction is rolled back (data null); a COMMIT the database refuses, or
+one whose outcome is unknown (the connection lost while committing: never
+run again), is the request's one error. Only a document with root fields
+the compiler does not own (a schema extension's) is left to graphql-core.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from graphql import ExecutionResult, GraphQLError
-from graphql.execution.values import get_argument_values, get_variable_values
+from graphql import ExecutionResult, GraphQLError, OperationType, get_operation_ast, located_error
+from graphql.execution.values import get_variable_values
 
-from graph.errors import CommitOutcomeUnknown, ForgeError
 from graph.plans._mutation_fields import (
     INSERT,
     INSERT_ONE,
     TYPENAME,
     UPDATE_BY_PK,
-    Anomaly,
     MutationField,
     MutationOperation,
     NotPlanned,
+    directive_variables,
     read_mutation,
 )
-from graph.plans._mutation_writes import Writes
+from graph.plans._mutation_writes import FieldErrors, Request, Writes
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
     from graph.access import SessionAccess
     from graph.dialect import Driver
     from graph.model import DatabaseModel
+    from graph.plans._query_backend import Backend
     from graph.sql.compiled import Statements
     from graph.sql.select import Reader
 
@@ -72,37 +72,44 @@ class MutationPlans:
         statements: Statements,
         driver: Driver | None,
         on_commit: Callable[[], None],
+        backend: Backend | None = None,
     ) -> None:
         self.model = model
         self.driver = driver
         self.on_commit = on_commit
-        self.writes = Writes(model, tables, reader, statements)
-        self.enabled = driver is not None
-        """False sends every mutation down the normal path (tests compare the two)."""
+        self.writes = Writes(model, tables, reader, statements, backend)
         self.reads = 0
         """Documents read into plans (each once per role's schema, while cached)."""
         self.answered = 0
-        self.handed_over = 0
-        """Requests a plan existed for that the normal path answered after all."""
-        self._plans: OrderedDict[tuple[int, str, str | None], MutationOperation | None] = OrderedDict()
+        self._plans: OrderedDict[tuple[Any, ...], MutationOperation | None] = OrderedDict()
+        self._directives: OrderedDict[tuple[int, str, str | None], tuple[str, ...] | None] = OrderedDict()
 
     def plan(
-        self, schema: GraphQLSchema, document: DocumentNode, query: str, operation_name: str | None
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        query: str,
+        operation_name: str | None,
+        variables: VariableValues,
     ) -> MutationOperation | None:
-        """The document's plan for this schema, read on first use; None when it has none."""
-        key = (id(schema), query, operation_name)
+        """The document's plan for this schema (and these directives' values); None when it has none."""
+        key: tuple[Any, ...] = (id(schema), query, operation_name)
+        names = _cached(self._directives, key, lambda: directive_variables(document))
+        if names is not None:
+            values = json.dumps([variables.coerced.get(name) for name in names], default=str)
+            key = (*key, values)
         if key in self._plans:
             self._plans.move_to_end(key)
             return self._plans[key]
         self.reads += 1
-        try:
-            plan: MutationOperation | None = read_mutation(schema, self.model, document, operation_name)
-        except NotPlanned as reason:
-            log.debug("no mutation plan: %s", reason)
-            plan = None
-        self._plans[key] = plan
-        if len(self._plans) > PLAN_CACHE_SIZE:
-            self._plans.popitem(last=False)
+        operation = get_operation_ast(document, operation_name)
+        plan: MutationOperation | None = None
+        if operation is not None:
+            try:
+                plan = read_mutation(schema, self.model, document, operation, variables)
+            except NotPlanned as reason:
+                log.debug("not a compiled mutation: %s", reason)
+        _put(self._plans, key, plan)
         return plan
 
     async def execute(
@@ -114,63 +121,85 @@ class MutationPlans:
         variables: Mapping[str, Any] | None,
         access: SessionAccess,
     ) -> ExecutionResult | None:
-        """The answer to a mutation, or None when the normal path must answer it."""
-        if not self.enabled or self.driver is None:
-            return None
-        plan = self.plan(schema, document, query, operation_name)
-        if plan is None:
+        """The answer to a mutation; None only for one the compiler does not own (or no driver)."""
+        if self.driver is None:
+            return None  # an in-memory SQLite database: SQLAlchemy's one connection
+        operation = get_operation_ast(document, operation_name)
+        if operation is None or operation.operation is not OperationType.MUTATION:
             return None
         try:
-            fields = _arguments(schema, plan, variables)
-            job = self.writes.job(fields, access)
-            data = await self.driver.transact(job, on_commit=self.on_commit, short=_short(fields))
-        except CommitOutcomeUnknown as error:
-            # Not run again: the first attempt may have committed.
-            return ExecutionResult(None, [GraphQLError(error.message, original_error=error)])
-        except Exception as error:  # every failure is the normal path's to report
-            self.handed_over += 1
-            if not _expected(error):
-                log.warning("a mutation plan failed; the normal path answers: %r", error, exc_info=error)
-            return None
+            coerced = get_variable_values(schema, operation.variable_definitions or (), dict(variables or {}))
+            if isinstance(coerced, list):
+                return ExecutionResult(None, coerced)  # as graphql-core's execute answers them
+            plan = self.plan(schema, document, query, operation_name, coerced)
+            if plan is None:
+                return None
+            request = Request(schema, plan, [_arguments(f, coerced) for f in plan.fields], coerced, access)
+            result = await self._run(request)
+        except Exception as error:  # noqa: BLE001 - a fault of ours: format_error logs it, the client gets `unexpected`
+            return ExecutionResult(None, [GraphQLError(str(error), original_error=error)])
         self.answered += 1
+        return result
+
+    async def _run(self, request: Request) -> ExecutionResult:
+        assert self.driver is not None
+        try:
+            data = await self.driver.transact(
+                self.writes.job(request), on_commit=self.on_commit, short=_short(request)
+            )
+        except FieldErrors as failed:
+            # On PostgreSQL the fields after a failed one fail too ("current transaction
+            # is aborted"): they report nothing of their own, the first failure is the answer.
+            return ExecutionResult(None, [e for e in failed.errors if not _after_failure(e)] or failed.errors)
+        except Exception as error:  # told to the client as graphql-core's path told it
+            if request.returned:
+                # The COMMIT failed (refused, or its outcome unknown): the request's one error.
+                return ExecutionResult(None, [GraphQLError(str(error), original_error=error)])
+            # No transaction (the database unreachable): the error of the field that needed it.
+            field = request.current or next((f for f in request.plan.fields if f.kind != TYPENAME), None)
+            if field is None:
+                raise
+            return ExecutionResult(None, [located_error(error, list(field.nodes), [field.key])])
         return ExecutionResult(data, None)
 
 
-def _arguments(
-    schema: GraphQLSchema, plan: MutationOperation, variables: Mapping[str, Any] | None
-) -> list[tuple[MutationField, Mapping[str, Any]]]:
-    coerced: VariableValues | None = None
-    if plan.variable_definitions:
-        values = get_variable_values(schema, plan.variable_definitions, dict(variables or {}))
-        if isinstance(values, list):
-            raise _Refused("the variables do not coerce")
-        coerced = values
-    out: list[tuple[MutationField, Mapping[str, Any]]] = []
-    for field in plan.fields:
-        if field.arguments is not None:
-            out.append((field, field.arguments))
-        elif field.field is None or field.node is None:
-            out.append((field, {}))
-        else:
-            out.append((field, get_argument_values(field.field, field.node, coerced)))
-    return out
+def _arguments(field: MutationField, variables: VariableValues) -> Mapping[str, Any] | Exception:
+    try:
+        return field.coerce(variables)
+    except Exception as error:  # noqa: BLE001 - the field's error, reported in its turn
+        return error
 
 
-def _short(fields: list[tuple[MutationField, Mapping[str, Any]]]) -> bool:
-    for field, args in fields:
-        if field.kind not in SHORT_KINDS:
+def _short(request: Request) -> bool:
+    for field, args in zip(request.plan.fields, request.arguments, strict=True):
+        if field.kind not in SHORT_KINDS or isinstance(args, Exception):
             return False
+        pickers = [field.one, *(part.returning for part in field.response)]
+        if any(picker is not None and picker.related for picker in pickers):
+            return False  # reads of any size
         if field.kind == INSERT and len(args.get("objects") or ()) > SHORT_INSERT_ROWS:
             return False
     return True
 
 
-class _Refused(Exception):
-    """The request's values are not acceptable; the normal path tells the client why."""
+def _after_failure(error: GraphQLError) -> bool:
+    """A statement refused because an earlier one failed in the same transaction (SQLSTATE 25P02)."""
+    return getattr(error.original_error, "sqlstate", None) == "25P02"
 
 
-def _expected(error: Exception) -> bool:
-    """Failures the normal path reports to the client as errors of the request."""
-    if isinstance(error, ForgeError | GraphQLError | Anomaly | _Refused | sqlite3.Error | OSError):
-        return True
-    return type(error).__module__.startswith("asyncpg")
+K = Any
+
+
+def _cached(cache: OrderedDict[K, Any], key: K, make: Callable[[], Any]) -> Any:
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = make()
+    _put(cache, key, value)
+    return value
+
+
+def _put(cache: OrderedDict[K, Any], key: K, value: Any) -> None:
+    cache[key] = value
+    if len(cache) > PLAN_CACHE_SIZE:
+        cache.popitem(last=False)
