@@ -2,10 +2,11 @@
 
 SQLite keeps whatever a row was given, whatever the column's declared type,
 so each value is checked with typeof(): the usual storage class is rendered
-in SQL, anything else (a text in an integer column) calls `fg_fail`, and the request goes the normal way.
-Floats, numerics, JSON and blobs are rendered by `fg_value`, which runs the
-normal path's own conversion in Python: SQLite's own float printing is not
-exact to the last digit.
+in SQL, anything else (a text in an integer column, NULL in a non-null key)
+goes to `fg_value`. So do floats, numerics, JSON and blobs: `fg_value` runs
+the driver-to-GraphQL conversion in Python (SQLite's own float printing is
+not exact to the last digit), and writes a value GraphQL refuses as a marker
+(`graph.plans._query_backend`), for graphql-core to refuse with its own error.
 
 A statement runs right in the event loop, on a connection of its own: a
 20-row answer takes SQLite about 100 us, less than handing it to a thread
@@ -29,10 +30,10 @@ import orjson
 import sqlalchemy as sa
 
 from graph.model import Kind
-from graph.plans._query_backend import QueryFailed, literal, quoted
+from graph.plans._query_backend import QueryFailed, literal, marker, quoted
 from graph.plans._query_pool import ConnectionPool
 from graph.schema import scalar_of
-from graph.sql.values import to_api
+from graph.sql.values import to_api_or_stored
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
@@ -57,22 +58,20 @@ SQLITE_INTERRUPT = 9
 ESCAPE_PROBE = "".join(chr(c) for c in range(0x80)) + "é€\u2028\U0001f600\ufeff"
 
 
-class GuardFailed(Exception):
-    """Raised inside SQLite by `fg_fail`: a value the SQL rendering does not cover."""
-
-
-def fg_fail(_value: Any) -> None:
-    raise GuardFailed
-
-
 def fg_value(code: int, nullable: int, value: Any) -> str | None:
-    """One value as the normal path writes it: `to_api`, then the GraphQL scalar, as JSON."""
-    kind = KINDS[code]
+    """One value as GraphQL answers it (`to_api_or_stored`, then the scalar), as JSON; else a marker.
+
+    Never raises: an exception in a user-defined function would fail the whole statement.
+    """
     if value is None:
-        if nullable:
-            return None
-        raise GuardFailed  # GraphQL's non-null error, the normal path's to report
-    return orjson.dumps(scalar_of(kind).serialize(to_api(kind, value))).decode()
+        # NULL in a non-null column (SQLite allows it in some keys): GraphQL's non-null error.
+        return None if nullable else marker(None)
+    kind = KINDS[code]
+    stored = to_api_or_stored(kind, value)
+    try:
+        return orjson.dumps(scalar_of(kind).serialize(stored)).decode()
+    except Exception:  # noqa: BLE001 - refused by the scalar (or not JSON): graphql-core tells why
+        return marker(stored)
 
 
 class SQLiteBackend:
@@ -94,27 +93,29 @@ class SQLiteBackend:
     def value(self, column: Column, expr: ColumnElement[Any]) -> tuple[ColumnElement[Any], Fix | None]:
         kind = column.kind
         typeof = sa.func.typeof(expr)
-        fail = sa.func.fg_fail(expr)
-        # NULL in a non-null column (SQLite allows it in some primary keys) falls to `fail`.
+        code = literal(str(KINDS.index(kind)))
+        nullable = literal("1" if column.nullable else "0")
+        # Whatever SQL does not render below (and NULL in a non-null column) is Python's.
+        in_python = sa.func.json(sa.func.fg_value(code, nullable, expr))
         null: list[tuple[Any, Any]] = [(expr.is_(None), sa.null())] if column.nullable else []
         if kind is Kind.INTEGER or kind is Kind.BIGINT:
             # Every SQLite integer is 64-bit, which Int and bigint answer alike.
-            return sa.case((typeof == literal("'integer'"), expr), *null, else_=fail), None
+            return sa.case((typeof == literal("'integer'"), expr), *null, else_=in_python), None
         if kind in (Kind.STRING, Kind.DATETIME, Kind.DATE, Kind.TIME):
-            # The normal path answers text as it is, and str() of anything else.
+            # Text as it is, an integer's digits; str() of anything else, in Python.
             return sa.case(
                 (typeof == literal("'text'"), expr),
                 (typeof == literal("'integer'"), sa.cast(expr, sa.Text)),
                 *null,
-                else_=fail,
+                else_=in_python,
             ), None
         if kind is Kind.BOOLEAN:
             number = typeof.in_([literal("'integer'"), literal("'real'")])
-            truth = sa.case((expr != literal("0"), literal("'true'")), else_=literal("'false'"))
-            return sa.func.json(sa.case((number, truth), *null, else_=fail)), None
-        code = literal(str(KINDS.index(kind)))
-        nullable = literal("1" if column.nullable else "0")
-        return sa.func.json(sa.func.fg_value(code, nullable, expr)), None
+            truth = sa.func.json(
+                sa.case((expr != literal("0"), literal("'true'")), else_=literal("'false'"))
+            )
+            return sa.case((number, truth), *null, else_=in_python), None
+        return in_python, None
 
     def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
         return sa.func.json_object(*(part for key, value in pairs for part in (quoted(key), value)))
@@ -145,12 +146,12 @@ class SQLiteBackend:
                     self._long[sql] = RUNS_IN_THREAD
                 elif code != SQLITE_BUSY:
                     raise QueryFailed(str(error)) from error
-            except Exception as error:  # whatever it is, the normal path answers
+            except Exception as error:  # whatever it is, graph.errors classifies its cause
                 raise QueryFailed(str(error)) from error
         try:
             async with self.pool.connection() as conn:
                 return _answer(list(await conn.execute_fetchall(sql, params)))
-        except Exception as error:  # whatever it is, the normal path answers
+        except Exception as error:  # whatever it is, graph.errors classifies its cause
             raise QueryFailed(str(error)) from error
 
     def _in_loop(self, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -175,7 +176,6 @@ class SQLiteBackend:
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA query_only=ON")  # the plans only read
-        conn.create_function("fg_fail", 1, fg_fail)
         conn.create_function("fg_value", 3, fg_value, deterministic=True)
         # Answers are spliced into the response unparsed only when SQLite writes
         # JSON strings exactly as orjson does (checked, since versions differ).
@@ -191,7 +191,6 @@ class SQLiteBackend:
         )
         try:
             await conn.execute("PRAGMA query_only=ON")
-            await conn.create_function("fg_fail", 1, fg_fail)
             await conn.create_function("fg_value", 3, fg_value, deterministic=True)
         except BaseException:
             await conn.close()
