@@ -97,7 +97,20 @@ def database_unreachable(error: BaseException | None) -> bool:
         text = str(error.orig).lower()
         return isinstance(error, exc.OperationalError) and any(w in text for w in OUTAGE_WORDS)
     # asyncpg and the OS report a refused or dropped connection before SQLAlchemy wraps it.
-    return isinstance(error, OSError)
+    if isinstance(error, OSError):
+        return True
+    if _driver_error(error):
+        # The drivers' own errors, raised on the query plans' connections (graph.plans):
+        # read as the OperationalError SQLAlchemy would have wrapped them in.
+        sqlstate = str(getattr(error, "sqlstate", None) or "")
+        text = str(error).lower()
+        return sqlstate.startswith(("08", "57P")) or any(w in text for w in OUTAGE_WORDS)
+    return False
+
+
+def _driver_error(error: BaseException) -> bool:
+    """An error of sqlite3 or asyncpg itself, not wrapped by SQLAlchemy."""
+    return isinstance(error, sqlite3.Error) or type(error).__module__.startswith("asyncpg")
 
 
 def contained(error: BaseException, doing: str) -> ForgeError:
