@@ -99,7 +99,7 @@ def database_unreachable(error: BaseException | None) -> bool:
     # asyncpg and the OS report a refused or dropped connection before SQLAlchemy wraps it.
     if isinstance(error, OSError):
         return True
-    if _driver_error(error):
+    if error is not None and _driver_error(error):
         # The drivers' own errors, raised on the query plans' connections (graph.plans):
         # read as the OperationalError SQLAlchemy would have wrapped them in.
         sqlstate = str(getattr(error, "sqlstate", None) or "")

@@ -436,6 +436,11 @@ DEEP_AND = "{ samples(where: " + "{_and: [" * 48 + "{id: {_eq: 1}}" + "]}" * 48 
 WIDE = "{ samples_by_pk(id: 1) { " + " ".join(f"a{i}: id" for i in range(60)) + " } }"
 WIDE_ROOT = "{ " + " ".join(f"r{i}: samples_by_pk(id: {i % 9}) {{ id }}" for i in range(60)) + " }"
 LONG = "{ samples_by_pk(id: 1) { id } }\n# " + "x" * 70_000
+NESTED = (
+    "{ samples_by_pk(id: 8) { id parent { id samples(order_by: {id: asc}) { id label parent { id "
+    "samples(order_by: {id: desc}, limit: 2) { id parent { id samples(order_by: {id: asc}, offset: 1) { id "
+    "parent { id parent { day } } } } } } } } } }"
+)
 MIXED = [
     ("{ changeCursor samples_by_pk(id: 1) { id } }", None),
     ("{ __typename a: samples_by_pk(id: 2) { id label } __schema { queryType { name } } b: samples_aggregate { aggregate { count } } }", None),
@@ -447,6 +452,8 @@ MIXED = [
     ("query($id: Int!, $s: Boolean!) { changeCursor @skip(if: $s) samples_by_pk(id: $id) { id } }", {"id": 4, "s": False}),
 ]
 ERRORS = [
+    (NESTED, None),  # deeper than one SQLite statement holds: read in parts
+    ("{ a: samples(order_by: {id: asc}) { parent { parent { parent { parent { parent { id odd: samples { id } } } } } } } }", None),
     ("query($id: Int!) { samples_by_pk(id: $id) { id } }", {"id": "x"}),
     ("query($id: Int!) { samples_by_pk(id: $id) { id } }", {"id": 1.5}),
     ("query($n: bigint) { huge(where: {n: {_eq: $n}}) { id } }", {"n": "99999999999999999999"}),

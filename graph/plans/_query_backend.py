@@ -96,6 +96,15 @@ class Backend(Protocol):
     def embed(self, subquery: ColumnElement[Any]) -> ColumnElement[Any]:
         """A scalar subquery's JSON as a JSON value of the enclosing object."""
 
+    max_nesting: int | None
+    """Relationship levels one statement may nest (SQLite's parser stack); None: no bound."""
+
+    def json_list(self, values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        """A JSON array of `values`."""
+
+    def cut(self, number: int, keys: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        """The marker of relationship cut `number` of a parent row with join `keys` (`["c", number, *keys]`)."""
+
     async def fetch(self, sql: str, params: Sequence[Any]) -> str | None:
         """Run one statement answering one JSON text; QueryFailed when it cannot."""
 

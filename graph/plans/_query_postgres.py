@@ -128,6 +128,7 @@ def _identity(value: Any) -> Any:
 
 class PostgresBackend:
     splices = False  # json_build_object writes `"key" : value`, with spaces
+    max_nesting: int | None = None
 
     def __init__(self, connect_args: dict[str, Any], dialect: Dialect, pool_size: int) -> None:
         self.dialect = dialect
@@ -202,6 +203,14 @@ class PostgresBackend:
 
     def embed(self, subquery: ColumnElement[Any]) -> ColumnElement[Any]:
         return subquery
+
+    def json_list(self, values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        return sa.func.json_build_array(*values)
+
+    def cut(self, number: int, keys: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        return sa.func.json_build_object(
+            quoted_key(MARK), sa.func.json_build_array(literal("'c'"), literal(str(number)), *keys)
+        )
 
     # -- running -------------------------------------------------------------------
 

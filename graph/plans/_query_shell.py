@@ -50,22 +50,27 @@ async def complete(
     return result
 
 
-def unmarked(node: Any) -> tuple[Any, int]:
-    """`node` with each marker replaced by the value it holds, and how many there were."""
-    if isinstance(node, dict):
-        if len(node) == 1 and MARK in node:
-            return unmark(node[MARK]), 1
-        found = 0
-        for key, value in node.items():
-            if isinstance(value, dict | list):
-                node[key], n = unmarked(value)
-                found += n
-        return node, found
-    if isinstance(node, list):
-        found = 0
-        for index, value in enumerate(node):
-            if isinstance(value, dict | list):
-                node[index], n = unmarked(value)
-                found += n
-        return node, found
-    return node, 0
+Cut = tuple[Any, Any, int, tuple[Any, ...]]
+"""Where a cut relationship's value goes: (container, key or index, cut number, the parent's join keys)."""
+
+
+def unmarked(node: Any, cuts: list[Cut]) -> tuple[Any, int]:
+    """`node` with each marker replaced by the value it holds, and how many there were.
+
+    The markers of cut relationships (`Backend.cut`) are left for their own
+    statements: where each goes is added to `cuts`.
+    """
+    found = 0
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in list(items):
+        if isinstance(value, dict) and len(value) == 1 and MARK in value:
+            encoded = value[MARK]
+            if encoded[0] == "c":
+                cuts.append((node, key, encoded[1], tuple(encoded[2:])))
+            else:
+                node[key] = unmark(encoded)
+                found += 1
+        elif isinstance(value, dict | list):
+            node[key], n = unmarked(value, cuts)
+            found += n
+    return node, found

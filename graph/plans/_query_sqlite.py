@@ -30,7 +30,7 @@ import orjson
 import sqlalchemy as sa
 
 from graph.model import Kind
-from graph.plans._query_backend import QueryFailed, literal, marker, quoted
+from graph.plans._query_backend import MARK, QueryFailed, literal, marker, quoted
 from graph.plans._query_pool import ConnectionPool
 from graph.schema import scalar_of
 from graph.sql.values import to_api_or_stored
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from graph.plans._query_backend import Fix
 
 KINDS = tuple(Kind)
+MAX_NESTING = 4
+"""Relationship levels per statement: SQLite's parser stack (100 deep) holds about 9 of ours."""
 BUSY_TIMEOUT_SECONDS = 30  # as graph.database's engine
 IN_LOOP_BUDGET_SECONDS = 0.002
 """CPU time a statement may hold the event loop for before it is sent to a thread."""
@@ -79,6 +81,7 @@ class SQLiteBackend:
         self.dialect = dialect
         self.database = database
         self.splices = False
+        self.max_nesting: int | None = MAX_NESTING
         self.observers: list[Callable[[str], None]] = []
         self._loop_conn: sqlite3.Connection | None = None
         self._deadline = 0.0
@@ -122,6 +125,14 @@ class SQLiteBackend:
 
     def json_array(self, element: ColumnElement[Any]) -> ColumnElement[Any]:
         return sa.func.json_group_array(element)
+
+    def json_list(self, values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        return sa.func.json_array(*values)
+
+    def cut(self, number: int, keys: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        return sa.func.json_object(
+            literal(f"'{MARK}'"), sa.func.json_array(literal("'c'"), literal(str(number)), *keys)
+        )
 
     def embed(self, subquery: ColumnElement[Any]) -> ColumnElement[Any]:
         # A subquery's value loses its JSON subtype in some SQLite versions: say it again.

@@ -107,6 +107,31 @@ class StatementBuilder:
         self.max_rows = reader.max_rows
         self.dialect = reader.model.dialect
         self.visible = visible
+        self.cuts: list[ObjectField | ArrayField] = []
+        """Relationships too deep for this statement (`Backend.max_nesting`), by cut number."""
+        self._depth = 0
+
+    def cut(
+        self, field: ObjectField | ArrayField, table: str, keys: Sequence[tuple[Any, ...]]
+    ) -> tuple[sa.Select[Any], Fixes]:
+        """The statement reading a cut relationship for the parent rows of `table` with `keys`.
+
+        It answers one JSON array of `[key..., value]`, a value as the
+        relationship would have had it in its parent's object.
+        """
+        rel = field.relationship
+        core = self.tables[table]
+        columns = [core.c[c] for c in rel.local_columns]
+        wanted = (
+            columns[0].in_([k[0] for k in keys]) if len(columns) == 1 else sa.tuple_(*columns).in_(keys)
+        )
+        parents = sa.select(*columns).where(wanted).distinct().subquery()
+        if isinstance(field, ObjectField):
+            expr, fixes = self._related_row(rel, field.row, parents)
+        else:
+            expr, fixes = self._list(field.rows, (rel, parents))
+        pair = self.backend.json_list([*(parents.c[c] for c in rel.local_columns), expr])
+        return sa.select(self.backend.json_array(pair)).select_from(parents), fixes
 
     def build(
         self, roots: Sequence[Root]
@@ -179,17 +204,24 @@ class StatementBuilder:
                 pairs.append((field.key, expr))
                 if fix is not None:
                     fixes.values.append((field.key, fix))
-            elif isinstance(field, ObjectField):
-                expr, child = self._related_row(field.relationship, field.row, source)
-                pairs.append((field.key, expr))
-                if child:
-                    fixes.objects.append((field.key, child))
+            elif self.backend.max_nesting is not None and self._depth >= self.backend.max_nesting:
+                # Too deep for one statement: read by a later one, for every parent row at once.
+                assert isinstance(field, ObjectField | ArrayField)
+                self.cuts.append(field)
+                keys = [source.c[c] for c in field.relationship.local_columns]
+                pairs.append((field.key, self.backend.cut(len(self.cuts) - 1, keys)))
             else:
-                assert isinstance(field, ArrayField)
-                expr, child = self._list(field.rows, (field.relationship, source))
+                self._depth += 1
+                if isinstance(field, ObjectField):
+                    expr, child = self._related_row(field.relationship, field.row, source)
+                    if child:
+                        fixes.objects.append((field.key, child))
+                else:
+                    expr, child = self._list(field.rows, (field.relationship, source))
+                    if child:
+                        fixes.arrays.append((field.key, child))
+                self._depth -= 1
                 pairs.append((field.key, expr))
-                if child:
-                    fixes.arrays.append((field.key, child))
         return self._json_object(pairs, fixes), fixes
 
     def _related_row(

@@ -35,8 +35,17 @@ from graph.byte_cache import ByteBoundedCache
 from graph.config import Limits
 from graph.database import sqlite_path
 from graph.plans._query_backend import MARK, QueryFailed
-from graph.plans._query_shape import Foreign, Reading, Refused, Root, Typename, root_fields
-from graph.plans._query_shell import complete, unmarked
+from graph.plans._query_shape import (
+    ArrayField,
+    Foreign,
+    ObjectField,
+    Reading,
+    Refused,
+    Root,
+    Typename,
+    root_fields,
+)
+from graph.plans._query_shell import Cut, complete, unmarked
 from graph.plans._query_statement import Fixes, StatementBuilder
 from graph.plans._query_variables import (
     Probe,
@@ -71,6 +80,8 @@ POSTGRES_CONNECTIONS = 4
 PLAN_BYTES = 1_000
 """Estimated bytes of one plan beside its SQL text and parameters (its fixes, its slots)."""
 PARAMETER_BYTES = 100
+CUT_KEYS = 10_000
+"""Parent rows per statement of a cut relationship (their keys are its parameters)."""
 
 
 @dataclass(eq=False)
@@ -89,6 +100,8 @@ class Plan:
     """Whether graphql-core completes every answer (root fields not ours, or errors)."""
     foreign: bool
     """Whether graphql-core answers root fields of its own (which may need the request context)."""
+    cuts: tuple[ObjectField | ArrayField, ...] = ()
+    """Relationships too deep for the statement, read by statements of their own (`Backend.max_nesting`)."""
 
     @property
     def size(self) -> int:
@@ -220,14 +233,75 @@ class QueryPlans:
             else:
                 if text is None:
                     raise QueryFailed("the statement answered no row")
-                marked = MARK in text
-                if not plan.shell and not marked and not plan.fixes and self.backend.splices:
+                if not plan.shell and MARK not in text and not plan.fixes and self.backend.splices:
                     return b'{"data":' + text.encode() + b"}"
-                answered, raw = _finished(text, plan.fixes, marked)
+                answered, raw = await self._finished(document, text, plan.fixes, plan.cuts)
                 if not plan.shell and not raw:
                     return orjson.dumps({"data": answered})
         answered.update(plan.errors)
         return answered
+
+    async def _finished(
+        self, document: Document, text: str, fixes: Fixes, cuts: Sequence[ObjectField | ArrayField]
+    ) -> tuple[Any, int]:
+        """The statement's JSON as Python, finished, its cut relationships read by statements
+        of their own; and how many values GraphQL must refuse itself."""
+        data = fixes.apply(orjson.loads(text))
+        raw = fixes.take_raw()
+        if MARK not in text:
+            return data, raw
+        data, found = await self._stitched(document, data, cuts)
+        return data, raw + found
+
+    async def _stitched(
+        self, document: Document, data: Any, cuts: Sequence[ObjectField | ArrayField]
+    ) -> tuple[Any, int]:
+        """`data` with its markers read: values GraphQL refuses (counted), and cut relationships."""
+        places: list[Cut] = []
+        data, raw = unmarked(data, places)
+        by_cut: dict[int, list[Cut]] = {}
+        for place in places:
+            by_cut.setdefault(place[2], []).append(place)
+        for number, wanted in by_cut.items():
+            field = cuts[number]
+            values, n = await self._cut(document, field, {place[3] for place in wanted})
+            raw += n
+            empty: Any = [] if isinstance(field, ArrayField) else None
+            for container, key, _number, keys in wanted:
+                container[key] = values.get(keys, empty)
+        return data, raw
+
+    async def _cut(
+        self, document: Document, field: ObjectField | ArrayField, keys: set[tuple[Any, ...]]
+    ) -> tuple[dict[tuple[Any, ...], Any], int]:
+        """A cut relationship's value for each parent's join keys (rows with a NULL key have none)."""
+        keys = {k for k in keys if None not in k}
+        out: dict[tuple[Any, ...], Any] = {}
+        raw = 0
+        ordered = sorted(keys, key=repr)
+        for start in range(0, len(ordered), CUT_KEYS):
+            builder = StatementBuilder(self.backend, self.reader, document.visible)
+            stmt, fixes = builder.cut(field, field.relationship.table, ordered[start : start + CUT_KEYS])
+            compiled = stmt.compile(dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True})
+            given = compiled.construct_params()
+            params = _processed(compiled, [given[name] for name in compiled.positiontup or ()])
+            text = await self.backend.fetch(compiled.string, params)
+            if text is None:
+                raise QueryFailed("the statement answered no row")
+            rows = orjson.loads(text)
+            width = len(field.relationship.local_columns)
+            for row in rows:
+                value = row[width]
+                if isinstance(field, ArrayField):
+                    row[width] = [fixes.apply(item) for item in value]
+                elif value is not None:
+                    row[width] = fixes.apply(value)
+                raw += fixes.take_raw()
+            if MARK in text:
+                rows, n = await self._stitched(document, rows, builder.cuts)
+                raw += n
+            out.update((tuple(row[:width]), row[width]) for row in rows)
+        return out, raw
 
     async def _one_by_one(
         self, document: Document, plan: Plan, values: VariableValues, failure: QueryFailed
@@ -243,9 +317,9 @@ class QueryPlans:
         read = [r for r in roots if r.key not in plan.errors and not isinstance(r, Typename)]
         if len(read) <= 1:
             return {r.key: error for r in read}
-        builder = StatementBuilder(self.backend, self.reader, document.visible)
         answered: dict[str, Any] = {}
         for root in read:
+            builder = StatementBuilder(self.backend, self.reader, document.visible)
             stmt, fixes, errors = builder.build([root])
             answered.update(errors)
             if stmt is None:
@@ -260,7 +334,7 @@ class QueryPlans:
                 continue
             if text is None:
                 raise QueryFailed("the statement answered no row")
-            finished, _raw = _finished(text, fixes, MARK in text)
+            finished, _raw = await self._finished(document, text, fixes, builder.cuts)
             answered.update(finished)
         return answered
 
@@ -361,7 +435,8 @@ class QueryPlans:
     ) -> tuple[Plan | None, set[str]]:
         """The plan, or the probed variables that cannot be bound per request."""
         selection = self._read(document, variables)
-        stmt, fixes, errors = StatementBuilder(self.backend, self.reader, document.visible).build(selection)
+        builder = StatementBuilder(self.backend, self.reader, document.visible)
+        stmt, fixes, errors = builder.build(selection)
         if probes and errors:
             return None, set(probes)  # refused for a probe's sake, or for a value's: go by values
         foreign = any(isinstance(root, Foreign) for root in selection)
@@ -387,7 +462,8 @@ class QueryPlans:
         params = _processed(compiled, values)
         # Plans of one document differing only in their values share their SQL text.
         sql = document.statements.setdefault(compiled.string, compiled.string)
-        return Plan(sql, params, slots, fixes, errors, shell=shell, foreign=foreign), set()
+        plan = Plan(sql, params, slots, fixes, errors, shell=shell, foreign=foreign, cuts=tuple(builder.cuts))
+        return plan, set()
 
     async def close(self) -> None:
         await self.backend.close()
@@ -403,14 +479,6 @@ def _processed(compiled: SQLCompiler, values: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
-def _finished(text: str, fixes: Fixes, marked: bool) -> tuple[dict[str, Any], int]:
-    """The statement's JSON as Python, finished; and how many values GraphQL must refuse itself."""
-    data = fixes.apply(orjson.loads(text))
-    raw = fixes.take_raw()
-    if marked:
-        data, found = unmarked(data)
-        raw += found
-    return data, raw
 
 
 def _plan_key(coerced: Mapping[str, Any], bound: frozenset[str]) -> tuple[frozenset[str], bytes | None]:
