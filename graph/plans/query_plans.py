@@ -285,7 +285,11 @@ class QueryPlans:
             compiled = stmt.compile(dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True})
             given = compiled.construct_params()
             params = _processed(compiled, [given[name] for name in compiled.positiontup or ()])
-            text = await self.backend.fetch(compiled.string, params)
+            try:
+                text = await self.backend.fetch(compiled.string, params)
+            except QueryFailed as failure:
+                # The driver's error, for graph.errors to classify (an outage, a refusal).
+                raise (failure.__cause__ if isinstance(failure.__cause__, Exception) else failure) from None
             if text is None:
                 raise QueryFailed("the statement answered no row")
             rows = orjson.loads(text)
