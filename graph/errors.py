@@ -104,13 +104,18 @@ def database_unreachable(error: BaseException | None) -> bool:
 
 def _driver_outage(error: BaseException | None) -> bool:
     """The same, told by a driver itself (graph.dialect runs statements past SQLAlchemy)."""
-    if isinstance(error, sqlite3.OperationalError):
-        return any(w in str(error).lower() for w in OUTAGE_WORDS)
+    if error is None:
+        return False
+    asyncpg = any(c.__module__.startswith("asyncpg") for c in type(error).__mro__)
+    if not (asyncpg or isinstance(error, sqlite3.Error)):
+        return False
+    # asyncpg's own "connection is closed", "released back to the pool".
+    if asyncpg and any(c.__name__ == "InterfaceError" for c in type(error).__mro__):
+        return True
     # PostgreSQL's connection exceptions (08) and operator intervention (57P: a terminated backend).
     if str(getattr(error, "sqlstate", None) or "").startswith(("08", "57P")):
         return True
-    # asyncpg's own "connection is closed", "released back to the pool".
-    return any(c.__module__.startswith("asyncpg") and c.__name__ == "InterfaceError" for c in type(error).__mro__)
+    return any(w in str(error).lower() for w in OUTAGE_WORDS)
 
 
 def contained(error: BaseException, doing: str) -> ForgeError:

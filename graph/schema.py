@@ -159,7 +159,32 @@ def scalar_of(kind: Kind) -> GraphQLScalarType:
 
 
 def by_response_key(source: Any, info: Any, **_: Any) -> Any:
-    return source.get(info.path.key) if isinstance(source, dict) else None
+    """The field's value in its parent's answer, keyed by alias; an exception there is its error."""
+    if not isinstance(source, dict):
+        return None
+    value = source.get(info.path.key)
+    if isinstance(value, Exception):
+        raise value
+    return value
+
+
+class Precomputed(dict[str, Any]):
+    """The root value of a query whose generated root fields the compiled path answered.
+
+    Response key -> the field's value, or the exception that is its error
+    (`graph.plans._query_shell`); graphql-core answers the other root fields.
+    """
+
+
+def precomputed_or(resolve: Resolver) -> Resolver:
+    """A generated query root field's resolver: its precomputed answer when there is one."""
+
+    def resolver(root: Any, info: Any, **args: Any) -> Any:
+        if isinstance(root, Precomputed):
+            return by_response_key(root, info)
+        return resolve(root, info, **args)
+
+    return resolver
 
 
 def _nn(type_: Any) -> GraphQLNonNull[Any]:
@@ -326,14 +351,14 @@ class SchemaBuilder:
             table.name: GraphQLField(
                 _list_nn(obj),
                 args=self._list_args(table.name),
-                resolve=self.resolvers.select(table),
+                resolve=precomputed_or(self.resolvers.select(table)),
                 extensions=tagged(RootKind.SELECT, table.name),
                 description=f"Rows of the table {table.name!r}.",
             ),
             naming.aggregate(table.name): GraphQLField(
                 _nn(aggregate),
                 args={"where": GraphQLArgument(self.bool_exps[table.name])},
-                resolve=self.resolvers.aggregate(table),
+                resolve=precomputed_or(self.resolvers.aggregate(table)),
                 extensions=tagged(RootKind.AGGREGATE, table.name),
             ),
         }
@@ -341,7 +366,7 @@ class SchemaBuilder:
             fields[naming.by_pk(table.name)] = GraphQLField(
                 obj,
                 args=self._pk_args(table),
-                resolve=self.resolvers.select_by_pk(table),
+                resolve=precomputed_or(self.resolvers.select_by_pk(table)),
                 extensions=tagged(RootKind.SELECT_BY_PK, table.name),
                 description=f"One row of {table.name!r} by its primary key.",
             )

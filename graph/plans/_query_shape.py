@@ -3,9 +3,10 @@
 Pure: no SQL and no I/O. The same reading the resolvers do (`graph.selection`:
 fragments spread, @skip/@include applied, fields merged by response key,
 arguments coerced by graphql-core), but keeping the selection order of every
-field, which is the key order of the answer. Anything outside the generated
-query fields (introspection, an unknown shape) raises `Unsupported`, and the
-request takes the normal execution path.
+field, which is the key order of the answer. A root field the compiler does
+not own (introspection, `changeCursor`) is read as `Foreign`, for graphql-core
+to answer; one whose reading raised (an argument refused) as `Refused`,
+carrying its error, as a resolver raising it would have.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ TYPENAME = "__typename"
 
 
 class Unsupported(Exception):
-    """The operation is not one the query plans answer; the normal path will."""
+    """A selection the generated schema cannot hold (the document did not validate against it)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,23 @@ class AggregateRoot:
     fields: tuple[AggregateField | Typename, ...]
 
 
-Root = Typename | ListRoot | ByPkRoot | AggregateRoot
+@dataclass(frozen=True)
+class Foreign:
+    """A root field graphql-core answers (introspection, `changeCursor`)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A root field whose reading or building raised: its answer is that error."""
+
+    key: str
+    error: Exception
+
+
+Owned = ListRoot | ByPkRoot | AggregateRoot
+Root = Typename | Owned | Foreign | Refused
 
 
 QUERIES = frozenset({RootKind.SELECT, RootKind.SELECT_BY_PK, RootKind.AGGREGATE})
@@ -169,20 +186,26 @@ class Reading:
             name = nodes[0].name.value
             if name == TYPENAME:
                 out.append(Typename(key, query.name))
-                continue
-            found = self.roots.get(name)
-            if found is None:
-                raise Unsupported(f"root field {name!r}")
-            kind, table = found
-            args = get_argument_values(query.fields[name], nodes[0], self.variables)
-            full = self.model.table(table.name)
-            if kind is RootKind.SELECT:
-                out.append(ListRoot(key, self._list(full, nodes, args)))
-            elif kind is RootKind.SELECT_BY_PK:
-                out.append(ByPkRoot(key, self._row(full, nodes), args))
+            elif name not in self.roots:
+                out.append(Foreign(key))
             else:
-                out.append(AggregateRoot(key, full, args.get("where"), self._aggregate(full, nodes)))
+                try:
+                    out.append(self._root(key, name, nodes))
+                except Exception as error:  # noqa: BLE001 - this field's answer, as its resolver's was
+                    out.append(Refused(key, error))
         return tuple(out)
+
+    def _root(self, key: str, name: str, nodes: list[FieldNode]) -> Owned:
+        query = self.schema.query_type
+        assert query is not None
+        kind, table = self.roots[name]
+        args = get_argument_values(query.fields[name], nodes[0], self.variables)
+        full = self.model.table(table.name)
+        if kind is RootKind.SELECT:
+            return ListRoot(key, self._list(full, nodes, args))
+        if kind is RootKind.SELECT_BY_PK:
+            return ByPkRoot(key, self._row(full, nodes), args)
+        return AggregateRoot(key, full, args.get("where"), self._aggregate(full, nodes))
 
     def _collect(self, selection_sets: Iterable[SelectionSetNode | None]) -> dict[str, list[FieldNode]]:
         sets = [s for s in selection_sets if s is not None]

@@ -2,10 +2,12 @@
 
 SQLite keeps whatever a row was given, whatever the column's declared type,
 so each value is checked with typeof(): the usual storage class is rendered
-in SQL, anything else (a text in an integer column) calls `fg_fail`, and the request goes the normal way.
-Floats, numerics, JSON and blobs are rendered by `fg_value`, which runs the
-normal path's own conversion in Python: SQLite's own float printing is not
-exact to the last digit. Both functions are registered on every connection
+in SQL, anything else (a text in an integer column, NULL in a non-null key)
+goes to `fg_value`. So do floats, numerics, JSON and blobs: `fg_value` runs
+the driver-to-GraphQL conversion in Python (SQLite's own float printing is
+not exact to the last digit), and writes a value GraphQL refuses as a marker
+(`graph.plans._query_backend`), for graphql-core to refuse with its own error.
+The function is registered on every connection
 the reads open (graph.dialect.sqlite.SQLiteReads, which also decides where
 a statement runs: in the event loop or, when long, in a thread).
 """
@@ -20,9 +22,9 @@ import sqlalchemy as sa
 
 from graph.dialect import SQLFunction
 from graph.model import Kind
-from graph.plans._query_backend import QueryFailed, literal, quoted
+from graph.plans._query_backend import MARK, QueryFailed, literal, marker, quoted
 from graph.schema import scalar_of
-from graph.sql.values import to_api
+from graph.sql.values import to_api_or_stored
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
@@ -33,30 +35,30 @@ if TYPE_CHECKING:
     from graph.plans._query_backend import Fix
 
 KINDS = tuple(Kind)
+MAX_NESTING = 4
+"""Relationship levels per statement: SQLite's parser stack (100 deep) holds about 9 of ours."""
 # Every character class JSON escapes differently (control, quote, backslash,
 # DEL, non-ASCII, astral), to compare SQLite's JSON text with orjson's once.
 ESCAPE_PROBE = "".join(chr(c) for c in range(0x80)) + "é€\u2028\U0001f600\ufeff"
 
 
-class GuardFailed(Exception):
-    """Raised inside SQLite by `fg_fail`: a value the SQL rendering does not cover."""
-
-
-def fg_fail(_value: Any) -> None:
-    raise GuardFailed
-
-
 def fg_value(code: int, nullable: int, value: Any) -> str | None:
-    """One value as the normal path writes it: `to_api`, then the GraphQL scalar, as JSON."""
-    kind = KINDS[code]
+    """One value as GraphQL answers it (`to_api_or_stored`, then the scalar), as JSON; else a marker.
+
+    Never raises: an exception in a user-defined function would fail the whole statement.
+    """
     if value is None:
-        if nullable:
-            return None
-        raise GuardFailed  # GraphQL's non-null error, the normal path's to report
-    return orjson.dumps(scalar_of(kind).serialize(to_api(kind, value))).decode()
+        # NULL in a non-null column (SQLite allows it in some keys): GraphQL's non-null error.
+        return None if nullable else marker(None)
+    kind = KINDS[code]
+    stored = to_api_or_stored(kind, value)
+    try:
+        return orjson.dumps(scalar_of(kind).serialize(stored)).decode()
+    except Exception:  # noqa: BLE001 - refused by the scalar (or not JSON): graphql-core tells why
+        return marker(stored)
 
 
-FUNCTIONS = (SQLFunction("fg_fail", 1, fg_fail), SQLFunction("fg_value", 3, fg_value, deterministic=True))
+FUNCTIONS = (SQLFunction("fg_value", 3, fg_value, deterministic=True),)
 """What the rendered SQL calls; every connection of the reads has them."""
 
 
@@ -65,6 +67,7 @@ class SQLiteBackend:
         self.dialect = dialect
         self.reads = reads
         self.splices = False
+        self.max_nesting: int | None = MAX_NESTING
         self._probed = False
         self.observers: list[Callable[[str], None]] = []
 
@@ -73,33 +76,43 @@ class SQLiteBackend:
     def value(self, column: Column, expr: ColumnElement[Any]) -> tuple[ColumnElement[Any], Fix | None]:
         kind = column.kind
         typeof = sa.func.typeof(expr)
-        fail = sa.func.fg_fail(expr)
-        # NULL in a non-null column (SQLite allows it in some primary keys) falls to `fail`.
+        code = literal(str(KINDS.index(kind)))
+        nullable = literal("1" if column.nullable else "0")
+        # Whatever SQL does not render below (and NULL in a non-null column) is Python's.
+        in_python = sa.func.json(sa.func.fg_value(code, nullable, expr))
         null: list[tuple[Any, Any]] = [(expr.is_(None), sa.null())] if column.nullable else []
         if kind is Kind.INTEGER or kind is Kind.BIGINT:
             # Every SQLite integer is 64-bit, which Int and bigint answer alike.
-            return sa.case((typeof == literal("'integer'"), expr), *null, else_=fail), None
+            return sa.case((typeof == literal("'integer'"), expr), *null, else_=in_python), None
         if kind in (Kind.STRING, Kind.DATETIME, Kind.DATE, Kind.TIME):
-            # The normal path answers text as it is, and str() of anything else.
+            # Text as it is, an integer's digits; str() of anything else, in Python.
             return sa.case(
                 (typeof == literal("'text'"), expr),
                 (typeof == literal("'integer'"), sa.cast(expr, sa.Text)),
                 *null,
-                else_=fail,
+                else_=in_python,
             ), None
         if kind is Kind.BOOLEAN:
             number = typeof.in_([literal("'integer'"), literal("'real'")])
-            truth = sa.case((expr != literal("0"), literal("'true'")), else_=literal("'false'"))
-            return sa.func.json(sa.case((number, truth), *null, else_=fail)), None
-        code = literal(str(KINDS.index(kind)))
-        nullable = literal("1" if column.nullable else "0")
-        return sa.func.json(sa.func.fg_value(code, nullable, expr)), None
+            truth = sa.func.json(
+                sa.case((expr != literal("0"), literal("'true'")), else_=literal("'false'"))
+            )
+            return sa.case((number, truth), *null, else_=in_python), None
+        return in_python, None
 
     def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
         return sa.func.json_object(*(part for key, value in pairs for part in (quoted(key), value)))
 
     def json_array(self, element: ColumnElement[Any]) -> ColumnElement[Any]:
         return sa.func.json_group_array(element)
+
+    def json_list(self, values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        return sa.func.json_array(*values)
+
+    def cut(self, number: int, keys: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        return sa.func.json_object(
+            literal(f"'{MARK}'"), sa.func.json_array(literal("'c'"), literal(str(number)), *keys)
+        )
 
     def embed(self, subquery: ColumnElement[Any]) -> ColumnElement[Any]:
         # A subquery's value loses its JSON subtype in some SQLite versions: say it again.
@@ -117,7 +130,7 @@ class SQLiteBackend:
             for observe in self.observers:
                 observe(sql)
             value = await self.reads.fetch_value(sql, params)
-        except Exception as error:  # whatever it is, the normal path answers
+        except Exception as error:  # whatever it is, graph.errors classifies its cause
             raise QueryFailed(str(error)) from error
         if value is not None and not isinstance(value, str):
             raise QueryFailed(f"unexpected answer {type(value).__name__}")

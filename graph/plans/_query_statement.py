@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from graph.plans._query_backend import literal, quoted
+from graph.errors import ValidationFailed
+from graph.plans._query_backend import Raw, literal, quoted
 from graph.plans._query_shape import (
     AggregateField,
     AggregateRoot,
@@ -24,13 +25,15 @@ from graph.plans._query_shape import (
     ByPkRoot,
     ColumnField,
     CountField,
+    Foreign,
     ListRoot,
     ListSelection,
     ObjectField,
+    Owned,
+    Refused,
     Root,
     RowSelection,
     Typename,
-    Unsupported,
 )
 from graph.sql.values import to_db
 
@@ -47,32 +50,52 @@ if TYPE_CHECKING:
 
 ONE = literal("1")
 MAX_KEYS = 50
-"""Keys per JSON object: json_build_object takes at most 100 arguments."""
+"""Keys per JSON object: json_build_object takes at most 100 arguments (more come in parts)."""
 
 
 class Fixes:
-    """Where the database's JSON needs a value finished in Python, mirroring the answer's shape."""
+    """Where the database's JSON needs finishing in Python, mirroring the answer's shape.
 
-    __slots__ = ("arrays", "objects", "values")
+    `split` objects came as parts (`MAX_KEYS`), merged here in key order;
+    `values` are finished by their `Fix`. `apply` returns the finished object
+    and counts the values GraphQL must refuse itself (`Raw`) in `raw`.
+    """
+
+    __slots__ = ("arrays", "objects", "raw", "split", "values")
 
     def __init__(self) -> None:
         self.values: list[tuple[str, Fix]] = []
         self.objects: list[tuple[str, Fixes]] = []
         self.arrays: list[tuple[str, Fixes]] = []
+        self.split = 0
+        """How many levels of parts the object came in (0: one JSON object)."""
+        self.raw = 0
 
     def __bool__(self) -> bool:
-        return bool(self.values or self.objects or self.arrays)
+        return bool(self.values or self.objects or self.arrays or self.split)
 
-    def apply(self, obj: dict[str, Any]) -> None:
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        for _ in range(self.split):
+            obj = {k: v for part in obj.values() for k, v in part.items()}
         for key, fix in self.values:
-            obj[key] = fix(obj[key])
+            value = fix(obj[key])
+            if isinstance(value, Raw):
+                self.raw += 1
+                value = value.value
+            obj[key] = value
         for key, child in self.objects:
             found = obj[key]
             if found is not None:
-                child.apply(found)
+                obj[key] = child.apply(found)
+                self.raw += child.take_raw()
         for key, child in self.arrays:
-            for item in obj[key]:
-                child.apply(item)
+            obj[key] = [child.apply(item) for item in obj[key]]
+            self.raw += child.take_raw()
+        return obj
+
+    def take_raw(self) -> int:
+        raw, self.raw = self.raw, 0
+        return raw
 
 
 class StatementBuilder:
@@ -84,26 +107,72 @@ class StatementBuilder:
         self.max_rows = reader.max_rows
         self.dialect = reader.model.dialect
         self.visible = visible
+        self.cuts: list[ObjectField | ArrayField] = []
+        """Relationships too deep for this statement (`Backend.max_nesting`), by cut number."""
+        self._depth = 0
 
-    def build(self, roots: Sequence[Root]) -> tuple[sa.Select[Any], Fixes]:
+    def cut(
+        self, field: ObjectField | ArrayField, table: str, keys: Sequence[tuple[Any, ...]]
+    ) -> tuple[sa.Select[Any], Fixes]:
+        """The statement reading a cut relationship for the parent rows of `table` with `keys`.
+
+        It answers one JSON array of `[key..., value]`, a value as the
+        relationship would have had it in its parent's object.
+        """
+        rel = field.relationship
+        core = self.tables[table]
+        columns = [core.c[c] for c in rel.local_columns]
+        wanted = (
+            columns[0].in_([k[0] for k in keys]) if len(columns) == 1 else sa.tuple_(*columns).in_(keys)
+        )
+        parents = sa.select(*columns).where(wanted).distinct().subquery()
+        if isinstance(field, ObjectField):
+            expr, fixes = self._related_row(rel, field.row, parents)
+        else:
+            expr, fixes = self._list(field.rows, (rel, parents))
+        pair = self.backend.json_list([*(parents.c[c] for c in rel.local_columns), expr])
+        return sa.select(self.backend.answer(self.backend.json_array(pair))).select_from(parents), fixes
+
+    def build(
+        self, roots: Sequence[Root]
+    ) -> tuple[sa.Select[Any] | None, Fixes, dict[str, Exception]]:
+        """One SELECT of every root field it can build, their fixes, and the errors of the others.
+
+        A root field whose arguments are refused while its SQL is built (a
+        negative limit, a filter nested too deep) fails alone, as its resolver
+        did; None when no root field is left to read.
+        """
         fixes = Fixes()
         pairs: list[tuple[str, ColumnElement[Any]]] = []
+        errors: dict[str, Exception] = {}
         for root in roots:
-            if isinstance(root, Typename):
+            if isinstance(root, Refused):
+                errors[root.key] = root.error
+            elif isinstance(root, Typename):
                 pairs.append((root.key, quoted(root.name)))
-            elif isinstance(root, ListRoot):
-                expr, child = self._list(root.rows, None)
-                pairs.append((root.key, expr))
-                if child:
-                    fixes.arrays.append((root.key, child))
-            elif isinstance(root, ByPkRoot):
-                expr, child = self._by_pk(root)
-                pairs.append((root.key, expr))
-                if child:
-                    fixes.objects.append((root.key, child))
+            elif isinstance(root, Foreign):
+                continue  # graphql-core's
             else:
-                pairs.append((root.key, self._aggregate(root)))
-        return sa.select(self.backend.answer(self._json_object(pairs))), fixes
+                try:
+                    expr, child = self.root(root)
+                except Exception as error:  # noqa: BLE001 - this field's answer, as its resolver's was
+                    errors[root.key] = error
+                    continue
+                pairs.append((root.key, expr))
+                if child and isinstance(root, ListRoot):
+                    fixes.arrays.append((root.key, child))
+                elif child:
+                    fixes.objects.append((root.key, child))
+        if len(pairs) == sum(isinstance(r, Typename) for r in roots):
+            return None, fixes, errors  # nothing to read: graphql-core answers the rest
+        return sa.select(self.backend.answer(self._json_object(pairs, fixes))), fixes, errors
+
+    def root(self, root: Owned) -> tuple[ColumnElement[Any], Fixes]:
+        if isinstance(root, ListRoot):
+            return self._list(root.rows, None)
+        if isinstance(root, ByPkRoot):
+            return self._by_pk(root)
+        return self._aggregate(root)
 
     # -- rows -----------------------------------------------------------------
 
@@ -114,9 +183,14 @@ class StatementBuilder:
     def _rule(self, table: str, target: FromClause) -> ColumnElement[bool] | None:
         return self.visible(table, target) if self.visible else None
 
-    def _json_object(self, pairs: list[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
-        if len(pairs) > MAX_KEYS:
-            raise Unsupported(f"more than {MAX_KEYS} fields in one object")
+    def _json_object(self, pairs: list[tuple[str, ColumnElement[Any]]], fixes: Fixes) -> ColumnElement[Any]:
+        """The object of `pairs`; past MAX_KEYS, an object of parts that `fixes` merges again."""
+        while len(pairs) > MAX_KEYS:
+            pairs = [
+                (f"p{n}", self.backend.json_object(pairs[start : start + MAX_KEYS]))
+                for n, start in enumerate(range(0, len(pairs), MAX_KEYS))
+            ]
+            fixes.split += 1
         return self.backend.json_object(pairs)
 
     def _object(self, row: RowSelection, source: FromClause) -> tuple[ColumnElement[Any], Fixes]:
@@ -130,18 +204,25 @@ class StatementBuilder:
                 pairs.append((field.key, expr))
                 if fix is not None:
                     fixes.values.append((field.key, fix))
-            elif isinstance(field, ObjectField):
-                expr, child = self._related_row(field.relationship, field.row, source)
-                pairs.append((field.key, expr))
-                if child:
-                    fixes.objects.append((field.key, child))
+            elif self.backend.max_nesting is not None and self._depth >= self.backend.max_nesting:
+                # Too deep for one statement: read by a later one, for every parent row at once.
+                assert isinstance(field, ObjectField | ArrayField)
+                self.cuts.append(field)
+                keys = [source.c[c] for c in field.relationship.local_columns]
+                pairs.append((field.key, self.backend.cut(len(self.cuts) - 1, keys)))
             else:
-                assert isinstance(field, ArrayField)
-                expr, child = self._list(field.rows, (field.relationship, source))
+                self._depth += 1
+                if isinstance(field, ObjectField):
+                    expr, child = self._related_row(field.relationship, field.row, source)
+                    if child:
+                        fixes.objects.append((field.key, child))
+                else:
+                    expr, child = self._list(field.rows, (field.relationship, source))
+                    if child:
+                        fixes.arrays.append((field.key, child))
+                self._depth -= 1
                 pairs.append((field.key, expr))
-                if child:
-                    fixes.arrays.append((field.key, child))
-        return self._json_object(pairs), fixes
+        return self._json_object(pairs, fixes), fixes
 
     def _related_row(
         self, rel: Relationship, row: RowSelection, parent: FromClause
@@ -184,9 +265,11 @@ class StatementBuilder:
         return self.backend.embed(stmt.scalar_subquery()), fixes
 
     def _limit(self, rows: ListSelection) -> int | None:
-        """As `Reader._limit`: a negative window is the normal path's error to report."""
-        if (rows.limit is not None and rows.limit < 0) or (rows.offset is not None and rows.offset < 0):
-            raise Unsupported("a negative limit or offset")
+        """The list's `limit`, clamped to --max-limit as Hasura clamps to a role's limit."""
+        if rows.limit is not None and rows.limit < 0:
+            raise ValidationFailed('expecting a non-negative integer for "limit"')
+        if rows.offset is not None and rows.offset < 0:
+            raise ValidationFailed('expecting a non-negative integer for "offset"')
         if not self.max_rows:
             return rows.limit
         return self.max_rows if rows.limit is None else min(rows.limit, self.max_rows)
@@ -207,33 +290,44 @@ class StatementBuilder:
             stmt = stmt.where(rule)
         return self.backend.embed(stmt.limit(ONE).scalar_subquery()), fixes
 
-    def _aggregate(self, root: AggregateRoot) -> ColumnElement[Any]:
-        if not any(
+    def _aggregate(self, root: AggregateRoot) -> tuple[ColumnElement[Any], Fixes]:
+        fixes = Fixes()
+        counted = any(
             isinstance(f, AggregateField) and any(isinstance(c, CountField) for c in f.fields)
             for f in root.fields
-        ):
-            # The normal path counts (and may fail) whatever is selected; keep it simple.
-            raise Unsupported("an aggregate without a count")
-        alias = self._alias(root.table.name)
-        stmt = (
-            sa.select(sa.func.count())
-            .select_from(alias)
-            .where(self.filters.compile(root.table.name, root.where, alias, self.visible))
         )
-        rule = self._rule(root.table.name, alias)
-        if rule is not None:
-            stmt = stmt.where(rule)
-        count = stmt.scalar_subquery()
+        count: ColumnElement[Any] | None = None
+        if counted:
+            alias = self._alias(root.table.name)
+            stmt = (
+                sa.select(sa.func.count())
+                .select_from(alias)
+                .where(self.filters.compile(root.table.name, root.where, alias, self.visible))
+            )
+            rule = self._rule(root.table.name, alias)
+            if rule is not None:
+                stmt = stmt.where(rule)
+            count = stmt.scalar_subquery()
+        else:
+            # Nothing counted, as the resolver counted: the filter is still read (and refused).
+            self.filters.compile(root.table.name, root.where, self._alias(root.table.name), self.visible)
         pairs: list[tuple[str, ColumnElement[Any]]] = []
         for field in root.fields:
             if isinstance(field, Typename):
                 pairs.append((field.key, quoted(field.name)))
                 continue
-            inner = [
-                (f.key, quoted(f.name) if isinstance(f, Typename) else count) for f in field.fields
-            ]
-            pairs.append((field.key, self._json_object(inner)))
-        return self._json_object(pairs)
+            inner: list[tuple[str, ColumnElement[Any]]] = []
+            for f in field.fields:
+                if isinstance(f, Typename):
+                    inner.append((f.key, quoted(f.name)))
+                else:
+                    assert count is not None
+                    inner.append((f.key, count))
+            child = Fixes()
+            pairs.append((field.key, self._json_object(inner, child)))
+            if child:
+                fixes.objects.append((field.key, child))
+        return self._json_object(pairs, fixes), fixes
 
 
 def _joined(rel: Relationship, remote: FromClause, parent: FromClause) -> list[ColumnElement[bool]]:

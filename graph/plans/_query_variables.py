@@ -56,8 +56,17 @@ class StrProbe(str):
 Probe = IntProbe | FloatProbe | StrProbe
 
 
+INT32 = (-(2**31), 2**31 - 1)
+
+
 def is_bindable(value: Any) -> bool:
-    return type(value) in (int, float, str)
+    """Whether the value may fill a probe's parameter: an integer probe's is typed 32-bit.
+
+    A wider integer goes by its value, for which SQLAlchemy types its parameter 64-bit.
+    """
+    if type(value) is int:
+        return INT32[0] <= value <= INT32[1]
+    return type(value) in (float, str)
 
 
 def probe_for(value: Any) -> Probe | None:

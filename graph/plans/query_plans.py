@@ -1,4 +1,4 @@
-"""Answer a query with one cached SQL statement, without GraphQL execution, when it can.
+"""Answer every query: one cached SQL statement for the generated root fields, graphql-core for the rest.
 
 A plan is compiled once per document, operation, role schema, session values
 its row rules read, and variables: the document read into a selection tree
@@ -7,30 +7,44 @@ its row rules read, and variables: the document read into a selection tree
 and parameters. A request with that key then costs one statement on a driver
 connection (`Backend.fetch`) and, at most, one parse and one dump of JSON.
 
-`QueryPlans.answer` returns None for every request it does not answer:
-anything but a query over the generated fields, anything the compiler does not
-render exactly, and any statement that fails in the database. The normal path
-then answers it, with its own errors. It never answers with an error itself.
+Every root field of the document is read in that one statement (one
+snapshot). graphql-core completes the answer (`graph.plans._query_shell`)
+when the document also selects fields the compiler does not own
+(introspection, `changeCursor`), when a root field's arguments are refused,
+when the statement fails, or when a value is one GraphQL refuses: it then
+tells each error at its own path, as a resolver raising it would. A
+statement that fails is run again one root field at a time, so that each
+field fails or answers alone. Variables that do not coerce are graphql-core's
+own errors. There is no other path: a fault of ours is an error answer
+(`unexpected`, logged by `graph.execution.format_error`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from graphql import FragmentDefinitionNode, GraphQLError, OperationType, get_operation_ast
+from graphql import ExecutionResult, FragmentDefinitionNode, GraphQLError, get_operation_ast
 from graphql.execution.values import VariableValues, get_variable_values
 
 from graph.byte_cache import ByteBoundedCache
 from graph.config import Limits
-from graph.errors import ForgeError
-from graph.plans._query_backend import QueryFailed, Unrenderable
-from graph.plans._query_shape import Reading, Unsupported, root_fields
+from graph.plans._query_backend import MARK, QueryFailed
+from graph.plans._query_shape import (
+    ArrayField,
+    Foreign,
+    ObjectField,
+    Reading,
+    Refused,
+    Root,
+    Typename,
+    root_fields,
+)
+from graph.plans._query_shell import Cut, complete, unmarked
 from graph.plans._query_statement import Fixes, StatementBuilder
 from graph.plans._query_variables import (
     Probe,
@@ -41,7 +55,8 @@ from graph.plans._query_variables import (
 )
 
 if TYPE_CHECKING:
-    from graphql import GraphQLSchema, OperationDefinitionNode
+    from graphql import DocumentNode, GraphQLSchema, OperationDefinitionNode
+    from sqlalchemy.sql.compiler import SQLCompiler
 
     from graph.access import Access
     from graph.auth import Session
@@ -56,28 +71,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("forgegraph")
 MAX_QUERY_LENGTH = 65_536
-"""Longer documents are not kept (nor answered) here: the cache holds their text."""
+"""Longer documents are compiled for each request, not kept: the cache holds their text."""
 PLANS_PER_DOCUMENT = 16
 """Plans of one document (values of variables that are not bound per request)."""
 PLAN_BYTES = 1_000
 """Estimated bytes of one plan beside its SQL text and parameters (its fixes, its slots)."""
 PARAMETER_BYTES = 100
-NO_DOCUMENT_BYTES = 200
-"""Estimated bytes of a cached "not answered here" beside the query text of its key."""
-RETRY_SECONDS = 5.0
-"""How long a plan whose statement failed leaves its document to the normal path."""
+CUT_KEYS = 10_000
+"""Parent rows per statement of a cut relationship (their keys are its parameters)."""
 
 
 @dataclass(eq=False)
 class Plan:
     """One statement answering a document for some of its variables' values."""
 
-    sql: str
+    sql: str | None
+    """None when no root field is read (only introspection, `changeCursor`, refused fields)."""
     params: tuple[Any, ...]
     slots: tuple[tuple[int, str, Callable[[Any], Any] | None], ...]
     """(parameter index, variable, the driver's conversion) for variables bound per request."""
     fixes: Fixes
-    failed_until: float = field(default=0.0)
+    errors: Mapping[str, Exception]
+    """Root fields refused while reading or building, by response key: their answer is their error."""
+    shell: bool
+    """Whether graphql-core completes every answer (root fields not ours, or errors)."""
+    foreign: bool
+    """Whether graphql-core answers root fields of its own (which may need the request context)."""
+    cuts: tuple[ObjectField | ArrayField, ...] = ()
+    """Relationships too deep for the statement, read by statements of their own (`Backend.max_nesting`)."""
 
     @property
     def size(self) -> int:
@@ -99,35 +120,34 @@ class Document:
     """A query document read once for a role's schema and a session's row rules."""
 
     schema: GraphQLSchema
+    document: DocumentNode
     roots: Mapping[str, tuple[RootKind, Table]]
     operation: OperationDefinitionNode
     fragments: dict[str, FragmentDefinitionNode]
     visible: Visible
     bindable: dict[str, int]
     """Variables bound per request (`_query_variables`), with how often each is written."""
-    plans: OrderedDict[Any, Plan | None] = field(default_factory=OrderedDict)
+    plans: OrderedDict[Any, Plan] = field(default_factory=OrderedDict)
     statements: dict[str, str] = field(default_factory=dict)
     size: int = 0
     """Estimated bytes of the document (graph.byte_cache), without its plans."""
 
     def bytes(self) -> int:
         """What the document and its plans hold, as the plan cache counts it."""
-        plans = sum(PLAN_BYTES if plan is None else plan.size for plan in self.plans.values())
+        plans = sum(plan.size for plan in self.plans.values())
         # A plan's key holds the values of the variables not bound per request, as JSON.
         keys = sum(len(values or b"") for _bound, values in self.plans)
         return self.size + plans + keys + sum(len(sql) for sql in self.statements)
 
-    def coerce(self, raw: Mapping[str, Any] | None) -> VariableValues | None:
-        """The request's variables as graphql-core coerces them; None when they do not coerce."""
+    def coerce(self, raw: Mapping[str, Any] | None) -> VariableValues | list[GraphQLError]:
+        """The request's variables as graphql-core coerces them, or its errors when they do not coerce."""
         definitions = self.operation.variable_definitions
         if not definitions:
             return NO_VARIABLES
-        coerced = get_variable_values(self.schema, definitions, dict(raw or {}))
-        return None if isinstance(coerced, list) else coerced
+        return get_variable_values(self.schema, definitions, dict(raw or {}))
 
 
 NO_VARIABLES = VariableValues({}, {})
-MISSING = object()
 
 
 class QueryPlans:
@@ -146,13 +166,13 @@ class QueryPlans:
         self.permissions = permissions
         self.backend = backend
         self.enabled = True
-        """Off: every request takes the normal path (tests compare the two)."""
+        """Off: queries take graphql-core's resolvers (only until that path is deleted)."""
         self.compiled = 0
         """Plans compiled so far (tests check a document is compiled once)."""
         self.answered = 0
         """Requests answered here (tests check which path answered)."""
         # Bounded in bytes like the executors' documents (Limits.document_cache_bytes).
-        self._documents: ByteBoundedCache[tuple[Any, ...], Document | None] = ByteBoundedCache(cache_bytes)
+        self._documents: ByteBoundedCache[tuple[Any, ...], Document] = ByteBoundedCache(cache_bytes)
         self._roots: dict[Executor, dict[str, tuple[RootKind, Table]]] = {}
         self._session_rules: dict[str | None, bool] = {}
 
@@ -164,54 +184,160 @@ class QueryPlans:
         operation_name: str | None,
         variables: Mapping[str, Any] | None,
         prepared: Prepared | None = None,
-    ) -> bytes | None:
-        """The whole response body of a query this can answer, else None.
+        context: Callable[[], Any] | None = None,
+    ) -> bytes | ExecutionResult:
+        """The answer to a validated query: the whole response body, or graphql-core's result to format.
 
-        `prepared` is the executor's document of `query`, when the caller has it."""
-        if not self.enabled or len(query) > MAX_QUERY_LENGTH:
-            return None
+        `prepared` is the executor's document of `query`, when the caller has
+        it; `context` makes the request context graphql-core's own root fields
+        read (`changeCursor`), only when the document selects one.
+        """
         key = (executor, query, operation_name, self._session_key(session))
-        if key in self._documents:
-            document = self._documents.get(key)
-        else:
-            document = self._document(executor, session, query, operation_name, prepared)
-            size = document.size if document is not None else len(query) + NO_DOCUMENT_BYTES
-            self._documents.put(key, document, size)
+        document = self._documents.get(key) if len(query) <= MAX_QUERY_LENGTH else None
         if document is None:
-            return None
+            document = self._document(executor, session, query, operation_name, prepared)
+            if len(query) <= MAX_QUERY_LENGTH:
+                self._documents.put(key, document, document.size)
         values = document.coerce(variables)
-        if values is None:
-            return None
+        if isinstance(values, list):
+            self.answered += 1
+            return ExecutionResult(None, values)
         plans = len(document.plans)
         plan = self._plan(document, values)
         if len(document.plans) != plans and key in self._documents:
             self._documents.put(key, document, document.bytes())  # its plans count too
-        if plan is None or plan.failed_until > time.monotonic():
-            return None
-        return await self._run(plan, values.coerced)
-
-    async def _run(self, plan: Plan, variables: Mapping[str, Any]) -> bytes | None:
-        try:
-            text = await self.backend.fetch(plan.sql, plan.bind(variables))
-        except QueryFailed as error:
-            log.debug("query plan fell back to normal execution: %s", error)
-            plan.failed_until = time.monotonic() + RETRY_SECONDS
-            return None
-        if text is None:
-            return None
-        if not plan.fixes and self.backend.splices:
-            self.answered += 1
-            return b'{"data":' + text.encode() + b"}"
-        try:
-            data = orjson.loads(text)
-            plan.fixes.apply(data)
-            body = orjson.dumps({"data": data})
-        except Exception as error:  # noqa: BLE001 - any surprise is the normal path's to answer
-            log.debug("query plan answer not usable: %r", error)
-            plan.failed_until = time.monotonic() + RETRY_SECONDS
-            return None
         self.answered += 1
-        return body
+        answered = await self._run(document, plan, values)
+        if isinstance(answered, bytes):
+            return answered
+        return await complete(
+            document.schema,
+            document.document,
+            operation_name,
+            variables,
+            answered,
+            context() if plan.foreign and context is not None else None,
+        )
+
+    async def _run(self, document: Document, plan: Plan, values: VariableValues) -> bytes | dict[str, Any]:
+        """The response body when nothing is left to graphql-core; else each root field's answer."""
+        answered: dict[str, Any] = {}
+        if plan.sql is not None:
+            try:
+                text = await self.backend.fetch(plan.sql, plan.bind(values.coerced))
+            except QueryFailed as failure:
+                answered = await self._one_by_one(document, plan, values, failure)
+            else:
+                if text is None:
+                    raise QueryFailed("the statement answered no row")
+                if not plan.shell and MARK not in text and not plan.fixes and self.backend.splices:
+                    return b'{"data":' + text.encode() + b"}"
+                answered, raw = await self._finished(document, text, plan.fixes, plan.cuts)
+                if not plan.shell and not raw:
+                    return orjson.dumps({"data": answered})
+        answered.update(plan.errors)
+        return answered
+
+    async def _finished(
+        self, document: Document, text: str, fixes: Fixes, cuts: Sequence[ObjectField | ArrayField]
+    ) -> tuple[Any, int]:
+        """The statement's JSON as Python, finished, its cut relationships read by statements
+        of their own; and how many values GraphQL must refuse itself."""
+        data = fixes.apply(orjson.loads(text))
+        raw = fixes.take_raw()
+        if MARK not in text:
+            return data, raw
+        data, found = await self._stitched(document, data, cuts)
+        return data, raw + found
+
+    async def _stitched(
+        self, document: Document, data: Any, cuts: Sequence[ObjectField | ArrayField]
+    ) -> tuple[Any, int]:
+        """`data` with its markers read: values GraphQL refuses (counted), and cut relationships."""
+        places: list[Cut] = []
+        data, raw = unmarked(data, places)
+        by_cut: dict[int, list[Cut]] = {}
+        for place in places:
+            by_cut.setdefault(place[2], []).append(place)
+        for number, wanted in by_cut.items():
+            field = cuts[number]
+            values, n = await self._cut(document, field, {place[3] for place in wanted})
+            raw += n
+            empty: Any = [] if isinstance(field, ArrayField) else None
+            for container, key, _number, keys in wanted:
+                container[key] = values.get(keys, empty)
+        return data, raw
+
+    async def _cut(
+        self, document: Document, field: ObjectField | ArrayField, keys: set[tuple[Any, ...]]
+    ) -> tuple[dict[tuple[Any, ...], Any], int]:
+        """A cut relationship's value for each parent's join keys (rows with a NULL key have none)."""
+        keys = {k for k in keys if None not in k}
+        out: dict[tuple[Any, ...], Any] = {}
+        raw = 0
+        ordered = sorted(keys, key=repr)
+        for start in range(0, len(ordered), CUT_KEYS):
+            builder = StatementBuilder(self.backend, self.reader, document.visible)
+            stmt, fixes = builder.cut(field, field.relationship.table, ordered[start : start + CUT_KEYS])
+            compiled = stmt.compile(dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True})
+            given = compiled.construct_params()
+            params = _processed(compiled, [given[name] for name in compiled.positiontup or ()])
+            try:
+                text = await self.backend.fetch(compiled.string, params)
+            except QueryFailed as failure:
+                # The driver's error, for graph.errors to classify (an outage, a refusal).
+                raise (failure.__cause__ if isinstance(failure.__cause__, Exception) else failure) from None
+            if text is None:
+                raise QueryFailed("the statement answered no row")
+            rows = orjson.loads(text)
+            width = len(field.relationship.local_columns)
+            for row in rows:
+                value = row[width]
+                if isinstance(field, ArrayField):
+                    row[width] = [fixes.apply(item) for item in value]
+                elif value is not None:
+                    row[width] = fixes.apply(value)
+                raw += fixes.take_raw()
+            if MARK in text:
+                rows, n = await self._stitched(document, rows, builder.cuts)
+                raw += n
+            out.update((tuple(row[:width]), row[width]) for row in rows)
+        return out, raw
+
+    async def _one_by_one(
+        self, document: Document, plan: Plan, values: VariableValues, failure: QueryFailed
+    ) -> dict[str, Any]:
+        """Each root field's answer on its own statement, once the statement of them all failed.
+
+        The failure (a value the database refuses, an outage) is told at the
+        root field it belongs to, the others answer, as when each field had
+        its own statement; the driver's error is graph.errors' to classify.
+        """
+        error: Exception = failure.__cause__ if isinstance(failure.__cause__, Exception) else failure
+        roots = [r for r in self._read(document, values) if not isinstance(r, Foreign | Refused)]
+        read = [r for r in roots if r.key not in plan.errors and not isinstance(r, Typename)]
+        if len(read) <= 1:
+            return {r.key: error for r in read}
+        answered: dict[str, Any] = {}
+        for root in read:
+            builder = StatementBuilder(self.backend, self.reader, document.visible)
+            stmt, fixes, errors = builder.build([root])
+            answered.update(errors)
+            if stmt is None:
+                continue
+            compiled = stmt.compile(dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True})
+            given = compiled.construct_params()
+            params = _processed(compiled, [given[name] for name in compiled.positiontup or ()])
+            try:
+                text = await self.backend.fetch(compiled.string, params)
+            except QueryFailed as failed:
+                answered[root.key] = failed.__cause__ if isinstance(failed.__cause__, Exception) else failed
+                continue
+            if text is None:
+                raise QueryFailed("the statement answered no row")
+            finished, _raw = await self._finished(document, text, fixes, builder.cuts)
+            answered.update(finished)
+        return answered
 
     def _session_key(self, session: Session) -> tuple[str | None, str | None]:
         """What of the session a plan's row rules depend on: the role, and the user if read.
@@ -232,15 +358,15 @@ class QueryPlans:
         query: str,
         operation_name: str | None,
         prepared: Prepared | None,
-    ) -> Document | None:
+    ) -> Document:
         if prepared is None:
             prepared = executor.prepare(query)
         document = prepared.document
         if document is None:
-            return None  # the normal path reports why
+            raise ValueError("the query plans answer validated documents only")
         operation = get_operation_ast(document, operation_name)
-        if operation is None or operation.operation is not OperationType.QUERY:
-            return None
+        if operation is None:
+            raise ValueError(f"no operation {operation_name!r} in the document")
         roots = self._roots.get(executor)
         if roots is None:
             roots = self._roots[executor] = root_fields(executor.schema, self.model)
@@ -249,6 +375,7 @@ class QueryPlans:
         }
         return Document(
             schema=executor.schema,
+            document=document,
             roots=roots,
             operation=operation,
             fragments=fragments,
@@ -257,7 +384,7 @@ class QueryPlans:
             size=prepared.size,
         )
 
-    def _plan(self, document: Document, values: VariableValues) -> Plan | None:
+    def _plan(self, document: Document, values: VariableValues) -> Plan:
         """The plan for these values: one per document, unless variables are not all bindable."""
         coerced = values.coerced
         bound = frozenset(
@@ -265,12 +392,11 @@ class QueryPlans:
         )
         try:
             key = _plan_key(coerced, bound)
-        except orjson.JSONEncodeError:
-            return None
-        plan = document.plans.get(key, MISSING)
-        if plan is not MISSING:
+        except orjson.JSONEncodeError:  # values JSON cannot key (an integer past 64 bits): not kept
+            return self._compile(document, values, frozenset())
+        plan = document.plans.get(key)
+        if plan is not None:
             document.plans.move_to_end(key)
-            assert plan is None or isinstance(plan, Plan)
             return plan
         plan = self._compile(document, values, bound)
         if not bound <= document.bindable.keys():  # some go by their values after all
@@ -280,7 +406,7 @@ class QueryPlans:
             document.plans.popitem(last=False)
         return plan
 
-    def _compile(self, document: Document, values: VariableValues, bound: frozenset[str]) -> Plan | None:
+    def _compile(self, document: Document, values: VariableValues, bound: frozenset[str]) -> Plan:
         while bound:
             probes = {name: probe_for(values.coerced[name]) for name in bound}
             probed = VariableValues(values.sources, {**values.coerced, **probes})
@@ -289,29 +415,36 @@ class QueryPlans:
             except Exception as error:  # noqa: BLE001 - a probe may fail where a value would not
                 log.debug("variables not bound per request: %r", error)
                 plan, failed = None, set(bound)
-            if not failed:
+            if plan is not None and not failed:
                 return plan
             # Those go by their values from now on; try again with the others.
             document.bindable = {k: v for k, v in document.bindable.items() if k not in failed}
             document.plans.clear()
             document.statements.clear()
             bound = bound - failed
-        try:
-            return self._build(document, values, {})[0]
-        except (Unsupported, Unrenderable, ForgeError, GraphQLError) as error:
-            log.debug("no query plan: %s", error)
-        except Exception:  # a fault of ours: said in the log, and the normal path answers
-            log.warning("query plan not compiled; normal execution answers", exc_info=True)
-        return None
+        plan, _failed = self._build(document, values, {})
+        assert plan is not None
+        return plan
+
+    def _read(self, document: Document, variables: VariableValues) -> tuple[Root, ...]:
+        return Reading(
+            document.schema, self.model, document.roots, document.fragments, document.operation, variables
+        ).read()
 
     def _build(
         self, document: Document, variables: VariableValues, probes: Mapping[str, Probe]
     ) -> tuple[Plan | None, set[str]]:
         """The plan, or the probed variables that cannot be bound per request."""
-        selection = Reading(
-            document.schema, self.model, document.roots, document.fragments, document.operation, variables
-        ).read()
-        stmt, fixes = StatementBuilder(self.backend, self.reader, document.visible).build(selection)
+        selection = self._read(document, variables)
+        builder = StatementBuilder(self.backend, self.reader, document.visible)
+        stmt, fixes, errors = builder.build(selection)
+        if probes and errors:
+            return None, set(probes)  # refused for a probe's sake, or for a value's: go by values
+        foreign = any(isinstance(root, Foreign) for root in selection)
+        shell = foreign or bool(errors)
+        self.compiled += 1
+        if stmt is None:
+            return Plan(None, (), (), fixes, errors, shell=True, foreign=foreign), set()
         compiled = stmt.compile(
             dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True}
         )
@@ -327,14 +460,23 @@ class QueryPlans:
             slots = tuple((index, name, processors.get(names[index])) for index, name in found)
             for index, _name in found:
                 values[index] = None
-        params = tuple(
-            value if (process := processors.get(name)) is None else process(value)
-            for name, value in zip(names, values, strict=True)
-        )
-        self.compiled += 1
+        params = _processed(compiled, values)
         # Plans of one document differing only in their values share their SQL text.
         sql = document.statements.setdefault(compiled.string, compiled.string)
-        return Plan(sql, params, slots, fixes), set()
+        plan = Plan(sql, params, slots, fixes, errors, shell=shell, foreign=foreign, cuts=tuple(builder.cuts))
+        return plan, set()
+
+
+def _processed(compiled: SQLCompiler, values: Sequence[Any]) -> tuple[Any, ...]:
+    """The statement's parameter values, in order, as the driver takes them."""
+    names = tuple(compiled.positiontup or ())
+    processors: Mapping[str, Callable[[Any], Any]] = getattr(compiled, "_bind_processors", {})
+    return tuple(
+        value if (process := processors.get(name)) is None else process(value)
+        for name, value in zip(names, values, strict=True)
+    )
+
+
 
 
 def _plan_key(coerced: Mapping[str, Any], bound: frozenset[str]) -> tuple[frozenset[str], bytes | None]:
