@@ -12,7 +12,7 @@ BROWSER := tests/browser
 BROWSER_STAMP := $(BROWSER)/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test node-deps browser-deps playground conformance bench soak mutate lint clean
+.PHONY: install run test node-deps browser-deps playground conformance bench bench-compare soak mutate lint clean
 
 install: $(STAMP)
 
@@ -88,6 +88,23 @@ conformance:
 # reference servers there, and printed beside them as a ratio.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(if $(wildcard ../shared/bench/ceiling_server.py),--with-references)
+
+# Two checkouts measured alternately in one run: `make bench-compare BEFORE=../base`
+# (AFTER defaults to this checkout). Fan-out needs fanout-go, which
+# ../shared/bench/native/build.sh puts in one of the FANOUT_GO places below.
+AFTER ?= .
+ROUNDS ?= 5
+FANOUT_GO ?= $(firstword $(wildcard ../shared/bench/native/bin/fanout-go $(HOME)/.cache/forgegraph-bench-native/fanout-go))
+
+bench-compare: $(STAMP)
+	@test -n "$(BEFORE)" || { echo "bench-compare: BEFORE=<checkout> is required" >&2; exit 1; }
+	$(BIN)/python bench/compare_requests.py --before $(BEFORE) --after $(AFTER) --rounds $(ROUNDS); status=$$?; \
+	if [ -n "$(FANOUT_GO)" ]; then \
+		$(BIN)/python bench/compare_fanout.py --before $(BEFORE) --after $(AFTER) --rounds $(ROUNDS) --client $(FANOUT_GO) || status=1; \
+	else \
+		echo "bench-compare: fan-out skipped (fanout-go not built: ../shared/bench/native/build.sh)"; \
+	fi; \
+	exit $$status
 
 # 5,000 idle + 200 active subscribers and 20 mutations/s for 3 minutes (bench/soak.py --help).
 soak: $(STAMP)
