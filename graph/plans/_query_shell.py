@@ -33,14 +33,12 @@ async def complete(
     operation_name: str | None,
     variables: Mapping[str, Any] | None,
     answered: Mapping[str, Any],
-    context: Any,
 ) -> ExecutionResult:
     """The answer, with `answered` (response key -> value or exception) as the generated fields' own."""
     result = execute(
         schema,
         document,
         root_value=Precomputed(answered),
-        context_value=context,
         variable_values=dict(variables or {}),
         operation_name=operation_name,
     )
