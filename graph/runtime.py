@@ -14,14 +14,14 @@ from sqlalchemy import exc
 
 from graph.access import Access
 from graph.auth import Authenticator, Session
+from graph.compile.mutation import MutationPlans
+from graph.compile.query_plans import QueryPlans, query_plans_for
 from graph.dialect import open_database
 from graph.errors import StartupError
 from graph.events.capture import Realtime
 from graph.events.changelog import latest_cursor
 from graph.metrics import Metrics, Observed
 from graph.naming import name_model
-from graph.plans.mutation import MutationPlans
-from graph.plans.query_plans import QueryPlans, query_plans_for
 from graph.reflect import reflect
 from graph.role_schemas import RoleSchemas
 from graph.rules.permissions import Permissions, load_permissions
@@ -94,7 +94,7 @@ class Runtime:
 
     @property
     def query_plans(self) -> QueryPlans:
-        """Every query, answered by one cached statement (graph.plans)."""
+        """Every query, answered by one cached statement (graph.compile)."""
         if self._query_plans is None:
             raise RuntimeError("the runtime has not been started")
         return self._query_plans

@@ -1,9 +1,9 @@
 """Build the GraphQL schema of SPEC section 4 from the table model, once, with no I/O.
 
-This module knows only shapes, never SQL: the compiled path (graph.plans)
+This module knows only shapes, never SQL: the compiled path (graph.compile)
 answers every generated field. graphql-core validates every document against
 the schema, and executes only what completes a query's answer around the
-compiled values (graph.plans._query_shell): every generated object field
+compiled values (graph.compile._query_shell): every generated object field
 resolves by response key in the values handed over (`Precomputed`), and
 `changeCursor` calls what it is given at build time. Mutations are never
 executed by graphql-core: their root fields have no resolver.
@@ -164,7 +164,7 @@ class Precomputed(dict[str, Any]):
     """The root value of a query whose generated root fields the compiled path answered.
 
     Response key -> the field's value, or the exception that is its error
-    (`graph.plans._query_shell`); graphql-core answers the other root fields.
+    (`graph.compile._query_shell`); graphql-core answers the other root fields.
     A generated query root field's resolver only hands its value over
     (`by_response_key`).
     """
@@ -362,7 +362,7 @@ class SchemaBuilder:
         may_delete = grants.delete and visible
         if grants.insert is None and not may_update and not may_delete:
             return {}
-        # Shapes only: graphql-core validates mutations, graph.plans.mutation answers them.
+        # Shapes only: graphql-core validates mutations, graph.compile.mutation answers them.
         response_fields = {"affected_rows": GraphQLField(_nn(Int))}
         if visible:
             response_fields["returning"] = GraphQLField(_list_nn(self.objects[table.name]))

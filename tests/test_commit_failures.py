@@ -266,8 +266,8 @@ async def test_a_connection_lost_before_commit_is_safe_to_retry(
 async def test_an_operation_that_raises_still_ends_with_an_error_and_complete(
     chinook_url: str, serve: Any, transport: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from graph.compile.query_plans import QueryPlans
     from graph.execution import Executor
-    from graph.plans.query_plans import QueryPlans
 
     server = serve(database=chinook_url)
     real_answer = QueryPlans.answer

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from graph.app import create_app
-from graph.plans.mutation import MutationPlans
+from graph.compile.mutation import MutationPlans
 from tests import library
 from tests.conftest import LiveServer
 

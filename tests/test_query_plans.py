@@ -1,4 +1,4 @@
-"""Query plans (graph.plans.query_plans) answer every query, byte for byte as recorded.
+"""Query plans (graph.compile.query_plans) answer every query, byte for byte as recorded.
 
 Every query of a corpus is sent to one server, on SQLite and PostgreSQL; its
 status and body must be the golden ones (`tests/golden/query_plans.json`),
@@ -37,8 +37,8 @@ from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from graph.app import create_app
-from graph.plans._query_postgres import base_type
-from graph.plans._query_variables import bindable_variables
+from graph.compile._query_postgres import base_type
+from graph.compile._query_variables import bindable_variables
 from tests import library
 from tests.conftest import POSTGRES, LiveServer, _admin, other_database, unavailable
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from graphql import GraphQLSchema, OperationDefinitionNode, parse, print_schema
 from graphql.execution.values import VariableValues
 
+from graph.compile._mutation_fields import read_mutation
+from graph.compile._query_shape import root_fields
 from graph.model import Column, DatabaseModel, Kind, Table
 from graph.naming import name_model
-from graph.plans._mutation_fields import read_mutation
-from graph.plans._query_shape import root_fields
 from graph.root_field import RootField, RootKind, root_field
 from graph.schema import build_schema
 

@@ -15,9 +15,9 @@ import orjson
 from graphql import FragmentDefinitionNode, GraphQLError, OperationType, get_operation_ast
 from graphql.execution.values import get_argument_values, get_variable_values
 
+from graph.compile.selection import collect_fields
 from graph.errors import ValidationFailed
 from graph.events.hub import StreamKey
-from graph.plans.selection import collect_fields
 from graph.rules.bool_exp import And, BoolExp, canonical
 from graph.rules.parse import parse_stream_where
 

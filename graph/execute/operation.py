@@ -1,4 +1,4 @@
-"""`answer`: one query or mutation, by the compiled path (graph.plans), over any transport."""
+"""`answer`: one query or mutation, by the compiled path (graph.compile), over any transport."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ if TYPE_CHECKING:
 
     from graph.access import Access
     from graph.auth import Session
+    from graph.compile.mutation import MutationPlans
+    from graph.compile.query_plans import QueryPlans
     from graph.execution import Executor, Prepared
     from graph.metrics import Metrics
-    from graph.plans.mutation import MutationPlans
-    from graph.plans.query_plans import QueryPlans
 
 
 class Services(Protocol):

@@ -1,6 +1,6 @@
 """What every statement of the compiled path filters, orders and caps rows with, per table.
 
-The statement builders (graph.plans) take the tables, the `bool_exp`
+The statement builders (graph.compile) take the tables, the `bool_exp`
 compiler, the orderings and `--max-limit` from one `Reader`, so queries and
 mutations' answers read rows alike.
 """

@@ -32,7 +32,7 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values
 
-from graph.plans.selection import collect_fields
+from graph.compile.selection import collect_fields
 from graph.root_field import RootKind, root_field
 from graph.sql.values import to_api_or_stored
 

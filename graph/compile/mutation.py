@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import ExecutionResult, GraphQLError, OperationType, get_operation_ast, located_error
 from graphql.execution.values import get_variable_values
 
-from graph.plans._mutation_fields import (
+from graph.compile._mutation_fields import (
     INSERT,
     INSERT_ONE,
     TYPENAME,
@@ -37,7 +37,7 @@ from graph.plans._mutation_fields import (
     directive_variables,
     read_mutation,
 )
-from graph.plans._mutation_writes import FieldErrors, Request, Writes
+from graph.compile._mutation_writes import FieldErrors, Request, Writes
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -45,9 +45,9 @@ if TYPE_CHECKING:
     from graphql.execution.values import VariableValues
 
     from graph.access import SessionAccess
+    from graph.compile._query_backend import Backend
     from graph.dialect import Driver
     from graph.model import DatabaseModel
-    from graph.plans._query_backend import Backend
     from graph.sql.compiled import Statements
     from graph.sql.select import Reader
 

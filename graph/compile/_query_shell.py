@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import ExecutionResult, execute
 from graphql.pyutils import is_awaitable
 
-from graph.plans._query_backend import MARK, unmark
+from graph.compile._query_backend import MARK, unmark
 from graph.schema import Precomputed
 
 if TYPE_CHECKING:

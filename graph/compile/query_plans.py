@@ -2,13 +2,13 @@
 
 A plan is compiled once per document, operation, role schema, session values
 its row rules read, and variables: the document read into a selection tree
-(`graph.plans._query_shape`), the tree into one SELECT that builds the answer's JSON
-(`graph.plans._query_statement`), the SELECT compiled by SQLAlchemy into SQL text
+(`graph.compile._query_shape`), the tree into one SELECT that builds the answer's JSON
+(`graph.compile._query_statement`), the SELECT compiled by SQLAlchemy into SQL text
 and parameters. A request with that key then costs one statement on a driver
 connection (`Backend.fetch`) and, at most, one parse and one dump of JSON.
 
 Every root field of the document is read in that one statement (one
-snapshot). graphql-core completes the answer (`graph.plans._query_shell`)
+snapshot). graphql-core completes the answer (`graph.compile._query_shell`)
 when the document also selects fields the compiler does not own
 (introspection, `changeCursor`), when a root field's arguments are refused,
 when the statement fails, or when a value is one GraphQL refuses: it then
@@ -32,9 +32,8 @@ from graphql import ExecutionResult, FragmentDefinitionNode, GraphQLError, get_o
 from graphql.execution.values import VariableValues, get_variable_values
 
 from graph.byte_cache import ByteBoundedCache
-from graph.config import Limits
-from graph.plans._query_backend import MARK, QueryFailed
-from graph.plans._query_shape import (
+from graph.compile._query_backend import MARK, QueryFailed
+from graph.compile._query_shape import (
     ArrayField,
     Foreign,
     ObjectField,
@@ -44,15 +43,16 @@ from graph.plans._query_shape import (
     Typename,
     root_fields,
 )
-from graph.plans._query_shell import Cut, complete, unmarked
-from graph.plans._query_statement import Fixes, StatementBuilder
-from graph.plans._query_variables import (
+from graph.compile._query_shell import Cut, complete, unmarked
+from graph.compile._query_statement import Fixes, StatementBuilder
+from graph.compile._query_variables import (
     Probe,
     bindable_variables,
     is_bindable,
     probe_for,
     probe_slots,
 )
+from graph.config import Limits
 
 if TYPE_CHECKING:
     from graphql import DocumentNode, GraphQLSchema, OperationDefinitionNode
@@ -60,10 +60,10 @@ if TYPE_CHECKING:
 
     from graph.access import Access
     from graph.auth import Session
+    from graph.compile._query_backend import Backend
     from graph.dialect import Database
     from graph.execution import Executor, Prepared
     from graph.model import DatabaseModel, Table
-    from graph.plans._query_backend import Backend
     from graph.root_field import RootKind
     from graph.rules.permissions import Permissions
     from graph.rules.to_sql import Visible
@@ -480,10 +480,10 @@ def backend_for(database: Database) -> Backend:
     """The backend for the database's dialect, on the connections it owns for the plans."""
     dialect = database.engine.dialect
     if database.name == "sqlite":
-        from graph.plans._query_sqlite import FUNCTIONS, SQLiteBackend
+        from graph.compile._query_sqlite import FUNCTIONS, SQLiteBackend
 
         return SQLiteBackend(dialect, database.reads(FUNCTIONS))
-    from graph.plans._query_postgres import PostgresBackend
+    from graph.compile._query_postgres import PostgresBackend
 
     return PostgresBackend(dialect, database.reads())
 

@@ -1,4 +1,4 @@
-"""One SELECT that builds a whole query answer as JSON, from the tree of `graph.plans._query_shape`.
+"""One SELECT that builds a whole query answer as JSON, from the tree of `graph.compile._query_shape`.
 
 Every root field is a scalar subquery of one `json_object`; a list reads its
 rows in a subquery with its WHERE, ORDER BY, LIMIT and OFFSET, and aggregates
@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from graph.errors import ValidationFailed
-from graph.plans._query_backend import Raw, literal, quoted
-from graph.plans._query_shape import (
+from graph.compile._query_backend import Raw, literal, quoted
+from graph.compile._query_shape import (
     AggregateField,
     AggregateRoot,
     ArrayField,
@@ -35,6 +34,7 @@ from graph.plans._query_shape import (
     RowSelection,
     Typename,
 )
+from graph.errors import ValidationFailed
 from graph.sql.values import to_db
 
 if TYPE_CHECKING:
@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
     from sqlalchemy.sql.elements import ColumnElement
 
+    from graph.compile._query_backend import Backend, Fix
     from graph.model import Relationship
-    from graph.plans._query_backend import Backend, Fix
     from graph.rules.to_sql import Visible
     from graph.sql.select import Reader
 

@@ -1,7 +1,7 @@
 """A validated query operation read into a tree of what it selects, with GraphQL gone.
 
 Pure: no SQL and no I/O. Fields are collected as every reader collects them
-(`graph.plans.selection`: fragments spread, @skip/@include applied, fields
+(`graph.compile.selection`: fragments spread, @skip/@include applied, fields
 merged by response key), arguments coerced by graphql-core, and the selection
 order of every field kept: it is the key order of the answer. A root field
 the compiler does not own (introspection, `changeCursor`) is read as
@@ -19,7 +19,7 @@ from graphql import GraphQLObjectType, OperationType
 from graphql.execution.values import get_argument_values
 
 from graph import naming
-from graph.plans.selection import collect_fields
+from graph.compile.selection import collect_fields
 from graph.root_field import RootKind, root_field
 
 if TYPE_CHECKING:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlalchemy as sa
 
+from graph.compile._query_shape import ArrayField, ListSelection, ObjectField, Reading, RowSelection
+from graph.compile._query_statement import StatementBuilder
 from graph.errors import ValidationFailed
-from graph.plans._query_shape import ArrayField, ListSelection, ObjectField, Reading, RowSelection
-from graph.plans._query_statement import StatementBuilder
 
 if TYPE_CHECKING:
     from graphql import FieldNode, FragmentDefinitionNode, GraphQLSchema
@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
     from sqlalchemy.sql.elements import ColumnElement
 
+    from graph.compile._query_backend import Backend
+    from graph.compile._query_statement import Fixes
     from graph.dialect import Rows
     from graph.model import DatabaseModel, Table
-    from graph.plans._query_backend import Backend
-    from graph.plans._query_statement import Fixes
     from graph.rules.to_sql import Visible
     from graph.sql.compiled import Statement, Statements
     from graph.sql.select import Reader
