@@ -1,6 +1,7 @@
-"""Parse, validate (cached per document, in bytes) and execute GraphQL; format errors with codes.
+"""Parse and validate GraphQL (cached per document, in bytes); format errors with codes.
 
 Shared by every transport so errors look the same over HTTP and WebSocket.
+Answering is graph.execute's.
 """
 
 from __future__ import annotations
@@ -13,17 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from graphql import (
     DocumentNode,
-    ExecutionResult,
     GraphQLError,
     OperationType,
-    execute,
     get_operation_ast,
     parse,
     specified_rules,
     validate,
 )
-from graphql.pyutils import is_awaitable
-from sqlalchemy import exc as sa_exc
 
 from graph.byte_cache import ByteBoundedCache, document_bytes
 from graph.document_limits import limit_errors
@@ -33,7 +30,6 @@ if TYPE_CHECKING:
     from graphql import GraphQLSchema
 
     from graph.config import Limits
-    from graph.context import RequestContext
 
 OFFLOAD_CHARS = 8_192
 """Documents at least this long are parsed in a worker thread (Executor.prepare_async)."""
@@ -110,49 +106,6 @@ class Executor:
     def operation_type(document: DocumentNode, operation_name: str | None) -> OperationType | None:
         operation = get_operation_ast(document, operation_name)
         return operation.operation if operation else None
-
-    async def execute(
-        self,
-        document: DocumentNode,
-        context: RequestContext,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-    ) -> ExecutionResult:
-        try:
-            result = execute(
-                self.schema,
-                document,
-                context_value=context,
-                variable_values=variables,
-                operation_name=operation_name,
-            )
-            if is_awaitable(result):
-                result = await result
-        except BaseException:
-            await context.finish(commit=False)
-            raise
-        assert isinstance(result, ExecutionResult)
-        try:
-            await context.finish(commit=not result.errors)
-        except Exception as error:  # noqa: BLE001 - reported to the client, logged by format_error
-            # The COMMIT failed: nothing of the request stands (a refused commit,
-            # rolled back), or nobody can tell (the connection was lost while
-            # committing). Either way no field's data is the answer; format_error says which.
-            return ExecutionResult(None, [GraphQLError(str(error), original_error=error)])
-        if result.errors and self.operation_type(document, operation_name) is OperationType.MUTATION:
-            # The whole request was rolled back: no field's data stands. On PostgreSQL
-            # the fields after a failed one fail too ("current transaction is aborted"):
-            # they report nothing of their own, the first failure is the answer.
-            errors = [e for e in result.errors if not _after_failure(e)] or result.errors
-            result = ExecutionResult(None, errors)
-        return result
-
-
-def _after_failure(error: GraphQLError) -> bool:
-    """A statement refused because an earlier one failed in the same transaction (SQLSTATE 25P02)."""
-    original = error.original_error
-    orig = original.orig if isinstance(original, sa_exc.DBAPIError) else None
-    return getattr(orig, "sqlstate", None) == "25P02"
 
 
 def format_error(error: GraphQLError) -> dict[str, Any]:

@@ -35,8 +35,8 @@ TRANSPORTS = ("graphql-transport-ws", "graphql-ws", "forgebase", "sse")
 OPERATION_TRANSPORTS = ("http", "graphql-transport-ws", "graphql-ws")
 """Where queries and mutations are sent (the raw protocol and SSE only deliver events)."""
 OPERATIONS = ("query", "mutation")
-PATHS = ("compiled", "resolvers")
-"""What answered an operation: one compiled statement, or graphql-core with the field resolvers."""
+PATHS = ("compiled",)
+"""What answered an operation: always the compiled path now; the label stays for dashboards that read it."""
 
 
 class Queue(Protocol):
@@ -104,9 +104,9 @@ class Metrics:
     def transport(self, name: str) -> TransportMeter:
         return self.transports[name]
 
-    def count_operation(self, operation: str, path: str, transport: str) -> None:
+    def count_operation(self, operation: str, transport: str) -> None:
         """One query or mutation answered (graph.execute), whatever its outcome."""
-        self.operations[(operation, path, transport)] += 1
+        self.operations[(operation, PATHS[0], transport)] += 1
 
     def observe_request(self, operation: str, status: int, started: float) -> None:
         """Record one /graphql request that began at `started` (time.perf_counter())."""
@@ -158,7 +158,7 @@ class _Live:
         operations = CounterMetricFamily(
             "forgegraph_operations",
             "Queries and mutations answered, by operation kind, by what answered them "
-            "(compiled: one statement; resolvers: graphql-core execution) and by transport.",
+            "(always compiled: the compiled path) and by transport.",
             labels=("operation", "path", "transport"),
         )
         for labels, value in self.metrics.operations.items():

@@ -20,29 +20,29 @@ if TYPE_CHECKING:
     from graph.config import Limits
     from graph.model import DatabaseModel
     from graph.rules.permissions import Permissions
-    from graph.schema import ResolverFactory
+    from graph.schema import ChangeCursor
 
 
 class RoleSchemas:
     def __init__(
         self,
         model: DatabaseModel,
-        resolvers: ResolverFactory,
+        change_cursor: ChangeCursor,
         permissions: Permissions,
         limits: Limits,
     ) -> None:
         # One cache for every role's documents: the bound is the server's, not each role's.
         self.documents: DocumentCache = ByteBoundedCache(limits.document_cache_bytes)
-        self.full = Executor(build_schema(model, resolvers), limits, self.documents)
+        self.full = Executor(build_schema(model, change_cursor), limits, self.documents)
         self._by_role: dict[str, Executor] = {}
         self._nobody = self.full
         if permissions.is_open:
             return
         for role in sorted(permissions.roles()):
             grants = grants_for(role, model, permissions)
-            self._by_role[role] = Executor(build_schema(model, resolvers, grants), limits, self.documents)
+            self._by_role[role] = Executor(build_schema(model, change_cursor, grants), limits, self.documents)
         nothing = {name: TableGrants() for name in model.tables}
-        self._nobody = Executor(build_schema(model, resolvers, nothing), limits, self.documents)
+        self._nobody = Executor(build_schema(model, change_cursor, nothing), limits, self.documents)
 
     def executor(self, role: str | None) -> Executor:
         """The executor of `role`; None (the admin secret, graph.auth.Session.rules_role): the full one."""

@@ -14,20 +14,18 @@ from sqlalchemy import exc
 
 from graph.access import Access
 from graph.auth import Authenticator, Session
-from graph.context import RequestContext
+from graph.compile.mutation import MutationPlans
+from graph.compile.query_plans import QueryPlans, query_plans_for
 from graph.dialect import open_database
 from graph.errors import StartupError
 from graph.events.capture import Realtime
+from graph.events.changelog import latest_cursor
 from graph.metrics import Metrics, Observed
 from graph.naming import name_model
-from graph.plans.mutation import MutationPlans
-from graph.plans.query_plans import query_plans_for
 from graph.reflect import reflect
-from graph.resolvers import Resolvers
 from graph.role_schemas import RoleSchemas
 from graph.rules.permissions import Permissions, load_permissions
 from graph.sql.compiled import Statements
-from graph.sql.mutate import Writer
 from graph.sql.select import Reader
 from graph.sql.tables import core_tables
 
@@ -38,7 +36,6 @@ if TYPE_CHECKING:
     from graph.dialect import Database, Driver
     from graph.execution import Executor
     from graph.model import DatabaseModel
-    from graph.plans.query_plans import QueryPlans
 
 log = logging.getLogger("forgegraph")
 HEALTH_TIMEOUT_SECONDS = 3
@@ -61,8 +58,7 @@ class Runtime:
         self._model: DatabaseModel | None = None
         self._driver: Driver | None = None
         self._mutations: MutationPlans | None = None
-        self.query_plans: QueryPlans | None = None
-        """Queries answered by one cached statement (graph.plans); None where not served."""
+        self._query_plans: QueryPlans | None = None
         self.connections: set[Connection] = set()
         self.metrics = Metrics(self.connections)
 
@@ -90,14 +86,18 @@ class Runtime:
     def executor_for(self, session: Session) -> Executor:
         return self.schemas.executor(session.rules_role)
 
-    def request_context(self, session: Session) -> RequestContext:
-        return RequestContext(self.engine, self.access.for_session(session), self.realtime.nudge)
-
     @property
     def realtime(self) -> Realtime:
         if self._realtime is None:
             raise RuntimeError("the runtime has not been started")
         return self._realtime
+
+    @property
+    def query_plans(self) -> QueryPlans:
+        """Every query, answered by one cached statement (graph.compile)."""
+        if self._query_plans is None:
+            raise RuntimeError("the runtime has not been started")
+        return self._query_plans
 
     @property
     def mutations(self) -> MutationPlans:
@@ -106,8 +106,10 @@ class Runtime:
         return self._mutations
 
     @property
-    def driver(self) -> Driver | None:
-        """The driver connections mutations run on (graph.dialect); None where not served."""
+    def driver(self) -> Driver:
+        """The driver connections mutations run on (graph.dialect)."""
+        if self._driver is None:
+            raise RuntimeError("the runtime has not been started")
         return self._driver
 
     @property
@@ -154,8 +156,12 @@ class Runtime:
         )
         tables = core_tables(model)
         reader = Reader(model, tables, max_rows=self.settings.limits.max_limit)
-        resolvers = Resolvers(model, reader, Writer(model, tables))
-        self._schemas = RoleSchemas(model, resolvers, permissions, self.settings.limits)
+
+        async def change_cursor() -> str:
+            async with engine.connect() as conn:
+                return str(await latest_cursor(conn))
+
+        self._schemas = RoleSchemas(model, change_cursor, permissions, self.settings.limits)
         self.permissions = permissions
         self.access = Access(model, permissions, reader.filters)
         changes = Realtime(
@@ -170,21 +176,21 @@ class Runtime:
         try:
             # The plans first: the SQL functions their statements call reach every
             # connection the database opens after, the mutations' driver's too.
-            self.query_plans = query_plans_for(
+            query_plans = query_plans_for(
                 database, model, reader, self.access, permissions, self.settings.limits.document_cache_bytes
             )
-            self._driver = database.driver if realtime else None
+            driver = database.driver
             statements = Statements(engine.dialect)
-            if self._driver is not None:
-                changes.changelog.use_driver(self._driver, statements)
+            changes.changelog.use_driver(driver, statements)
             # The query plans' rendering reads the relationships a mutation's answer selects.
-            backend = self.query_plans.backend if self.query_plans is not None else None
             self._mutations = MutationPlans(
-                model, tables, reader, statements, self._driver, changes.nudge, backend
+                model, tables, reader, statements, driver, changes.nudge, query_plans.backend
             )
         except BaseException:
             await changes.stop()
             raise
+        self._query_plans = query_plans
+        self._driver = driver
         self._realtime = changes
         self._model = model
 
@@ -195,7 +201,7 @@ class Runtime:
         if realtime is not None:
             await realtime.stop()
         self._driver = None
-        self.query_plans = None
+        self._query_plans = None
         database, self._database = self._database, None
         if database is not None:
             # Every connection of the process: the engine's, the driver's, the plans'.

@@ -1,15 +1,19 @@
 """Build the GraphQL schema of SPEC section 4 from the table model, once, with no I/O.
 
-Resolvers come from a factory (`graph.resolvers`) so this module knows only
-shapes, never SQL. Every object field resolves by response key, because the
-root resolver has already fetched the whole tree keyed by alias.
+This module knows only shapes, never SQL: the compiled path (graph.compile)
+answers every generated field. graphql-core validates every document against
+the schema, and executes only what completes a query's answer around the
+compiled values (graph.compile._query_shell): every generated object field
+resolves by response key in the values handed over (`Precomputed`), and
+`changeCursor` calls what it is given at build time. Mutations are never
+executed by graphql-core: their root fields have no resolver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from graphql import (
     GraphQLArgument,
@@ -44,20 +48,8 @@ from graph.rules.bool_exp import Takes, operators_for
 from graph.sql.order import DIRECTIONS
 from graph.sql.values import parse_bigint
 
-Resolver = Callable[..., Any]
-
-
-class ResolverFactory(Protocol):
-    def change_cursor(self) -> Resolver: ...
-    def select(self, table: Table) -> Resolver: ...
-    def select_by_pk(self, table: Table) -> Resolver: ...
-    def aggregate(self, table: Table) -> Resolver: ...
-    def insert(self, table: Table) -> Resolver: ...
-    def insert_one(self, table: Table) -> Resolver: ...
-    def update(self, table: Table) -> Resolver: ...
-    def update_by_pk(self, table: Table) -> Resolver: ...
-    def delete(self, table: Table) -> Resolver: ...
-    def delete_by_pk(self, table: Table) -> Resolver: ...
+ChangeCursor = Callable[[], Awaitable[str]]
+"""The newest change cursor now, as `changeCursor` answers it (the event side reads it)."""
 
 
 def _parse_json_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
@@ -172,19 +164,10 @@ class Precomputed(dict[str, Any]):
     """The root value of a query whose generated root fields the compiled path answered.
 
     Response key -> the field's value, or the exception that is its error
-    (`graph.plans._query_shell`); graphql-core answers the other root fields.
+    (`graph.compile._query_shell`); graphql-core answers the other root fields.
+    A generated query root field's resolver only hands its value over
+    (`by_response_key`).
     """
-
-
-def precomputed_or(resolve: Resolver) -> Resolver:
-    """A generated query root field's resolver: its precomputed answer when there is one."""
-
-    def resolver(root: Any, info: Any, **args: Any) -> Any:
-        if isinstance(root, Precomputed):
-            return by_response_key(root, info)
-        return resolve(root, info, **args)
-
-    return resolver
 
 
 def _nn(type_: Any) -> GraphQLNonNull[Any]:
@@ -199,14 +182,14 @@ class SchemaBuilder:
     def __init__(
         self,
         model: DatabaseModel,
-        resolvers: ResolverFactory,
+        change_cursor: ChangeCursor,
         grants: Mapping[str, TableGrants] | None = None,
     ) -> None:
         self.full = model
         self.grants = grants if grants is not None else all_grants(model)
         # Object types, filters and orderings show only what the role may select.
         self.model = visible_model(model, dict(self.grants))
-        self.resolvers = resolvers
+        self.change_cursor = change_cursor
         self.comparisons: dict[str, GraphQLInputObjectType] = {}
         self.objects: dict[str, GraphQLObjectType] = {}
         self.bool_exps: dict[str, GraphQLInputObjectType] = {}
@@ -233,7 +216,7 @@ class SchemaBuilder:
         query["changeCursor"] = GraphQLField(
             _nn(GraphQLString),
             description="The newest change cursor now: subscribe with `since` set to it to miss nothing after.",
-            resolve=self.resolvers.change_cursor(),
+            resolve=lambda *_: self.change_cursor(),
             extensions=tagged(RootKind.CHANGE_CURSOR),
         )
         return GraphQLSchema(
@@ -351,14 +334,14 @@ class SchemaBuilder:
             table.name: GraphQLField(
                 _list_nn(obj),
                 args=self._list_args(table.name),
-                resolve=precomputed_or(self.resolvers.select(table)),
+                resolve=by_response_key,
                 extensions=tagged(RootKind.SELECT, table.name),
                 description=f"Rows of the table {table.name!r}.",
             ),
             naming.aggregate(table.name): GraphQLField(
                 _nn(aggregate),
                 args={"where": GraphQLArgument(self.bool_exps[table.name])},
-                resolve=precomputed_or(self.resolvers.aggregate(table)),
+                resolve=by_response_key,
                 extensions=tagged(RootKind.AGGREGATE, table.name),
             ),
         }
@@ -366,7 +349,7 @@ class SchemaBuilder:
             fields[naming.by_pk(table.name)] = GraphQLField(
                 obj,
                 args=self._pk_args(table),
-                resolve=precomputed_or(self.resolvers.select_by_pk(table)),
+                resolve=by_response_key,
                 extensions=tagged(RootKind.SELECT_BY_PK, table.name),
                 description=f"One row of {table.name!r} by its primary key.",
             )
@@ -379,13 +362,11 @@ class SchemaBuilder:
         may_delete = grants.delete and visible
         if grants.insert is None and not may_update and not may_delete:
             return {}
-        response_fields = {"affected_rows": GraphQLField(_nn(Int), resolve=by_response_key)}
+        # Shapes only: graphql-core validates mutations, graph.compile.mutation answers them.
+        response_fields = {"affected_rows": GraphQLField(_nn(Int))}
         if visible:
-            response_fields["returning"] = GraphQLField(
-                _list_nn(self.objects[table.name]), resolve=by_response_key
-            )
+            response_fields["returning"] = GraphQLField(_list_nn(self.objects[table.name]))
         response = GraphQLObjectType(naming.mutation_response(table.name), response_fields)
-        r = self.resolvers
         fields: dict[str, GraphQLField] = {}
         if grants.insert is not None:
             insert_input = self._columns_input(
@@ -394,14 +375,12 @@ class SchemaBuilder:
             fields[naming.insert(table.name)] = GraphQLField(
                 response,
                 args={"objects": GraphQLArgument(_list_nn(insert_input))},
-                resolve=r.insert(table),
                 extensions=tagged(RootKind.INSERT, table.name),
             )
             if visible:
                 fields[naming.insert_one(table.name)] = GraphQLField(
                     self.objects[table.name],
                     args={"object": GraphQLArgument(_nn(insert_input))},
-                    resolve=r.insert_one(table),
                     extensions=tagged(RootKind.INSERT_ONE, table.name),
                 )
         if may_update:
@@ -411,13 +390,11 @@ class SchemaBuilder:
             fields[naming.delete(table.name)] = GraphQLField(
                 response,
                 args={"where": GraphQLArgument(_nn(self.bool_exps[table.name]))},
-                resolve=r.delete(table),
                 extensions=tagged(RootKind.DELETE, table.name),
             )
             fields[naming.delete_by_pk(table.name)] = GraphQLField(
                 obj,
                 args=self._pk_args(table),
-                resolve=r.delete_by_pk(table),
                 extensions=tagged(RootKind.DELETE_BY_PK, table.name),
             )
         return fields
@@ -435,12 +412,10 @@ class SchemaBuilder:
                 for name in table.primary_key
             },
         )
-        r = self.resolvers
         return {
             naming.update(table.name): GraphQLField(
                 response,
                 args={"where": GraphQLArgument(_nn(bool_exp)), "_set": GraphQLArgument(set_input)},
-                resolve=r.update(table),
                 extensions=tagged(RootKind.UPDATE, table.name),
             ),
             naming.update_by_pk(table.name): GraphQLField(
@@ -449,7 +424,6 @@ class SchemaBuilder:
                     "pk_columns": GraphQLArgument(_nn(pk_input)),
                     "_set": GraphQLArgument(set_input),
                 },
-                resolve=r.update_by_pk(table),
                 extensions=tagged(RootKind.UPDATE_BY_PK, table.name),
             ),
         }
@@ -461,7 +435,7 @@ def _only(table: Table, columns: tuple[str, ...]) -> Table:
 
 def build_schema(
     model: DatabaseModel,
-    resolvers: ResolverFactory,
+    change_cursor: ChangeCursor,
     grants: Mapping[str, TableGrants] | None = None,
 ) -> GraphQLSchema:
-    return SchemaBuilder(model, resolvers, grants).build()
+    return SchemaBuilder(model, change_cursor, grants).build()

@@ -222,10 +222,8 @@ class LiveServer:
             time.sleep(0.01)
         runtime = self.app.state.runtime
         sa.event.listen(runtime.engine.sync_engine, "before_cursor_execute", self._count)
-        if runtime.query_plans is not None:  # queries answered on the plans' own connections
-            runtime.query_plans.backend.observers.append(self.statements.append)
-        if runtime.driver is not None:  # mutations answered on the driver's connections
-            runtime.driver.observers.append(self.statements.append)
+        runtime.query_plans.backend.observers.append(self.statements.append)  # queries' connections
+        runtime.driver.observers.append(self.statements.append)  # mutations' connections
 
     def _count(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         self.statements.append(statement)

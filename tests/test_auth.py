@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from websockets.exceptions import ConnectionClosed
 
 from graph.app import create_app
-from graph.permissions import PermissionsError
+from graph.rules.permissions import PermissionsError
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, GraphQLWS, LiveServer
 from tests.test_forgebase import RawClient, ws_url
 from tests.test_sse import EventReader, events

@@ -70,6 +70,18 @@ def test_serve_rejects_an_unreachable_sqlite_file(tmp_path: Path) -> None:
     assert "/nonexistent/dir/x.db" in one_error_line(result)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite:///file:m?mode=memory&cache=shared&uri=true"],
+)
+def test_serve_refuses_an_in_memory_sqlite_database(tmp_path: Path, url: str) -> None:
+    """Each connection to one would be a database of its own: the reads would not see the writes."""
+    result = forgegraph("serve", "--database", url, "--port", "0", cwd=tmp_path)
+    line = one_error_line(result)
+    assert "in-memory SQLite database" in line
+    assert "use a file, e.g. sqlite+aiosqlite:///forgegraph.db" in line
+
+
 def test_serve_names_a_port_in_use(tmp_path: Path, busy_port: int) -> None:
     result = forgegraph("serve", "--port", str(busy_port), cwd=tmp_path)
     line = one_error_line(result)

@@ -266,25 +266,17 @@ async def test_a_connection_lost_before_commit_is_safe_to_retry(
 async def test_an_operation_that_raises_still_ends_with_an_error_and_complete(
     chinook_url: str, serve: Any, transport: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from graph.compile.query_plans import QueryPlans
     from graph.execution import Executor
-    from graph.plans.query_plans import QueryPlans
 
     server = serve(database=chinook_url)
-    real_execute = Executor.execute
     real_answer = QueryPlans.answer
-
-    async def broken(self: Executor, document: Any, *args: Any, **kwargs: Any) -> Any:
-        if "boom" in str(document.loc.source.body if document.loc else ""):
-            raise RuntimeError("a bug in execution")
-        return await real_execute(self, document, *args, **kwargs)
 
     async def broken_plan(self: QueryPlans, executor: Executor, session: Any, query: str, *args: Any) -> Any:
         if "boom" in query:
             raise RuntimeError("a bug in the compiled path")
         return await real_answer(self, executor, session, query, *args)
 
-    # Both paths (graph.execute tries the compiled one first): whichever raises is contained.
-    monkeypatch.setattr(Executor, "execute", broken)
     monkeypatch.setattr(QueryPlans, "answer", broken_plan)
     async with client(server, transport) as send:
         answer, ended = await send("query boom { mediatype { id } }")

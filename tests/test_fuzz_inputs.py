@@ -35,8 +35,8 @@ from graph.dialect import open_database
 from graph.errors import InvalidJWT
 from graph.model import DatabaseModel
 from graph.naming import name_model
-from graph.permissions import Permissions, PermissionsError, load_permissions
 from graph.reflect import reflect
+from graph.rules.permissions import Permissions, PermissionsError, load_permissions
 from tests import library
 from tests.fuzzing import (
     OPERATORS,

@@ -1,4 +1,4 @@
-"""In-memory filtering (graph.matching) agrees with SQL filtering (graph.sql.where).
+"""In-memory filtering (graph.rules.matcher) agrees with SQL filtering (graph.rules.to_sql).
 
 Hypothesis generates rows and a few `t_bool_exp` filters; the rows go into a
 real SQLite and a real PostgreSQL database, and for each filter the ids the
@@ -32,14 +32,29 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from graph.errors import ValidationFailed
-from graph.matching import check_filter, compile_filter, matches
 from graph.model import Column, Kind, Table
 from graph.reflect import reflect
+from graph.rules.matcher import Matcher, Truth, compile_matcher
+from graph.rules.parse import parse_stream_where, parse_trusted
+from graph.rules.to_sql import Filters
 from graph.sql.tables import core_tables
 from graph.sql.values import to_api
-from graph.sql.where import Filters
 
 EXAMPLES = int(os.environ.get("FORGEGRAPH_HYPOTHESIS_EXAMPLES", "100"))
+
+
+def check_filter(table: Table, exp: Any, where: str = "where") -> None:
+    """Raise ValidationFailed unless `exp` is a bool_exp events can be filtered by on `table`."""
+    parse_stream_where(table, exp, where)
+
+
+def compile_filter(exp: dict[str, Any] | None) -> Matcher:
+    """`exp` (checked, or built right by the test) as the event side's function of a row."""
+    return compile_matcher(None if exp is None else parse_trusted(None, exp))
+
+
+def matches(exp: dict[str, Any] | None, row: dict[str, Any]) -> Truth:
+    return compile_filter(exp)(row)
 
 Row = dict[str, Any]
 Exp = dict[str, Any]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +14,31 @@ import yaml
 from graph.access import Access
 from graph.auth import ADMIN_SESSION, Session
 from graph.errors import StartupError, ValidationFailed
-from graph.matching import matches
 from graph.model import Column, DatabaseModel, ForeignKey, Kind, Table
 from graph.naming import name_model
-from graph.permissions import (
+from graph.rules.bool_exp import BoolExp, canonical
+from graph.rules.matcher import compile_matcher
+from graph.rules.parse import parse_trusted
+from graph.rules.permissions import (
     ANONYMOUS,
-    SESSION_ROLE,
-    SESSION_USER_ID,
     DeleteRule,
     InsertRule,
     Permissions,
     PermissionsError,
     SelectRule,
     UpdateRule,
-    canonical,
-    has_relationships,
     load_permissions,
     parse_permissions,
-    resolve_presets,
-    resolve_session,
 )
+from graph.rules.session import (
+    SESSION_ROLE,
+    SESSION_USER_ID,
+    SessionValues,
+    resolve,
+    resolve_presets,
+)
+from graph.rules.to_sql import Filters
 from graph.sql.tables import core_tables
-from graph.sql.where import Filters
 
 
 def _col(name: str, kind: Kind, nullable: bool = True, db_type: str = "") -> Column:
@@ -94,6 +98,21 @@ def load(tmp_path: Path, text: str, name: str = "permissions.yaml") -> Permissio
 
 def session(user_id: str | None = "7", role: str | None = "user") -> dict[str, str | None]:
     return {SESSION_USER_ID: user_id, SESSION_ROLE: role}
+
+
+def resolve_session(exp: Any, table: Table, model: DatabaseModel, values: SessionValues) -> Any:
+    """A rule as written (its strings may name session variables), with the session's values in."""
+    if not isinstance(exp, Mapping):
+        return exp
+    return resolve(parse_trusted(table, exp, model, variables=True), table, model, values)
+
+
+def has_relationships(exp: Any, table: Table) -> bool:
+    return isinstance(exp, Mapping) and parse_trusted(table, exp).has_relationships
+
+
+def matches(exp: BoolExp, row: dict[str, Any]) -> bool | None:
+    return compile_matcher(exp)(row)
 
 
 # -- loading and answering --------------------------------------------------------

@@ -8,7 +8,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from graph.errors import ValidationFailed
 from graph.model import Column, DatabaseModel, Kind, Table
-from graph.sql.where import Filters, like_to_glob
+from graph.rules.to_sql import Filters, like_to_glob
 
 TABLE = Table(
     name="posts",

@@ -15,11 +15,11 @@ import orjson
 from graphql import FragmentDefinitionNode, GraphQLError, OperationType, get_operation_ast
 from graphql.execution.values import get_argument_values, get_variable_values
 
+from graph.compile.selection import collect_fields
 from graph.errors import ValidationFailed
 from graph.events.hub import StreamKey
 from graph.rules.bool_exp import And, BoolExp, canonical
 from graph.rules.parse import parse_stream_where
-from graph.selection import collect_fields
 
 if TYPE_CHECKING:
     from graphql import DocumentNode, GraphQLSchema

@@ -1,9 +1,9 @@
 """One owner of a database's connections per process: `open_database(url)` -> `Database`.
 
 A `Database` holds everything that talks to the database: the SQLAlchemy
-engine (reflection, the change log, the graphql-core resolvers, the health
-check), the driver the compiled mutations run their transactions on, and
-the reads the query plans fetch their one statement on. It is picked by the
+engine (reflection, the change log, `changeCursor`, the health check), the
+driver the compiled mutations run their transactions on, and the reads the
+query plans fetch their one statement on. It is picked by the
 URL's scheme, one file per dialect (`sqlite.py`, `postgres.py`), and closed
 once, by whoever opened it, which closes every connection it made.
 
@@ -73,12 +73,12 @@ class Database(Protocol):
     engine: AsyncEngine
 
     @property
-    def driver(self) -> Driver | None:
-        """The connections compiled mutations run on; None for an in-memory SQLite (one connection)."""
+    def driver(self) -> Driver:
+        """The connections compiled mutations run on."""
         ...
 
-    def reads(self, functions: Sequence[SQLFunction] = ()) -> Reads | None:
-        """Connections for the query plans' statements; None where plans are not served."""
+    def reads(self, functions: Sequence[SQLFunction] = ()) -> Reads:
+        """Connections for the query plans' statements."""
         ...
 
     async def ping(self) -> None:

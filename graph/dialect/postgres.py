@@ -89,7 +89,7 @@ class PostgresDatabase:
     def driver(self) -> PostgresDriver:
         return self._driver
 
-    def reads(self, functions: Sequence[SQLFunction] = ()) -> PostgresReads | None:
+    def reads(self, functions: Sequence[SQLFunction] = ()) -> PostgresReads:
         if functions:
             raise ValueError("PostgreSQL calls no Python functions from SQL")
         return self._reads

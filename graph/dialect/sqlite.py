@@ -71,6 +71,11 @@ def _install(conn: sqlite3.Connection, functions: Sequence[SQLFunction]) -> None
         )
 
 
+def _in_memory(database: str) -> bool:
+    """Whether sqlite3 opens `database` (as SQLAlchemy hands it over) in memory."""
+    return database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in database
+
+
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     configure_sqlite(dbapi_connection)
 
@@ -79,12 +84,24 @@ class SQLiteDatabase:
     name = "sqlite"
 
     def __init__(self, text: str, url: URL, pool_size: int, *, must_exist: bool = True) -> None:
-        path = sqlite_path(url)
-        if must_exist and path is not None and not path.exists():
-            raise StartupError(f"database file {str(path)!r} does not exist")
         self.url = url
         self.pool_size = pool_size
         self.engine = async_engine(text, url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+        args, options = self.engine.dialect.create_connect_args(url)
+        self._database = str(args[0]) if args else ""
+        """The file as sqlite3 opens it (a `file:` URI when the URL says `uri=true`)."""
+        self._options: dict[str, Any] = dict(options)
+        if _in_memory(self._database):
+            # Each of our connections (the driver's, the plans' reads) would open
+            # a database of its own: none would see another's tables or rows.
+            raise StartupError(
+                f"cannot serve the in-memory SQLite database {text!r}: every connection to it is a "
+                "database of its own, and forgegraph reads and writes on several; "
+                "use a file, e.g. sqlite+aiosqlite:///forgegraph.db"
+            )
+        path = sqlite_path(url)
+        if must_exist and path is not None and not path.exists():
+            raise StartupError(f"database file {str(path)!r} does not exist")
         event.listen(self.engine.sync_engine, "connect", _on_connect)
         self._driver: SQLiteDriver | None = None
         self._reads: list[SQLiteReads] = []
@@ -92,13 +109,9 @@ class SQLiteDatabase:
         """Those the reads call: a mutation's answer runs the same SQL on the driver's connections."""
 
     @property
-    def driver(self) -> Driver | None:
+    def driver(self) -> Driver:
         if self._driver is None:
-            args, options = self.engine.dialect.create_connect_args(self.url)
-            database = str(args[0]) if args else ""
-            if database in ("", ":memory:") or "mode=memory" in database:
-                return None  # one shared connection, which only SQLAlchemy holds
-            self._driver = SQLiteDriver(database, dict(options), self._connect_driver)
+            self._driver = SQLiteDriver(self._database, self._options, self._connect_driver)
         return self._driver
 
     def _connect_driver(self, database: str, **options: Any) -> sqlite3.Connection:
@@ -106,14 +119,11 @@ class SQLiteDatabase:
         _install(conn, self._functions)
         return conn
 
-    def reads(self, functions: Sequence[SQLFunction] = ()) -> SQLiteReads | None:
-        path = sqlite_path(self.url)
-        if path is None or self.url.query:
-            return None  # in memory, or options only SQLAlchemy's connect reads
+    def reads(self, functions: Sequence[SQLFunction] = ()) -> SQLiteReads:
         if self._driver is not None and functions:
             raise RuntimeError("the SQL functions must be known before the driver connects")
         self._functions = (*self._functions, *functions)
-        reads = SQLiteReads(str(path), functions)
+        reads = SQLiteReads(self._database, functions, uri=bool(self._options.get("uri")))
         self._reads.append(reads)
         return reads
 
@@ -146,8 +156,9 @@ class SQLiteReads:
     checkout and reset cost more than the query.
     """
 
-    def __init__(self, database: str, functions: Sequence[SQLFunction]) -> None:
+    def __init__(self, database: str, functions: Sequence[SQLFunction], *, uri: bool = False) -> None:
         self.database = database
+        self.uri = uri
         self.functions = tuple(functions)
         self._loop_conn: sqlite3.Connection | None = None
         self._deadline = 0.0
@@ -185,6 +196,7 @@ class SQLiteReads:
                 isolation_level=None,
                 check_same_thread=False,
                 cached_statements=PREPARED_STATEMENTS,
+                uri=self.uri,
             )
             try:
                 conn.execute("PRAGMA query_only=ON")  # the plans only read
@@ -207,6 +219,7 @@ class SQLiteReads:
             timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
             isolation_level=None,
             cached_statements=PREPARED_STATEMENTS,
+            uri=self.uri,
         )
         try:
             await conn.execute("PRAGMA query_only=ON")

@@ -1,4 +1,4 @@
-"""`answer`: one query or mutation; queries always by the compiled path, mutations by it when they can."""
+"""`answer`: one query or mutation, by the compiled path (graph.compile), over any transport."""
 
 from __future__ import annotations
 
@@ -15,21 +15,17 @@ if TYPE_CHECKING:
 
     from graph.access import Access
     from graph.auth import Session
-    from graph.context import RequestContext
+    from graph.compile.mutation import MutationPlans
+    from graph.compile.query_plans import QueryPlans
     from graph.execution import Executor, Prepared
     from graph.metrics import Metrics
-    from graph.plans.mutation import MutationPlans
-    from graph.plans.query_plans import QueryPlans
-
-COMPILED = "compiled"
-RESOLVERS = "resolvers"
 
 
 class Services(Protocol):
     """What answering needs of the server (graph.runtime.Runtime)."""
 
     @property
-    def query_plans(self) -> QueryPlans | None: ...
+    def query_plans(self) -> QueryPlans: ...
 
     @property
     def mutations(self) -> MutationPlans: ...
@@ -39,8 +35,6 @@ class Services(Protocol):
 
     @property
     def metrics(self) -> Metrics: ...
-
-    def request_context(self, session: Session) -> RequestContext: ...
 
 
 @dataclass(frozen=True)
@@ -71,27 +65,7 @@ class Answer:
 async def answer(services: Services, operation: Operation, transport: str) -> Answer:
     """The answer to `operation`, sent over `transport` (a label of forgegraph_operations_total)."""
     kind = operation.kind
-    plans = services.query_plans
-    if kind is OperationType.QUERY and plans is not None and plans.enabled:
-        # Every query: its generated fields in one cached statement, graphql-core around them.
-        # Compiled even when graphql-core completed it: no SQL but the compiler's ran.
-        services.metrics.count_operation(kind.value, COMPILED, transport)
-        try:
-            outcome = await plans.answer(
-                operation.executor,
-                operation.session,
-                operation.query,
-                operation.operation_name,
-                operation.variables,
-                operation.prepared,
-                lambda: services.request_context(operation.session),
-            )
-        except Exception as error:  # noqa: BLE001 - a fault of ours: `unexpected`, logged by format_error
-            return failure(error)
-        if isinstance(outcome, bytes):
-            return Answer(outcome, failed=False)
-        return _answer(outcome)
-    result: ExecutionResult | None = None
+    services.metrics.count_operation(kind.value, transport)
     if kind is OperationType.MUTATION:
         result = await services.mutations.execute(
             operation.executor.schema,
@@ -101,15 +75,23 @@ async def answer(services: Services, operation: Operation, transport: str) -> An
             operation.variables,
             services.access.for_session(operation.session),
         )
-    path = COMPILED
-    if result is None:
-        path = RESOLVERS
-        context = services.request_context(operation.session)
-        result = await operation.executor.execute(
-            operation.document, context, operation.variables, operation.operation_name
+        return _answer(result)
+    # Its generated fields in one cached statement, graphql-core around them
+    # (introspection, `changeCursor`, errors at their paths).
+    try:
+        outcome = await services.query_plans.answer(
+            operation.executor,
+            operation.session,
+            operation.query,
+            operation.operation_name,
+            operation.variables,
+            operation.prepared,
         )
-    services.metrics.count_operation(kind.value, path, transport)
-    return _answer(result)
+    except Exception as error:  # noqa: BLE001 - a fault of ours: `unexpected`, logged by format_error
+        return failure(error)
+    if isinstance(outcome, bytes):
+        return Answer(outcome, failed=False)
+    return _answer(outcome)
 
 
 def failure(error: Exception) -> Answer:

@@ -2,8 +2,8 @@
 
 Pure: no SQL, no I/O. Every generated mutation field is read, selecting
 columns, `__typename` and relationships; a root field the schema builder did
-not tag (a schema extension's) raises `NotPlanned`, and graphql-core answers
-the document. @skip/@include are applied with the request's variables, so a
+not tag raises `NotPlanned` (none is built today: schema extensions will
+need graphql-core's shell, as queries have). @skip/@include are applied with the request's variables, so a
 document using them is read once per set of their values (`directive_variables`).
 
 Each answer is completed as graphql-core completes it, errors included: a
@@ -32,8 +32,8 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values
 
+from graph.compile.selection import collect_fields
 from graph.root_field import RootKind, root_field
-from graph.selection import collect_fields
 from graph.sql.values import to_api_or_stored
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ Path = list[str | int]
 
 
 class NotPlanned(Exception):
-    """A root field the compiler does not own (a schema extension's): graphql-core answers."""
+    """A root field the compiler does not own: the request's `unexpected` error."""
 
 
 class Nulled(Exception):

@@ -13,14 +13,13 @@ variables that do not coerce are the request's errors; a root field that
 fails is an error at its path, the other fields still run, and the whole
 transaction is rolled back (data null); a COMMIT the database refuses, or
 one whose outcome is unknown (the connection lost while committing: never
-run again), is the request's one error. Only a document with root fields
-the compiler does not own (a schema extension's) is left to graphql-core.
+run again), is the request's one error. graphql-core executes no mutation:
+a root field the schema builder did not tag is a fault of ours (`unexpected`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,18 +27,17 @@ from typing import TYPE_CHECKING, Any
 from graphql import ExecutionResult, GraphQLError, OperationType, get_operation_ast, located_error
 from graphql.execution.values import get_variable_values
 
-from graph.plans._mutation_fields import (
+from graph.compile._mutation_fields import (
     INSERT,
     INSERT_ONE,
     TYPENAME,
     UPDATE_BY_PK,
     MutationField,
     MutationOperation,
-    NotPlanned,
     directive_variables,
     read_mutation,
 )
-from graph.plans._mutation_writes import FieldErrors, Request, Writes
+from graph.compile._mutation_writes import FieldErrors, Request, Writes
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -47,13 +45,12 @@ if TYPE_CHECKING:
     from graphql.execution.values import VariableValues
 
     from graph.access import SessionAccess
+    from graph.compile._query_backend import Backend
     from graph.dialect import Driver
     from graph.model import DatabaseModel
-    from graph.plans._query_backend import Backend
     from graph.sql.compiled import Statements
     from graph.sql.select import Reader
 
-log = logging.getLogger("forgegraph.plans")
 PLAN_CACHE_SIZE = 1024
 # Inserts of up to this many rows (and one-row updates) are short enough to run
 # without leaving the event loop on SQLite; anything else runs in its thread.
@@ -70,9 +67,9 @@ class MutationPlans:
         tables: Mapping[str, sa.Table],
         reader: Reader,
         statements: Statements,
-        driver: Driver | None,
+        driver: Driver,
         on_commit: Callable[[], None],
-        backend: Backend | None = None,
+        backend: Backend,
     ) -> None:
         self.model = model
         self.driver = driver
@@ -80,8 +77,7 @@ class MutationPlans:
         self.writes = Writes(model, tables, reader, statements, backend)
         self.reads = 0
         """Documents read into plans (each once per role's schema, while cached)."""
-        self.answered = 0
-        self._plans: OrderedDict[tuple[Any, ...], MutationOperation | None] = OrderedDict()
+        self._plans: OrderedDict[tuple[Any, ...], MutationOperation] = OrderedDict()
         self._directives: OrderedDict[tuple[int, str, str | None], tuple[str, ...] | None] = OrderedDict()
 
     def plan(
@@ -91,8 +87,8 @@ class MutationPlans:
         query: str,
         operation_name: str | None,
         variables: VariableValues,
-    ) -> MutationOperation | None:
-        """The document's plan for this schema (and these directives' values); None when it has none."""
+    ) -> MutationOperation:
+        """The document's plan for this schema (and these directives' values)."""
         key: tuple[Any, ...] = (id(schema), query, operation_name)
         names = _cached(self._directives, key, lambda: directive_variables(document))
         if names is not None:
@@ -103,12 +99,9 @@ class MutationPlans:
             return self._plans[key]
         self.reads += 1
         operation = get_operation_ast(document, operation_name)
-        plan: MutationOperation | None = None
-        if operation is not None:
-            try:
-                plan = read_mutation(schema, self.model, document, operation, variables)
-            except NotPlanned as reason:
-                log.debug("not a compiled mutation: %s", reason)
+        if operation is None:
+            raise ValueError(f"no operation {operation_name!r} in the document")
+        plan = read_mutation(schema, self.model, document, operation, variables)
         _put(self._plans, key, plan)
         return plan
 
@@ -120,29 +113,23 @@ class MutationPlans:
         operation_name: str | None,
         variables: Mapping[str, Any] | None,
         access: SessionAccess,
-    ) -> ExecutionResult | None:
-        """The answer to a mutation; None only for one the compiler does not own (or no driver)."""
-        if self.driver is None:
-            return None  # an in-memory SQLite database: SQLAlchemy's one connection
-        operation = get_operation_ast(document, operation_name)
-        if operation is None or operation.operation is not OperationType.MUTATION:
-            return None
+    ) -> ExecutionResult:
+        """The answer to a validated mutation document."""
         try:
+            operation = get_operation_ast(document, operation_name)
+            if operation is None or operation.operation is not OperationType.MUTATION:
+                raise ValueError(f"no mutation {operation_name!r} in the document")
             coerced = get_variable_values(schema, operation.variable_definitions or (), dict(variables or {}))
             if isinstance(coerced, list):
                 return ExecutionResult(None, coerced)  # as graphql-core's execute answers them
             plan = self.plan(schema, document, query, operation_name, coerced)
-            if plan is None:
-                return None
             request = Request(schema, plan, [_arguments(f, coerced) for f in plan.fields], coerced, access)
             result = await self._run(request)
         except Exception as error:  # noqa: BLE001 - a fault of ours: format_error logs it, the client gets `unexpected`
             return ExecutionResult(None, [GraphQLError(str(error), original_error=error)])
-        self.answered += 1
         return result
 
     async def _run(self, request: Request) -> ExecutionResult:
-        assert self.driver is not None
         try:
             data = await self.driver.transact(
                 self.writes.job(request), on_commit=self.on_commit, short=_short(request)

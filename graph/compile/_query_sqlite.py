@@ -6,7 +6,7 @@ in SQL, anything else (a text in an integer column, NULL in a non-null key)
 goes to `fg_value`. So do floats, numerics, JSON and blobs: `fg_value` runs
 the driver-to-GraphQL conversion in Python (SQLite's own float printing is
 not exact to the last digit), and writes a value GraphQL refuses as a marker
-(`graph.plans._query_backend`), for graphql-core to refuse with its own error.
+(`graph.compile._query_backend`), for graphql-core to refuse with its own error.
 The function is registered on every connection
 the reads open (graph.dialect.sqlite.SQLiteReads, which also decides where
 a statement runs: in the event loop or, when long, in a thread).
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlalchemy as sa
 
+from graph.compile._query_backend import MARK, QueryFailed, literal, marker, quoted
 from graph.dialect import SQLFunction
 from graph.model import Kind
-from graph.plans._query_backend import MARK, QueryFailed, literal, marker, quoted
 from graph.schema import scalar_of
 from graph.sql.values import to_api_or_stored
 
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.elements import ColumnElement
 
+    from graph.compile._query_backend import Fix
     from graph.dialect import Reads
     from graph.model import Column
-    from graph.plans._query_backend import Fix
 
 KINDS = tuple(Kind)
 MAX_NESTING = 4

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import ExecutionResult, execute
 from graphql.pyutils import is_awaitable
 
-from graph.plans._query_backend import MARK, unmark
+from graph.compile._query_backend import MARK, unmark
 from graph.schema import Precomputed
 
 if TYPE_CHECKING:
@@ -33,14 +33,12 @@ async def complete(
     operation_name: str | None,
     variables: Mapping[str, Any] | None,
     answered: Mapping[str, Any],
-    context: Any,
 ) -> ExecutionResult:
     """The answer, with `answered` (response key -> value or exception) as the generated fields' own."""
     result = execute(
         schema,
         document,
         root_value=Precomputed(answered),
-        context_value=context,
         variable_values=dict(variables or {}),
         operation_name=operation_name,
     )

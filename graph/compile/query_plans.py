@@ -2,13 +2,13 @@
 
 A plan is compiled once per document, operation, role schema, session values
 its row rules read, and variables: the document read into a selection tree
-(`graph.plans._query_shape`), the tree into one SELECT that builds the answer's JSON
-(`graph.plans._query_statement`), the SELECT compiled by SQLAlchemy into SQL text
+(`graph.compile._query_shape`), the tree into one SELECT that builds the answer's JSON
+(`graph.compile._query_statement`), the SELECT compiled by SQLAlchemy into SQL text
 and parameters. A request with that key then costs one statement on a driver
 connection (`Backend.fetch`) and, at most, one parse and one dump of JSON.
 
 Every root field of the document is read in that one statement (one
-snapshot). graphql-core completes the answer (`graph.plans._query_shell`)
+snapshot). graphql-core completes the answer (`graph.compile._query_shell`)
 when the document also selects fields the compiler does not own
 (introspection, `changeCursor`), when a root field's arguments are refused,
 when the statement fails, or when a value is one GraphQL refuses: it then
@@ -32,9 +32,8 @@ from graphql import ExecutionResult, FragmentDefinitionNode, GraphQLError, get_o
 from graphql.execution.values import VariableValues, get_variable_values
 
 from graph.byte_cache import ByteBoundedCache
-from graph.config import Limits
-from graph.plans._query_backend import MARK, QueryFailed
-from graph.plans._query_shape import (
+from graph.compile._query_backend import MARK, QueryFailed
+from graph.compile._query_shape import (
     ArrayField,
     Foreign,
     ObjectField,
@@ -44,15 +43,16 @@ from graph.plans._query_shape import (
     Typename,
     root_fields,
 )
-from graph.plans._query_shell import Cut, complete, unmarked
-from graph.plans._query_statement import Fixes, StatementBuilder
-from graph.plans._query_variables import (
+from graph.compile._query_shell import Cut, complete, unmarked
+from graph.compile._query_statement import Fixes, StatementBuilder
+from graph.compile._query_variables import (
     Probe,
     bindable_variables,
     is_bindable,
     probe_for,
     probe_slots,
 )
+from graph.config import Limits
 
 if TYPE_CHECKING:
     from graphql import DocumentNode, GraphQLSchema, OperationDefinitionNode
@@ -60,10 +60,10 @@ if TYPE_CHECKING:
 
     from graph.access import Access
     from graph.auth import Session
+    from graph.compile._query_backend import Backend
     from graph.dialect import Database
     from graph.execution import Executor, Prepared
     from graph.model import DatabaseModel, Table
-    from graph.plans._query_backend import Backend
     from graph.root_field import RootKind
     from graph.rules.permissions import Permissions
     from graph.rules.to_sql import Visible
@@ -95,8 +95,6 @@ class Plan:
     """Root fields refused while reading or building, by response key: their answer is their error."""
     shell: bool
     """Whether graphql-core completes every answer (root fields not ours, or errors)."""
-    foreign: bool
-    """Whether graphql-core answers root fields of its own (which may need the request context)."""
     cuts: tuple[ObjectField | ArrayField, ...] = ()
     """Relationships too deep for the statement, read by statements of their own (`Backend.max_nesting`)."""
 
@@ -165,12 +163,8 @@ class QueryPlans:
         self.access = access
         self.permissions = permissions
         self.backend = backend
-        self.enabled = True
-        """Off: queries take graphql-core's resolvers (only until that path is deleted)."""
         self.compiled = 0
         """Plans compiled so far (tests check a document is compiled once)."""
-        self.answered = 0
-        """Requests answered here (tests check which path answered)."""
         # Bounded in bytes like the executors' documents (Limits.document_cache_bytes).
         self._documents: ByteBoundedCache[tuple[Any, ...], Document] = ByteBoundedCache(cache_bytes)
         self._roots: dict[Executor, dict[str, tuple[RootKind, Table]]] = {}
@@ -184,13 +178,10 @@ class QueryPlans:
         operation_name: str | None,
         variables: Mapping[str, Any] | None,
         prepared: Prepared | None = None,
-        context: Callable[[], Any] | None = None,
     ) -> bytes | ExecutionResult:
         """The answer to a validated query: the whole response body, or graphql-core's result to format.
 
-        `prepared` is the executor's document of `query`, when the caller has
-        it; `context` makes the request context graphql-core's own root fields
-        read (`changeCursor`), only when the document selects one.
+        `prepared` is the executor's document of `query`, when the caller has it.
         """
         key = (executor, query, operation_name, self._session_key(session))
         document = self._documents.get(key) if len(query) <= MAX_QUERY_LENGTH else None
@@ -200,24 +191,15 @@ class QueryPlans:
                 self._documents.put(key, document, document.size)
         values = document.coerce(variables)
         if isinstance(values, list):
-            self.answered += 1
             return ExecutionResult(None, values)
         plans = len(document.plans)
         plan = self._plan(document, values)
         if len(document.plans) != plans and key in self._documents:
             self._documents.put(key, document, document.bytes())  # its plans count too
-        self.answered += 1
         answered = await self._run(document, plan, values)
         if isinstance(answered, bytes):
             return answered
-        return await complete(
-            document.schema,
-            document.document,
-            operation_name,
-            variables,
-            answered,
-            context() if plan.foreign and context is not None else None,
-        )
+        return await complete(document.schema, document.document, operation_name, variables, answered)
 
     async def _run(self, document: Document, plan: Plan, values: VariableValues) -> bytes | dict[str, Any]:
         """The response body when nothing is left to graphql-core; else each root field's answer."""
@@ -444,7 +426,7 @@ class QueryPlans:
         shell = foreign or bool(errors)
         self.compiled += 1
         if stmt is None:
-            return Plan(None, (), (), fixes, errors, shell=True, foreign=foreign), set()
+            return Plan(None, (), (), fixes, errors, shell=True), set()
         compiled = stmt.compile(
             dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True}
         )
@@ -463,7 +445,7 @@ class QueryPlans:
         params = _processed(compiled, values)
         # Plans of one document differing only in their values share their SQL text.
         sql = document.statements.setdefault(compiled.string, compiled.string)
-        plan = Plan(sql, params, slots, fixes, errors, shell=shell, foreign=foreign, cuts=tuple(builder.cuts))
+        plan = Plan(sql, params, slots, fixes, errors, shell=shell, cuts=tuple(builder.cuts))
         return plan, set()
 
 
@@ -494,24 +476,16 @@ def _rules_read_session(permissions: Permissions, model: DatabaseModel, role: st
     return False
 
 
-def backend_for(database: Database) -> Backend | None:
-    """The backend for the database's dialect, on the connections it owns for the plans.
-
-    None where plans are not served: an in-memory SQLite database is one
-    connection that only SQLAlchemy holds.
-    """
+def backend_for(database: Database) -> Backend:
+    """The backend for the database's dialect, on the connections it owns for the plans."""
     dialect = database.engine.dialect
     if database.name == "sqlite":
-        from graph.plans._query_sqlite import FUNCTIONS, SQLiteBackend
+        from graph.compile._query_sqlite import FUNCTIONS, SQLiteBackend
 
-        reads = database.reads(FUNCTIONS)
-        return None if reads is None else SQLiteBackend(dialect, reads)
-    if database.name == "postgresql":
-        from graph.plans._query_postgres import PostgresBackend
+        return SQLiteBackend(dialect, database.reads(FUNCTIONS))
+    from graph.compile._query_postgres import PostgresBackend
 
-        reads = database.reads()
-        return None if reads is None else PostgresBackend(dialect, reads)
-    return None
+    return PostgresBackend(dialect, database.reads())
 
 
 def query_plans_for(
@@ -521,8 +495,5 @@ def query_plans_for(
     access: Access,
     permissions: Permissions,
     cache_bytes: int = Limits.document_cache_bytes,
-) -> QueryPlans | None:
-    backend = backend_for(database)
-    if backend is None:
-        return None
-    return QueryPlans(model, reader, access, permissions, backend, cache_bytes)
+) -> QueryPlans:
+    return QueryPlans(model, reader, access, permissions, backend_for(database), cache_bytes)

@@ -1,13 +1,13 @@
-"""One SELECT that builds a whole query answer as JSON, from the tree of `graph.plans._query_shape`.
+"""One SELECT that builds a whole query answer as JSON, from the tree of `graph.compile._query_shape`.
 
 Every root field is a scalar subquery of one `json_object`; a list reads its
-rows in a subquery with the same WHERE, ORDER BY, LIMIT and OFFSET the normal
-path sends (`graph.sql.select`), and aggregates them into a JSON array in
-that order; relationships are correlated subqueries of their parent row
-(per-parent `limit`/`offset` included). Row rules come from the session's
-`Visible`, as in the normal path: on every table read, and inside filters
-and orderings that walk relationships. Conditions and orderings are built by
-the very same `Filters` and `Orderings`.
+rows in a subquery with its WHERE, ORDER BY, LIMIT and OFFSET, and aggregates
+them into a JSON array in that order; relationships are correlated subqueries
+of their parent row (per-parent `limit`/`offset` included). Row rules come
+from the session's `Visible`: on every table read, and inside filters and
+orderings that walk relationships. Conditions and orderings are built by the
+`Filters` and `Orderings` of `graph.sql.select.Reader`, which mutations'
+answers read with too.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from graph.errors import ValidationFailed
-from graph.plans._query_backend import Raw, literal, quoted
-from graph.plans._query_shape import (
+from graph.compile._query_backend import Raw, literal, quoted
+from graph.compile._query_shape import (
     AggregateField,
     AggregateRoot,
     ArrayField,
@@ -35,6 +34,7 @@ from graph.plans._query_shape import (
     RowSelection,
     Typename,
 )
+from graph.errors import ValidationFailed
 from graph.sql.values import to_db
 
 if TYPE_CHECKING:
@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
     from sqlalchemy.sql.elements import ColumnElement
 
+    from graph.compile._query_backend import Backend, Fix
     from graph.model import Relationship
-    from graph.plans._query_backend import Backend, Fix
     from graph.rules.to_sql import Visible
     from graph.sql.select import Reader
 
@@ -139,8 +139,8 @@ class StatementBuilder:
         """One SELECT of every root field it can build, their fixes, and the errors of the others.
 
         A root field whose arguments are refused while its SQL is built (a
-        negative limit, a filter nested too deep) fails alone, as its resolver
-        did; None when no root field is left to read.
+        negative limit, a filter nested too deep) fails alone, at its path; None
+        when no root field is left to read.
         """
         fixes = Fixes()
         pairs: list[tuple[str, ColumnElement[Any]]] = []
@@ -155,7 +155,7 @@ class StatementBuilder:
             else:
                 try:
                     expr, child = self.root(root)
-                except Exception as error:  # noqa: BLE001 - this field's answer, as its resolver's was
+                except Exception as error:  # noqa: BLE001 - this field's answer: its error, at its path
                     errors[root.key] = error
                     continue
                 pairs.append((root.key, expr))
@@ -309,7 +309,7 @@ class StatementBuilder:
                 stmt = stmt.where(rule)
             count = stmt.scalar_subquery()
         else:
-            # Nothing counted, as the resolver counted: the filter is still read (and refused).
+            # Nothing to count: the filter is still read, so a filter refused is still this field's error.
             self.filters.compile(root.table.name, root.where, self._alias(root.table.name), self.visible)
         pairs: list[tuple[str, ColumnElement[Any]]] = []
         for field in root.fields:

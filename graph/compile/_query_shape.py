@@ -1,12 +1,13 @@
 """A validated query operation read into a tree of what it selects, with GraphQL gone.
 
-Pure: no SQL and no I/O. The same reading the resolvers do (`graph.selection`:
-fragments spread, @skip/@include applied, fields merged by response key,
-arguments coerced by graphql-core), but keeping the selection order of every
-field, which is the key order of the answer. A root field the compiler does
-not own (introspection, `changeCursor`) is read as `Foreign`, for graphql-core
-to answer; one whose reading raised (an argument refused) as `Refused`,
-carrying its error, as a resolver raising it would have.
+Pure: no SQL and no I/O. Fields are collected as every reader collects them
+(`graph.compile.selection`: fragments spread, @skip/@include applied, fields
+merged by response key), arguments coerced by graphql-core, and the selection
+order of every field kept: it is the key order of the answer. A root field
+the compiler does not own (introspection, `changeCursor`) is read as
+`Foreign`, for graphql-core to answer; one whose reading raised (an argument
+refused) as `Refused`, carrying its error, which graphql-core tells at the
+field's path.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from graphql import GraphQLObjectType, OperationType
 from graphql.execution.values import get_argument_values
 
 from graph import naming
+from graph.compile.selection import collect_fields
 from graph.root_field import RootKind, root_field
-from graph.selection import collect_fields
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -191,7 +192,7 @@ class Reading:
             else:
                 try:
                     out.append(self._root(key, name, nodes))
-                except Exception as error:  # noqa: BLE001 - this field's answer, as its resolver's was
+                except Exception as error:  # noqa: BLE001 - this field's answer: its error, at its path
                     out.append(Refused(key, error))
         return tuple(out)
 

@@ -10,7 +10,7 @@ request and compiled once per shape.
 A root field that fails is an error at its path, and the next root field
 runs all the same, in the same transaction, as graphql-core runs them (on
 PostgreSQL the statements after a failed one fail too, SQLSTATE 25P02;
-`graph.plans.mutation` leaves those errors out). Once any field failed the
+`graph.compile.mutation` leaves those errors out). Once any field failed the
 job raises `FieldErrors`, so that the driver rolls the transaction back.
 """
 
@@ -25,8 +25,7 @@ import sqlalchemy as sa
 from graphql import located_error
 
 from graph import naming
-from graph.errors import PermissionDenied, ValidationFailed
-from graph.plans._mutation_fields import (
+from graph.compile._mutation_fields import (
     DELETE_BY_PK,
     INSERT,
     INSERT_ONE,
@@ -38,7 +37,8 @@ from graph.plans._mutation_fields import (
     Nulled,
     Picker,
 )
-from graph.plans._mutation_related import RelatedReader
+from graph.compile._mutation_related import RelatedReader
+from graph.errors import PermissionDenied, ValidationFailed
 from graph.sql.values import to_stored
 
 if TYPE_CHECKING:
@@ -46,9 +46,9 @@ if TYPE_CHECKING:
     from graphql.execution.values import VariableValues
 
     from graph.access import SessionAccess
+    from graph.compile._query_backend import Backend
     from graph.dialect import Job, Rows
     from graph.model import DatabaseModel, Table
-    from graph.plans._query_backend import Backend
     from graph.rules.to_sql import Condition
     from graph.sql.compiled import Compiled, Statement, Statements
     from graph.sql.select import Reader
@@ -241,7 +241,7 @@ class Writes:
 
     def _insert(self, table: Table, objects: Sequence[Mapping[str, Any]], access: SessionAccess) -> Steps:
         presets = self._rules(access, "insert_presets", table)
-        # Grouped by the columns they name, in the order the normal path returns them.
+        # Grouped by the columns they name, in the order the answer returns them (the golden answers').
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for obj in objects:
             values = self._values(table, {**obj, **presets})
@@ -336,5 +336,5 @@ class Writes:
 
 
 def _bound(value: Any) -> Any:
-    # Untyped, as the normal path binds key values: the database infers the column's type.
+    # Untyped: the database infers the column's type from the key it is compared with.
     return sa.literal(value, type_=sa.types.NullType())

@@ -6,8 +6,7 @@ one SELECT per root field, built by the query plans' `StatementBuilder`
 (the same SQL, row rules and JSON as a query), run as a statement of the
 mutation's job. Its rows are the written rows as RETURNING gave them, in a
 VALUES list, so that a deleted row's relationships are found from its
-values after the DELETE, as the resolvers found them (rows removed by a
-cascade are gone by then). Its arguments (`posts(limit: $n)`) are read with
+values after the DELETE (rows removed by a cascade are gone by then). Its arguments (`posts(limit: $n)`) are read with
 each request's variables.
 """
 
@@ -19,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlalchemy as sa
 
+from graph.compile._query_shape import ArrayField, ListSelection, ObjectField, Reading, RowSelection
+from graph.compile._query_statement import StatementBuilder
 from graph.errors import ValidationFailed
-from graph.plans._query_shape import ArrayField, ListSelection, ObjectField, Reading, RowSelection
-from graph.plans._query_statement import StatementBuilder
 
 if TYPE_CHECKING:
     from graphql import FieldNode, FragmentDefinitionNode, GraphQLSchema
@@ -29,10 +28,10 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
     from sqlalchemy.sql.elements import ColumnElement
 
+    from graph.compile._query_backend import Backend
+    from graph.compile._query_statement import Fixes
     from graph.dialect import Rows
     from graph.model import DatabaseModel, Table
-    from graph.plans._query_backend import Backend
-    from graph.plans._query_statement import Fixes
     from graph.rules.to_sql import Visible
     from graph.sql.compiled import Statement, Statements
     from graph.sql.select import Reader
@@ -153,7 +152,7 @@ def _local_columns(row: RowSelection) -> list[str]:
 
 
 def _check_windows(row: RowSelection) -> None:
-    """A negative `limit` or `offset` anywhere is the request's error, in the resolvers' words."""
+    """A negative `limit` or `offset` anywhere is the request's error, in a query's words."""
     for field in row.fields:
         if isinstance(field, ArrayField):
             _check_window(field.rows)

@@ -27,8 +27,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from graph.compile._query_backend import MARK, QueryFailed, Raw, literal, quoted
 from graph.model import Kind
-from graph.plans._query_backend import MARK, QueryFailed, Raw, literal, quoted
 from graph.schema import scalar_of
 from graph.sql.values import to_api_or_stored
 
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.elements import ColumnElement
 
+    from graph.compile._query_backend import Fix
     from graph.dialect import Reads
     from graph.model import Column
-    from graph.plans._query_backend import Fix
 
 SMALL_INTEGERS = frozenset({"SMALLINT", "INTEGER", "INT", "INT2", "INT4", "SERIAL", "SMALLSERIAL"})
 BIG_INTEGERS = frozenset({"BIGINT", "INT8", "BIGSERIAL"})
@@ -65,7 +65,7 @@ PARSED: dict[Kind, dict[str, Callable[[str], Any]]] = {
     Kind.DATETIME: {"TIMESTAMP": _infinite(dt.datetime.fromisoformat, dt.datetime.max, dt.datetime.min)},
     Kind.DATE: {"DATE": _infinite(dt.date.fromisoformat, dt.date.max, dt.date.min)},
     Kind.TIME: {"TIME": dt.time.fromisoformat},
-    # The normal path's driver decodes JSON with the standard library (SQLAlchemy's codec).
+    # Decoded with the standard library, as SQLAlchemy's codec does (the golden answers were its).
     Kind.JSON: {"JSON": json.loads, "JSONB": json.loads},
     Kind.BLOB: {"BYTEA": bytes.fromhex},
 }

@@ -1,1 +1,0 @@
-"""Requests answered without graphql-core's execution: `query_plans` (queries), `mutation` (mutations)."""
