@@ -37,6 +37,10 @@ def set_input(table: str) -> str:
     return f"{table}_set_input"
 
 
+def inc_input(table: str) -> str:
+    return f"{table}_inc_input"
+
+
 def pk_columns_input(table: str) -> str:
     return f"{table}_pk_columns_input"
 

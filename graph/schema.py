@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from graphql import (
+    FloatValueNode,
     GraphQLArgument,
     GraphQLBoolean,
     GraphQLEnumType,
@@ -95,6 +97,47 @@ BigInt = GraphQLScalarType(
     parse_value=_parse_bigint,
     parse_literal=_parse_bigint_literal,
 )
+
+
+def _parse_numeric(value: Any) -> int | float | str:
+    """A finite number, or a string of one (kept as text, so that PostgreSQL gets every digit)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise GraphQLError(f"numeric cannot represent value: {value!r}")
+    given = value.strip() if isinstance(value, str) else value
+    try:
+        finite = Decimal(given).is_finite()
+    except InvalidOperation:
+        finite = False
+    if not finite:
+        raise GraphQLError(f"numeric cannot represent value: {value!r}")
+    return given
+
+
+def _parse_numeric_literal(node: ValueNode, _variables: dict[str, Any] | None = None) -> int | float | str:
+    if isinstance(node, IntValueNode):
+        return int(node.value)
+    if isinstance(node, FloatValueNode | StringValueNode):
+        return _parse_numeric(node.value)
+    raise GraphQLError(f"numeric cannot represent value: {print_ast(node)}", node)
+
+
+# Hasura's `numeric`: only `_inc` inputs use it so far (numeric columns themselves are
+# still String in answers, filters and `_set`, SPEC section 4).
+Numeric = GraphQLScalarType(
+    "numeric",
+    description="An exact decimal number: a JSON number or a string of one in inputs, a string in answers.",
+    serialize=str,
+    parse_value=_parse_numeric,
+    parse_literal=_parse_numeric_literal,
+)
+
+# What `_inc` may add to, and as which type (Hasura: int, bigint, float and numeric columns).
+INCREMENTS: dict[Kind, GraphQLScalarType] = {
+    Kind.INTEGER: Int,
+    Kind.BIGINT: BigInt,
+    Kind.FLOAT: GraphQLFloat,
+    Kind.NUMERIC: Numeric,
+}
 
 SCALARS: dict[Kind, GraphQLScalarType] = {
     Kind.INTEGER: Int,
@@ -405,6 +448,10 @@ class SchemaBuilder:
         obj = self.objects[table.name]
         bool_exp = self.bool_exps[table.name]
         set_input = self._columns_input(naming.set_input(table.name), columns)
+        operators = {"_set": GraphQLArgument(set_input)}
+        numeric = {c.name: GraphQLInputField(INCREMENTS[c.kind]) for c in columns.columns if c.kind in INCREMENTS}
+        if numeric:  # an input type needs a field: no `_inc` on a table without numeric columns
+            operators["_inc"] = GraphQLArgument(GraphQLInputObjectType(naming.inc_input(table.name), numeric))
         pk_input = GraphQLInputObjectType(
             naming.pk_columns_input(table.name),
             {
@@ -415,15 +462,12 @@ class SchemaBuilder:
         return {
             naming.update(table.name): GraphQLField(
                 response,
-                args={"where": GraphQLArgument(_nn(bool_exp)), "_set": GraphQLArgument(set_input)},
+                args={"where": GraphQLArgument(_nn(bool_exp)), **operators},
                 extensions=tagged(RootKind.UPDATE, table.name),
             ),
             naming.update_by_pk(table.name): GraphQLField(
                 obj,
-                args={
-                    "pk_columns": GraphQLArgument(_nn(pk_input)),
-                    "_set": GraphQLArgument(set_input),
-                },
+                args={"pk_columns": GraphQLArgument(_nn(pk_input)), **operators},
                 extensions=tagged(RootKind.UPDATE_BY_PK, table.name),
             ),
         }

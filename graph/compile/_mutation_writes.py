@@ -16,6 +16,7 @@ job raises `FieldErrors`, so that the driver rolls the transaction back.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as default
@@ -39,7 +40,8 @@ from graph.compile._mutation_fields import (
 )
 from graph.compile._mutation_related import RelatedReader
 from graph.errors import PermissionDenied, ValidationFailed
-from graph.sql.values import to_stored
+from graph.model import Kind
+from graph.sql.values import INT32, INT64, to_stored
 
 if TYPE_CHECKING:
     from graphql import GraphQLError, GraphQLSchema
@@ -57,6 +59,8 @@ Steps = Generator["Statement", "Rows", Any]
 Row = Sequence[Any]
 Key = tuple[Any, ...]
 RULE_CACHE_SIZE = 4096
+# What an integer column may hold after `_inc`: GraphQL's Int is 32 bits (graph.sql.values.to_stored).
+INT_RANGES = {Kind.INTEGER: INT32, Kind.BIGINT: INT64}
 
 
 class _Rules:
@@ -257,22 +261,53 @@ class Writes:
     def _update(
         self, table: Table, where: Condition, args: Mapping[str, Any], access: SessionAccess
     ) -> Steps:
-        given = args.get("_set")
-        if given is None:
+        given, increments = args.get("_set"), args.get("_inc")
+        if given is None and increments is None:
             raise ValidationFailed(
-                f"at least one of the update operators (_set) is expected for {table.name!r}"
+                f"at least one of the update operators (_set, _inc) is expected for {table.name!r}"
             )
-        changes = {**given, **self._rules(access, "update_presets", table)}
+        given, increments = given or {}, increments or {}
+        twice = [name for name in increments if name in given]
+        if twice:
+            raise ValidationFailed(f"Column found in multiple operators: {json.dumps(twice)}.")
+        presets = self._rules(access, "update_presets", table)
+        changes: dict[str, Any] = self._values(table, {**given, **presets})
+        core = self.tables[table.name]
+        # A preset column takes its value from the rule, as with `_set`.
+        increments = {name: value for name, value in increments.items() if name not in presets}
+        for name, value in self._values(table, increments).items():
+            # Untyped, or SQLAlchemy would read a numeric's text as a string and concatenate.
+            changes[name] = core.c[name] + _bound(value)  # NULL stays NULL, as SQL (and Hasura) add
         allowed = self._rules(access, "update_filter", table)
         if allowed is not None:
             where = sa.and_(where, allowed)
         if not changes:
             return []
-        core = self.tables[table.name]
-        statement = sa.update(core).where(where).values(self._values(table, changes)).returning(*core.c)
+        statement = sa.update(core).where(where).values(changes).returning(*core.c)
         rows: list[Row] = yield self.statements.bind(statement)
+        self._check_range(table, increments, rows)
         yield from self._check(table, self._rules(access, "update_check", table), rows, "update")
         return rows
+
+    def _check_range(self, table: Table, increments: Mapping[str, Any], rows: Sequence[Row]) -> None:
+        """Refuse a sum its column cannot hold, as PostgreSQL's `integer`/`bigint` refuse it.
+
+        SQLite keeps 64 bits in any integer column and turns a 64-bit overflow
+        into a REAL; PostgreSQL raised already, so this finds nothing there.
+        """
+        for name in increments:
+            column = table.column(name)
+            bounds = INT_RANGES.get(column.kind)
+            if bounds is None:
+                continue
+            index = table.column_names.index(name)
+            for row in rows:
+                value = row[index]
+                if value is not None and not (isinstance(value, int) and bounds[0] <= value <= bounds[1]):
+                    raise ValidationFailed(
+                        f"the database refused a value of the request: {column.kind.value} out of range"
+                        f" (column {name!r} would hold {value!r})"
+                    )
 
     def _delete(self, table: Table, where: Condition, access: SessionAccess) -> Steps:
         allowed = self._rules(access, "delete_filter", table)

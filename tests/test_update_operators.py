@@ -1,0 +1,219 @@
+"""Update operators beside `_set` (SPEC section 4, as Hasura defines them): `_inc`.
+
+Real servers over the library database, on SQLite and PostgreSQL alike:
+numeric columns of each kind, `_inc` with `_set`, by primary key, permission
+rules (columns, presets, checks), change events, and sums a column cannot hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.conftest import Api, GraphQL
+from tests.test_realtime import change, subscribe
+
+SECRET = "forgegraph-update-operator-tests-secret-0123456789"
+RULES = """\
+tables:
+  posts:
+    select:
+      rater: {filter: {}, columns: "*"}
+    update:
+      # rating may be changed, editor_id is the rule's own; the sum must stay below 10.
+      rater: {filter: {user_id: {_eq: X-User-Id}}, check: {rating: {_lt: 10}}, columns: [rating],
+              set: {editor_id: X-User-Id}}
+  tags:
+    select:
+      rater: {filter: {}, columns: "*"}
+    update:
+      rater: {filter: {}, columns: [weight]}
+"""
+INT_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+
+
+def ordered(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: tuple(r[k] for k in keys))
+
+
+def test_inc_adds_to_int_float_and_numeric_columns_and_null_stays_null(gql: GraphQL) -> None:
+    data = gql("""mutation {
+        update_tags(where: {}, _inc: {weight: 10}) { affected_rows returning { post_id name weight } }
+        update_users(where: {}, _inc: {score: 0.5}) { returning { id score } }
+        a: update_posts(where: {id: {_in: [1, 2]}}, _inc: {rating: "1.25"}) { returning { id rating } }
+        b: update_posts_by_pk(pk_columns: {id: 4}, _inc: {rating: -0.5}) { rating } }""")
+    assert data["update_tags"]["affected_rows"] == 3
+    assert ordered(data["update_tags"]["returning"], "post_id", "name") == [
+        {"post_id": 1, "name": "intro", "weight": 11},
+        {"post_id": 1, "name": "news", "weight": 12},
+        {"post_id": 3, "name": "misc", "weight": None},  # NULL + 10 is NULL, as in SQL and Hasura
+    ]
+    assert ordered(data["update_users"]["returning"], "id") == [
+        {"id": 1, "score": 10.0}, {"id": 2, "score": None}, {"id": 3, "score": 7.5},
+    ]
+    assert ordered(data["a"]["returning"], "id") == [{"id": 1, "rating": "5.75"}, {"id": 2, "rating": None}]
+    assert data["b"] == {"rating": "2.75"}
+    # What was written is what a query reads.
+    assert gql("{ posts_by_pk(id: 1) { rating } tags_by_pk(post_id: 1, name: \"news\") { weight } }") == {
+        "posts_by_pk": {"rating": "5.75"}, "tags_by_pk": {"weight": 12},
+    }
+
+
+def test_inc_takes_variables_and_a_key_column(gql: GraphQL) -> None:
+    data = gql(
+        "mutation($inc: comments_inc_input, $id: Int!) {"
+        " update_comments_by_pk(pk_columns: {id: $id}, _inc: $inc) { id post_id body } }",
+        {"inc": {"id": 100}, "id": 4},
+    )
+    assert data["update_comments_by_pk"] == {"id": 104, "post_id": 4, "body": "meh"}
+    assert gql("{ comments_by_pk(id: 4) { id } }")["comments_by_pk"] is None
+
+
+def test_inc_with_set_on_other_columns(gql: GraphQL) -> None:
+    data = gql("""mutation { update_posts_by_pk(pk_columns: {id: 1}, _set: {title: "renamed", published: false},
+                    _inc: {rating: 0.25, editor_id: 1}) { title published rating editor_id } }""")
+    # editor_id was NULL: it stays NULL.
+    assert data["update_posts_by_pk"] == {"title": "renamed", "published": False, "rating": "4.75",
+                                          "editor_id": None}
+    data = gql("""mutation { update_posts(where: {id: {_eq: 2}}, _set: {body: "b"}, _inc: {editor_id: 1}) {
+                    affected_rows returning { body editor_id } } }""")
+    assert data["update_posts"] == {"affected_rows": 1, "returning": [{"body": "b", "editor_id": 3}]}
+
+
+def test_operator_errors(gql: GraphQL) -> None:
+    body = gql.raw('mutation { update_posts(where: {}) { affected_rows } }')
+    assert body["errors"][0]["extensions"]["code"] == "validation-failed"
+    assert "(_set, _inc)" in body["errors"][0]["message"]
+    # A column in two operators: refused, nothing written.
+    body = gql.raw("""mutation { update_posts(where: {}, _set: {rating: "1", title: "t"}, _inc: {rating: 1}) {
+                        affected_rows } }""")
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["validation-failed"]
+    assert '"rating"' in body["errors"][0]["message"]
+    assert gql('{ posts(where: {title: {_eq: "t"}}) { id } }')["posts"] == []
+    # Only numeric columns are in `_inc`; a number for a numeric column, never a word.
+    assert gql.error_codes('mutation { update_posts(where: {}, _inc: {title: 1}) { affected_rows } }') == [
+        "validation-failed"
+    ]
+    assert gql.error_codes('mutation { update_posts(where: {}, _inc: {rating: "abc"}) { affected_rows } }') == [
+        "validation-failed"
+    ]
+    assert gql.error_codes('mutation { update_users(where: {}, _inc: {score: "1"}) { affected_rows } }') == [
+        "validation-failed"
+    ]
+    # An empty `_inc` is an operator that changes nothing, as an empty `_set` is.
+    data = gql("mutation { update_posts(where: {}, _inc: {}) { affected_rows } }")
+    assert data["update_posts"] == {"affected_rows": 0}
+
+
+def test_sums_an_integer_column_cannot_hold_are_refused(gql: GraphQL) -> None:
+    gql(f'mutation {{ update_tags_by_pk(pk_columns: {{post_id: 1, name: "intro"}}, _set: {{weight: {INT_MAX}}}) '
+        "{ weight } }")
+    # In one request with another write: the whole request is rolled back.
+    body = gql.raw("""mutation {
+        update_users_by_pk(pk_columns: {id: 1}, _set: {name: "kept?"}) { id }
+        update_tags(where: {}, _inc: {weight: 1}) { affected_rows } }""")
+    assert body["data"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["validation-failed"]
+    assert gql("{ users_by_pk(id: 1) { name } }")["users_by_pk"] == {"name": "Alice"}
+    rows = gql("{ tags(order_by: {name: asc}) { name weight } }")["tags"]
+    assert rows == [{"name": "intro", "weight": INT_MAX}, {"name": "misc", "weight": None},
+                    {"name": "news", "weight": 2}]
+    # Downwards too; and an increment that is itself beyond 32 bits.
+    gql(f'mutation {{ update_tags_by_pk(pk_columns: {{post_id: 1, name: "intro"}}, _set: {{weight: {-INT_MAX}}}) '
+        "{ weight } }")
+    assert gql.error_codes(
+        'mutation { update_tags_by_pk(pk_columns: {post_id: 1, name: "intro"}, _inc: {weight: -2}) { weight } }'
+    ) == ["validation-failed"]
+    assert gql.error_codes(
+        f'mutation {{ update_tags_by_pk(pk_columns: {{post_id: 1, name: "news"}}, _inc: {{weight: {2**32}}}) '
+        "{ weight } }"
+    ) == ["validation-failed"]
+
+
+def test_sums_a_bigint_column_cannot_hold_are_refused(library_url: str, serve: Any) -> None:
+    async def add_counters() -> None:
+        engine = create_async_engine(library_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("CREATE TABLE counters (id INTEGER PRIMARY KEY, n BIGINT)"))
+                await conn.execute(sa.text(f"INSERT INTO counters (id, n) VALUES (1, {BIGINT_MAX - 1})"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(add_counters())
+    gql = GraphQL(serve(database=library_url))
+    try:
+        data = gql("mutation { update_counters_by_pk(pk_columns: {id: 1}, _inc: {n: 1}) { n } }")
+        assert data["update_counters_by_pk"] == {"n": BIGINT_MAX}
+        # SQLite would turn the sum into a REAL; PostgreSQL refuses it: both refuse.
+        assert gql.error_codes('mutation { update_counters_by_pk(pk_columns: {id: 1}, _inc: {n: "1"}) { n } }') == [
+            "validation-failed"
+        ]
+        assert gql("{ counters_by_pk(id: 1) { n } }")["counters_by_pk"] == {"n": BIGINT_MAX}
+    finally:
+        gql.http.close()
+
+
+def _rater(user_id: int) -> dict[str, str]:
+    token = jwt.encode({"sub": str(user_id), "role": "rater", "exp": int(time.time()) + 3600}, SECRET, "HS256")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_inc_follows_the_update_rule(library_url: str, serve: Any, tmp_path: Path) -> None:
+    rules = tmp_path / "permissions.yaml"
+    rules.write_text(RULES)
+    server = serve(database=library_url, permissions=str(rules), jwt_secret=SECRET)
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False, headers=_rater(3)) as http:
+
+        def post(query: str) -> dict[str, Any]:
+            response = http.post("/graphql", json={"query": query})
+            assert response.status_code == 200, response.text
+            return response.json()  # type: ignore[no-any-return]
+
+        # The role's input type has only its update columns: the others do not exist for it.
+        shape = post('{ __type(name: "posts_inc_input") { inputFields { name type { name } } } }')
+        assert shape["data"]["__type"]["inputFields"] == [{"name": "rating", "type": {"name": "numeric"}}]
+        refused = post("mutation { update_posts(where: {}, _inc: {user_id: 1}) { affected_rows } }")
+        assert [e["extensions"]["code"] for e in refused["errors"]] == ["validation-failed"]
+        assert "user_id" in refused["errors"][0]["message"]
+        refused = post('mutation { update_tags(where: {}, _inc: {post_id: 1}) { affected_rows } }')
+        assert [e["extensions"]["code"] for e in refused["errors"]] == ["validation-failed"]
+
+        # The rule's filter picks the rows (user 3 owns post 4 only) and its preset is written too.
+        done = post("mutation { update_posts(where: {}, _inc: {rating: 1}) { returning { id rating editor_id } } }")
+        assert done == {"data": {"update_posts": {"returning": [{"id": 4, "rating": "4.25", "editor_id": 3}]}}}
+        # The rule's check holds over the sums: 4.25 + 6 is not below 10.
+        denied = post("mutation { update_posts_by_pk(pk_columns: {id: 4}, _inc: {rating: 6}) { rating } }")
+        assert [e["extensions"]["code"] for e in denied["errors"]] == ["permission-denied"]
+        assert post("{ posts_by_pk(id: 4) { rating } }")["data"] == {"posts_by_pk": {"rating": "4.25"}}
+        done = post('mutation { update_tags(where: {name: {_eq: "news"}}, _inc: {weight: 3}) { returning { weight } } }')
+        assert done == {"data": {"update_tags": {"returning": [{"weight": 5}]}}}
+
+
+async def test_an_inc_arrives_as_an_update_event_with_the_new_values(api: Api) -> None:
+    async with api.ws() as ws:
+        await subscribe(ws, "1", "posts")
+        await api("mutation { update_posts_by_pk(pk_columns: {id: 4}, _inc: {rating: 1, user_id: -1}) { id } }")
+        event = await change(ws, "1")
+    assert event["type"] == "update"
+    assert (event["old_record"]["rating"], event["old_record"]["user_id"]) == ("3.25", 3)
+    assert (event["record"]["rating"], event["record"]["user_id"]) == ("4.25", 2)
+    assert event["record"] == (await api(
+        "{ posts_by_pk(id: 4) { id title body published user_id editor_id rating published_at } }"
+    ))["posts_by_pk"]
+
+
+@pytest.mark.parametrize("value", ["0.1", 0.1])
+def test_numeric_increments_keep_their_digits(gql: GraphQL, value: Any) -> None:
+    data = gql("mutation($v: numeric) { update_posts_by_pk(pk_columns: {id: 4}, _inc: {rating: $v}) { rating } }",
+               {"v": value})
+    assert data["update_posts_by_pk"] == {"rating": "3.35"}
