@@ -5,7 +5,9 @@ statements' meaning: presets, the write with RETURNING, the permission check
 over the written rows, the rows `returning` may show, and their
 relationships (`_mutation_related`). Each INSERT is compiled once per table
 and set of columns; the other statements are built by SQLAlchemy per
-request and compiled once per shape.
+request and compiled once per shape. The rules' conditions are the role's
+(graph.access.RoleAccess), compiled once: each statement binds their session
+variables to the request's session values (`SessionAccess.parameters`).
 
 A root field that fails is an error at its path, and the next root field
 runs all the same, in the same transaction, as graphql-core runs them (on
@@ -56,32 +58,6 @@ if TYPE_CHECKING:
 Steps = Generator["Statement", "Rows", Any]
 Row = Sequence[Any]
 Key = tuple[Any, ...]
-RULE_CACHE_SIZE = 4096
-
-
-class _Rules:
-    """A session's write rules per table, resolved and compiled once per role and user.
-
-    The rules are fixed at start-up and depend on nothing else of the session
-    (graph.auth.Session.variables), so the SQLAlchemy conditions and presets
-    built for one request serve the next one of the same user.
-    """
-
-    def __init__(self) -> None:
-        # The role as rules see it: None for the admin secret (graph.auth.Session.rules_role).
-        self._cache: dict[tuple[str | None, str | None, str, str], Any] = {}
-
-    def __call__(self, access: SessionAccess, rule: str, table: Table) -> Any:
-        key = (access.role, access.session.user_id, rule, table.name)
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
-        value = getattr(access, rule)(table.name if rule == "select_filter" else table)
-        if len(self._cache) >= RULE_CACHE_SIZE:
-            self._cache.clear()  # many users: start again rather than keep them all
-        self._cache[key] = value
-        return value
 
 
 class FieldErrors(Exception):
@@ -123,7 +99,6 @@ class Writes:
         self.statements = statements
         self.related = RelatedReader(backend, reader, tables, statements)
         self._inserts: dict[tuple[str, tuple[str, ...]], Compiled] = {}
-        self._rules = _Rules()
         self._key_positions: dict[str, tuple[int, ...]] = {}
 
     def job(self, request: Request) -> Job[dict[str, Any]]:
@@ -169,13 +144,13 @@ class Writes:
             if field.kind == UPDATE_BY_PK:
                 where = self.reader.pk_condition(table, args["pk_columns"])
             else:
-                where = self.reader.where(table.name, args["where"], access.select_filter)
+                where = self.reader.where(table.name, args["where"], access.rules.select_filter)
             rows = yield from self._update(table, where, args, access)
         else:
             if field.kind == DELETE_BY_PK:
                 where = self.reader.pk_condition(table, args)
             else:
-                where = self.reader.where(table.name, args["where"], access.select_filter)
+                where = self.reader.where(table.name, args["where"], access.rules.select_filter)
             rows, shown = yield from self._delete(table, where, access)
         if field.one is not None:
             if shown is None:
@@ -220,7 +195,8 @@ class Writes:
                 picker.table,
                 list(picker.nodes),
                 rows,
-                request.access.select_filter,
+                request.access.rules.select_filter,
+                request.access.parameters,
             )
         )
 
@@ -240,7 +216,7 @@ class Writes:
         return compiled
 
     def _insert(self, table: Table, objects: Sequence[Mapping[str, Any]], access: SessionAccess) -> Steps:
-        presets = self._rules(access, "insert_presets", table)
+        presets = access.insert_presets(table)
         # Grouped by the columns they name, in the order the normal path returns them.
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for obj in objects:
@@ -251,7 +227,7 @@ class Writes:
             insert = self._compiled_insert(table, names)
             for values in group:
                 rows.extend((yield insert.bind(values)))
-        yield from self._check(table, self._rules(access, "insert_check", table), rows, "insert")
+        yield from self._check(table, access.rules.insert_check(table), rows, "insert", access)
         return rows
 
     def _update(
@@ -262,29 +238,30 @@ class Writes:
             raise ValidationFailed(
                 f"at least one of the update operators (_set) is expected for {table.name!r}"
             )
-        changes = {**given, **self._rules(access, "update_presets", table)}
-        allowed = self._rules(access, "update_filter", table)
+        changes = {**given, **access.update_presets(table)}
+        allowed = access.rules.update_filter(table)
         if allowed is not None:
             where = sa.and_(where, allowed)
         if not changes:
             return []
         core = self.tables[table.name]
         statement = sa.update(core).where(where).values(self._values(table, changes)).returning(*core.c)
-        rows: list[Row] = yield self.statements.bind(statement)
-        yield from self._check(table, self._rules(access, "update_check", table), rows, "update")
+        rows: list[Row] = yield self.statements.bind(statement, access.parameters)
+        yield from self._check(table, access.rules.update_check(table), rows, "update", access)
         return rows
 
     def _delete(self, table: Table, where: Condition, access: SessionAccess) -> Steps:
-        allowed = self._rules(access, "delete_filter", table)
+        allowed = access.rules.delete_filter(table)
         if allowed is not None:
             where = sa.and_(where, allowed)
         # Deleted rows cannot be filtered afterwards: find the visible ones first.
-        select_filter = self._rules(access, "select_filter", table)
+        select_filter = access.rules.select_filter(table.name)
         visible: set[Key] | None = None
         if select_filter is not None:
-            visible = yield from self._keys(table, sa.and_(where, select_filter), None)
+            visible = yield from self._keys(table, sa.and_(where, select_filter), None, access)
         core = self.tables[table.name]
-        rows: list[Row] = yield self.statements.bind(sa.delete(core).where(where).returning(*core.c))
+        delete = sa.delete(core).where(where).returning(*core.c)
+        rows: list[Row] = yield self.statements.bind(delete, access.parameters)
         if visible is None:
             return rows, rows
         return rows, [row for row in rows if self._key(table, row) in visible]
@@ -299,7 +276,9 @@ class Writes:
             positions = self._key_positions[table.name] = tuple(names.index(c) for c in table.primary_key)
         return tuple(row[i] for i in positions)
 
-    def _keys(self, table: Table, condition: Condition, rows: Sequence[Row] | None) -> Steps:
+    def _keys(
+        self, table: Table, condition: Condition, rows: Sequence[Row] | None, access: SessionAccess
+    ) -> Steps:
         """Primary keys of the rows (of `rows`, when given) for which `condition` holds."""
         core = self.tables[table.name]
         columns = [core.c[n] for n in table.primary_key]
@@ -315,23 +294,25 @@ class Writes:
                 statement = statement.where(
                     sa.tuple_(*columns).in_([sa.tuple_(*map(_bound, k)) for k in keys])
                 )
-        found: Rows = yield self.statements.bind(statement)
+        found: Rows = yield self.statements.bind(statement, access.parameters)
         return {tuple(row) for row in found}
 
-    def _check(self, table: Table, check: Condition | None, rows: Sequence[Row], what: str) -> Steps:
+    def _check(
+        self, table: Table, check: Condition | None, rows: Sequence[Row], what: str, access: SessionAccess
+    ) -> Steps:
         if check is None or not rows:
             return None
-        passing = yield from self._keys(table, check, rows)
+        passing = yield from self._keys(table, check, rows, access)
         if len(passing) < len({self._key(table, row) for row in rows}):
             raise PermissionDenied(f"check constraint of an {what} permission has failed")
         return None
 
     def _visible(self, table: Table, rows: list[Row], access: SessionAccess) -> Steps:
         """The changed rows the session may select (`returning` shows no others)."""
-        allowed = self._rules(access, "select_filter", table)
+        allowed = access.rules.select_filter(table.name)
         if allowed is None or not rows:
             return rows
-        keys = yield from self._keys(table, allowed, rows)
+        keys = yield from self._keys(table, allowed, rows, access)
         return [row for row in rows if self._key(table, row) in keys]
 
 
