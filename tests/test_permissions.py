@@ -545,22 +545,31 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("exp", "user", "expected"),
-    [
-        ({"_or": [{"published": {"_eq": True}}, {"user_id": {"_eq": "X-User-Id"}}]}, "7", {1, 2, 3}),
-        ({"_or": [{"published": {"_eq": True}}, {"user_id": {"_eq": "X-User-Id"}}]}, None, {1, 3}),
-        ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, "8", {1, 2}),
-        ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, None, set()),
-        ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, "abc", set()),
-        ({"_not": {"_or": [{"published": {"_eq": False}}, {"user_id": {"_eq": "X-User-Id"}}]}}, None, set()),
-        ({"_not": {"_and": [{"published": {"_eq": False}}, {"user_id": {"_eq": "X-User-Id"}}]}}, None, {1, 3}),
-        ({"user_id": {"_in": ["X-User-Id", 8]}}, None, {3, 4}),
-        ({"_not": {"user_id": {"_in": ["X-User-Id", 8]}}}, None, set()),
-        ({"_not": {"user_id": {"_nin": ["X-User-Id", 8]}}}, None, {3, 4}),
-        ({"user_id": {"_neq": "X-User-Id"}}, None, set()),
-    ],
-)
+AGREEMENT: list[tuple[dict[str, Any], str | None, set[int]]] = [
+    ({"_or": [{"published": {"_eq": True}}, {"user_id": {"_eq": "X-User-Id"}}]}, "7", {1, 2, 3}),
+    ({"_or": [{"published": {"_eq": True}}, {"user_id": {"_eq": "X-User-Id"}}]}, None, {1, 3}),
+    ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, "8", {1, 2}),
+    ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, None, set()),
+    ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, "abc", set()),
+    ({"_not": {"_or": [{"published": {"_eq": False}}, {"user_id": {"_eq": "X-User-Id"}}]}}, None, set()),
+    ({"_not": {"_and": [{"published": {"_eq": False}}, {"user_id": {"_eq": "X-User-Id"}}]}}, None, {1, 3}),
+    ({"user_id": {"_in": ["X-User-Id", 8]}}, None, {3, 4}),
+    ({"_not": {"user_id": {"_in": ["X-User-Id", 8]}}}, None, set()),
+    ({"_not": {"user_id": {"_nin": ["X-User-Id", 8]}}}, None, {3, 4}),
+    ({"user_id": {"_neq": "X-User-Id"}}, None, set()),
+    # Beyond 32 bits: a value of the column's type all the same, matching no row.
+    ({"user_id": {"_neq": "X-User-Id"}}, "99999999999", {1, 2, 3, 4}),
+    ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, "99999999999", {1, 2, 3, 4}),
+    # Patterns take the session's text whatever the column's type; a missing one is UNKNOWN.
+    ({"title": {"_like": "X-User-Id"}}, "%c%", {3}),
+    ({"title": {"_nlike": "X-User-Id"}}, "%c%", {1, 2, 4}),
+    ({"title": {"_ilike": "X-User-Id"}}, "C", {3}),
+    ({"title": {"_nlike": "X-User-Id"}}, None, set()),
+    ({"_not": {"title": {"_like": "X-User-Id"}}}, None, set()),
+]
+
+
+@pytest.mark.parametrize(("exp", "user", "expected"), AGREEMENT)
 def test_sql_and_memory_agree_on_resolved_rules(exp: dict[str, Any], user: str | None, expected: set[int]) -> None:
     """The same resolved rule admits the same rows in SQLite and in the event matcher,
     and a missing value admits what SQL would with NULL in its place."""
@@ -577,6 +586,49 @@ def test_sql_and_memory_agree_on_resolved_rules(exp: dict[str, Any], user: str |
         in_sql = set(conn.execute(sa.select(tables["posts"].c.id).where(condition)).scalars())
     engine.dispose()
     assert in_memory == in_sql == expected
+
+
+@pytest.mark.parametrize(("exp", "user", "expected"), AGREEMENT)
+def test_a_roles_condition_bound_with_the_sessions_values_admits_what_the_resolved_rule_does(
+    exp: dict[str, Any], user: str | None, expected: set[int]
+) -> None:
+    """One condition per role, its session variables parameters: NULL where a value
+    is missing or does not convert admits the rows the resolved rule's constants do."""
+    perms = parse_permissions({"tables": {"posts": {"select": {"user": {"filter": exp, "columns": "*"}}}}}, MODEL, "t")
+    access = Access(MODEL, perms, Filters(MODEL, TABLES))
+    condition = access.for_role("user").select_filter("posts")
+    assert condition is not None
+    assert access.for_role("user").select_filter("posts") is condition  # compiled once for the role
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT, body TEXT, published BOOLEAN, user_id INTEGER, created_at TEXT)"
+        ))
+        conn.execute(TABLES["posts"].insert(), ROWS)
+        statement = sa.select(TABLES["posts"].c.id).where(condition)
+        parameters = dict(access.parameters(Session("user", user_id=user)))
+        in_sql = set(conn.execute(statement, parameters).scalars())
+    engine.dispose()
+    assert in_sql == expected
+
+
+def test_session_parameters_are_keyed_per_variable_and_conversion(tmp_path: Path) -> None:
+    perms = load(tmp_path, """\
+tables:
+  posts:
+    select:
+      user: {filter: {_or: [{user_id: {_eq: X-User-Id}}, {title: {_like: X-User-Id}}, {title: {_eq: X-Role}}]}, columns: "*"}
+      other: {filter: {user_id: {_in: [X-Hasura-User-Id, 3]}}, columns: "*"}
+""")
+    access = Access(MODEL, perms, Filters(MODEL, TABLES))
+    for role in ("user", "other"):
+        access.for_role(role).select_filter("posts")
+    values = access.parameters(Session("user", user_id="7"))
+    # The integer column's conversion is one parameter for every role; the pattern's another.
+    assert dict(values) == {"session__x_user_id": 7, "session__x_user_id__2": "7", "session__x_role": "user"}
+    assert dict(access.parameters(Session("user", user_id="abc"))) == {
+        "session__x_user_id": None, "session__x_user_id__2": "abc", "session__x_role": "user"
+    }
 
 
 # -- one session's rules as SQL (graph.access) ---------------------------------------
