@@ -1,10 +1,13 @@
-"""Permissions applied to one session: SQL row filters, write checks and presets,
-and the view an event stream gives (filter and columns).
+"""Permissions applied: SQL row filters and write checks per role, presets and
+the view an event stream gives (filter and columns) per session.
 
-The rules come from `graph.rules.permissions`; this module turns them, with the
-session's variables filled in, into SQL conditions (queries, aggregates,
-relationships, mutations) and into the in-memory filters events go through,
-so queries and events always agree on what a session may see.
+The rules come from `graph.rules.permissions`. As SQL conditions (queries,
+aggregates, relationships, mutations) they are compiled once per role, each
+session variable a statement parameter (`RoleAccess`) that a request binds
+to its session's value (`SessionAccess.parameters`): one compiled statement
+serves every user of a role. Events are filtered in memory by the same rule
+with the session's values filled in, so queries and events always agree on
+what a session may see.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from graph.auth import Session
 from graph.errors import ValidationFailed
-from graph.rules.session import resolve, resolve_presets
+from graph.rules.session import parameterize, resolve, resolve_presets
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel, Table
     from graph.rules.bool_exp import BoolExp
     from graph.rules.permissions import Permissions
-    from graph.rules.to_sql import Condition, Filters
+    from graph.rules.to_sql import Condition, Filters, SessionParameters
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,83 @@ class Access:
         self.model = model
         self.permissions = permissions
         self.filters = filters
+        # The roles the file names (and None, the admin secret's): any other has no rule to keep.
+        self._roles: dict[str | None, RoleAccess] = {}
+        self._named = permissions.roles() | {None}
 
     def for_session(self, session: Session) -> SessionAccess:
         return SessionAccess(self, session)
+
+    def for_role(self, role: str | None) -> RoleAccess:
+        """The role's rules as SQL (None: the admin secret's session, which no rule limits)."""
+        rules = self._roles.get(role)
+        if rules is None:
+            rules = RoleAccess(self, role)
+            if role in self._named:
+                rules = self._roles.setdefault(role, rules)
+        return rules
+
+    def parameters(self, session: Session) -> SessionParameters:
+        """The session's values for the session parameters of the roles' conditions."""
+        return self.filters.parameters(session.variables)
+
+
+class RoleAccess:
+    """A role's rules as SQL conditions, the same for every user of the role.
+
+    Each session variable a rule reads is a bind parameter
+    (graph.rules.to_sql): a statement holding a condition binds it with
+    `Access.parameters(session)`. The conditions on the tables themselves
+    are compiled once and kept; those on an alias (a query plan's
+    subqueries) are compiled when a plan is.
+    """
+
+    def __init__(self, access: Access, role: str | None) -> None:
+        self.access = access
+        self.role = role
+        self.permissions = access.permissions
+        self._kept: dict[tuple[str, str], Condition | None] = {}
+
+    def _condition(self, table: Table, exp: BoolExp | None, target: FromClause | None = None) -> Condition | None:
+        if not exp:
+            return None
+        # Rules are applied as written: a rule's own relationships are not
+        # filtered again by other tables' rules (as in Hasura).
+        return self.access.filters.compile(table.name, parameterize(exp, table, self.access.model), target)
+
+    def _kept_condition(self, action: str, table: Table, exp: BoolExp | None) -> Condition | None:
+        key = (action, table.name)
+        try:
+            return self._kept[key]
+        except KeyError:
+            condition = self._kept[key] = self._condition(table, exp)
+            return condition
+
+    def select_filter(self, table_name: str, target: FromClause | None = None) -> Condition | None:
+        """The role's row rule for a table, on `target` (an alias) or the table itself."""
+        table = self.access.model.table(table_name)
+        rule = self.permissions.select(self.role, table)
+        if rule is None:
+            return None
+        if target is not None:
+            return self._condition(table, rule.filter, target)
+        return self._kept_condition("select", table, rule.filter)
+
+    def insert_check(self, table: Table) -> Condition | None:
+        rule = self.permissions.insert(self.role, table)
+        return self._kept_condition("insert", table, rule.check) if rule else None
+
+    def update_filter(self, table: Table) -> Condition | None:
+        rule = self.permissions.update(self.role, table)
+        return self._kept_condition("update", table, rule.filter) if rule else None
+
+    def update_check(self, table: Table) -> Condition | None:
+        rule = self.permissions.update(self.role, table)
+        return self._kept_condition("update check", table, rule.check) if rule else None
+
+    def delete_filter(self, table: Table) -> Condition | None:
+        rule = self.permissions.delete(self.role, table)
+        return self._kept_condition("delete", table, rule.filter) if rule else None
 
 
 class SessionAccess:
@@ -60,27 +137,14 @@ class SessionAccess:
         """None for the admin secret's session, which no rule limits."""
         self.variables = session.variables
         self.permissions = access.permissions
+        self.rules = access.for_role(self.role)
+        """The role's conditions, their session variables bound with `parameters`."""
+        self.parameters = access.parameters(session)
 
     def _table(self, name: str) -> Table:
         return self.access.model.table(name)
 
-    def _condition(
-        self, table: Table, exp: BoolExp | None, target: FromClause | None = None
-    ) -> Condition | None:
-        if not exp:
-            return None
-        resolved = resolve(exp, table, self.access.model, self.variables)
-        # Rules are applied as written: a rule's own relationships are not
-        # filtered again by other tables' rules (as in Hasura).
-        return self.access.filters.compile(table.name, resolved, target)
-
     # -- reading -------------------------------------------------------------
-
-    def select_filter(self, table_name: str, target: FromClause | None = None) -> Condition | None:
-        """The session's row rule for a table, on `target` (an alias) or the table itself."""
-        table = self._table(table_name)
-        rule = self.permissions.select(self.role, table)
-        return self._condition(table, rule.filter, target) if rule else None
 
     def event_view(self, table_name: str) -> EventView | None:
         """None when the session may not see the table at all."""
@@ -104,26 +168,10 @@ class SessionAccess:
 
     # -- writing -------------------------------------------------------------
 
-    def insert_check(self, table: Table) -> Condition | None:
-        rule = self.permissions.insert(self.role, table)
-        return self._condition(table, rule.check) if rule else None
-
     def insert_presets(self, table: Table) -> dict[str, Any]:
         rule = self.permissions.insert(self.role, table)
         return resolve_presets(rule.set, table, self.variables) if rule and rule.set else {}
 
-    def update_filter(self, table: Table) -> Condition | None:
-        rule = self.permissions.update(self.role, table)
-        return self._condition(table, rule.filter) if rule else None
-
-    def update_check(self, table: Table) -> Condition | None:
-        rule = self.permissions.update(self.role, table)
-        return self._condition(table, rule.check) if rule else None
-
     def update_presets(self, table: Table) -> dict[str, Any]:
         rule = self.permissions.update(self.role, table)
         return resolve_presets(rule.set, table, self.variables) if rule and rule.set else {}
-
-    def delete_filter(self, table: Table) -> Condition | None:
-        rule = self.permissions.delete(self.role, table)
-        return self._condition(table, rule.filter) if rule else None

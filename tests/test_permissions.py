@@ -564,22 +564,31 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("exp", "user", "expected"),
-    [
-        ({"_or": [{"published": {"_eq": True}}, {"user_id": {"_eq": "X-User-Id"}}]}, "7", {1, 2, 3}),
-        ({"_or": [{"published": {"_eq": True}}, {"user_id": {"_eq": "X-User-Id"}}]}, None, {1, 3}),
-        ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, "8", {1, 2}),
-        ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, None, set()),
-        ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, "abc", set()),
-        ({"_not": {"_or": [{"published": {"_eq": False}}, {"user_id": {"_eq": "X-User-Id"}}]}}, None, set()),
-        ({"_not": {"_and": [{"published": {"_eq": False}}, {"user_id": {"_eq": "X-User-Id"}}]}}, None, {1, 3}),
-        ({"user_id": {"_in": ["X-User-Id", 8]}}, None, {3, 4}),
-        ({"_not": {"user_id": {"_in": ["X-User-Id", 8]}}}, None, set()),
-        ({"_not": {"user_id": {"_nin": ["X-User-Id", 8]}}}, None, {3, 4}),
-        ({"user_id": {"_neq": "X-User-Id"}}, None, set()),
-    ],
-)
+AGREEMENT: list[tuple[dict[str, Any], str | None, set[int]]] = [
+    ({"_or": [{"published": {"_eq": True}}, {"user_id": {"_eq": "X-User-Id"}}]}, "7", {1, 2, 3}),
+    ({"_or": [{"published": {"_eq": True}}, {"user_id": {"_eq": "X-User-Id"}}]}, None, {1, 3}),
+    ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, "8", {1, 2}),
+    ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, None, set()),
+    ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, "abc", set()),
+    ({"_not": {"_or": [{"published": {"_eq": False}}, {"user_id": {"_eq": "X-User-Id"}}]}}, None, set()),
+    ({"_not": {"_and": [{"published": {"_eq": False}}, {"user_id": {"_eq": "X-User-Id"}}]}}, None, {1, 3}),
+    ({"user_id": {"_in": ["X-User-Id", 8]}}, None, {3, 4}),
+    ({"_not": {"user_id": {"_in": ["X-User-Id", 8]}}}, None, set()),
+    ({"_not": {"user_id": {"_nin": ["X-User-Id", 8]}}}, None, {3, 4}),
+    ({"user_id": {"_neq": "X-User-Id"}}, None, set()),
+    # Beyond 32 bits: a value of the column's type all the same, matching no row.
+    ({"user_id": {"_neq": "X-User-Id"}}, "99999999999", {1, 2, 3, 4}),
+    ({"_not": {"user_id": {"_eq": "X-User-Id"}}}, "99999999999", {1, 2, 3, 4}),
+    # Patterns take the session's text whatever the column's type; a missing one is UNKNOWN.
+    ({"title": {"_like": "X-User-Id"}}, "%c%", {3}),
+    ({"title": {"_nlike": "X-User-Id"}}, "%c%", {1, 2, 4}),
+    ({"title": {"_ilike": "X-User-Id"}}, "C", {3}),
+    ({"title": {"_nlike": "X-User-Id"}}, None, set()),
+    ({"_not": {"title": {"_like": "X-User-Id"}}}, None, set()),
+]
+
+
+@pytest.mark.parametrize(("exp", "user", "expected"), AGREEMENT)
 def test_sql_and_memory_agree_on_resolved_rules(exp: dict[str, Any], user: str | None, expected: set[int]) -> None:
     """The same resolved rule admits the same rows in SQLite and in the event matcher,
     and a missing value admits what SQL would with NULL in its place."""
@@ -596,6 +605,49 @@ def test_sql_and_memory_agree_on_resolved_rules(exp: dict[str, Any], user: str |
         in_sql = set(conn.execute(sa.select(tables["posts"].c.id).where(condition)).scalars())
     engine.dispose()
     assert in_memory == in_sql == expected
+
+
+@pytest.mark.parametrize(("exp", "user", "expected"), AGREEMENT)
+def test_a_roles_condition_bound_with_the_sessions_values_admits_what_the_resolved_rule_does(
+    exp: dict[str, Any], user: str | None, expected: set[int]
+) -> None:
+    """One condition per role, its session variables parameters: NULL where a value
+    is missing or does not convert admits the rows the resolved rule's constants do."""
+    perms = parse_permissions({"tables": {"posts": {"select": {"user": {"filter": exp, "columns": "*"}}}}}, MODEL, "t")
+    access = Access(MODEL, perms, Filters(MODEL, TABLES))
+    condition = access.for_role("user").select_filter("posts")
+    assert condition is not None
+    assert access.for_role("user").select_filter("posts") is condition  # compiled once for the role
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT, body TEXT, published BOOLEAN, user_id INTEGER, created_at TEXT)"
+        ))
+        conn.execute(TABLES["posts"].insert(), ROWS)
+        statement = sa.select(TABLES["posts"].c.id).where(condition)
+        parameters = dict(access.parameters(Session("user", user_id=user)))
+        in_sql = set(conn.execute(statement, parameters).scalars())
+    engine.dispose()
+    assert in_sql == expected
+
+
+def test_session_parameters_are_keyed_per_variable_and_conversion(tmp_path: Path) -> None:
+    perms = load(tmp_path, """\
+tables:
+  posts:
+    select:
+      user: {filter: {_or: [{user_id: {_eq: X-User-Id}}, {title: {_like: X-User-Id}}, {title: {_eq: X-Role}}]}, columns: "*"}
+      other: {filter: {user_id: {_in: [X-Hasura-User-Id, 3]}}, columns: "*"}
+""")
+    access = Access(MODEL, perms, Filters(MODEL, TABLES))
+    for role in ("user", "other"):
+        access.for_role(role).select_filter("posts")
+    values = access.parameters(Session("user", user_id="7"))
+    # The integer column's conversion is one parameter for every role; the pattern's another.
+    assert dict(values) == {"session__x_user_id": 7, "session__x_user_id__2": "7", "session__x_role": "user"}
+    assert dict(access.parameters(Session("user", user_id="abc"))) == {
+        "session__x_user_id": None, "session__x_user_id__2": "abc", "session__x_role": "user"
+    }
 
 
 # -- one session's rules as SQL (graph.access) ---------------------------------------
@@ -617,8 +669,11 @@ tables:
 TABLES = core_tables(MODEL)
 
 
-def _ids_where(make: Any, aliased: bool = False) -> list[int] | None:
-    """The ids of ROWS (in order) that the condition `make(target)` keeps, on posts or an alias of it."""
+def _ids_where(make: Any, aliased: bool = False, parameters: Any = None) -> list[int] | None:
+    """The ids of ROWS (in order) that the condition `make(target)` keeps, on posts or an alias of it.
+
+    `parameters`: the session's values of the session parameters the condition binds.
+    """
     target = TABLES["posts"].alias("p") if aliased else TABLES["posts"]
     condition = make(target)
     if condition is None:
@@ -631,7 +686,8 @@ def _ids_where(make: Any, aliased: bool = False) -> list[int] | None:
         conn.execute(TABLES["posts"].insert(), ROWS)
         conn.execute(sa.text("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, email TEXT, created_at TEXT)"))
         conn.execute(sa.text("INSERT INTO users (id, name) VALUES (7, 'a'), (8, 'b')"))
-        ids = list(conn.execute(sa.select(target.c.id).where(condition).order_by(target.c.id)).scalars())
+        statement = sa.select(target.c.id).where(condition).order_by(target.c.id)
+        ids = list(conn.execute(statement, dict(parameters or {})).scalars())
     engine.dispose()
     return ids
 
@@ -639,25 +695,26 @@ def _ids_where(make: Any, aliased: bool = False) -> list[int] | None:
 def test_each_action_gets_its_own_rule_for_the_session(tmp_path: Path) -> None:
     access = Access(MODEL, load(tmp_path, EVERY_ACTION), Filters(MODEL, TABLES))
     user = access.for_session(Session("user", user_id="7"))
+    rules, values = user.rules, user.parameters
     # Reads may name an alias (a relationship's subquery); the rule applies to it.
-    assert _ids_where(lambda p: user.select_filter("posts", p), aliased=True) == [1, 3]
-    assert _ids_where(lambda _: user.select_filter("posts")) == [1, 3]
-    assert _ids_where(lambda _: user.insert_check(POSTS)) == [1, 2]
-    assert _ids_where(lambda _: user.update_filter(POSTS)) == [1, 2]
-    assert _ids_where(lambda _: user.update_check(POSTS)) == [2, 4]
-    assert _ids_where(lambda _: user.delete_filter(POSTS)) == [4]
+    assert _ids_where(lambda p: rules.select_filter("posts", p), aliased=True, parameters=values) == [1, 3]
+    assert _ids_where(lambda _: rules.select_filter("posts"), parameters=values) == [1, 3]
+    assert _ids_where(lambda _: rules.insert_check(POSTS), parameters=values) == [1, 2]
+    assert _ids_where(lambda _: rules.update_filter(POSTS), parameters=values) == [1, 2]
+    assert _ids_where(lambda _: rules.update_check(POSTS), parameters=values) == [2, 4]
+    assert _ids_where(lambda _: rules.delete_filter(POSTS), parameters=values) == [4]
     assert user.insert_presets(POSTS) == {"user_id": 7}
     assert user.update_presets(POSTS) == {"title": "user"}
     # Another user's session: the same rules with its own values.
     other = access.for_session(Session("user", user_id="8"))
-    assert _ids_where(lambda _: other.update_filter(POSTS)) == [3, 4]
+    assert _ids_where(lambda _: other.rules.update_filter(POSTS), parameters=other.parameters) == [3, 4]
     assert other.insert_presets(POSTS) == {"user_id": 8}
     # No rule limits the admin secret; a role the file does not name has no rule to apply.
     for session in (ADMIN_SESSION, Session("editor", user_id="7")):
         limited = access.for_session(session)
-        assert limited.select_filter("posts") is None
-        for condition in (limited.insert_check(POSTS), limited.update_filter(POSTS),
-                          limited.update_check(POSTS), limited.delete_filter(POSTS)):
+        assert limited.rules.select_filter("posts") is None
+        for condition in (limited.rules.insert_check(POSTS), limited.rules.update_filter(POSTS),
+                          limited.rules.update_check(POSTS), limited.rules.delete_filter(POSTS)):
             assert condition is None
         assert limited.insert_presets(POSTS) == limited.update_presets(POSTS) == {}
 
@@ -666,16 +723,16 @@ def test_rules_without_a_filter_or_check_limit_no_row(tmp_path: Path) -> None:
     perms = load(tmp_path, "tables:\n  posts:\n    select:\n      user: {columns: [id]}\n"
                  "    update:\n      user: {filter: {}, columns: [title]}\n")
     user = Access(MODEL, perms, Filters(MODEL, TABLES)).for_session(Session("user", user_id="7"))
-    assert user.select_filter("posts") is None
-    assert user.update_filter(POSTS) is None
-    assert user.update_check(POSTS) is None
+    assert user.rules.select_filter("posts") is None
+    assert user.rules.update_filter(POSTS) is None
+    assert user.rules.update_check(POSTS) is None
     assert user.update_presets(POSTS) == {}
 
 
 def test_write_rules_may_walk_relationships(tmp_path: Path) -> None:
     perms = load(tmp_path, "tables:\n  posts:\n    delete:\n      user: {filter: {user: {id: {_eq: X-User-Id}}}}\n")
     user = Access(MODEL, perms, Filters(MODEL, TABLES)).for_session(Session("user", user_id="8"))
-    assert _ids_where(lambda _: user.delete_filter(POSTS)) == [3, 4]
+    assert _ids_where(lambda _: user.rules.delete_filter(POSTS), parameters=user.parameters) == [3, 4]
 
 
 def test_a_sessions_event_view_is_its_select_rule_with_its_own_values(tmp_path: Path) -> None:

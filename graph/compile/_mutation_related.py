@@ -92,8 +92,12 @@ class RelatedReader:
         nodes: list[FieldNode],
         rows: Sequence[Sequence[Any]],
         visible: Visible | None,
+        session: Mapping[str, Any],
     ) -> Steps:
-        """Per row, its relationship fields' answers by response key (the rows in table column order)."""
+        """Per row, its relationship fields' answers by response key (the rows in table column order).
+
+        `visible` is the role's row rules, their session parameters bound with `session`'s values.
+        """
         if self.backend is None:
             raise RuntimeError("no query backend to read relationships with")
         selection = _RowReading(schema, self.reader.model, fragments, variables).row(table, nodes)
@@ -123,7 +127,7 @@ class RelatedReader:
             ).data([(n, *(row[i] for i in positions)) for n, row in enumerate(chunk)]).cte("fg_rows")
             obj, fixes = builder.object_of(related, source)
             statement = sa.select(source.c[POSITION], obj).order_by(source.c[POSITION])
-            found: Rows = yield self.statements.bind(statement)
+            found: Rows = yield self.statements.bind(statement, session)
             for _position, text in found:
                 value = orjson.loads(text) if isinstance(text, str | bytes) else text
                 fixes.apply(value)

@@ -5,7 +5,9 @@ statements' meaning: presets, the write with RETURNING, the permission check
 over the written rows, the rows `returning` may show, and their
 relationships (`_mutation_related`). Each INSERT is compiled once per table
 and set of columns; the other statements are built by SQLAlchemy per
-request and compiled once per shape.
+request and compiled once per shape. The rules' conditions are the role's
+(graph.access.RoleAccess), compiled once: each statement binds their session
+variables to the request's session values (`SessionAccess.parameters`).
 
 A root field that fails is an error at its path, and the next root field
 runs all the same, in the same transaction, as graphql-core runs them (on
@@ -58,34 +60,8 @@ if TYPE_CHECKING:
 Steps = Generator["Statement", "Rows", Any]
 Row = Sequence[Any]
 Key = tuple[Any, ...]
-RULE_CACHE_SIZE = 4096
 # What an integer column may hold after `_inc`: GraphQL's Int is 32 bits (graph.sql.values.to_stored).
 INT_RANGES = {Kind.INTEGER: INT32, Kind.BIGINT: INT64}
-
-
-class _Rules:
-    """A session's write rules per table, resolved and compiled once per role and user.
-
-    The rules are fixed at start-up and depend on nothing else of the session
-    (graph.auth.Session.variables), so the SQLAlchemy conditions and presets
-    built for one request serve the next one of the same user.
-    """
-
-    def __init__(self) -> None:
-        # The role as rules see it: None for the admin secret (graph.auth.Session.rules_role).
-        self._cache: dict[tuple[str | None, str | None, str, str], Any] = {}
-
-    def __call__(self, access: SessionAccess, rule: str, table: Table) -> Any:
-        key = (access.role, access.session.user_id, rule, table.name)
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
-        value = getattr(access, rule)(table.name if rule == "select_filter" else table)
-        if len(self._cache) >= RULE_CACHE_SIZE:
-            self._cache.clear()  # many users: start again rather than keep them all
-        self._cache[key] = value
-        return value
 
 
 class FieldErrors(Exception):
@@ -127,7 +103,6 @@ class Writes:
         self.statements = statements
         self.related = RelatedReader(backend, reader, tables, statements)
         self._inserts: dict[tuple[str, tuple[str, ...]], Compiled] = {}
-        self._rules = _Rules()
         self._key_positions: dict[str, tuple[int, ...]] = {}
 
     def job(self, request: Request) -> Job[dict[str, Any]]:
@@ -173,13 +148,13 @@ class Writes:
             if field.kind == UPDATE_BY_PK:
                 where = self.reader.pk_condition(table, args["pk_columns"])
             else:
-                where = self.reader.where(table.name, args["where"], access.select_filter)
+                where = self.reader.where(table.name, args["where"], access.rules.select_filter)
             rows = yield from self._update(table, where, args, access)
         else:
             if field.kind == DELETE_BY_PK:
                 where = self.reader.pk_condition(table, args)
             else:
-                where = self.reader.where(table.name, args["where"], access.select_filter)
+                where = self.reader.where(table.name, args["where"], access.rules.select_filter)
             rows, shown = yield from self._delete(table, where, access)
         if field.one is not None:
             if shown is None:
@@ -224,7 +199,8 @@ class Writes:
                 picker.table,
                 list(picker.nodes),
                 rows,
-                request.access.select_filter,
+                request.access.rules.select_filter,
+                request.access.parameters,
             )
         )
 
@@ -244,7 +220,7 @@ class Writes:
         return compiled
 
     def _insert(self, table: Table, objects: Sequence[Mapping[str, Any]], access: SessionAccess) -> Steps:
-        presets = self._rules(access, "insert_presets", table)
+        presets = access.insert_presets(table)
         # Grouped by the columns they name, in the order the answer returns them (the golden answers').
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for obj in objects:
@@ -255,7 +231,7 @@ class Writes:
             insert = self._compiled_insert(table, names)
             for values in group:
                 rows.extend((yield insert.bind(values)))
-        yield from self._check(table, self._rules(access, "insert_check", table), rows, "insert")
+        yield from self._check(table, access.rules.insert_check(table), rows, "insert", access)
         return rows
 
     def _update(
@@ -270,7 +246,7 @@ class Writes:
         twice = [name for name in increments if name in given]
         if twice:
             raise ValidationFailed(f"Column found in multiple operators: {json.dumps(twice)}.")
-        presets = self._rules(access, "update_presets", table)
+        presets = access.update_presets(table)
         changes: dict[str, Any] = self._values(table, {**given, **presets})
         core = self.tables[table.name]
         # A preset column takes its value from the rule, as with `_set`.
@@ -278,15 +254,15 @@ class Writes:
         for name, value in self._values(table, increments).items():
             # Untyped, or SQLAlchemy would read a numeric's text as a string and concatenate.
             changes[name] = core.c[name] + _bound(value)  # NULL stays NULL, as SQL (and Hasura) add
-        allowed = self._rules(access, "update_filter", table)
+        allowed = access.rules.update_filter(table)
         if allowed is not None:
             where = sa.and_(where, allowed)
         if not changes:
             return []
         statement = sa.update(core).where(where).values(changes).returning(*core.c)
-        rows: list[Row] = yield self.statements.bind(statement)
+        rows: list[Row] = yield self.statements.bind(statement, access.parameters)
         self._check_range(table, increments, rows)
-        yield from self._check(table, self._rules(access, "update_check", table), rows, "update")
+        yield from self._check(table, access.rules.update_check(table), rows, "update", access)
         return rows
 
     def _check_range(self, table: Table, increments: Mapping[str, Any], rows: Sequence[Row]) -> None:
@@ -310,16 +286,17 @@ class Writes:
                     )
 
     def _delete(self, table: Table, where: Condition, access: SessionAccess) -> Steps:
-        allowed = self._rules(access, "delete_filter", table)
+        allowed = access.rules.delete_filter(table)
         if allowed is not None:
             where = sa.and_(where, allowed)
         # Deleted rows cannot be filtered afterwards: find the visible ones first.
-        select_filter = self._rules(access, "select_filter", table)
+        select_filter = access.rules.select_filter(table.name)
         visible: set[Key] | None = None
         if select_filter is not None:
-            visible = yield from self._keys(table, sa.and_(where, select_filter), None)
+            visible = yield from self._keys(table, sa.and_(where, select_filter), None, access)
         core = self.tables[table.name]
-        rows: list[Row] = yield self.statements.bind(sa.delete(core).where(where).returning(*core.c))
+        delete = sa.delete(core).where(where).returning(*core.c)
+        rows: list[Row] = yield self.statements.bind(delete, access.parameters)
         if visible is None:
             return rows, rows
         return rows, [row for row in rows if self._key(table, row) in visible]
@@ -334,7 +311,9 @@ class Writes:
             positions = self._key_positions[table.name] = tuple(names.index(c) for c in table.primary_key)
         return tuple(row[i] for i in positions)
 
-    def _keys(self, table: Table, condition: Condition, rows: Sequence[Row] | None) -> Steps:
+    def _keys(
+        self, table: Table, condition: Condition, rows: Sequence[Row] | None, access: SessionAccess
+    ) -> Steps:
         """Primary keys of the rows (of `rows`, when given) for which `condition` holds."""
         core = self.tables[table.name]
         columns = [core.c[n] for n in table.primary_key]
@@ -350,23 +329,25 @@ class Writes:
                 statement = statement.where(
                     sa.tuple_(*columns).in_([sa.tuple_(*map(_bound, k)) for k in keys])
                 )
-        found: Rows = yield self.statements.bind(statement)
+        found: Rows = yield self.statements.bind(statement, access.parameters)
         return {tuple(row) for row in found}
 
-    def _check(self, table: Table, check: Condition | None, rows: Sequence[Row], what: str) -> Steps:
+    def _check(
+        self, table: Table, check: Condition | None, rows: Sequence[Row], what: str, access: SessionAccess
+    ) -> Steps:
         if check is None or not rows:
             return None
-        passing = yield from self._keys(table, check, rows)
+        passing = yield from self._keys(table, check, rows, access)
         if len(passing) < len({self._key(table, row) for row in rows}):
             raise PermissionDenied(f"check constraint of an {what} permission has failed")
         return None
 
     def _visible(self, table: Table, rows: list[Row], access: SessionAccess) -> Steps:
         """The changed rows the session may select (`returning` shows no others)."""
-        allowed = self._rules(access, "select_filter", table)
+        allowed = access.rules.select_filter(table.name)
         if allowed is None or not rows:
             return rows
-        keys = yield from self._keys(table, allowed, rows)
+        keys = yield from self._keys(table, allowed, rows, access)
         return [row for row in rows if self._key(table, row) in keys]
 
 

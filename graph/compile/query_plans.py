@@ -1,7 +1,10 @@
 """Answer every query: one cached SQL statement for the generated root fields, graphql-core for the rest.
 
-A plan is compiled once per document, operation, role schema, session values
-its row rules read, and variables: the document read into a selection tree
+A plan is compiled once per document, operation and role, and per the
+values of the variables that are not bound per request (`_query_variables`):
+never per user, since the session variables the role's row rules read are
+statement parameters too (graph.access.RoleAccess), bound per request from
+the session. The document is read into a selection tree
 (`graph.compile._query_shape`), the tree into one SELECT that builds the answer's JSON
 (`graph.compile._query_statement`), the SELECT compiled by SQLAlchemy into SQL text
 and parameters. A request with that key then costs one statement on a driver
@@ -66,7 +69,7 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel, Table
     from graph.root_field import RootKind
     from graph.rules.permissions import Permissions
-    from graph.rules.to_sql import Visible
+    from graph.rules.to_sql import SessionParameters, Visible
     from graph.sql.select import Reader
 
 log = logging.getLogger("forgegraph")
@@ -90,6 +93,8 @@ class Plan:
     params: tuple[Any, ...]
     slots: tuple[tuple[int, str, Callable[[Any], Any] | None], ...]
     """(parameter index, variable, the driver's conversion) for variables bound per request."""
+    session_slots: tuple[tuple[int, str, Callable[[Any], Any] | None], ...]
+    """(parameter index, session parameter, the driver's conversion) for the session's values."""
     fixes: Fixes
     errors: Mapping[str, Exception]
     """Root fields refused while reading or building, by response key: their answer is their error."""
@@ -103,19 +108,22 @@ class Plan:
         """Estimated bytes of the plan; its SQL text is its document's (`statements`)."""
         return PLAN_BYTES + PARAMETER_BYTES * len(self.params)
 
-    def bind(self, variables: Mapping[str, Any]) -> Sequence[Any]:
-        if not self.slots:
+    def bind(self, variables: Mapping[str, Any], session: SessionParameters) -> Sequence[Any]:
+        if not self.slots and not self.session_slots:
             return self.params
         params = list(self.params)
         for index, name, process in self.slots:
             value = variables[name]
+            params[index] = value if process is None else process(value)
+        for index, key, process in self.session_slots:
+            value = session[key]
             params[index] = value if process is None else process(value)
         return params
 
 
 @dataclass(eq=False)
 class Document:
-    """A query document read once for a role's schema and a session's row rules."""
+    """A query document read once for a role: its schema, and its row rules with session parameters."""
 
     schema: GraphQLSchema
     document: DocumentNode
@@ -168,7 +176,6 @@ class QueryPlans:
         # Bounded in bytes like the executors' documents (Limits.document_cache_bytes).
         self._documents: ByteBoundedCache[tuple[Any, ...], Document] = ByteBoundedCache(cache_bytes)
         self._roots: dict[Executor, dict[str, tuple[RootKind, Table]]] = {}
-        self._session_rules: dict[str | None, bool] = {}
 
     async def answer(
         self,
@@ -183,10 +190,14 @@ class QueryPlans:
 
         `prepared` is the executor's document of `query`, when the caller has it.
         """
-        key = (executor, query, operation_name, self._session_key(session))
+        # The role as rules see it: None for the admin secret, never the same
+        # key as a token whose role is named `admin`. Never the user: the
+        # session's values are the plan's parameters.
+        role = session.rules_role
+        key = (executor, query, operation_name, role)
         document = self._documents.get(key) if len(query) <= MAX_QUERY_LENGTH else None
         if document is None:
-            document = self._document(executor, session, query, operation_name, prepared)
+            document = self._document(executor, role, query, operation_name, prepared)
             if len(query) <= MAX_QUERY_LENGTH:
                 self._documents.put(key, document, document.size)
         values = document.coerce(variables)
@@ -196,32 +207,39 @@ class QueryPlans:
         plan = self._plan(document, values)
         if len(document.plans) != plans and key in self._documents:
             self._documents.put(key, document, document.bytes())  # its plans count too
-        answered = await self._run(document, plan, values)
+        answered = await self._run(document, plan, values, self.access.parameters(session))
         if isinstance(answered, bytes):
             return answered
         return await complete(document.schema, document.document, operation_name, variables, answered)
 
-    async def _run(self, document: Document, plan: Plan, values: VariableValues) -> bytes | dict[str, Any]:
+    async def _run(
+        self, document: Document, plan: Plan, values: VariableValues, session: SessionParameters
+    ) -> bytes | dict[str, Any]:
         """The response body when nothing is left to graphql-core; else each root field's answer."""
         answered: dict[str, Any] = {}
         if plan.sql is not None:
             try:
-                text = await self.backend.fetch(plan.sql, plan.bind(values.coerced))
+                text = await self.backend.fetch(plan.sql, plan.bind(values.coerced, session))
             except QueryFailed as failure:
-                answered = await self._one_by_one(document, plan, values, failure)
+                answered = await self._one_by_one(document, plan, values, session, failure)
             else:
                 if text is None:
                     raise QueryFailed("the statement answered no row")
                 if not plan.shell and MARK not in text and not plan.fixes and self.backend.splices:
                     return b'{"data":' + text.encode() + b"}"
-                answered, raw = await self._finished(document, text, plan.fixes, plan.cuts)
+                answered, raw = await self._finished(document, text, plan.fixes, plan.cuts, session)
                 if not plan.shell and not raw:
                     return orjson.dumps({"data": answered})
         answered.update(plan.errors)
         return answered
 
     async def _finished(
-        self, document: Document, text: str, fixes: Fixes, cuts: Sequence[ObjectField | ArrayField]
+        self,
+        document: Document,
+        text: str,
+        fixes: Fixes,
+        cuts: Sequence[ObjectField | ArrayField],
+        session: SessionParameters,
     ) -> tuple[Any, int]:
         """The statement's JSON as Python, finished, its cut relationships read by statements
         of their own; and how many values GraphQL must refuse itself."""
@@ -229,11 +247,11 @@ class QueryPlans:
         raw = fixes.take_raw()
         if MARK not in text:
             return data, raw
-        data, found = await self._stitched(document, data, cuts)
+        data, found = await self._stitched(document, data, cuts, session)
         return data, raw + found
 
     async def _stitched(
-        self, document: Document, data: Any, cuts: Sequence[ObjectField | ArrayField]
+        self, document: Document, data: Any, cuts: Sequence[ObjectField | ArrayField], session: SessionParameters
     ) -> tuple[Any, int]:
         """`data` with its markers read: values GraphQL refuses (counted), and cut relationships."""
         places: list[Cut] = []
@@ -243,7 +261,7 @@ class QueryPlans:
             by_cut.setdefault(place[2], []).append(place)
         for number, wanted in by_cut.items():
             field = cuts[number]
-            values, n = await self._cut(document, field, {place[3] for place in wanted})
+            values, n = await self._cut(document, field, {place[3] for place in wanted}, session)
             raw += n
             empty: Any = [] if isinstance(field, ArrayField) else None
             for container, key, _number, keys in wanted:
@@ -251,7 +269,11 @@ class QueryPlans:
         return data, raw
 
     async def _cut(
-        self, document: Document, field: ObjectField | ArrayField, keys: set[tuple[Any, ...]]
+        self,
+        document: Document,
+        field: ObjectField | ArrayField,
+        keys: set[tuple[Any, ...]],
+        session: SessionParameters,
     ) -> tuple[dict[tuple[Any, ...], Any], int]:
         """A cut relationship's value for each parent's join keys (rows with a NULL key have none)."""
         keys = {k for k in keys if None not in k}
@@ -262,8 +284,7 @@ class QueryPlans:
             builder = StatementBuilder(self.backend, self.reader, document.visible)
             stmt, fixes = builder.cut(field, field.relationship.table, ordered[start : start + CUT_KEYS])
             compiled = stmt.compile(dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True})
-            given = compiled.construct_params()
-            params = _processed(compiled, [given[name] for name in compiled.positiontup or ()])
+            params = _processed(compiled, _values(compiled, session))
             try:
                 text = await self.backend.fetch(compiled.string, params)
             except QueryFailed as failure:
@@ -281,13 +302,18 @@ class QueryPlans:
                     row[width] = fixes.apply(value)
                 raw += fixes.take_raw()
             if MARK in text:
-                rows, n = await self._stitched(document, rows, builder.cuts)
+                rows, n = await self._stitched(document, rows, builder.cuts, session)
                 raw += n
             out.update((tuple(row[:width]), row[width]) for row in rows)
         return out, raw
 
     async def _one_by_one(
-        self, document: Document, plan: Plan, values: VariableValues, failure: QueryFailed
+        self,
+        document: Document,
+        plan: Plan,
+        values: VariableValues,
+        session: SessionParameters,
+        failure: QueryFailed,
     ) -> dict[str, Any]:
         """Each root field's answer on its own statement, once the statement of them all failed.
 
@@ -308,8 +334,7 @@ class QueryPlans:
             if stmt is None:
                 continue
             compiled = stmt.compile(dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True})
-            given = compiled.construct_params()
-            params = _processed(compiled, [given[name] for name in compiled.positiontup or ()])
+            params = _processed(compiled, _values(compiled, session))
             try:
                 text = await self.backend.fetch(compiled.string, params)
             except QueryFailed as failed:
@@ -317,26 +342,14 @@ class QueryPlans:
                 continue
             if text is None:
                 raise QueryFailed("the statement answered no row")
-            finished, _raw = await self._finished(document, text, fixes, builder.cuts)
+            finished, _raw = await self._finished(document, text, fixes, builder.cuts, session)
             answered.update(finished)
         return answered
-
-    def _session_key(self, session: Session) -> tuple[str | None, str | None]:
-        """What of the session a plan's row rules depend on: the role, and the user if read.
-
-        The role as rules see it: None for the admin secret, never the same
-        key as a token whose role is named `admin`.
-        """
-        role = session.rules_role
-        reads = self._session_rules.get(role)
-        if reads is None:
-            reads = self._session_rules[role] = _rules_read_session(self.permissions, self.model, role)
-        return (role, session.user_id if reads else None)
 
     def _document(
         self,
         executor: Executor,
-        session: Session,
+        role: str | None,
         query: str,
         operation_name: str | None,
         prepared: Prepared | None,
@@ -361,7 +374,7 @@ class QueryPlans:
             roots=roots,
             operation=operation,
             fragments=fragments,
-            visible=self.access.for_session(session).select_filter,
+            visible=self.access.for_role(role).select_filter,
             bindable=bindable_variables(operation, fragments),
             size=prepared.size,
         )
@@ -426,7 +439,7 @@ class QueryPlans:
         shell = foreign or bool(errors)
         self.compiled += 1
         if stmt is None:
-            return Plan(None, (), (), fixes, errors, shell=True), set()
+            return Plan(None, (), (), (), fixes, errors, shell=True), set()
         compiled = stmt.compile(
             dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True}
         )
@@ -435,6 +448,10 @@ class QueryPlans:
         values = [given[name] for name in names]
         processors: Mapping[str, Callable[[Any], Any]] = getattr(compiled, "_bind_processors", {})
         slots: tuple[tuple[int, str, Callable[[Any], Any] | None], ...] = ()
+        session_parameters = self.access.filters.session_parameters
+        session_slots = tuple(
+            (index, name, processors.get(name)) for index, name in enumerate(names) if name in session_parameters
+        )
         if probes:
             found, failed = probe_slots(values, probes, document.bindable, compiled.string)
             if failed:
@@ -445,8 +462,14 @@ class QueryPlans:
         params = _processed(compiled, values)
         # Plans of one document differing only in their values share their SQL text.
         sql = document.statements.setdefault(compiled.string, compiled.string)
-        plan = Plan(sql, params, slots, fixes, errors, shell=shell, cuts=tuple(builder.cuts))
+        plan = Plan(sql, params, slots, session_slots, fixes, errors, shell=shell, cuts=tuple(builder.cuts))
         return plan, set()
+
+
+def _values(compiled: SQLCompiler, session: SessionParameters) -> list[Any]:
+    """The statement's parameter values, in order, the session's among them."""
+    given = compiled.construct_params()
+    return [session[name] if name in session else given[name] for name in compiled.positiontup or ()]
 
 
 def _processed(compiled: SQLCompiler, values: Sequence[Any]) -> tuple[Any, ...]:
@@ -465,15 +488,6 @@ def _plan_key(coerced: Mapping[str, Any], bound: frozenset[str]) -> tuple[frozen
     """Which variables are bound per request, and the values of all the others."""
     fixed = {name: value for name, value in coerced.items() if name not in bound}
     return bound, orjson.dumps(fixed, option=orjson.OPT_SORT_KEYS) if fixed else None
-
-
-def _rules_read_session(permissions: Permissions, model: DatabaseModel, role: str | None) -> bool:
-    """Whether any of `role`'s select rules compares with a session variable."""
-    for table in model.tables.values():
-        rule = permissions.select(role, table)
-        if rule is not None and rule.filter and rule.filter.reads_session:
-            return True
-    return False
 
 
 def backend_for(database: Database) -> Backend:

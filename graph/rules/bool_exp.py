@@ -13,9 +13,11 @@ comparisons). So a `BoolExp` reads back as the mapping it came from (it is a
 read-only `Mapping`): a rule equals what its file says, and `canonical`
 gives one text per filter for cache and stream keys.
 
-An operand is a literal or, in rules only, a `SessionVariable`, filled in per
-session (`graph.rules.session.resolve`) so one rule serves every user. A
-client's string "X-User-Id" is always a literal.
+An operand is a literal or, in rules only, a `SessionVariable`, so one rule
+serves every user: in SQL a statement parameter each request binds
+(`graph.rules.session.parameterize`), for events filled in per session
+(`graph.rules.session.resolve`). A client's string "X-User-Id" is always a
+literal.
 """
 
 from __future__ import annotations

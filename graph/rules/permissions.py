@@ -5,8 +5,8 @@ everything. Every rule is checked once, at start-up, against the reflected
 model, so a typo stops the server with one line naming the place instead of
 denying (or granting) something at the first request. Filters are read into
 `BoolExp`s (graph.rules.parse) whose operands may be session variables
-(`X-User-Id`, `X-Role`), resolved per session (graph.rules.session) for SQL
-and for events alike (graph.access).
+(`X-User-Id`, `X-Role`): statement parameters in SQL, bound per request, and
+resolved per session for events (graph.rules.session, graph.access).
 """
 
 from __future__ import annotations

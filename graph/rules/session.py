@@ -1,15 +1,19 @@
-"""Session variables: their names, and their values filled into rules per session.
+"""Session variables: their names, and their values filled into rules.
 
-A rule is read once with its variables as `SessionVariable` operands; each
-session resolves it to literals (`resolve`), converted to the compared
-column's type (`"7"` equals integer 7, SPEC section 7).
+A rule is read once with its variables as `SessionVariable` operands. For
+SQL it is compiled once per role with each variable a statement parameter
+(`parameterize`), which every request binds to its session's value; the
+in-memory matcher of event streams takes it resolved to literals per session
+(`resolve`). Either way a value is converted to the compared column's type
+(`"7"` equals integer 7, SPEC section 7).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graph.errors import ValidationFailed
@@ -97,12 +101,54 @@ def resolve(exp: BoolExp, table: Table, model: DatabaseModel, session: SessionVa
     SQL NULL would: it admits no row, and neither does its negation under
     `_not`, so a missing value never widens a grant.
     """
-    return _resolve(exp, table, model, session, positive=True)
+
+    def fill(column: Column, operand: Any, pattern: bool) -> Any:
+        if not isinstance(operand, SessionVariable):
+            return operand
+        return _session_value(column, operand, session, pattern)
+
+    return _substitute(exp, table, model, fill, positive=True)
 
 
-def _resolve(
-    exp: BoolExp, table: Table, model: DatabaseModel, session: SessionValues, positive: bool
-) -> BoolExp:
+@dataclass(frozen=True, slots=True)
+class SessionParameter:
+    """A session variable's place in a rule compiled once for every user of a role (`parameterize`).
+
+    graph.rules.to_sql makes it a statement parameter. Its `value` for a
+    session is what `resolve` writes in its place, or None (an SQL NULL)
+    where `resolve` makes the comparison UNKNOWN: in a WHERE clause, where
+    rules are applied, NULL admits exactly the rows `resolve`'s constants do
+    (UNKNOWN admits no row, and neither does its negation).
+    """
+
+    variable: str
+    """Its canonical name (`X-User-Id`)."""
+    column: Column
+    """The compared column, to whose type the value is converted."""
+    pattern: bool
+    """A LIKE pattern's operand: text, whatever the column's type."""
+
+    def value(self, session: SessionValues) -> Any:
+        try:
+            return _session_value(self.column, self.variable, session, self.pattern)
+        except _NoValue:
+            return None
+
+
+def parameterize(exp: BoolExp, table: Table, model: DatabaseModel) -> BoolExp:
+    """`exp` with its session variables as `SessionParameter`s, for one SQL condition per role."""
+
+    def fill(column: Column, operand: Any, pattern: bool) -> Any:
+        return SessionParameter(operand, column, pattern) if isinstance(operand, SessionVariable) else operand
+
+    return _substitute(exp, table, model, fill, positive=True)
+
+
+Fill = Callable[["Column", Any, bool], Any]
+"""An operand as substituted (a literal stays itself); `_NoValue` when a session has none of its type."""
+
+
+def _substitute(exp: BoolExp, table: Table, model: DatabaseModel, fill: Fill, positive: bool) -> BoolExp:
     # `positive` is False under an odd number of _not. An UNKNOWN comparison
     # admits exactly what a false one would where it is not negated, and what a
     # true one would where it is: so it is replaced by that constant, which
@@ -110,27 +156,27 @@ def _resolve(
     fields: list[Field] = []
     for field in exp.fields:
         if isinstance(field, And):
-            fields.append(And(tuple(_resolve(e, table, model, session, positive) for e in field.exps)))
+            fields.append(And(tuple(_substitute(e, table, model, fill, positive) for e in field.exps)))
         elif isinstance(field, Or):
-            fields.append(Or(tuple(_resolve(e, table, model, session, positive) for e in field.exps)))
+            fields.append(Or(tuple(_substitute(e, table, model, fill, positive) for e in field.exps)))
         elif isinstance(field, Not):
-            fields.append(Not(_resolve(field.exp, table, model, session, not positive)))
+            fields.append(Not(_substitute(field.exp, table, model, fill, not positive)))
         elif isinstance(field, Related):
             rel = next(r for r in table.relationships if r.name == field.relationship)
             remote = model.table(rel.remote_table)
-            fields.append(Related(field.relationship, _resolve(field.exp, remote, model, session, positive)))
+            fields.append(Related(field.relationship, _substitute(field.exp, remote, model, fill, positive)))
         else:
-            comparisons = _resolve_comparisons(table.column(field.column), field, session, positive)
+            comparisons = _substitute_comparisons(table.column(field.column), field, fill, positive)
             if comparisons is None:
                 return NEVER  # one false comparison makes this whole conjunction false
             fields.append(ColumnExp(field.column, comparisons))
     return BoolExp(tuple(fields))
 
 
-def _resolve_comparisons(
-    column: Column, exp: ColumnExp, session: SessionValues, positive: bool
+def _substitute_comparisons(
+    column: Column, exp: ColumnExp, fill: Fill, positive: bool
 ) -> tuple[Compare, ...] | None:
-    """The comparisons with session values filled in; None when they can hold for no row."""
+    """The comparisons with operands filled in; None when they can hold for no row."""
     out: list[Compare] = []
     for compare in exp.comparisons:
         op, operand = compare.op, compare.operand
@@ -139,7 +185,7 @@ def _resolve_comparisons(
             values, unknown = [], False
             for item in operand:
                 try:
-                    values.append(_value(column, item, session, pattern=False))
+                    values.append(fill(column, item, False))
                 except _NoValue:
                     unknown = True
             # x IN (a, NULL) is true for a and UNKNOWN otherwise; x NOT IN (a, NULL)
@@ -151,7 +197,7 @@ def _resolve_comparisons(
             # else: negated, the UNKNOWN comparison counts as true and is dropped
         else:
             try:
-                value = _value(column, operand, session, pattern=takes is Takes.PATTERN)
+                value = fill(column, operand, takes is Takes.PATTERN)
             except _NoValue:
                 if positive:
                     return None
@@ -160,10 +206,8 @@ def _resolve_comparisons(
     return tuple(out)
 
 
-def _value(column: Column, operand: Any, session: SessionValues, pattern: bool) -> Any:
-    if not isinstance(operand, SessionVariable):
-        return operand
-    raw = session.get(operand)
+def _session_value(column: Column, variable: str, session: SessionValues, pattern: bool) -> Any:
+    raw = session.get(variable)
     if pattern:
         if raw is None:
             raise _NoValue

@@ -3,11 +3,18 @@
 Semantics are the same on every database (SPEC section 4): `_like` is case
 sensitive and `_ilike` is not, `\\` escapes a wildcard. SQLite's LIKE ignores
 case, so there `_like` becomes GLOB, which does not.
+
+A rule's session variables (`SessionParameter` operands, from
+graph.rules.session.parameterize) become bind parameters of fixed keys, so
+that one condition, compiled once per role, serves every user of it: a
+statement binds them per request from `Filters.parameters(session)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -30,12 +37,16 @@ from graph.rules.bool_exp import (
     Takes,
 )
 from graph.rules.parse import parse_where
+from graph.rules.session import SessionParameter
 from graph.sql.values import to_db
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
+    from sqlalchemy.sql.elements import BindParameter
+    from sqlalchemy.types import TypeEngine
 
-    from graph.model import DatabaseModel, Table
+    from graph.model import Column, DatabaseModel, Table
+    from graph.rules.session import SessionValues
 
 Condition = ColumnElement[bool]
 Visible = Callable[[str, "FromClause | None"], "Condition | None"]
@@ -50,6 +61,9 @@ _OPERATORS: dict[str, Callable[[Any, Any], Condition]] = {
     "_lte": lambda c, v: c <= v,
 }
 assert tuple(_OPERATORS) == COMPARISONS
+
+Convert = Callable[["SessionValues"], Any]
+"""A session parameter's value for a session, as the statement binds it (None: SQL NULL)."""
 
 
 def like_to_glob(pattern: str) -> str:
@@ -72,6 +86,15 @@ def _glob_literal(ch: str) -> str:
     return f"[{ch}]" if ch in "*?[" else ch
 
 
+def _pattern_text(pattern: str, glob: bool) -> str:
+    trailing = len(pattern) - len(pattern.rstrip("\\"))
+    if trailing % 2:
+        # A lone escape at the end means a literal backslash, as GLOB and
+        # the in-memory matcher read it (PostgreSQL would reject the pattern).
+        pattern += "\\"
+    return like_to_glob(pattern) if glob else pattern
+
+
 class Filters:
     """Compiles any table's `t_bool_exp`, following relationships with EXISTS."""
 
@@ -79,6 +102,14 @@ class Filters:
         self.model = model
         self.tables = tables
         self.dialect = model.dialect
+        self.session_parameters: dict[str, Convert] = {}
+        """Every session parameter's key, with its value for a session; one per variable and conversion."""
+        self._keys: dict[tuple[str, str, Any], str] = {}
+        self._lock = threading.Lock()
+
+    def parameters(self, session: SessionValues) -> SessionParameters:
+        """The session's values of the session parameters, for a statement to bind."""
+        return SessionParameters(self.session_parameters, session)
 
     def compile(
         self,
@@ -148,33 +179,135 @@ class Filters:
             if _unresolved(value):
                 raise TypeError(f"{op} on {field.column}: a session variable not resolved")
             if takes is Takes.VALUE:
-                # A bound literal, since SQLAlchemy refuses `col > True` on a bare bool.
-                operand = sa.literal(to_db(column, value, self.dialect))
-                parts.append(_OPERATORS[op](col, operand))
+                parts.append(_OPERATORS[op](col, self._value(column, value)))
             elif takes is Takes.LIST:
-                values = [to_db(column, v, self.dialect) for v in value]
+                if any(isinstance(v, SessionParameter) for v in value):
+                    values: list[Any] = [self._value(column, v) for v in value]
+                else:
+                    values = [to_db(column, v, self.dialect) for v in value]
                 parts.append(col.in_(values) if op == "_in" else col.not_in(values))
             elif takes is Takes.BOOLEAN:
                 parts.append(col.is_(None) if value else col.is_not(None))
             else:
-                parts.append(self._pattern(op, col, column.kind, str(value)))
+                parts.append(self._pattern(op, col, column.kind, value))
         return parts
 
-    def _pattern(self, op: str, col: Any, kind: Kind, pattern: str) -> Condition:
+    def _value(self, column: Column, value: Any) -> Any:
+        if isinstance(value, SessionParameter):
+            return self._parameter(value, "value")
+        # A bound literal, since SQLAlchemy refuses `col > True` on a bare bool.
+        return sa.literal(to_db(column, value, self.dialect))
+
+    def _pattern(self, op: str, col: Any, kind: Kind, pattern: str | SessionParameter) -> Condition:
         text = col if kind is Kind.STRING else sa.cast(col, sa.Text)
         insensitive = op in INSENSITIVE_PATTERNS
-        trailing = len(pattern) - len(pattern.rstrip("\\"))
-        if trailing % 2:
-            # A lone escape at the end means a literal backslash, as GLOB and
-            # the in-memory matcher read it (PostgreSQL would reject the pattern).
-            pattern += "\\"
-        if self.dialect == "postgresql":
-            cond = text.ilike(pattern) if insensitive else text.like(pattern)
-        elif insensitive:
-            cond = text.like(pattern, escape="\\")
+        glob = self.dialect != "postgresql" and not insensitive
+        operand: Any
+        if isinstance(pattern, SessionParameter):
+            operand = self._parameter(pattern, "glob" if glob else "pattern")
         else:
-            cond = text.op("GLOB")(like_to_glob(pattern))
+            operand = _pattern_text(str(pattern), glob)
+        if self.dialect == "postgresql":
+            cond = text.ilike(operand) if insensitive else text.like(operand)
+        elif insensitive:
+            cond = text.like(operand, escape="\\")
+        else:
+            cond = text.op("GLOB")(operand)
         return sa.not_(cond) if op in NEGATED_PATTERNS else cond
+
+    def _parameter(self, parameter: SessionParameter, use: str) -> BindParameter[Any]:
+        """The bind parameter standing for a session variable, converted for `use` of it.
+
+        Its key is the same wherever the variable is converted alike (an
+        integer column's value, a pattern), so that every statement, of any
+        role, names it so; its value comes with each request (`parameters`).
+        """
+        column = parameter.column
+        conversion = (column.kind, column.db_type) if use == "value" else None
+        with self._lock:
+            key = self._keys.get((parameter.variable, use, conversion))
+            if key is None:
+                key = _slug(parameter.variable)
+                taken = sum(1 for k in self._keys if k[0] == parameter.variable)
+                key = f"session__{key}" if not taken else f"session__{key}__{taken + 1}"
+                self._keys[(parameter.variable, use, conversion)] = key
+                self.session_parameters[key] = self._converter(parameter, use)
+        type_ = _parameter_type(column, self.dialect) if use == "value" else sa.String()
+        return sa.bindparam(key, None, type_=type_)
+
+    def _converter(self, parameter: SessionParameter, use: str) -> Convert:
+        column, dialect = parameter.column, self.dialect
+
+        def convert(session: SessionValues) -> Any:
+            value = parameter.value(session)
+            if value is None:
+                return None
+            if use == "value":
+                return to_db(column, value, dialect)
+            return _pattern_text(value, glob=use == "glob")
+
+        return convert
+
+
+class SessionParameters(Mapping[str, Any]):
+    """One session's values of the session parameters, converted when a statement first asks.
+
+    A statement binds the keys it holds (`key in parameters`, then
+    `parameters[key]`), as SQLAlchemy's `construct_params` takes its `params`.
+    """
+
+    def __init__(self, parameters: Mapping[str, Convert], session: SessionValues) -> None:
+        self._parameters = parameters
+        self._session = session
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            pass
+        value = self._values[key] = self._parameters[key](self._session)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._parameters
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parameters)
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+
+def _slug(variable: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", variable.lower()).strip("_")
+
+
+def _parameter_type(column: Column, dialect: str) -> TypeEngine[Any]:
+    """The type SQLAlchemy gives a literal of the column's converted values (graph.sql.values.to_db),
+    whatever the value: it decides the statement's SQL (asyncpg's `$1::BIGINT`) and the driver's conversion."""
+    kind = column.kind
+    if kind is Kind.INTEGER or kind is Kind.BIGINT:
+        return sa.BigInteger()  # a session value may exceed 32 bits: it then matches no integer, as before
+    if kind is Kind.FLOAT:
+        return sa.Float()
+    if kind is Kind.BOOLEAN:
+        return sa.Boolean()
+    if kind is Kind.BLOB:
+        return sa.LargeBinary()
+    if dialect == "postgresql":
+        zoned = "WITH TIME ZONE" in column.db_type.upper()
+        if kind is Kind.DATETIME:
+            return sa.DateTime(timezone=zoned)
+        if kind is Kind.DATE:
+            return sa.Date()
+        if kind is Kind.TIME:
+            return sa.Time(timezone=zoned)
+        if kind is Kind.NUMERIC:
+            return sa.Numeric()
+        if column.db_type.upper() == "UUID":
+            return sa.Uuid()
+    return sa.String()  # SQLite keeps dates and numerics as text; JSON is compared as text
 
 
 def comparable(col: Any, kind: Kind, dialect: str) -> Any:
@@ -184,8 +317,8 @@ def comparable(col: Any, kind: Kind, dialect: str) -> Any:
 
 
 def _unresolved(operand: Any) -> bool:
-    # A rule reaches SQL only through graph.rules.session.resolve: never bind a
-    # variable's name as if it were the value.
+    # A rule reaches SQL only through graph.rules.session (parameterize, or resolve):
+    # never bind a variable's name as if it were the value.
     if isinstance(operand, tuple):
         return any(isinstance(v, SessionVariable) for v in operand)
     return isinstance(operand, SessionVariable)

@@ -84,11 +84,15 @@ class Statements:
         """Compile a statement whose values are given to `Compiled.bind` (an INSERT's columns)."""
         return Compiled(_compile(statement, self.dialect, column_keys=list(column_keys)))
 
-    def bind(self, statement: ClauseElement) -> Statement:
-        """A statement built with its values in it, compiled once per shape."""
+    def bind(self, statement: ClauseElement, params: Mapping[str, Any] | None = None) -> Statement:
+        """A statement built with its values in it, compiled once per shape.
+
+        `params` gives values by bind key over the statement's own (a session's
+        values of a role's rules, graph.rules.to_sql.SessionParameters).
+        """
         key = statement._generate_cache_key()
         if key is None:  # an element SQLAlchemy cannot cache: compile it every time
-            return Compiled(_compile(statement, self.dialect)).bind()
+            return Compiled(_compile(statement, self.dialect)).bind(params)
         with self._lock:
             compiled = self._cache.get(key.key)
             if compiled is not None:
@@ -99,7 +103,7 @@ class Statements:
                 self._cache[key.key] = compiled
                 if len(self._cache) > self.size:
                     self._cache.popitem(last=False)
-        return compiled.bind(extracted=key.bindparams)
+        return compiled.bind(params, extracted=key.bindparams)
 
 
 def _compile(statement: ClauseElement, dialect: Dialect, **options: Any) -> SQLCompiler:
