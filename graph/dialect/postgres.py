@@ -172,6 +172,23 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         raise exc.DisconnectionError(str(error)) from error
 
 
+def _raise_if_lost(conn: asyncpg.Connection, error: Exception) -> None:
+    """Raise the outage a failed statement means when the connection went with it.
+
+    A backend terminated while a statement is being parsed can leave asyncpg's
+    protocol mid-operation, reported as InternalClientError ("cannot switch
+    to state ..."), not as the lost connection it is: such a connection is
+    never used again (terminated, so `borrowed` invalidates it), and the
+    request is told the database is unreachable, which is safe to retry.
+    """
+    import asyncpg
+
+    if isinstance(error, asyncpg.InternalClientError) and not conn.is_closed():
+        conn.terminate()
+    if conn.is_closed():
+        raise ConnectionError(f"the connection to the database was lost: {error}") from error
+
+
 def _server_error() -> type[BaseException]:
     import asyncpg
 
@@ -191,7 +208,11 @@ class PostgresReads:
         if version is not None and version < MIN_PLAN_SERVER_VERSION:
             raise ConnectionError("PostgreSQL before 12 does not write floats exactly")
         async with self._database.borrowed(self._keep_after) as conn:
-            return await conn.fetchval(sql, *params)
+            try:
+                return await conn.fetchval(sql, *params)
+            except Exception as error:
+                _raise_if_lost(conn, error)
+                raise
 
 
 class PostgresDriver:
@@ -206,7 +227,11 @@ class PostgresDriver:
     async def _execute(self, conn: Any, statement: Statement) -> Rows:
         for observe in self.observers:
             observe(statement.sql)
-        rows: Rows = await conn.fetch(statement.sql, *statement.args)
+        try:
+            rows: Rows = await conn.fetch(statement.sql, *statement.args)
+        except Exception as error:
+            _raise_if_lost(conn, error)
+            raise
         return rows
 
     async def transact(
