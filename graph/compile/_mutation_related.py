@@ -40,9 +40,6 @@ Steps = Generator["Statement", "Rows", Any]
 POSITION = "fg_position"
 MAX_PARAMETERS = 10_000
 """Bound values per statement (SQLite and PostgreSQL take ~32,000); more rows take several."""
-# The session PostgreSQL renders values in for the query plans (`_query_postgres`), set for
-# the read only: the writes after it in the same transaction keep the session's own.
-POSTGRES_SETTINGS = (("TimeZone", "UTC"), ("DateStyle", "ISO"), ("extra_float_digits", "1"))
 
 
 class _RowReading(Reading):
@@ -112,11 +109,8 @@ class RelatedReader:
         positions = [table.column_names.index(name) for name in local]
         builder = _Builder(self.backend, self.reader, visible)
         per_statement = max(1, MAX_PARAMETERS // (len(local) + 1))
-        postgres = self.statements.dialect.name == "postgresql"
-        saved: Sequence[Any] = ()
-        if postgres:
-            saved = (yield self._current_settings())[0]
-            yield self._settings([value for _name, value in POSTGRES_SETTINGS])
+        # No session settings to set for the rendering (`_query_postgres`): every
+        # connection of the database has them (graph.dialect.postgres).
         out: list[dict[str, Any]] = []
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
@@ -132,19 +126,7 @@ class RelatedReader:
                 value = orjson.loads(text) if isinstance(text, str | bytes) else text
                 fixes.apply(value)
                 out.append(value)
-        if postgres:
-            yield self._settings(saved)
         return out
-
-    def _current_settings(self) -> Statement:
-        names = ", ".join(f"current_setting('{name}')" for name, _value in POSTGRES_SETTINGS)
-        return self.statements.bind(sa.text(f"SELECT {names}"))
-
-    def _settings(self, values: Sequence[Any]) -> Statement:
-        """Set PostgreSQL's settings until the end of the transaction."""
-        calls = ", ".join(f"set_config('{name}', :v{n}, true)" for n, (name, _v) in enumerate(POSTGRES_SETTINGS))
-        binds = (sa.bindparam(f"v{n}", value, type_=sa.Text) for n, value in enumerate(values))
-        return self.statements.bind(sa.text(f"SELECT {calls}").bindparams(*binds))
 
 
 def _local_columns(row: RowSelection) -> list[str]:
