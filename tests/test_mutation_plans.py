@@ -70,7 +70,7 @@ OPEN_CASES: list[Case] = [
     ("admin", f"""mutation {{ insert_users_one(object: {{name: "Dora", score: 2.5, active: false, born: "2001-02-03",
         created_at: "2024-05-06T07:08:09", profile: {{langs: ["de"], n: 1.5, big: 12345678901234}}}}) {{ {USER} }} }}""",
      None),
-    # Objects naming different columns: the normal path groups them, and so must the answer's order.
+    # Objects naming different columns: the golden answers group them, and so must the answer's order.
     ("admin", """mutation { __typename insert_posts(objects: [{title: "a", user_id: 1}, {title: "b", user_id: 2, body: "z"},
         {title: "c", user_id: 3}]) { affected_rows returning { id title body user_id } __typename } }""", None),
     ("admin", """mutation ($objects: [posts_insert_input!]!) { insert_posts(objects: $objects) { affected_rows } }""",
