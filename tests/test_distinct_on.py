@@ -98,6 +98,19 @@ def test_array_relationship_with_distinct_on(gql: GraphQL) -> None:
     assert data["comments_by_pk"] == {"post": {"user": {"posts_by_user_id": [{"id": 2}]}}}
 
 
+def test_distinct_on_deeper_than_one_sqlite_statement_nests(gql: GraphQL) -> None:
+    # Past graph.compile._query_sqlite.MAX_NESTING levels, SQLite reads a relationship by a statement of its own.
+    data = gql("""{ users(where: {id: {_eq: 1}}) {
+        posts_by_user_id(order_by: {id: asc}, limit: 1) { comments(order_by: {id: asc}, limit: 1) { post { user {
+            posts_by_user_id(distinct_on: [published], order_by: [{published: asc}, {id: asc}]) { id user {
+                posts_by_user_id(distinct_on: user_id, order_by: [{user_id: asc}, {id: desc}]) { id } } } } } } } } }""")
+    user = data["users"][0]["posts_by_user_id"][0]["comments"][0]["post"]["user"]
+    assert user["posts_by_user_id"] == [
+        {"id": 2, "user": {"posts_by_user_id": [{"id": 2}]}},
+        {"id": 1, "user": {"posts_by_user_id": [{"id": 2}]}},
+    ]
+
+
 def test_aggregate_count_with_distinct_on(gql: GraphQL) -> None:
     data = gql("""{
         all: posts_aggregate { aggregate { count } }
