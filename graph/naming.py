@@ -29,6 +29,10 @@ def order_by(table: str) -> str:
     return f"{table}_order_by"
 
 
+def select_column(table: str) -> str:
+    return f"{table}_select_column"
+
+
 def insert_input(table: str) -> str:
     return f"{table}_insert_input"
 

@@ -237,6 +237,7 @@ class SchemaBuilder:
         self.objects: dict[str, GraphQLObjectType] = {}
         self.bool_exps: dict[str, GraphQLInputObjectType] = {}
         self.order_bys: dict[str, GraphQLInputObjectType] = {}
+        self.select_columns: dict[str, GraphQLEnumType] = {}
 
     def build(self) -> GraphQLSchema:
         tables = sorted(self.model.tables.values(), key=lambda t: t.name)
@@ -244,6 +245,9 @@ class SchemaBuilder:
             self.objects[table.name] = self._object(table)
             self.bool_exps[table.name] = self._bool_exp(table)
             self.order_bys[table.name] = self._order_by(table)
+            select_column = self._select_column(table)
+            if select_column is not None:
+                self.select_columns[table.name] = select_column
         query: dict[str, GraphQLField] = {}
         mutation: dict[str, GraphQLField] = {}
         for table in tables:
@@ -342,13 +346,29 @@ class SchemaBuilder:
 
         return GraphQLInputObjectType(naming.order_by(table.name), fields)
 
+    def _select_column(self, table: Table) -> GraphQLEnumType | None:
+        """`t_select_column`: the columns the role may select, as `distinct_on` names them."""
+        # GraphQL forbids these three as enum values: such a column is left out of the enum.
+        names = [c.name for c in table.columns if c.name not in ("true", "false", "null")]
+        if not names:
+            return None
+        return GraphQLEnumType(
+            naming.select_column(table.name),
+            {name: GraphQLEnumValue(name) for name in names},
+            description=f"Select columns of the table {table.name!r}.",
+        )
+
     def _list_args(self, table_name: str) -> dict[str, GraphQLArgument]:
-        return {
+        args = {
             "where": GraphQLArgument(self.bool_exps[table_name]),
             "order_by": GraphQLArgument(GraphQLList(_nn(self.order_bys[table_name]))),
             "limit": GraphQLArgument(Int),
             "offset": GraphQLArgument(Int),
         }
+        if table_name in self.select_columns:
+            # Its columns must lead order_by (Hasura's rule, graph.sql.order.check_distinct_on).
+            args["distinct_on"] = GraphQLArgument(GraphQLList(_nn(self.select_columns[table_name])))
+        return args
 
     def _pk_args(self, table: Table) -> dict[str, GraphQLArgument]:
         return {
@@ -383,7 +403,7 @@ class SchemaBuilder:
             ),
             naming.aggregate(table.name): GraphQLField(
                 _nn(aggregate),
-                args={"where": GraphQLArgument(self.bool_exps[table.name])},
+                args=self._list_args(table.name),
                 resolve=by_response_key,
                 extensions=tagged(RootKind.AGGREGATE, table.name),
             ),

@@ -35,9 +35,12 @@ def test_the_demo_schema_has_the_hasura_dialect(tmp_path: Path) -> None:
     for line in (
         "type query_root {",
         "type mutation_root {",
-        "posts(where: posts_bool_exp, order_by: [posts_order_by!], limit: Int, offset: Int): [posts!]!",
+        "posts(where: posts_bool_exp, order_by: [posts_order_by!], limit: Int, offset: Int, "
+        "distinct_on: [posts_select_column!]): [posts!]!",
         "posts_by_pk(id: Int!): posts",
-        "posts_aggregate(where: posts_bool_exp): posts_aggregate!",
+        "posts_aggregate(where: posts_bool_exp, order_by: [posts_order_by!], limit: Int, offset: Int, "
+        "distinct_on: [posts_select_column!]): posts_aggregate!",
+        "enum posts_select_column {",
         "insert_posts(objects: [posts_insert_input!]!): posts_mutation_response",
         "insert_posts_one(object: posts_insert_input!): posts",
         "update_posts(where: posts_bool_exp!, _set: posts_set_input, _inc: posts_inc_input): posts_mutation_response",

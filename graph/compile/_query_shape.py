@@ -21,6 +21,7 @@ from graphql.execution.values import get_argument_values
 from graph import naming
 from graph.compile.selection import collect_fields
 from graph.root_field import RootKind, root_field
+from graph.sql.order import check_distinct_on
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -93,13 +94,15 @@ class RowSelection:
 
 @dataclass(frozen=True)
 class ListSelection:
-    """`t(where:, order_by:, limit:, offset:)` at the root, or an array relationship."""
+    """`t(distinct_on:, where:, order_by:, limit:, offset:)` at the root, or an array relationship."""
 
     row: RowSelection
     where: Mapping[str, Any] | None
     order_by: tuple[Mapping[str, Any], ...]
     limit: int | None
     offset: int | None
+    distinct_on: tuple[str, ...] = ()
+    """Columns of which the first row of each group of equal values is kept, before limit and offset."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,11 @@ class AggregateRoot:
     table: Table
     where: Mapping[str, Any] | None
     fields: tuple[AggregateField | Typename, ...]
+    order_by: tuple[Mapping[str, Any], ...] = ()
+    limit: int | None = None
+    offset: int | None = None
+    distinct_on: tuple[str, ...] = ()
+    """The rows aggregated, as a list field's `distinct_on`, `order_by`, `limit` and `offset` pick them."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +214,17 @@ class Reading:
             return ListRoot(key, self._list(full, nodes, args))
         if kind is RootKind.SELECT_BY_PK:
             return ByPkRoot(key, self._row(full, nodes), args)
-        return AggregateRoot(key, full, args.get("where"), self._aggregate(full, nodes))
+        order_by, distinct_on = _ordering(args)
+        return AggregateRoot(
+            key,
+            full,
+            args.get("where"),
+            self._aggregate(full, nodes),
+            order_by=order_by,
+            limit=args.get("limit"),
+            offset=args.get("offset"),
+            distinct_on=distinct_on,
+        )
 
     def _collect(self, selection_sets: Iterable[SelectionSetNode | None]) -> dict[str, list[FieldNode]]:
         sets = [s for s in selection_sets if s is not None]
@@ -240,17 +258,14 @@ class Reading:
         return RowSelection(table, tuple(fields))
 
     def _list(self, table: Table, nodes: list[FieldNode], args: Mapping[str, Any]) -> ListSelection:
-        order_by = args.get("order_by")
-        if order_by is None:
-            order_by = []
-        elif not isinstance(order_by, list | tuple):
-            order_by = [order_by]
+        order_by, distinct_on = _ordering(args)
         return ListSelection(
             row=self._row(table, nodes),
             where=args.get("where"),
-            order_by=tuple(order_by),
+            order_by=order_by,
             limit=args.get("limit"),
             offset=args.get("offset"),
+            distinct_on=distinct_on,
         )
 
     def _aggregate(self, table: Table, nodes: list[FieldNode]) -> tuple[AggregateField | Typename, ...]:
@@ -273,3 +288,19 @@ class Reading:
             else:
                 raise Unsupported(f"field {name!r} of {naming.aggregate(table.name)!r}")
         return tuple(out)
+
+
+def _ordering(args: Mapping[str, Any]) -> tuple[tuple[Mapping[str, Any], ...], tuple[str, ...]]:
+    """A list's `order_by` and `distinct_on`, refused when the one does not lead the other (Hasura's rule)."""
+    order_by = args.get("order_by")
+    if order_by is None:
+        order_by = []
+    elif not isinstance(order_by, list | tuple):
+        order_by = [order_by]
+    distinct_on = args.get("distinct_on")
+    if distinct_on is None:
+        distinct_on = []
+    elif not isinstance(distinct_on, list | tuple):
+        distinct_on = [distinct_on]
+    check_distinct_on(distinct_on, order_by)
+    return tuple(order_by), tuple(distinct_on)

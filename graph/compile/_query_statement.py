@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from graph.compile._query_backend import Raw, literal, quoted
 from graph.compile._query_shape import (
@@ -35,6 +36,8 @@ from graph.compile._query_shape import (
     Typename,
 )
 from graph.errors import ValidationFailed
+from graph.rules.to_sql import comparable
+from graph.sql.order import order_clause
 from graph.sql.values import to_db
 
 if TYPE_CHECKING:
@@ -105,6 +108,7 @@ class StatementBuilder:
         self.filters = reader.filters
         self.orderings = reader.orderings
         self.max_rows = reader.max_rows
+        self.model = reader.model
         self.dialect = reader.model.dialect
         self.visible = visible
         self.cuts: list[ObjectField | ArrayField] = []
@@ -238,41 +242,99 @@ class StatementBuilder:
     def _list(
         self, rows: ListSelection, parent: tuple[Relationship, FromClause] | None
     ) -> tuple[ColumnElement[Any], Fixes]:
-        table = rows.row.table
-        alias = self._alias(table.name)
-        limit = self._limit(rows)
-        inner = sa.select(*(alias.c[n] for n in _needed_columns(rows.row))).where(
-            self.filters.compile(table.name, rows.where, alias, self.visible)
+        listed = self._rows(
+            rows.row.table.name,
+            rows.where,
+            rows.order_by,
+            rows.distinct_on,
+            self._limit(rows.limit, rows.offset),
+            rows.offset,
+            _needed_columns(rows.row),
+            parent,
         )
-        rule = self._rule(table.name, alias)
+        obj, fixes = self._object(rows.row, listed)
+        stmt = sa.select(self.backend.json_array(obj)).select_from(listed)
+        return self.backend.embed(stmt.scalar_subquery()), fixes
+
+    def _rows(
+        self,
+        table: str,
+        where: Any,
+        order_by: Sequence[Any],
+        distinct_on: Sequence[str],
+        limit: int | None,
+        offset: int | None,
+        columns: Sequence[str],
+        parent: tuple[Relationship, FromClause] | None,
+    ) -> FromClause:
+        """The subquery of a list's rows (its `columns`), picked and ordered as its arguments say."""
+        alias = self._alias(table)
+        inner = sa.select(*(alias.c[n] for n in columns)).where(
+            self.filters.compile(table, where, alias, self.visible)
+        )
+        rule = self._rule(table, alias)
         if rule is not None:
             inner = inner.where(rule)
         if parent is not None:
             rel, source = parent
             inner = inner.where(*_joined(rel, alias, source)).correlate(source)
-        inner = inner.order_by(
-            *self.orderings.clauses(table.name, rows.order_by, alias, self.visible)
-        )
+        terms = self.orderings.terms(table, order_by, alias, self.visible)
+        if distinct_on:
+            inner = self._distinct(table, inner, alias, terms, distinct_on, columns)
+        else:
+            inner = inner.order_by(*(order_clause(value, direction) for value, direction in terms))
         # Written into the SQL (they are integers): PostgreSQL plans a prepared
         # statement better with its LIMIT known.
         if limit is not None:
             inner = inner.limit(literal(str(int(limit))))
-        if rows.offset:
-            inner = inner.offset(literal(str(int(rows.offset))))
-        listed = inner.subquery()
-        obj, fixes = self._object(rows.row, listed)
-        stmt = sa.select(self.backend.json_array(obj)).select_from(listed)
-        return self.backend.embed(stmt.scalar_subquery()), fixes
+        if offset:
+            inner = inner.offset(literal(str(int(offset))))
+        return inner.subquery()
 
-    def _limit(self, rows: ListSelection) -> int | None:
-        """The list's `limit`, clamped to --max-limit as Hasura clamps to a role's limit."""
-        if rows.limit is not None and rows.limit < 0:
+    def _distinct(
+        self,
+        table: str,
+        inner: sa.Select[Any],
+        alias: FromClause,
+        terms: list[tuple[Any, str]],
+        distinct_on: Sequence[str],
+        columns: Sequence[str],
+    ) -> sa.Select[Any]:
+        """`inner` keeping the first row, in the ordering, of each group of equal `distinct_on` values.
+
+        The shape checked that the ordering, if any, leads with these columns
+        (Hasura's rule); without one, the groups are ordered by them, ascending.
+        The primary key breaks ties within a group, so that both databases keep
+        the same row. NULLs are one group, as PostgreSQL's DISTINCT ON has them.
+        """
+        model = self.model.table(table)
+        if terms:
+            leading = terms[: len(distinct_on)]
+        else:
+            leading = [(comparable(alias.c[n], model.column(n).kind, self.dialect), "asc") for n in distinct_on]
+            terms = leading
+        ties = [(alias.c[n], "asc") for n in model.primary_key]
+        ordering = [order_clause(value, direction) for value, direction in [*terms, *ties]]
+        values = [value for value, _direction in leading]
+        if self.dialect == "postgresql":
+            return inner.ext(postgresql.distinct_on(*values)).order_by(*ordering)
+        # SQLite has no DISTINCT ON: the first row of each partition, in the same order.
+        ranked = inner.add_columns(
+            *(value.label(f"__distinct_{n}") for n, value in enumerate(values)),
+            sa.func.row_number().over(partition_by=values, order_by=ordering).label("__distinct_row"),
+        ).subquery()
+        kept = [order_clause(ranked.c[f"__distinct_{n}"], direction) for n, (_v, direction) in enumerate(leading)]
+        return sa.select(*(ranked.c[n] for n in columns)).where(ranked.c["__distinct_row"] == ONE).order_by(*kept)
+
+    def _limit(self, limit: int | None, offset: int | None, *, clamped: bool = True) -> int | None:
+        """A list's `limit`, clamped to --max-limit as Hasura clamps to a role's limit."""
+        if limit is not None and limit < 0:
             raise ValidationFailed('expecting a non-negative integer for "limit"')
-        if rows.offset is not None and rows.offset < 0:
+        if offset is not None and offset < 0:
             raise ValidationFailed('expecting a non-negative integer for "offset"')
-        if not self.max_rows:
-            return rows.limit
-        return self.max_rows if rows.limit is None else min(rows.limit, self.max_rows)
+        if not self.max_rows or not clamped:
+            return limit
+        return self.max_rows if limit is None else min(limit, self.max_rows)
 
     # -- root fields -------------------------------------------------------------
 
@@ -297,7 +359,21 @@ class StatementBuilder:
             for f in root.fields
         )
         count: ColumnElement[Any] | None = None
-        if counted:
+        limit = self._limit(root.limit, root.offset, clamped=False)  # aggregates count every row (README)
+        if counted and (root.distinct_on or limit is not None or root.offset):
+            # The rows a list with these arguments would answer, counted.
+            rows = self._rows(
+                root.table.name,
+                root.where,
+                root.order_by,
+                root.distinct_on,
+                limit,
+                root.offset,
+                root.table.column_names[:1],
+                None,
+            )
+            count = sa.select(sa.func.count()).select_from(rows).scalar_subquery()
+        elif counted:
             alias = self._alias(root.table.name)
             stmt = (
                 sa.select(sa.func.count())

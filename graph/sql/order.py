@@ -6,7 +6,7 @@ related row's column, read with a correlated scalar subquery.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -42,11 +42,20 @@ class Orderings:
         target: FromClause | None = None,
         visible: Visible | None = None,
     ) -> list[Any]:
+        return [order_clause(value, direction) for value, direction in self.terms(table, order_by, target, visible)]
+
+    def terms(
+        self,
+        table: str,
+        order_by: Iterable[Mapping[str, Any]],
+        target: FromClause | None = None,
+        visible: Visible | None = None,
+    ) -> list[tuple[Any, str]]:
+        """(value ordered by, direction) of every column `order_by` names, in order."""
         target = self.tables[table] if target is None else target
-        out: list[Any] = []
+        out: list[tuple[Any, str]] = []
         for item in order_by:
-            for value, direction in self._terms(table, item, target, lambda v: v, visible):
-                out.append(order_clause(value, direction))
+            out.extend(self._terms(table, item, target, lambda v: v, visible))
         return out
 
     def _terms(
@@ -96,6 +105,24 @@ class Orderings:
             return wrap(sa.select(value).select_from(remote).where(*joined).scalar_subquery())
 
         return self._terms(rel.remote_table, item, remote, through, visible)
+
+
+DISTINCT_ON_NOT_LEADING = '"distinct_on" columns must match initial "order_by" columns'
+
+
+def check_distinct_on(distinct_on: Sequence[str], order_by: Iterable[Mapping[str, Any]]) -> None:
+    """Hasura's rule: with an `order_by`, its first terms are the `distinct_on` columns, in any order.
+
+    The terms are counted as `Orderings.terms` lists them (an object of several
+    columns is several terms); an object relationship among them never matches.
+    """
+    terms = [(name, direction) for item in order_by for name, direction in item.items() if direction is not None]
+    if not distinct_on or not terms:
+        return
+    leading = terms[: len(distinct_on)]
+    columns = [name for name, direction in leading if not isinstance(direction, Mapping)]
+    if len(columns) != len(distinct_on) or not set(distinct_on) <= set(columns):
+        raise ValidationFailed(DISTINCT_ON_NOT_LEADING)
 
 
 def order_clause(value: Any, direction: str) -> Any:
