@@ -9,14 +9,18 @@ rules (insert and update, filters, checks, presets) and change events.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from graph.model import UniqueConstraint
+from graph.reflect import reflect
 from tests.conftest import Api, GraphQL
 from tests.test_realtime import change, subscribe
 
@@ -125,7 +129,7 @@ def _token(role: str, user_id: int) -> dict[str, str]:
 
 
 @pytest.fixture
-def as_role(library_url: str, serve: Any, tmp_path: Path) -> Callable[[str, int], Post]:
+def as_role(library_url: str, serve: Any, tmp_path: Path) -> Iterator[Callable[[str, int], Post]]:
     rules = tmp_path / "permissions.yaml"
     rules.write_text(RULES)
     server = serve(database=library_url, permissions=str(rules), jwt_secret=SECRET)
@@ -138,11 +142,11 @@ def as_role(library_url: str, serve: Any, tmp_path: Path) -> Callable[[str, int]
         def post(query: str) -> dict[str, Any]:
             response = http.post("/graphql", json={"query": query})
             assert response.status_code == 200, response.text
-            return response.json()  # type: ignore[no-any-return]
+            return response.json()
 
         return post
 
-    yield client  # type: ignore[misc]
+    yield client
     for http in clients:
         http.close()
 
@@ -198,3 +202,22 @@ async def test_an_upsert_arrives_as_an_update_or_an_insert(api: Api) -> None:
     assert (updated["old_record"]["name"], updated["record"]["name"]) == ("Alice", "Alicia")
     assert inserted["type"] == "create"
     assert inserted["record"]["name"] == "Dan"
+
+
+async def test_constraints_are_named_as_the_database_or_postgresql_names_them(library_url: str) -> None:
+    engine = create_async_engine(library_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(
+                "CREATE TABLE seats (id INTEGER PRIMARY KEY, code TEXT UNIQUE, room INTEGER, num INTEGER,"
+                " badge TEXT, UNIQUE (room, num), CONSTRAINT seats_badge_unique UNIQUE (badge))"
+            ))
+        model = await reflect(engine)
+    finally:
+        await engine.dispose()
+    assert model.table("seats").constraints == (
+        UniqueConstraint("seats_pkey", ("id",)),
+        UniqueConstraint("seats_badge_unique", ("badge",)),
+        UniqueConstraint("seats_code_key", ("code",)),
+        UniqueConstraint("seats_room_num_key", ("room", "num")),
+    )
