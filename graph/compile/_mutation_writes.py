@@ -275,15 +275,19 @@ class Writes:
             if condition is not None:
                 condition = self._existing(table, condition)
         checks = access.rules.insert_check(table), access.rules.update_check(table)
-        # Which rows were updated matters only to tell the two checks apart.
+        # Which rows were updated matters only to tell the two checks apart. PostgreSQL
+        # tells (a row it inserted has xmax 0, as Hasura reads it); on SQLite a key
+        # looked up first tells, and no other writer can come between the two.
         classify = bool(columns) and any(check is not None for check in checks)
+        marked = classify and self.model.dialect == "postgresql"
+        returning = [*core.c, sa.literal_column("(xmax = 0)", sa.Boolean)] if marked else list(core.c)
         rows: list[Row] = []  # in the objects' order, as a plain insert answers them
         inserted: list[Row] = []
         updated: list[Row] = []
         for obj in objects:
             values = self._values(table, {**obj, **presets})
             existed = False
-            if classify and all(values.get(name) is not None for name in constraint.columns):
+            if classify and not marked and all(values.get(name) is not None for name in constraint.columns):
                 same = sa.and_(*(core.c[name] == values[name] for name in constraint.columns))
                 existed = bool((yield from self._keys(table, same, None, access)))
             statement = _dialect_insert(self.model.dialect)(core).values(values)
@@ -295,9 +299,12 @@ class Writes:
                 )
             else:
                 statement = statement.on_conflict_do_nothing(index_elements=target)
-            found: Rows = yield self.statements.bind(statement.returning(*core.c), access.parameters)
-            rows.extend(found)
-            (updated if existed else inserted).extend(found)
+            found: Rows = yield self.statements.bind(statement.returning(*returning), access.parameters)
+            for row in found:
+                if marked:
+                    existed, row = not row[-1], tuple(row)[:-1]
+                rows.append(row)
+                (updated if existed else inserted).append(row)
         yield from self._check(table, checks[0], inserted, "insert", access)
         yield from self._check(table, checks[1], updated, "update", access)
         return rows
