@@ -46,6 +46,18 @@ class ForeignKey:
 
 
 @dataclass(frozen=True)
+class UniqueConstraint:
+    """The primary key or a UNIQUE constraint: what an upsert's `on_conflict` may name.
+
+    `name` is the database's, or PostgreSQL's default for the same DDL where
+    the database names none (SQLite's inline PRIMARY KEY and UNIQUE).
+    """
+
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Relationship:
     """A field that walks a foreign key from one table to another.
 
@@ -70,6 +82,8 @@ class Table:
     foreign_keys: tuple[ForeignKey, ...] = ()
     relationships: tuple[Relationship, ...] = ()
     is_view: bool = False
+    constraints: tuple[UniqueConstraint, ...] = ()
+    """The primary key's first, then the UNIQUE constraints, by name."""
 
     @property
     def is_writable(self) -> bool:

@@ -45,6 +45,18 @@ def inc_input(table: str) -> str:
     return f"{table}_inc_input"
 
 
+def on_conflict(table: str) -> str:
+    return f"{table}_on_conflict"
+
+
+def constraint(table: str) -> str:
+    return f"{table}_constraint"
+
+
+def update_column(table: str) -> str:
+    return f"{table}_update_column"
+
+
 def pk_columns_input(table: str) -> str:
     return f"{table}_pk_columns_input"
 
@@ -113,8 +125,12 @@ def name_model(model: DatabaseModel) -> DatabaseModel:
             continue
         for name in bad:
             skipped.append(f"column {table.name}.{name}: not a valid GraphQL name")
+        # `on_conflict` names a constraint by an enum value; its columns must be served to be set.
+        constraints = tuple(
+            c for c in table.constraints if is_graphql_name(c.name) and not set(c.columns) & set(bad)
+        )
         tables[table.name] = replace(
-            table, columns=tuple(c for c in table.columns if c.name not in bad)
+            table, columns=tuple(c for c in table.columns if c.name not in bad), constraints=constraints
         )
 
     relationships: dict[str, list[Relationship]] = {name: [] for name in tables}

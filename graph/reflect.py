@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from graph.model import Column, DatabaseModel, ForeignKey, Kind, Table
+from graph.model import Column, DatabaseModel, ForeignKey, Kind, Table, UniqueConstraint
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,6 +55,7 @@ def _reflect(sync_conn: sa.Connection) -> DatabaseModel:
     columns = inspector.get_multi_columns(schema=schema, kind=sa.engine.ObjectKind.ANY)
     pks = inspector.get_multi_pk_constraint(schema=schema)
     fks = inspector.get_multi_foreign_keys(schema=schema)
+    uniques = inspector.get_multi_unique_constraints(schema=schema)
 
     tables: dict[str, Table] = {}
     skipped: list[str] = []
@@ -75,8 +76,22 @@ def _reflect(sync_conn: sa.Connection) -> DatabaseModel:
             for fk in fks.get(key, ())
             if fk.get("referred_table") and not _is_hidden(fk["referred_table"])
         )
+        constraints = [UniqueConstraint(pk_info.get("name") or f"{name}_pkey", pk)] if pk else []
+        constraints += sorted(
+            (
+                UniqueConstraint(u.get("name") or "_".join((name, *u["column_names"], "key")), tuple(u["column_names"]))
+                for u in uniques.get(key, ())
+                if u.get("column_names")
+            ),
+            key=lambda c: c.name,
+        )
         tables[name] = Table(
-            name=name, columns=cols, primary_key=pk, foreign_keys=foreign, is_view=name in views
+            name=name,
+            columns=cols,
+            primary_key=pk,
+            foreign_keys=foreign,
+            is_view=name in views,
+            constraints=tuple(constraints),
         )
     return DatabaseModel(dialect=sync_conn.dialect.name, tables=tables, skipped=tuple(skipped))
 

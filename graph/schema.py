@@ -50,6 +50,9 @@ from graph.rules.bool_exp import Takes, operators_for
 from graph.sql.order import DIRECTIONS
 from graph.sql.values import parse_bigint
 
+# The one value of a `t_update_column` enum when the role may update no column (Hasura's).
+PLACEHOLDER = "_PLACEHOLDER"
+
 ChangeCursor = Callable[[], Awaitable[str]]
 """The newest change cursor now, as `changeCursor` answers it (the event side reads it)."""
 
@@ -435,15 +438,16 @@ class SchemaBuilder:
             insert_input = self._columns_input(
                 naming.insert_input(table.name), _only(table, grants.insert)
             )
+            upsert = self._on_conflict(table, grants)
             fields[naming.insert(table.name)] = GraphQLField(
                 response,
-                args={"objects": GraphQLArgument(_list_nn(insert_input))},
+                args={"objects": GraphQLArgument(_list_nn(insert_input)), **upsert},
                 extensions=tagged(RootKind.INSERT, table.name),
             )
             if visible:
                 fields[naming.insert_one(table.name)] = GraphQLField(
                     self.objects[table.name],
-                    args={"object": GraphQLArgument(_nn(insert_input))},
+                    args={"object": GraphQLArgument(_nn(insert_input)), **upsert},
                     extensions=tagged(RootKind.INSERT_ONE, table.name),
                 )
         if may_update:
@@ -461,6 +465,35 @@ class SchemaBuilder:
                 extensions=tagged(RootKind.DELETE_BY_PK, table.name),
             )
         return fields
+
+    def _on_conflict(self, table: Table, grants: TableGrants) -> dict[str, GraphQLArgument]:
+        """Hasura's `on_conflict` argument of the insert fields (none on a table without constraints).
+
+        As Hasura: `update_columns` lists the role's update columns (one
+        `_PLACEHOLDER` value where it has none, since an enum needs a value,
+        so that only `update_columns: []`, do nothing, is of use), and
+        defaults to `[]`; `where` filters the existing row, so it needs the
+        select grant.
+        """
+        if not table.constraints:
+            return {}
+        constraint = GraphQLEnumType(
+            naming.constraint(table.name),
+            {c.name: GraphQLEnumValue(c.name) for c in sorted(table.constraints, key=lambda c: c.name)},
+            description=f"Unique or primary key constraints on the table {table.name!r}.",
+        )
+        columns = sorted(grants.update or ())
+        update_column = GraphQLEnumType(
+            naming.update_column(table.name),
+            {name: GraphQLEnumValue(name) for name in columns} or {PLACEHOLDER: GraphQLEnumValue(PLACEHOLDER)},
+        )
+        fields = {
+            "constraint": GraphQLInputField(_nn(constraint)),
+            "update_columns": GraphQLInputField(_list_nn(update_column), default_value=[]),
+        }
+        if table.name in self.bool_exps:
+            fields["where"] = GraphQLInputField(self.bool_exps[table.name])
+        return {"on_conflict": GraphQLArgument(GraphQLInputObjectType(naming.on_conflict(table.name), fields))}
 
     def _update_fields(
         self, table: Table, columns: Table, response: GraphQLObjectType

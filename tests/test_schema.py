@@ -41,8 +41,9 @@ def test_the_demo_schema_has_the_hasura_dialect(tmp_path: Path) -> None:
         "posts_aggregate(where: posts_bool_exp, order_by: [posts_order_by!], limit: Int, offset: Int, "
         "distinct_on: [posts_select_column!]): posts_aggregate!",
         "enum posts_select_column {",
-        "insert_posts(objects: [posts_insert_input!]!): posts_mutation_response",
-        "insert_posts_one(object: posts_insert_input!): posts",
+        "insert_posts(objects: [posts_insert_input!]!, on_conflict: posts_on_conflict): posts_mutation_response",
+        "insert_posts_one(object: posts_insert_input!, on_conflict: posts_on_conflict): posts",
+        "update_columns: [posts_update_column!]! = []",
         "update_posts(where: posts_bool_exp!, _set: posts_set_input, _inc: posts_inc_input): posts_mutation_response",
         "update_posts_by_pk(pk_columns: posts_pk_columns_input!, _set: posts_set_input, _inc: posts_inc_input): posts",
         "delete_posts(where: posts_bool_exp!): posts_mutation_response",

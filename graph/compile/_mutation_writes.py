@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from graphql import located_error
+from sqlalchemy.dialects import postgresql, sqlite
 
 from graph import naming
 from graph.compile._mutation_fields import (
@@ -43,6 +44,7 @@ from graph.compile._mutation_fields import (
 from graph.compile._mutation_related import RelatedReader
 from graph.errors import PermissionDenied, ValidationFailed
 from graph.model import Kind
+from graph.schema import PLACEHOLDER
 from graph.sql.values import INT32, INT64, to_stored
 
 if TYPE_CHECKING:
@@ -143,7 +145,11 @@ class Writes:
         shown: list[Row] | None = None
         if field.kind in (INSERT, INSERT_ONE):
             objects = args["objects"] if field.kind == INSERT else [args["object"]]
-            rows = yield from self._insert(table, objects, access)
+            on_conflict = args.get("on_conflict")
+            if on_conflict is None:
+                rows = yield from self._insert(table, objects, access)
+            else:
+                rows = yield from self._upsert(table, objects, on_conflict, access)
         elif field.kind in (UPDATE, UPDATE_BY_PK):
             if field.kind == UPDATE_BY_PK:
                 where = self.reader.pk_condition(table, args["pk_columns"])
@@ -233,6 +239,87 @@ class Writes:
                 rows.extend((yield insert.bind(values)))
         yield from self._check(table, access.rules.insert_check(table), rows, "insert", access)
         return rows
+
+    def _upsert(
+        self,
+        table: Table,
+        objects: Sequence[Mapping[str, Any]],
+        on_conflict: Mapping[str, Any],
+        access: SessionAccess,
+    ) -> Steps:
+        """INSERT ... ON CONFLICT, one statement per object, as Hasura's upsert.
+
+        `update_columns: []` is DO NOTHING: a conflicting row is neither
+        changed nor returned. Otherwise DO UPDATE sets the columns named (and
+        the role's update presets) from the object, where the existing row
+        passes both `where` and the role's update filter. Inserted rows pass
+        the insert check, updated ones the update check.
+        """
+        names = on_conflict["constraint"]
+        constraint = next(c for c in table.constraints if c.name == names)
+        columns: list[str] = list(on_conflict.get("update_columns") or ())
+        if PLACEHOLDER in columns:
+            raise ValidationFailed(f"the role may update no column of {table.name!r}")
+        core = self.tables[table.name]
+        target = [core.c[name] for name in constraint.columns]
+        presets = access.insert_presets(table)
+        changes = self._values(table, access.update_presets(table)) if columns else {}
+        condition: Condition | None = None
+        if columns:
+            given = on_conflict.get("where")
+            if given is not None:
+                condition = self.reader.where(table.name, given, access.rules.select_filter)
+            allowed = access.rules.update_filter(table)
+            if allowed is not None:
+                condition = allowed if condition is None else sa.and_(condition, allowed)
+            if condition is not None:
+                condition = self._existing(table, condition)
+        checks = access.rules.insert_check(table), access.rules.update_check(table)
+        # Which rows were updated matters only to tell the two checks apart. PostgreSQL
+        # tells (a row it inserted has xmax 0, as Hasura reads it); on SQLite a key
+        # looked up first tells, and no other writer can come between the two.
+        classify = bool(columns) and any(check is not None for check in checks)
+        marked = classify and self.model.dialect == "postgresql"
+        returning = [*core.c, sa.literal_column("(xmax = 0)", sa.Boolean)] if marked else list(core.c)
+        rows: list[Row] = []  # in the objects' order, as a plain insert answers them
+        inserted: list[Row] = []
+        updated: list[Row] = []
+        for obj in objects:
+            values = self._values(table, {**obj, **presets})
+            existed = False
+            if classify and not marked and all(values.get(name) is not None for name in constraint.columns):
+                same = sa.and_(*(core.c[name] == values[name] for name in constraint.columns))
+                existed = bool((yield from self._keys(table, same, None, access)))
+            statement = _dialect_insert(self.model.dialect)(core).values(values)
+            if columns:
+                statement = statement.on_conflict_do_update(
+                    index_elements=target,
+                    set_={**{name: statement.excluded[name] for name in columns}, **changes},
+                    where=condition,
+                )
+            else:
+                statement = statement.on_conflict_do_nothing(index_elements=target)
+            found: Rows = yield self.statements.bind(statement.returning(*returning), access.parameters)
+            for row in found:
+                if marked:
+                    existed, row = not row[-1], tuple(row)[:-1]
+                rows.append(row)
+                (updated if existed else inserted).append(row)
+        yield from self._check(table, checks[0], inserted, "insert", access)
+        yield from self._check(table, checks[1], updated, "update", access)
+        return rows
+
+    def _existing(self, table: Table, condition: Condition) -> Condition:
+        """`condition` on the existing row of an ON CONFLICT, as a key lookup.
+
+        SQLAlchemy correlates no subquery to an INSERT's table, so a
+        relationship's EXISTS would read the whole table: the condition is
+        evaluated in a SELECT of the table and the row found by its key.
+        """
+        core = self.tables[table.name]
+        key = [core.c[name] for name in table.primary_key]
+        matching = sa.select(*key).where(condition)
+        return (key[0] if len(key) == 1 else sa.tuple_(*key)).in_(matching)
 
     def _update(
         self, table: Table, where: Condition, args: Mapping[str, Any], access: SessionAccess
@@ -349,6 +436,11 @@ class Writes:
             return rows
         keys = yield from self._keys(table, allowed, rows, access)
         return [row for row in rows if self._key(table, row) in keys]
+
+
+def _dialect_insert(dialect: str) -> Any:
+    # ON CONFLICT is each dialect's own construct in SQLAlchemy (same SQL on both here).
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def _bound(value: Any) -> Any:
