@@ -272,3 +272,22 @@ def test_aggregates_deeper_than_one_sqlite_statement_nests(gql: GraphQL) -> None
             {"id": 2, "comments_aggregate": {"aggregate": {"count": 0}}},
         ],
     }
+
+
+def test_mutation_returning_reads_relationship_aggregates(gql: GraphQL) -> None:
+    data = gql("""mutation {
+        update_users(where: {id: {_in: [1, 3]}}, _set: {active: true}) {
+          returning { id posts_by_user_id_aggregate { aggregate { count max { id } } nodes { id } } }
+        }
+        insert_posts_one(object: {id: 9, title: "new", user_id: 3}) {
+          id user { posts_by_user_id_aggregate { aggregate { count } } }
+        }
+    }""")
+    returning = sorted(data["update_users"]["returning"], key=lambda r: r["id"])
+    assert returning == [
+        {"id": 1, "posts_by_user_id_aggregate": {"aggregate": {"count": 2, "max": {"id": 2}},
+                                                 "nodes": [{"id": 1}, {"id": 2}]}},
+        {"id": 3, "posts_by_user_id_aggregate": {"aggregate": {"count": 1, "max": {"id": 4}},
+                                                 "nodes": [{"id": 4}]}},
+    ]
+    assert data["insert_posts_one"] == {"id": 9, "user": {"posts_by_user_id_aggregate": {"aggregate": {"count": 2}}}}
