@@ -95,8 +95,11 @@ def test_count_columns_and_distinct(gql: GraphQL) -> None:
             pairs: count(columns: [user_id, editor_id], distinct: true)
           }
         }
+        users_aggregate { aggregate { profiles: count(columns: [profile], distinct: true) } }
     }""")
     assert data["posts_aggregate"]["aggregate"] == {"all": 4, "users": 3, "edited": 2, "editors": 2, "pairs": 2}
+    # JSON values too (PostgreSQL's json has no equality of its own).
+    assert data["users_aggregate"]["aggregate"] == {"profiles": 2}
 
 
 def test_nodes_with_arguments_and_one_or_no_rows(gql: GraphQL) -> None:

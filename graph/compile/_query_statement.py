@@ -410,7 +410,7 @@ class StatementBuilder:
             if isinstance(f, Typename):
                 pairs.append((f.key, quoted(f.name)))
             elif isinstance(f, CountField):
-                pairs.append((f.key, self._count(f, rows)))
+                pairs.append((f.key, self._count(f, table.name, rows)))
             else:
                 expr, child = self._function(f, rows)
                 pairs.append((f.key, expr))
@@ -418,11 +418,13 @@ class StatementBuilder:
                     fixes.objects.append((f.key, child))
         return self._json_object(pairs, fixes), fixes
 
-    def _count(self, field: CountField, rows: FromClause) -> ColumnElement[Any]:
+    def _count(self, field: CountField, table: str, rows: FromClause) -> ColumnElement[Any]:
         """Hasura's count: rows; with `columns`, rows where none of them is null; `distinct`: their distinct values."""
         if not field.columns:
             return sa.func.count()
-        values = [rows.c[n] for n in field.columns]
+        model = self.model.table(table)
+        # PostgreSQL's json has no equality for DISTINCT: compared as text, as everywhere else.
+        values = [comparable(rows.c[n], model.column(n).kind, self.dialect) for n in field.columns]
         if len(values) == 1:
             value: ColumnElement[Any] = values[0]
         elif self.dialect == "postgresql":
