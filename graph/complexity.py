@@ -13,7 +13,8 @@ each like any other field, but their lists are not multiplied: they list
 the schema, whose size is the server's, not rows a client can ask more of
 (the nesting that multiplies introspection work is bounded by graphql-core's
 MaxIntrospectionDepthRule). GraphiQL's whole introspection query costs about
-220. `__typename` costs nothing: it is answered from the type without
+220. The `aggregate` object of a `t_aggregate` field costs 1, whatever it
+selects: it is one row of numbers, read in one pass. `__typename` costs nothing: it is answered from the type without
 reading anything, and Apollo's client adds it to every selection.
 """
 
@@ -119,6 +120,9 @@ class Estimate:
         if definition is None:
             return 1  # an unknown field: graphql-core's FieldsOnCorrectType reports it
         output, is_list = _unwrap(definition.type)
+        if name == "aggregate" and output is not None and output.name.endswith("_aggregate_fields"):
+            # One row of numbers whatever it selects (one pass over the rows): 1, as a column.
+            return 1
         inner = self.selection_cost(output, node.selection_set, seen) if output else 0
         if is_list and not _introspection(output):
             return 1 + self.rows(node) * inner

@@ -73,6 +73,19 @@ def aggregate_fields(table: str) -> str:
     return f"{table}_aggregate_fields"
 
 
+def aggregate_function_fields(table: str, function: str) -> str:
+    """`t_sum_fields`, `t_avg_fields`, ...: the columns one aggregate function answers."""
+    return f"{table}_{function}_fields"
+
+
+def aggregate_order_by(table: str) -> str:
+    return f"{table}_aggregate_order_by"
+
+
+def aggregate_function_order_by(table: str, function: str) -> str:
+    return f"{table}_{function}_order_by"
+
+
 def comparison_exp(scalar: str) -> str:
     return f"{scalar}_comparison_exp"
 

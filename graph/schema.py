@@ -196,6 +196,22 @@ def scalar_of(kind: Kind) -> GraphQLScalarType:
     return SCALARS.get(kind, GraphQLString)
 
 
+NUMBERS = frozenset(INCREMENTS)
+ORDERED = NUMBERS | {Kind.STRING, Kind.DATETIME, Kind.DATE, Kind.TIME}
+FUNCTIONS = (
+    "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "var_pop", "var_samp", "variance",
+)
+# As Hasura types them: sum, min and max in the column's type, the others Float.
+AGGREGATE_TYPES: dict[str, Callable[[Kind], GraphQLScalarType]] = {
+    f: (scalar_of if f in ("sum", "min", "max") else (lambda _kind: GraphQLFloat)) for f in FUNCTIONS
+}
+
+
+def aggregated(function: str, kind: Kind) -> bool:
+    """Whether `function` applies to a column of `kind` (min and max also to text and dates, as Hasura)."""
+    return kind in (ORDERED if function in ("min", "max") else NUMBERS)
+
+
 def by_response_key(source: Any, info: Any, **_: Any) -> Any:
     """The field's value in its parent's answer, keyed by alias; an exception there is its error."""
     if not isinstance(source, dict):
@@ -241,6 +257,8 @@ class SchemaBuilder:
         self.bool_exps: dict[str, GraphQLInputObjectType] = {}
         self.order_bys: dict[str, GraphQLInputObjectType] = {}
         self.select_columns: dict[str, GraphQLEnumType] = {}
+        self.aggregates: dict[str, GraphQLObjectType] = {}
+        self.aggregate_order_bys: dict[str, GraphQLInputObjectType] = {}
 
     def build(self) -> GraphQLSchema:
         tables = sorted(self.model.tables.values(), key=lambda t: t.name)
@@ -251,6 +269,9 @@ class SchemaBuilder:
             select_column = self._select_column(table)
             if select_column is not None:
                 self.select_columns[table.name] = select_column
+        for table in tables:
+            self.aggregates[table.name] = self._aggregate(table)
+            self.aggregate_order_bys[table.name] = self._aggregate_order_by(table)
         query: dict[str, GraphQLField] = {}
         mutation: dict[str, GraphQLField] = {}
         for table in tables:
@@ -309,6 +330,11 @@ class SchemaBuilder:
                         args=self._list_args(rel.remote_table),
                         resolve=by_response_key,
                     )
+                    out[naming.aggregate(rel.name)] = GraphQLField(
+                        _nn(self.aggregates[rel.remote_table]),
+                        args=self._list_args(rel.remote_table),
+                        resolve=by_response_key,
+                    )
                 else:
                     out[rel.name] = GraphQLField(remote, resolve=by_response_key)
             return out
@@ -338,16 +364,53 @@ class SchemaBuilder:
     def _order_by(self, table: Table) -> GraphQLInputObjectType:
         def fields() -> dict[str, GraphQLInputField]:
             out = {c.name: GraphQLInputField(OrderBy) for c in table.columns}
-            out.update(
-                {
-                    rel.name: GraphQLInputField(self.order_bys[rel.remote_table])
-                    for rel in table.relationships
-                    if not rel.is_array
-                }
-            )
+            for rel in table.relationships:
+                if rel.is_array:
+                    out[naming.aggregate(rel.name)] = GraphQLInputField(self.aggregate_order_bys[rel.remote_table])
+                else:
+                    out[rel.name] = GraphQLInputField(self.order_bys[rel.remote_table])
             return out
 
         return GraphQLInputObjectType(naming.order_by(table.name), fields)
+
+    def _aggregate(self, table: Table) -> GraphQLObjectType:
+        """`t_aggregate { aggregate { count sum {..} avg {..} ... } nodes }`, typed per column as Hasura types them."""
+        fields: dict[str, GraphQLField] = {"count": GraphQLField(_nn(Int), resolve=by_response_key)}
+        if table.name in self.select_columns:
+            fields["count"].args = {
+                "columns": GraphQLArgument(GraphQLList(_nn(self.select_columns[table.name]))),
+                "distinct": GraphQLArgument(GraphQLBoolean),
+            }
+        for function in FUNCTIONS:
+            columns = {
+                c.name: GraphQLField(AGGREGATE_TYPES[function](c.kind), resolve=by_response_key)
+                for c in table.columns
+                if aggregated(function, c.kind)
+            }
+            if columns:
+                fields[function] = GraphQLField(
+                    GraphQLObjectType(naming.aggregate_function_fields(table.name, function), columns),
+                    resolve=by_response_key,
+                )
+        aggregate_fields = GraphQLObjectType(naming.aggregate_fields(table.name), fields)
+        return GraphQLObjectType(
+            naming.aggregate(table.name),
+            {
+                "aggregate": GraphQLField(aggregate_fields, resolve=by_response_key),
+                "nodes": GraphQLField(_list_nn(self.objects[table.name]), resolve=by_response_key),
+            },
+        )
+
+    def _aggregate_order_by(self, table: Table) -> GraphQLInputObjectType:
+        """`t_aggregate_order_by`: ordering parents by an aggregate of their related rows of `table`."""
+        fields: dict[str, GraphQLInputField] = {"count": GraphQLInputField(OrderBy)}
+        for function in FUNCTIONS:
+            columns = {c.name: GraphQLInputField(OrderBy) for c in table.columns if aggregated(function, c.kind)}
+            if columns:
+                fields[function] = GraphQLInputField(
+                    GraphQLInputObjectType(naming.aggregate_function_order_by(table.name, function), columns)
+                )
+        return GraphQLInputObjectType(naming.aggregate_order_by(table.name), fields)
 
     def _select_column(self, table: Table) -> GraphQLEnumType | None:
         """`t_select_column`: the columns the role may select, as `distinct_on` names them."""
@@ -388,14 +451,7 @@ class SchemaBuilder:
 
     def _query_fields(self, table: Table) -> dict[str, GraphQLField]:
         obj = self.objects[table.name]
-        aggregate_fields = GraphQLObjectType(
-            naming.aggregate_fields(table.name),
-            {"count": GraphQLField(_nn(Int), resolve=by_response_key)},
-        )
-        aggregate = GraphQLObjectType(
-            naming.aggregate(table.name),
-            {"aggregate": GraphQLField(aggregate_fields, resolve=by_response_key)},
-        )
+        aggregate = self.aggregates[table.name]
         fields = {
             table.name: GraphQLField(
                 _list_nn(obj),

@@ -32,6 +32,7 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values
 
+from graph import naming
 from graph.compile.selection import collect_fields
 from graph.root_field import RootKind, root_field
 from graph.sql.values import to_api_or_stored
@@ -300,6 +301,7 @@ class _Reader:
             raise NotPlanned(f"no object type {table.name!r}")
         index = {c.name: i for i, c in enumerate(table.columns)}
         relationships = {r.name for r in table.relationships}
+        relationships |= {naming.aggregate(r.name) for r in table.relationships if r.is_array}
         fields: list[Leaf | Related] = []
         for key, field_nodes in self.collect([n.selection_set for n in nodes]).items():
             name = field_nodes[0].name.value

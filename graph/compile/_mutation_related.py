@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlalchemy as sa
 
-from graph.compile._query_shape import ArrayField, ListSelection, ObjectField, Reading, RowSelection
+from graph.compile._query_shape import (
+    ArrayAggregateField,
+    ArrayField,
+    ListSelection,
+    ObjectField,
+    Reading,
+    RowSelection,
+)
 from graph.compile._query_statement import StatementBuilder
 from graph.errors import ValidationFailed
 
@@ -99,7 +106,8 @@ class RelatedReader:
             raise RuntimeError("no query backend to read relationships with")
         selection = _RowReading(schema, self.reader.model, fragments, variables).row(table, nodes)
         related = RowSelection(
-            table, tuple(f for f in selection.fields if isinstance(f, ObjectField | ArrayField))
+            table,
+            tuple(f for f in selection.fields if isinstance(f, ObjectField | ArrayField | ArrayAggregateField)),
         )
         _check_windows(related)
         if not rows:
@@ -132,7 +140,7 @@ class RelatedReader:
 def _local_columns(row: RowSelection) -> list[str]:
     names: set[str] = set()
     for field in row.fields:
-        if isinstance(field, ObjectField | ArrayField):
+        if isinstance(field, ObjectField | ArrayField | ArrayAggregateField):
             names.update(field.relationship.local_columns)
     return [c for c in row.table.column_names if c in names]
 

@@ -71,19 +71,54 @@ class ArrayField:
 
 
 @dataclass(frozen=True)
-class CountField:
+class ArrayAggregateField:
+    """`<array relationship>_aggregate`: the related rows' aggregate, per parent row."""
+
     key: str
+    relationship: Relationship
+    rows: AggregateRoot
+
+
+@dataclass(frozen=True)
+class CountField:
+    """`count(columns:, distinct:)`: rows, or rows where every one of `columns` is not null."""
+
+    key: str
+    columns: tuple[str, ...] = ()
+    distinct: bool = False
+
+
+@dataclass(frozen=True)
+class FunctionField:
+    """`sum { col }`, `avg`, `min`, `max` and the statistics: one function over several columns."""
+
+    key: str
+    function: str
+    fields: tuple[ColumnField | Typename, ...]
 
 
 @dataclass(frozen=True)
 class AggregateField:
-    """`aggregate { count }`: every key of it is the same count (or a __typename)."""
+    """`aggregate { count sum { ... } ... }`."""
 
     key: str
-    fields: tuple[CountField | Typename, ...]
+    fields: tuple[CountField | FunctionField | Typename, ...]
 
 
-Field = Typename | ColumnField | ObjectField | ArrayField
+@dataclass(frozen=True)
+class NodesField:
+    """`nodes`: the rows aggregated, as a list field would answer them."""
+
+    key: str
+    row: RowSelection
+
+
+Field = Typename | ColumnField | ObjectField | ArrayField | ArrayAggregateField
+
+FUNCTIONS = (
+    "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "var_pop", "var_samp", "variance",
+)
+"""The aggregate functions of `t_aggregate_fields` beside `count`, as Hasura names them."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +158,7 @@ class AggregateRoot:
     key: str
     table: Table
     where: Mapping[str, Any] | None
-    fields: tuple[AggregateField | Typename, ...]
+    fields: tuple[AggregateField | NodesField | Typename, ...]
     order_by: tuple[Mapping[str, Any], ...] = ()
     limit: int | None = None
     offset: int | None = None
@@ -214,12 +249,17 @@ class Reading:
             return ListRoot(key, self._list(full, nodes, args))
         if kind is RootKind.SELECT_BY_PK:
             return ByPkRoot(key, self._row(full, nodes), args)
+        return self._aggregate_of(key, full, nodes, args)
+
+    def _aggregate_of(
+        self, key: str, table: Table, nodes: list[FieldNode], args: Mapping[str, Any]
+    ) -> AggregateRoot:
         order_by, distinct_on = _ordering(args)
         return AggregateRoot(
             key,
-            full,
+            table,
             args.get("where"),
-            self._aggregate(full, nodes),
+            self._aggregate(table, nodes),
             order_by=order_by,
             limit=args.get("limit"),
             offset=args.get("offset"),
@@ -235,6 +275,7 @@ class Reading:
         if not isinstance(object_type, GraphQLObjectType):
             raise Unsupported(f"no object type {table.name!r}")
         relationships = {r.name: r for r in table.relationships}
+        aggregates = {naming.aggregate(r.name): r for r in table.relationships if r.is_array}
         columns = {c.name: c for c in table.columns}
         fields: list[Field] = []
         for key, field_nodes in self._collect(n.selection_set for n in nodes).items():
@@ -253,6 +294,13 @@ class Reading:
                     fields.append(ArrayField(key, rel, self._list(remote, field_nodes, args)))
                 else:
                     fields.append(ObjectField(key, rel, self._row(remote, field_nodes)))
+            elif name in aggregates and name in object_type.fields:
+                rel = aggregates[name]
+                remote = self.model.table(rel.remote_table)
+                args = get_argument_values(object_type.fields[name], field_nodes[0], self.variables)
+                fields.append(
+                    ArrayAggregateField(key, rel, self._aggregate_of(key, remote, field_nodes, args))
+                )
             else:
                 raise Unsupported(f"field {name!r} of {table.name!r}")
         return RowSelection(table, tuple(fields))
@@ -268,26 +316,59 @@ class Reading:
             distinct_on=distinct_on,
         )
 
-    def _aggregate(self, table: Table, nodes: list[FieldNode]) -> tuple[AggregateField | Typename, ...]:
-        out: list[AggregateField | Typename] = []
+    def _aggregate(
+        self, table: Table, nodes: list[FieldNode]
+    ) -> tuple[AggregateField | NodesField | Typename, ...]:
+        out: list[AggregateField | NodesField | Typename] = []
+        columns = {c.name: c for c in table.columns}
         for key, field_nodes in self._collect(n.selection_set for n in nodes).items():
             name = field_nodes[0].name.value
             if name == TYPENAME:
                 out.append(Typename(key, naming.aggregate(table.name)))
             elif name == "aggregate":
-                inner: list[CountField | Typename] = []
+                fields_type = self.schema.get_type(naming.aggregate_fields(table.name))
+                assert isinstance(fields_type, GraphQLObjectType)
+                inner: list[CountField | FunctionField | Typename] = []
                 for inner_key, inner_nodes in self._collect(n.selection_set for n in field_nodes).items():
                     inner_name = inner_nodes[0].name.value
                     if inner_name == TYPENAME:
-                        inner.append(Typename(inner_key, naming.aggregate_fields(table.name)))
+                        inner.append(Typename(inner_key, fields_type.name))
                     elif inner_name == "count":
-                        inner.append(CountField(inner_key))
+                        args = get_argument_values(fields_type.fields["count"], inner_nodes[0], self.variables)
+                        inner.append(
+                            CountField(inner_key, tuple(args.get("columns") or ()), bool(args.get("distinct")))
+                        )
+                    elif inner_name in FUNCTIONS and inner_name in fields_type.fields:
+                        inner.append(self._function(table, inner_key, inner_name, inner_nodes, columns))
                     else:
                         raise Unsupported(f"aggregate field {inner_name!r}")
                 out.append(AggregateField(key, tuple(inner)))
+            elif name == "nodes":
+                out.append(NodesField(key, self._row(table, field_nodes)))
             else:
                 raise Unsupported(f"field {name!r} of {naming.aggregate(table.name)!r}")
         return tuple(out)
+
+
+    def _function(
+        self,
+        table: Table,
+        key: str,
+        function: str,
+        nodes: list[FieldNode],
+        columns: Mapping[str, Column],
+    ) -> FunctionField:
+        type_name = naming.aggregate_function_fields(table.name, function)
+        fields: list[ColumnField | Typename] = []
+        for column_key, column_nodes in self._collect(n.selection_set for n in nodes).items():
+            name = column_nodes[0].name.value
+            if name == TYPENAME:
+                fields.append(Typename(column_key, type_name))
+            elif name in columns:
+                fields.append(ColumnField(column_key, columns[name]))
+            else:
+                raise Unsupported(f"field {name!r} of {type_name!r}")
+        return FunctionField(key, function, tuple(fields))
 
 
 def _ordering(args: Mapping[str, Any]) -> tuple[tuple[Mapping[str, Any], ...], tuple[str, ...]]:

@@ -14,6 +14,7 @@ a statement runs: in the event loop or, when long, in a thread).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,14 @@ def fg_value(code: int, nullable: int, value: Any) -> str | None:
         return marker(stored)
 
 
-FUNCTIONS = (SQLFunction("fg_value", 3, fg_value, deterministic=True),)
+def fg_sqrt(value: float | None) -> float | None:
+    return None if value is None else math.sqrt(value)
+
+
+FUNCTIONS = (
+    SQLFunction("fg_value", 3, fg_value, deterministic=True),
+    SQLFunction("fg_sqrt", 1, fg_sqrt, deterministic=True),
+)
 """What the rendered SQL calls; every connection of the reads has them."""
 
 

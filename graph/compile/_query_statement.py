@@ -12,6 +12,7 @@ answers read with too.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -21,13 +22,16 @@ from graph.compile._query_backend import Raw, literal, quoted
 from graph.compile._query_shape import (
     AggregateField,
     AggregateRoot,
+    ArrayAggregateField,
     ArrayField,
     ByPkRoot,
     ColumnField,
     CountField,
     Foreign,
+    FunctionField,
     ListRoot,
     ListSelection,
+    NodesField,
     ObjectField,
     Owned,
     Refused,
@@ -36,7 +40,9 @@ from graph.compile._query_shape import (
     Typename,
 )
 from graph.errors import ValidationFailed
+from graph.model import Column, Kind
 from graph.rules.to_sql import comparable
+from graph.sql.aggregates import NATIVE, aggregate
 from graph.sql.order import order_clause
 from graph.sql.values import to_db
 
@@ -47,7 +53,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
     from graph.compile._query_backend import Backend, Fix
-    from graph.model import Relationship
+    from graph.model import Relationship, Table
     from graph.rules.to_sql import Visible
     from graph.sql.select import Reader
 
@@ -111,12 +117,12 @@ class StatementBuilder:
         self.model = reader.model
         self.dialect = reader.model.dialect
         self.visible = visible
-        self.cuts: list[ObjectField | ArrayField] = []
+        self.cuts: list[ObjectField | ArrayField | ArrayAggregateField] = []
         """Relationships too deep for this statement (`Backend.max_nesting`), by cut number."""
         self._depth = 0
 
     def cut(
-        self, field: ObjectField | ArrayField, table: str, keys: Sequence[tuple[Any, ...]]
+        self, field: ObjectField | ArrayField | ArrayAggregateField, table: str, keys: Sequence[tuple[Any, ...]]
     ) -> tuple[sa.Select[Any], Fixes]:
         """The statement reading a cut relationship for the parent rows of `table` with `keys`.
 
@@ -132,6 +138,8 @@ class StatementBuilder:
         parents = sa.select(*columns).where(wanted).distinct().subquery()
         if isinstance(field, ObjectField):
             expr, fixes = self._related_row(rel, field.row, parents)
+        elif isinstance(field, ArrayAggregateField):
+            expr, fixes = self._aggregate(field.rows, (rel, parents))
         else:
             expr, fixes = self._list(field.rows, (rel, parents))
         pair = self.backend.json_list([*(parents.c[c] for c in rel.local_columns), expr])
@@ -208,23 +216,26 @@ class StatementBuilder:
                 pairs.append((field.key, expr))
                 if fix is not None:
                     fixes.values.append((field.key, fix))
-            elif self.backend.max_nesting is not None and self._depth >= self.backend.max_nesting:
+            elif self.backend.max_nesting is not None and self._depth + _levels(field) > self.backend.max_nesting:
                 # Too deep for one statement: read by a later one, for every parent row at once.
-                assert isinstance(field, ObjectField | ArrayField)
                 self.cuts.append(field)
                 keys = [source.c[c] for c in field.relationship.local_columns]
                 pairs.append((field.key, self.backend.cut(len(self.cuts) - 1, keys)))
             else:
-                self._depth += 1
+                self._depth += _levels(field)
                 if isinstance(field, ObjectField):
                     expr, child = self._related_row(field.relationship, field.row, source)
+                    if child:
+                        fixes.objects.append((field.key, child))
+                elif isinstance(field, ArrayAggregateField):
+                    expr, child = self._aggregate(field.rows, (field.relationship, source))
                     if child:
                         fixes.objects.append((field.key, child))
                 else:
                     expr, child = self._list(field.rows, (field.relationship, source))
                     if child:
                         fixes.arrays.append((field.key, child))
-                self._depth -= 1
+                self._depth -= _levels(field)
                 pairs.append((field.key, expr))
         return self._json_object(pairs, fixes), fixes
 
@@ -352,58 +363,100 @@ class StatementBuilder:
             stmt = stmt.where(rule)
         return self.backend.embed(stmt.limit(ONE).scalar_subquery()), fixes
 
-    def _aggregate(self, root: AggregateRoot) -> tuple[ColumnElement[Any], Fixes]:
-        fixes = Fixes()
-        counted = any(
-            isinstance(f, AggregateField) and any(isinstance(c, CountField) for c in f.fields)
-            for f in root.fields
-        )
-        count: ColumnElement[Any] | None = None
+    def _aggregate(
+        self, root: AggregateRoot, parent: tuple[Relationship, FromClause] | None = None
+    ) -> tuple[ColumnElement[Any], Fixes]:
+        """`t_aggregate`: one aggregating SELECT over the rows a list with the same arguments reads."""
+        table = root.table
         limit = self._limit(root.limit, root.offset, clamped=False)  # aggregates count every row (README)
-        if counted and (root.distinct_on or limit is not None or root.offset):
-            # The rows a list with these arguments would answer, counted.
-            rows = self._rows(
-                root.table.name,
-                root.where,
-                root.order_by,
-                root.distinct_on,
-                limit,
-                root.offset,
-                root.table.column_names[:1],
-                None,
-            )
-            count = sa.select(sa.func.count()).select_from(rows).scalar_subquery()
-        elif counted:
-            alias = self._alias(root.table.name)
-            stmt = (
-                sa.select(sa.func.count())
-                .select_from(alias)
-                .where(self.filters.compile(root.table.name, root.where, alias, self.visible))
-            )
-            rule = self._rule(root.table.name, alias)
-            if rule is not None:
-                stmt = stmt.where(rule)
-            count = stmt.scalar_subquery()
-        else:
-            # Nothing to count: the filter is still read, so a filter refused is still this field's error.
-            self.filters.compile(root.table.name, root.where, self._alias(root.table.name), self.visible)
+        rows = self._rows(
+            table.name,
+            root.where,
+            root.order_by,
+            root.distinct_on,
+            limit,
+            root.offset,
+            _aggregated_columns(root),
+            parent,
+        )
+        fixes = Fixes()
         pairs: list[tuple[str, ColumnElement[Any]]] = []
         for field in root.fields:
             if isinstance(field, Typename):
                 pairs.append((field.key, quoted(field.name)))
-                continue
-            inner: list[tuple[str, ColumnElement[Any]]] = []
-            for f in field.fields:
-                if isinstance(f, Typename):
-                    inner.append((f.key, quoted(f.name)))
-                else:
-                    assert count is not None
-                    inner.append((f.key, count))
-            child = Fixes()
-            pairs.append((field.key, self._json_object(inner, child)))
-            if child:
-                fixes.objects.append((field.key, child))
+            elif isinstance(field, NodesField):
+                obj, child = self._object(field.row, rows)
+                pairs.append((field.key, self.backend.json_array(obj)))
+                if child:
+                    fixes.arrays.append((field.key, child))
+            else:
+                expr, child = self._aggregate_fields(field, table, rows)
+                pairs.append((field.key, expr))
+                if child:
+                    fixes.objects.append((field.key, child))
+        answer = self._json_object(pairs, fixes)
+        if not _aggregating(root):
+            # Only __typename: still one row however many are read (an aggregate makes it so).
+            answer = sa.case((sa.func.count() >= literal("0"), answer))
+        stmt = sa.select(answer).select_from(rows)
+        return self.backend.embed(stmt.scalar_subquery()), fixes
+
+    def _aggregate_fields(
+        self, field: AggregateField, table: Table, rows: FromClause
+    ) -> tuple[ColumnElement[Any], Fixes]:
+        fixes = Fixes()
+        pairs: list[tuple[str, ColumnElement[Any]]] = []
+        for f in field.fields:
+            if isinstance(f, Typename):
+                pairs.append((f.key, quoted(f.name)))
+            elif isinstance(f, CountField):
+                pairs.append((f.key, self._count(f, table.name, rows)))
+            else:
+                expr, child = self._function(f, rows)
+                pairs.append((f.key, expr))
+                if child:
+                    fixes.objects.append((f.key, child))
         return self._json_object(pairs, fixes), fixes
+
+    def _count(self, field: CountField, table: str, rows: FromClause) -> ColumnElement[Any]:
+        """Hasura's count: rows; with `columns`, rows where none of them is null; `distinct`: their distinct values."""
+        if not field.columns:
+            return sa.func.count()
+        model = self.model.table(table)
+        # PostgreSQL's json has no equality for DISTINCT: compared as text, as everywhere else.
+        values = [comparable(rows.c[n], model.column(n).kind, self.dialect) for n in field.columns]
+        if len(values) == 1:
+            value: ColumnElement[Any] = values[0]
+        elif self.dialect == "postgresql":
+            value = sa.tuple_(*values)
+        else:
+            value = sa.func.json_array(*values)
+        if len(values) > 1:
+            value = sa.case((sa.and_(*(v.is_not(None) for v in values)), value), else_=sa.null())
+        return sa.func.count(sa.distinct(value)) if field.distinct else sa.func.count(value)
+
+    def _function(self, field: FunctionField, rows: FromClause) -> tuple[ColumnElement[Any], Fixes]:
+        fixes = Fixes()
+        pairs: list[tuple[str, ColumnElement[Any]]] = []
+        for f in field.fields:
+            if isinstance(f, Typename):
+                pairs.append((f.key, quoted(f.name)))
+                continue
+            # Over no rows every function is null, whatever the column's nullability.
+            column = dataclasses.replace(f.column, nullable=True)
+            value = rows.c[f.column.name]
+            if field.function not in NATIVE:
+                column = Column(column.name, Kind.FLOAT, True, db_type="double precision")
+            expr, fix = self.backend.value(column, aggregate(field.function, value, self.dialect))
+            pairs.append((f.key, expr))
+            if fix is not None:
+                fixes.values.append((f.key, fix))
+        return self._json_object(pairs, fixes), fixes
+
+
+def _levels(field: ObjectField | ArrayField | ArrayAggregateField) -> int:
+    """Nesting levels of `Backend.max_nesting` a relationship takes: an aggregate's SELECT over its rows is one more."""
+    return 2 if isinstance(field, ArrayAggregateField) else 1
 
 
 def _joined(rel: Relationship, remote: FromClause, parent: FromClause) -> list[ColumnElement[bool]]:
@@ -419,7 +472,32 @@ def _needed_columns(row: RowSelection) -> list[str]:
     for field in row.fields:
         if isinstance(field, ColumnField):
             wanted.add(field.column.name)
-        elif isinstance(field, ObjectField | ArrayField):
+        elif isinstance(field, ObjectField | ArrayField | ArrayAggregateField):
             wanted.update(field.relationship.local_columns)
     names = [c for c in row.table.column_names if c in wanted]
     return names or list(row.table.column_names[:1])
+
+
+def _aggregated_columns(root: AggregateRoot) -> list[str]:
+    """The columns an aggregate's functions, counts and nodes read, in table order (at least one)."""
+    wanted: set[str] = set()
+    for field in root.fields:
+        if isinstance(field, NodesField):
+            wanted.update(_needed_columns(field.row))
+        elif isinstance(field, AggregateField):
+            for f in field.fields:
+                if isinstance(f, CountField):
+                    wanted.update(f.columns)
+                elif isinstance(f, FunctionField):
+                    wanted.update(c.column.name for c in f.fields if isinstance(c, ColumnField))
+    names = [c for c in root.table.column_names if c in wanted]
+    return names or list(root.table.column_names[:1])
+
+
+def _aggregating(root: AggregateRoot) -> bool:
+    """Whether an aggregate's SELECT calls an aggregate function (else it would answer a row per row)."""
+    return any(
+        isinstance(f, NodesField)
+        or (isinstance(f, AggregateField) and any(not isinstance(c, Typename) for c in f.fields))
+        for f in root.fields
+    )

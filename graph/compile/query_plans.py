@@ -37,6 +37,7 @@ from graphql.execution.values import VariableValues, get_variable_values
 from graph.byte_cache import ByteBoundedCache
 from graph.compile._query_backend import MARK, QueryFailed
 from graph.compile._query_shape import (
+    ArrayAggregateField,
     ArrayField,
     Foreign,
     ObjectField,
@@ -100,7 +101,7 @@ class Plan:
     """Root fields refused while reading or building, by response key: their answer is their error."""
     shell: bool
     """Whether graphql-core completes every answer (root fields not ours, or errors)."""
-    cuts: tuple[ObjectField | ArrayField, ...] = ()
+    cuts: tuple[ObjectField | ArrayField | ArrayAggregateField, ...] = ()
     """Relationships too deep for the statement, read by statements of their own (`Backend.max_nesting`)."""
 
     @property
@@ -238,7 +239,7 @@ class QueryPlans:
         document: Document,
         text: str,
         fixes: Fixes,
-        cuts: Sequence[ObjectField | ArrayField],
+        cuts: Sequence[ObjectField | ArrayField | ArrayAggregateField],
         session: SessionParameters,
     ) -> tuple[Any, int]:
         """The statement's JSON as Python, finished, its cut relationships read by statements
@@ -251,7 +252,7 @@ class QueryPlans:
         return data, raw + found
 
     async def _stitched(
-        self, document: Document, data: Any, cuts: Sequence[ObjectField | ArrayField], session: SessionParameters
+        self, document: Document, data: Any, cuts: Sequence[ObjectField | ArrayField | ArrayAggregateField], session: SessionParameters
     ) -> tuple[Any, int]:
         """`data` with its markers read: values GraphQL refuses (counted), and cut relationships."""
         places: list[Cut] = []
@@ -271,7 +272,7 @@ class QueryPlans:
     async def _cut(
         self,
         document: Document,
-        field: ObjectField | ArrayField,
+        field: ObjectField | ArrayField | ArrayAggregateField,
         keys: set[tuple[Any, ...]],
         session: SessionParameters,
     ) -> tuple[dict[tuple[Any, ...], Any], int]:

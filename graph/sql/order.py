@@ -1,7 +1,9 @@
 """`[t_order_by!]` to ORDER BY, with PostgreSQL's NULL placement on every database.
 
 An object relationship in `order_by` ({author: {name: asc}}) orders by the
-related row's column, read with a correlated scalar subquery.
+related row's column, and an array relationship's aggregate
+({posts_aggregate: {count: desc}}, {posts_aggregate: {max: {id: asc}}}) by
+that aggregate of the related rows, each read with a correlated scalar subquery.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from graph import naming
 from graph.errors import ValidationFailed
 from graph.rules.to_sql import comparable
+from graph.sql.aggregates import aggregate
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
@@ -68,11 +72,16 @@ class Orderings:
     ) -> list[tuple[Any, str]]:
         model = self.model.table(table)
         relationships = {r.name: r for r in model.relationships if not r.is_array}
+        aggregates = {naming.aggregate(r.name): r for r in model.relationships if r.is_array}
         terms: list[tuple[Any, str]] = []
         for name, direction in item.items():
             if direction is None:
                 continue
-            if name in relationships:
+            if name in aggregates:
+                if not isinstance(direction, Mapping):
+                    raise ValidationFailed(f"expected an object of {name}'s aggregate order_by for {name!r}")
+                terms.extend(self._aggregated(aggregates[name], direction, target, wrap, visible))
+            elif name in relationships:
                 if not isinstance(direction, Mapping):
                     raise ValidationFailed(f"expected an object of {name}'s order_by for {name!r}")
                 terms.extend(self._related(relationships[name], direction, target, wrap, visible))
@@ -83,6 +92,55 @@ class Orderings:
                 raise ValidationFailed(f"field {name!r} not found in type: '{table}_order_by'")
         return terms
 
+    def _aggregated(
+        self,
+        rel: Relationship,
+        item: Mapping[str, Any],
+        target: FromClause,
+        wrap: Any,
+        visible: Visible | None,
+    ) -> list[tuple[Any, str]]:
+        """Terms ordering by aggregates of the rows of array relationship `rel` the session may select."""
+        remote, joined = self._joined(rel, target, visible)
+        model = self.model.table(rel.remote_table)
+
+        def of(value: Any) -> Any:
+            return wrap(sa.select(value).select_from(remote).where(*joined).scalar_subquery())
+
+        terms: list[tuple[Any, str]] = []
+        for function, direction in item.items():
+            if direction is None:
+                continue
+            if function == "count":
+                terms.append((of(sa.func.count()), direction))
+                continue
+            if not isinstance(direction, Mapping):
+                raise ValidationFailed(f"expected an object of columns for {function!r}")
+            for name, column_direction in direction.items():
+                if column_direction is None:
+                    continue
+                if name not in model.column_names:
+                    raise ValidationFailed(
+                        f"field {name!r} not found in type: '{naming.aggregate_function_order_by(model.name, function)}'"
+                    )
+                value = comparable(remote.c[name], model.column(name).kind, self.model.dialect)
+                terms.append((of(aggregate(function, value, self.model.dialect)), column_direction))
+        return terms
+
+    def _joined(
+        self, rel: Relationship, target: FromClause, visible: Visible | None
+    ) -> tuple[FromClause, list[Any]]:
+        remote = self.tables[rel.remote_table].alias()
+        joined = [
+            remote.c[r] == target.c[local]
+            for local, r in zip(rel.local_columns, rel.remote_columns, strict=True)
+        ]
+        # A related row the session may not select orders as if absent.
+        allowed = visible(rel.remote_table, remote) if visible else None
+        if allowed is not None:
+            joined.append(allowed)
+        return remote, joined
+
     def _related(
         self,
         rel: Relationship,
@@ -91,15 +149,8 @@ class Orderings:
         wrap: Any,
         visible: Visible | None,
     ) -> list[tuple[Any, str]]:
-        remote = self.tables[rel.remote_table].alias()
-        joined = [
-            remote.c[r] == target.c[local]
-            for local, r in zip(rel.local_columns, rel.remote_columns, strict=True)
-        ]
         # A related row the session may not select orders as if absent (NULL).
-        allowed = visible(rel.remote_table, remote) if visible else None
-        if allowed is not None:
-            joined.append(allowed)
+        remote, joined = self._joined(rel, target, visible)
 
         def through(value: Any) -> Any:
             return wrap(sa.select(value).select_from(remote).where(*joined).scalar_subquery())
