@@ -45,6 +45,11 @@ def inc_input(table: str) -> str:
     return f"{table}_inc_input"
 
 
+def json_operator_input(table: str, operator: str) -> str:
+    """`t_append_input` for `_append`, and so on for each JSON update operator (Hasura's names)."""
+    return f"{table}{operator}_input"
+
+
 def on_conflict(table: str) -> str:
     return f"{table}_on_conflict"
 

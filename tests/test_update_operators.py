@@ -217,3 +217,91 @@ def test_numeric_increments_keep_their_digits(gql: GraphQL, value: Any) -> None:
     data = gql("mutation($v: numeric) { update_posts_by_pk(pk_columns: {id: 4}, _inc: {rating: $v}) { rating } }",
                {"v": value})
     assert data["update_posts_by_pk"] == {"rating": "3.35"}
+
+
+# -- JSON columns: _append, _prepend, _delete_key, _delete_elem, _delete_at_path ------------------
+
+
+def _profile(gql: GraphQL, mutation: str, variables: dict[str, Any] | None = None) -> Any:
+    declared = "($v: JSON)" if "$v" in mutation else ""
+    data = gql(f"mutation{declared} {{ update_users_by_pk(pk_columns: {{id: 1}}, {mutation}) {{ profile }} }}",
+               variables)
+    stored = gql("{ users_by_pk(id: 1) { profile } }")["users_by_pk"]["profile"]
+    assert data["update_users_by_pk"]["profile"] == stored
+    return stored
+
+
+def test_append_and_prepend_are_jsonb_concatenation(gql: GraphQL) -> None:
+    # Objects merge shallowly, the appended keys winning; a null value is kept (not RFC 7386's merge).
+    value = {"langs": ["de"], "bio": None, "deep": {"a": {"b": 1}}, "ok": True, "n": 1.5}
+    assert _profile(gql, "_append: {profile: $v}", {"v": value}) == value
+    assert _profile(gql, "_append: {profile: $v}", {"v": {"deep": {"c": 2}}}) == {
+        "langs": ["de"], "bio": None, "deep": {"c": 2}, "ok": True, "n": 1.5,
+    }
+    gql('mutation { update_users_by_pk(pk_columns: {id: 1}, _set: {profile: [1, "two"]}) { id } }')
+    # An array gains the elements of an array, or the value itself; `_prepend` puts them first.
+    assert _profile(gql, "_append: {profile: $v}", {"v": [{"x": [False]}, None]}) == [
+        1, "two", {"x": [False]}, None
+    ]
+    assert _profile(gql, "_prepend: {profile: $v}", {"v": "zero"}) == ["zero", 1, "two", {"x": [False]}, None]
+    assert _profile(gql, '_prepend: {profile: {k: "v"}}') == [{"k": "v"}, "zero", 1, "two", {"x": [False]}, None]
+    # Two values that are not both objects make an array (jsonb: `'1' || '{}'` is `[1, {}]`).
+    gql('mutation { update_users_by_pk(pk_columns: {id: 1}, _set: {profile: 1}) { id } }')
+    assert _profile(gql, "_append: {profile: $v}", {"v": {"a": 1}}) == [1, {"a": 1}]
+    # Every matching row, each from its own value; a NULL column stays NULL, as jsonb's `||` on NULL.
+    data = gql('mutation { update_users(where: {id: {_in: [2, 3]}}, _append: {profile: {langs: ["x"]}}) {'
+               " affected_rows returning { id profile } } }")
+    assert ordered(data["update_users"]["returning"], "id") == [
+        {"id": 2, "profile": None}, {"id": 3, "profile": {"langs": ["x"]}},
+    ]
+
+
+def test_deletes_by_key_index_and_path(gql: GraphQL) -> None:
+    gql('mutation($v: JSON) { update_users_by_pk(pk_columns: {id: 1}, _set: {profile: $v}) { id } }',
+        {"v": {"a": {"b": [10, 20, {"c": 1, "d": 2}]}, "e": "f", "we\'ird key": 1}})
+    assert _profile(gql, '_delete_key: {profile: "e"}') == {"a": {"b": [10, 20, {"c": 1, "d": 2}]}, "we'ird key": 1}
+    assert _profile(gql, "_delete_key: {profile: \"we'ird key\"}") == {"a": {"b": [10, 20, {"c": 1, "d": 2}]}}
+    # A key that is not there changes nothing.
+    assert _profile(gql, '_delete_key: {profile: "zzz"}') == {"a": {"b": [10, 20, {"c": 1, "d": 2}]}}
+    # Through an array by index (negative from the end), and a path that is not there.
+    assert _profile(gql, '_delete_at_path: {profile: ["a", "b", "-1", "c"]}') == {"a": {"b": [10, 20, {"d": 2}]}}
+    assert _profile(gql, '_delete_at_path: {profile: ["a", "b", "0"]}') == {"a": {"b": [20, {"d": 2}]}}
+    assert _profile(gql, '_delete_at_path: {profile: ["a", "x", "1"]}') == {"a": {"b": [20, {"d": 2}]}}
+    gql('mutation { update_users_by_pk(pk_columns: {id: 1}, _set: {profile: ["a", "b", "a", 1, "1"]}) { id } }')
+    # On an array, `_delete_key` removes the strings equal to it (jsonb `- text`).
+    assert _profile(gql, '_delete_key: {profile: "a"}') == ["b", 1, "1"]
+    assert _profile(gql, "_delete_elem: {profile: -1}") == ["b", 1]
+    assert _profile(gql, "_delete_elem: {profile: 0}") == [1]
+    assert _profile(gql, "_delete_elem: {profile: 5}") == [1]
+
+
+def test_json_operators_exist_only_for_json_columns(gql: GraphQL) -> None:
+    shape = gql('{ __type(name: "users_delete_at_path_input") { inputFields { name type { kind ofType {'
+                " kind ofType { name } } } } } }")
+    assert shape["__type"]["inputFields"] == [
+        {"name": "profile", "type": {"kind": "LIST", "ofType": {"kind": "NON_NULL", "ofType": {"name": "String"}}}}
+    ]
+    for name in ("append", "prepend", "delete_key", "delete_elem"):
+        fields = gql(f'{{ __type(name: "users_{name}_input") {{ inputFields {{ name }} }} }}')["__type"]
+        assert fields == {"inputFields": [{"name": "profile"}]}
+        assert gql(f'{{ __type(name: "posts_{name}_input") {{ name }} }}')["__type"] is None
+    assert gql.error_codes('mutation { update_posts(where: {}, _append: {title: "x"}) { affected_rows } }') == [
+        "validation-failed"
+    ]
+    body = gql.raw("mutation { update_users(where: {}) { affected_rows } }")
+    assert "(_set, _inc, _append, _prepend, _delete_key, _delete_elem, _delete_at_path)" in body["errors"][0]["message"]
+    body = gql.raw('mutation { update_users(where: {}, _set: {profile: 1}, _delete_key: {profile: "a"}) { '
+                   "affected_rows } }")
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["validation-failed"]
+    assert '"profile"' in body["errors"][0]["message"]
+
+
+async def test_a_json_edit_arrives_as_an_update_event_with_the_new_value(api: Api) -> None:
+    async with api.ws() as ws:
+        await subscribe(ws, "1", "users")
+        await api('mutation { update_users_by_pk(pk_columns: {id: 1}, _append: {profile: {langs: ["de"], x: 1}}) '
+                  "{ id } }")
+        event = await change(ws, "1")
+    assert event["type"] == "update"
+    assert event["old_record"]["profile"] == {"langs": ["en", "fr"]}
+    assert event["record"]["profile"] == {"langs": ["de"], "x": 1}
