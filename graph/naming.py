@@ -102,6 +102,15 @@ def update_by_pk(table: str) -> str:
     return f"update_{table}_by_pk"
 
 
+def update_many(table: str) -> str:
+    return f"update_{table}_many"
+
+
+def updates_input(table: str) -> str:
+    """One entry of `update_t_many`'s `updates`: a `where` and the update operators."""
+    return f"{table}_updates"
+
+
 def delete(table: str) -> str:
     return f"delete_{table}"
 

@@ -524,6 +524,13 @@ class SchemaBuilder:
                         {name: GraphQLInputField(value_type) for name in json_columns},
                     )
                 )
+        updates = GraphQLInputObjectType(
+            naming.updates_input(table.name),
+            {
+                "where": GraphQLInputField(_nn(bool_exp)),
+                **{name: GraphQLInputField(argument.type) for name, argument in operators.items()},
+            },
+        )
         pk_input = GraphQLInputObjectType(
             naming.pk_columns_input(table.name),
             {
@@ -541,6 +548,11 @@ class SchemaBuilder:
                 obj,
                 args={"pk_columns": GraphQLArgument(_nn(pk_input)), **operators},
                 extensions=tagged(RootKind.UPDATE_BY_PK, table.name),
+            ),
+            naming.update_many(table.name): GraphQLField(
+                GraphQLList(response),
+                args={"updates": GraphQLArgument(_list_nn(updates))},
+                extensions=tagged(RootKind.UPDATE_MANY, table.name),
             ),
         }
 

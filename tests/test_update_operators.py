@@ -305,3 +305,84 @@ async def test_a_json_edit_arrives_as_an_update_event_with_the_new_value(api: Ap
     assert event["type"] == "update"
     assert event["old_record"]["profile"] == {"langs": ["en", "fr"]}
     assert event["record"]["profile"] == {"langs": ["de"], "x": 1}
+
+
+# -- update_t_many ---------------------------------------------------------------------------------
+
+
+def test_update_many_runs_its_entries_in_order_each_seeing_the_ones_before(gql: GraphQL) -> None:
+    data = gql("""mutation($updates: [posts_updates!]!) { update_posts_many(updates: $updates) {
+                    affected_rows returning { id title rating } } }""", {"updates": [
+        {"where": {"id": {"_in": [1, 4]}}, "_set": {"title": "first", "rating": "1.25"}, "_inc": {"editor_id": 1}},
+        {"where": {"title": {"_eq": "first"}}, "_inc": {"rating": 1}},
+        {"where": {"id": {"_eq": 99}}, "_set": {"title": "none"}},
+    ]})
+    answers = data["update_posts_many"]
+    assert [a["affected_rows"] for a in answers] == [2, 2, 0]
+    assert ordered(answers[0]["returning"], "id") == [
+        {"id": 1, "title": "first", "rating": "1.25"}, {"id": 4, "title": "first", "rating": "1.25"},
+    ]
+    assert ordered(answers[1]["returning"], "id") == [
+        {"id": 1, "title": "first", "rating": "2.25"}, {"id": 4, "title": "first", "rating": "2.25"},
+    ]
+    assert answers[2]["returning"] == []
+    # The JSON operators too, and an entry without any operator is refused as update_t refuses it.
+    data = gql('mutation { update_users_many(updates: [{where: {id: {_eq: 1}}, _append: {profile: {a: 1}}},'
+               ' {where: {id: {_eq: 1}}, _delete_key: {profile: "langs"}}]) { returning { profile } } }')
+    assert data["update_users_many"] == [
+        {"returning": [{"profile": {"langs": ["en", "fr"], "a": 1}}]}, {"returning": [{"profile": {"a": 1}}]},
+    ]
+    assert gql.error_codes("mutation { update_posts_many(updates: [{where: {}}]) { affected_rows } }") == [
+        "validation-failed"
+    ]
+    assert gql("mutation { update_posts_many(updates: []) { affected_rows } }") == {"update_posts_many": []}
+
+
+def test_update_many_is_rolled_back_whole_when_an_entry_fails(gql: GraphQL) -> None:
+    body = gql.raw("""mutation { update_posts_many(updates: [
+        {where: {id: {_eq: 1}}, _set: {title: "changed"}},
+        {where: {id: {_eq: 2}}, _set: {user_id: 999}}]) { affected_rows } }""")
+    assert body["data"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["constraint-violation"]
+    assert gql("{ posts_by_pk(id: 1) { title } }")["posts_by_pk"] == {"title": "Hello World"}
+
+
+def test_update_many_follows_the_update_rule(library_url: str, serve: Any, tmp_path: Path) -> None:
+    rules = tmp_path / "permissions.yaml"
+    rules.write_text(RULES)
+    server = serve(database=library_url, permissions=str(rules), jwt_secret=SECRET)
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False, headers=_rater(3)) as http:
+
+        def post(query: str) -> dict[str, Any]:
+            response = http.post("/graphql", json={"query": query})
+            assert response.status_code == 200, response.text
+            return response.json()  # type: ignore[no-any-return]
+
+        # Each entry under the rule's filter and preset; a column the role may not update is no field.
+        done = post("mutation { update_posts_many(updates: [{where: {}, _inc: {rating: 1}},"
+                    " {where: {id: {_eq: 1}}, _set: {rating: \"0\"}}]) { affected_rows returning { id rating editor_id } } }")
+        assert done == {"data": {"update_posts_many": [
+            {"affected_rows": 1, "returning": [{"id": 4, "rating": "4.25", "editor_id": 3}]},
+            {"affected_rows": 0, "returning": []},
+        ]}}
+        refused = post('mutation { update_posts_many(updates: [{where: {}, _set: {title: "x"}}]) { affected_rows } }')
+        assert [e["extensions"]["code"] for e in refused["errors"]] == ["validation-failed"]
+        # The check over the second entry's rows fails: the first entry's change is undone too.
+        denied = post("mutation { update_posts_many(updates: [{where: {}, _inc: {rating: 1}},"
+                      " {where: {}, _inc: {rating: 5}}]) { affected_rows } }")
+        assert [e["extensions"]["code"] for e in denied["errors"]] == ["permission-denied"]
+        assert post("{ posts_by_pk(id: 4) { rating } }")["data"] == {"posts_by_pk": {"rating": "4.25"}}
+
+
+async def test_update_many_delivers_one_event_per_row_write_in_commit_order(api: Api) -> None:
+    async with api.ws() as ws:
+        await subscribe(ws, "1", "posts")
+        await api("""mutation { update_posts_many(updates: [
+            {where: {id: {_eq: 4}}, _set: {title: "a"}},
+            {where: {id: {_eq: 1}}, _set: {title: "b"}},
+            {where: {id: {_eq: 4}}, _set: {title: "c"}}]) { affected_rows } }""")
+        events = [await change(ws, "1") for _ in range(3)]
+    assert [(e["type"], e["record"]["id"], e["record"]["title"]) for e in events] == [
+        ("update", 4, "a"), ("update", 1, "b"), ("update", 4, "c"),
+    ]
+    assert events[2]["old_record"]["title"] == "a"

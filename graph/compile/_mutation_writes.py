@@ -36,6 +36,7 @@ from graph.compile._mutation_fields import (
     TYPENAME,
     UPDATE,
     UPDATE_BY_PK,
+    UPDATE_MANY,
     MutationField,
     MutationOperation,
     Nulled,
@@ -153,6 +154,14 @@ class Writes:
                 rows = yield from self._insert(table, objects, access)
             else:
                 rows = yield from self._upsert(table, objects, on_conflict, access)
+        elif field.kind == UPDATE_MANY:
+            # Each entry in order, each seeing what the ones before wrote, in the request's transaction.
+            answers: list[dict[str, Any]] = []
+            for n, entry in enumerate(args["updates"]):
+                where = self.reader.where(table.name, entry["where"], access.rules.select_filter)
+                rows = yield from self._update(table, where, entry, access)
+                answers.append((yield from self._response(field, table, rows, None, request, errors, [n])))
+            return answers
         elif field.kind in (UPDATE, UPDATE_BY_PK):
             if field.kind == UPDATE_BY_PK:
                 where = self.reader.pk_condition(table, args["pk_columns"])
@@ -172,6 +181,20 @@ class Writes:
                 return None
             related = yield from self._related(field.one, shown[:1], request)
             return field.one.pick(shown[0], related[0], [field.key], errors)
+        return (yield from self._response(field, table, rows, shown, request, errors, []))
+
+    def _response(
+        self,
+        field: MutationField,
+        table: Table,
+        rows: list[Row],
+        shown: list[Row] | None,
+        request: Request,
+        errors: list[GraphQLError],
+        at: list[int],
+    ) -> Steps:
+        """A `t_mutation_response` over the written rows (`at`: its index in update_many's list)."""
+        access = request.access
         # Everything read first, then completed: graphql-core completes what the resolver returned.
         read: list[tuple[list[Row], list[Mapping[str, Any] | None]]] = []
         for part in field.response:
@@ -189,7 +212,7 @@ class Writes:
             else:
                 assert part.returning is not None
                 listed, related = next(returned)
-                path = [field.key, part.key]
+                path: list[str | int] = [field.key, *at, part.key]
                 out[part.key] = [
                     part.returning.pick(row, found, [*path, n], errors)
                     for n, (row, found) in enumerate(zip(listed, related, strict=True))
