@@ -386,3 +386,37 @@ async def test_update_many_delivers_one_event_per_row_write_in_commit_order(api:
         ("update", 4, "a"), ("update", 1, "b"), ("update", 4, "c"),
     ]
     assert events[2]["old_record"]["title"] == "a"
+
+
+def test_json_operators_on_a_jsonb_column_and_odd_keys(library_url: str, serve: Any, backend: str) -> None:
+    kind = "JSONB" if backend == "postgres" else "JSON"
+
+    async def add_docs() -> None:
+        engine = create_async_engine(library_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text(f"CREATE TABLE docs (id INTEGER PRIMARY KEY, body {kind})"))
+                await conn.execute(sa.text(
+                    """INSERT INTO docs (id, body) VALUES (1, '{"a": {"x": 1, "y": [1, 2]}, "1": true, "k.k": 0}')"""
+                ))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(add_docs())
+    gql = GraphQL(serve(database=library_url))
+    try:
+        def edit(operator: str) -> Any:
+            data = gql(f"mutation {{ update_docs_by_pk(pk_columns: {{id: 1}}, {operator}) {{ body }} }}")
+            return data["update_docs_by_pk"]["body"]
+
+        assert edit('_append: {body: {a: {z: null}, b: [false]}}') == {
+            "a": {"z": None}, "b": [False], "1": True, "k.k": 0,
+        }
+        # A path step that looks like an index is a key where the value is an object.
+        assert edit('_delete_at_path: {body: ["1"]}') == {"a": {"z": None}, "b": [False], "k.k": 0}
+        assert edit('_delete_at_path: {body: ["k.k"]}') == {"a": {"z": None}, "b": [False]}
+        assert edit('_delete_at_path: {body: ["b", "0"]}') == {"a": {"z": None}, "b": []}
+        assert edit('_prepend: {body: [0]}') == [0, {"a": {"z": None}, "b": []}]
+        assert edit("_delete_elem: {body: -1}") == [0]
+    finally:
+        gql.http.close()
