@@ -420,3 +420,22 @@ def test_json_operators_on_a_jsonb_column_and_odd_keys(library_url: str, serve: 
         assert edit("_delete_elem: {body: -1}") == [0]
     finally:
         gql.http.close()
+
+
+def test_what_jsonb_refuses_is_refused_on_both_databases(gql: GraphQL) -> None:
+    gql('mutation { update_users_by_pk(pk_columns: {id: 1}, _set: {profile: 5}) { id } }')
+    for operator in ('_delete_key: {profile: "a"}', "_delete_elem: {profile: 0}", '_delete_at_path: {profile: ["a"]}'):
+        body = gql.raw(f"mutation {{ update_users_by_pk(pk_columns: {{id: 1}}, {operator}) {{ profile }} }}")
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["validation-failed"], operator
+        assert "cannot delete" in body["errors"][0]["message"]
+    assert gql("{ users_by_pk(id: 1) { profile } }")["users_by_pk"] == {"profile": 5}
+    gql('mutation { update_users_by_pk(pk_columns: {id: 1}, _set: {profile: {a: 1}}) { id } }')
+    assert gql.error_codes("mutation { update_users_by_pk(pk_columns: {id: 1}, _delete_elem: {profile: 0}) { id } }") == [
+        "validation-failed"
+    ]
+    # An empty path deletes nothing; NULL stays NULL whichever side it is on.
+    assert _profile(gql, "_delete_at_path: {profile: []}") == {"a": 1}
+    data = gql('mutation { update_users_by_pk(pk_columns: {id: 2}, _prepend: {profile: [1]}) { profile } }')
+    assert data["update_users_by_pk"] == {"profile": None}
+    data = gql('mutation { update_users_by_pk(pk_columns: {id: 2}, _delete_key: {profile: "a"}) { profile } }')
+    assert data["update_users_by_pk"] == {"profile": None}

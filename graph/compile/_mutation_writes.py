@@ -390,6 +390,7 @@ class Writes:
         statement = sa.update(core).where(where).values(changes).returning(*core.c)
         rows: list[Row] = yield self.statements.bind(statement, access.parameters)
         self._check_range(table, increments, rows)
+        self._check_json_edits(table, [name for op in named if op in JSON_EDITS for name in args[op]], rows)
         yield from self._check(table, access.rules.update_check(table), rows, "update", access)
         return rows
 
@@ -403,6 +404,15 @@ class Writes:
         if self.model.dialect == "postgresql":
             return json_edits.postgresql(quoted, column.db_type, operator, value)
         return json_edits.sqlite(quoted, operator, value)
+
+    def _check_json_edits(self, table: Table, names: Sequence[str], rows: Sequence[Row]) -> None:
+        """Refuse what PostgreSQL's jsonb operators refuse (deleting from a scalar), on SQLite too."""
+        for name in names:
+            index = table.column_names.index(name)
+            for row in rows:
+                reason = json_edits.refusal(row[index])
+                if reason is not None:
+                    raise ValidationFailed(f"the database refused a value of the request: {reason}")
 
     def _check_range(self, table: Table, increments: Mapping[str, Any], rows: Sequence[Row]) -> None:
         """Refuse a sum its column cannot hold, as PostgreSQL's `integer`/`bigint` refuse it.

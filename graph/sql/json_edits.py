@@ -36,6 +36,24 @@ _ELEMENT = (
 )
 
 
+# What PostgreSQL's jsonb operators refuse, SQLite's JSON1 lets through unchanged: the
+# expression writes this text instead, and `refusal` finds it in the returned rows, so
+# that the write is refused (and rolled back) with PostgreSQL's words.
+REFUSED = "forgegraph refused: "  # no JSON text starts so
+SCALAR = "cannot delete from scalar"
+
+
+def refusal(stored: Any) -> str | None:
+    """PostgreSQL's reason where a SQLite JSON edit wrote a refusal, else None."""
+    if isinstance(stored, str) and stored.startswith(REFUSED):
+        return stored.removeprefix(REFUSED)
+    return None
+
+
+def _refused(reason: str) -> str:
+    return "'" + (REFUSED + reason).replace("'", "''") + "'"
+
+
 def _param(value: Any, type_: Any = None) -> sa.BindParameter[Any]:
     return sa.bindparam("v", value, type_=type_, unique=True)
 
@@ -62,8 +80,9 @@ def sqlite(column: str, operator: str, value: Any) -> sa.TextClause:
     # JSON1's results carry the JSON subtype, and a trigger reading NEW sees it: the
     # capture trigger's json_object() would nest the value as an object instead of
     # writing its text. A concatenation makes it plain text again.
+    # A NULL column stays NULL, as jsonb's operators are strict.
     sql, params = _sqlite(column, operator, value)
-    return sa.text(f"('' || {sql})").bindparams(*params)
+    return sa.text(f"CASE WHEN {column} IS NULL THEN NULL ELSE ('' || {sql}) END").bindparams(*params)
 
 
 def _sqlite(column: str, operator: str, value: Any) -> tuple[str, list[sa.BindParameter[Any]]]:
@@ -77,11 +96,18 @@ def _sqlite(column: str, operator: str, value: Any) -> tuple[str, list[sa.BindPa
             " WHERE key <> :v)"
             f" WHEN 'array' THEN (SELECT json_group_array({_ELEMENT}) FROM json_each({column})"
             " WHERE NOT (type = 'text' AND value = :v))"
-            f" ELSE {column} END"
+            f" ELSE {_refused(SCALAR)} END"
         )
         return sql, [_param(value)]
     if operator == "_delete_elem":
-        return f"json_remove({column}, :v)", [_param(_index_path(int(value)))]
+        sql = (
+            f"CASE json_type({column}) WHEN 'array' THEN json_remove({column}, :v)"
+            f" WHEN 'object' THEN {_refused('cannot delete from object using integer index')}"
+            f" ELSE {_refused(SCALAR)} END"
+        )
+        return sql, [_param(_index_path(int(value)))]
+    if not value:
+        return column, []  # `#- '{}'` changes nothing
     # `#-`: each step an array index where the value reached is an array, else an object key.
     path = "'$'"
     params: list[sa.BindParameter[Any]] = []
@@ -94,7 +120,11 @@ def _sqlite(column: str, operator: str, value: Any) -> tuple[str, list[sa.BindPa
         else:
             params.append(sa.bindparam(f"k{n}", key, unique=True))
             path = f"({path} || :k{n})"
-    return f"json_remove({column}, {path})", params
+    sql = (
+        f"CASE WHEN json_type({column}) IN ('object', 'array') THEN json_remove({column}, {path})"
+        f" ELSE {_refused('cannot delete path in scalar')} END"
+    )
+    return sql, params
 
 
 def _index_path(index: int) -> str:
