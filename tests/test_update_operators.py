@@ -36,6 +36,11 @@ tables:
       rater: {filter: {}, columns: "*"}
     update:
       rater: {filter: {}, columns: [weight]}
+  users:
+    select:
+      rater: {filter: {}, columns: "*"}
+    update:
+      rater: {filter: {id: {_eq: X-User-Id}}, columns: [profile]}
 """
 INT_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
@@ -439,3 +444,28 @@ def test_what_jsonb_refuses_is_refused_on_both_databases(gql: GraphQL) -> None:
     assert data["update_users_by_pk"] == {"profile": None}
     data = gql('mutation { update_users_by_pk(pk_columns: {id: 2}, _delete_key: {profile: "a"}) { profile } }')
     assert data["update_users_by_pk"] == {"profile": None}
+
+
+def test_json_operators_follow_the_update_rule(library_url: str, serve: Any, tmp_path: Path) -> None:
+    rules = tmp_path / "permissions.yaml"
+    rules.write_text(RULES)
+    server = serve(database=library_url, permissions=str(rules), jwt_secret=SECRET)
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False, headers=_rater(3)) as http:
+
+        def post(query: str) -> dict[str, Any]:
+            response = http.post("/graphql", json={"query": query})
+            assert response.status_code == 200, response.text
+            return response.json()  # type: ignore[no-any-return]
+
+        shape = post('{ a: __type(name: "users_append_input") { inputFields { name } }'
+                     ' i: __type(name: "users_inc_input") { name } p: __type(name: "posts_append_input") { name } }')
+        assert shape["data"] == {"a": {"inputFields": [{"name": "profile"}]}, "i": None, "p": None}
+        # The rule's filter: user 3's row only, in update_t and in each entry of update_t_many.
+        done = post('mutation { update_users(where: {}, _append: {profile: {x: 1}}) { returning { id profile } }'
+                    ' update_users_many(updates: [{where: {}, _delete_key: {profile: "langs"}}]) {'
+                    " returning { id profile } } }")
+        assert done == {"data": {
+            "update_users": {"returning": [{"id": 3, "profile": {"langs": [], "x": 1}}]},
+            "update_users_many": [{"returning": [{"id": 3, "profile": {"x": 1}}]}],
+        }}
+        assert post("{ users_by_pk(id: 1) { profile } }")["data"] == {"users_by_pk": {"profile": {"langs": ["en", "fr"]}}}
