@@ -45,6 +45,11 @@ def inc_input(table: str) -> str:
     return f"{table}_inc_input"
 
 
+def json_operator_input(table: str, operator: str) -> str:
+    """`t_append_input` for `_append`, and so on for each JSON update operator (Hasura's names)."""
+    return f"{table}{operator}_input"
+
+
 def on_conflict(table: str) -> str:
     return f"{table}_on_conflict"
 
@@ -108,6 +113,15 @@ def update(table: str) -> str:
 
 def update_by_pk(table: str) -> str:
     return f"update_{table}_by_pk"
+
+
+def update_many(table: str) -> str:
+    return f"update_{table}_many"
+
+
+def updates_input(table: str) -> str:
+    """One entry of `update_t_many`'s `updates`: a `where` and the update operators."""
+    return f"{table}_updates"
 
 
 def delete(table: str) -> str:

@@ -28,6 +28,7 @@ class RootKind(StrEnum):
     INSERT_ONE = "insert_one"
     UPDATE = "update"
     UPDATE_BY_PK = "update_by_pk"
+    UPDATE_MANY = "update_many"
     DELETE = "delete"
     DELETE_BY_PK = "delete_by_pk"
     CHANGE_CURSOR = "change_cursor"

@@ -142,6 +142,16 @@ INCREMENTS: dict[Kind, GraphQLScalarType] = {
     Kind.NUMERIC: Numeric,
 }
 
+# Hasura's update operators of JSON columns (its jsonb operators `||`, `-` and `#-`), with
+# the type each takes per column.
+JSON_OPERATORS: dict[str, GraphQLInputType] = {
+    "_append": JSONScalar,
+    "_prepend": JSONScalar,
+    "_delete_key": GraphQLString,
+    "_delete_elem": Int,
+    "_delete_at_path": GraphQLList(GraphQLNonNull(GraphQLString)),
+}
+
 SCALARS: dict[Kind, GraphQLScalarType] = {
     Kind.INTEGER: Int,
     Kind.BIGINT: BigInt,
@@ -561,6 +571,22 @@ class SchemaBuilder:
         numeric = {c.name: GraphQLInputField(INCREMENTS[c.kind]) for c in columns.columns if c.kind in INCREMENTS}
         if numeric:  # an input type needs a field: no `_inc` on a table without numeric columns
             operators["_inc"] = GraphQLArgument(GraphQLInputObjectType(naming.inc_input(table.name), numeric))
+        json_columns = [c.name for c in columns.columns if c.kind is Kind.JSON]
+        if json_columns:  # likewise: no JSON operator on a table without JSON columns
+            for operator, value_type in JSON_OPERATORS.items():
+                operators[operator] = GraphQLArgument(
+                    GraphQLInputObjectType(
+                        naming.json_operator_input(table.name, operator),
+                        {name: GraphQLInputField(value_type) for name in json_columns},
+                    )
+                )
+        updates = GraphQLInputObjectType(
+            naming.updates_input(table.name),
+            {
+                "where": GraphQLInputField(_nn(bool_exp)),
+                **{name: GraphQLInputField(argument.type) for name, argument in operators.items()},
+            },
+        )
         pk_input = GraphQLInputObjectType(
             naming.pk_columns_input(table.name),
             {
@@ -578,6 +604,11 @@ class SchemaBuilder:
                 obj,
                 args={"pk_columns": GraphQLArgument(_nn(pk_input)), **operators},
                 extensions=tagged(RootKind.UPDATE_BY_PK, table.name),
+            ),
+            naming.update_many(table.name): GraphQLField(
+                GraphQLList(response),
+                args={"updates": GraphQLArgument(_list_nn(updates))},
+                extensions=tagged(RootKind.UPDATE_MANY, table.name),
             ),
         }
 

@@ -68,6 +68,8 @@ def test_every_root_field_is_tagged_with_its_kind_and_table() -> None:
         "insert_items_by_pk_one": RootField(RootKind.INSERT_ONE, "items_by_pk"),
         "update_items_by_pk_by_pk": RootField(RootKind.UPDATE_BY_PK, "items_by_pk"),
         "delete_items_by_pk_by_pk": RootField(RootKind.DELETE_BY_PK, "items_by_pk"),
+        "update_items_many": RootField(RootKind.UPDATE_MANY, "items"),
+        "update_items_by_pk_many": RootField(RootKind.UPDATE_MANY, "items_by_pk"),
         "tableChanged": RootField(RootKind.TABLE_CHANGED),
     }
 

@@ -53,15 +53,16 @@ if TYPE_CHECKING:
     from graph.model import DatabaseModel, Kind, Table
 
 TYPENAME = "__typename"
-INSERT_ONE, INSERT, UPDATE_BY_PK, UPDATE, DELETE_BY_PK, DELETE = (
+INSERT_ONE, INSERT, UPDATE_BY_PK, UPDATE, UPDATE_MANY, DELETE_BY_PK, DELETE = (
     RootKind.INSERT_ONE,
     RootKind.INSERT,
     RootKind.UPDATE_BY_PK,
     RootKind.UPDATE,
+    RootKind.UPDATE_MANY,
     RootKind.DELETE_BY_PK,
     RootKind.DELETE,
 )
-MUTATIONS = frozenset({INSERT_ONE, INSERT, UPDATE_BY_PK, UPDATE, DELETE_BY_PK, DELETE})
+MUTATIONS = frozenset({INSERT_ONE, INSERT, UPDATE_BY_PK, UPDATE, UPDATE_MANY, DELETE_BY_PK, DELETE})
 ONE_ROW = (INSERT_ONE, UPDATE_BY_PK, DELETE_BY_PK)
 Path = list[str | int]
 
@@ -170,7 +171,7 @@ class MutationField:
     one: Picker | None = None
     """The selection of a one-row field (insert_one, update_by_pk, delete_by_pk)."""
     response: tuple[ResponsePart, ...] = ()
-    """The selection of a `t_mutation_response` field (insert, update, delete)."""
+    """The selection of a `t_mutation_response` field (insert, update, delete; each of update_many's)."""
     arguments: Mapping[str, Any] | None = None
     """The coerced arguments when they name no variable (the same for every request)."""
     typename: str = ""

@@ -36,6 +36,7 @@ from graph.compile._mutation_fields import (
     TYPENAME,
     UPDATE,
     UPDATE_BY_PK,
+    UPDATE_MANY,
     MutationField,
     MutationOperation,
     Nulled,
@@ -44,7 +45,8 @@ from graph.compile._mutation_fields import (
 from graph.compile._mutation_related import RelatedReader
 from graph.errors import PermissionDenied, ValidationFailed
 from graph.model import Kind
-from graph.schema import PLACEHOLDER
+from graph.schema import INCREMENTS, PLACEHOLDER
+from graph.sql import json_edits
 from graph.sql.values import INT32, INT64, to_stored
 
 if TYPE_CHECKING:
@@ -64,6 +66,8 @@ Row = Sequence[Any]
 Key = tuple[Any, ...]
 # What an integer column may hold after `_inc`: GraphQL's Int is 32 bits (graph.sql.values.to_stored).
 INT_RANGES = {Kind.INTEGER: INT32, Kind.BIGINT: INT64}
+JSON_EDITS = ("_append", "_prepend", "_delete_key", "_delete_elem", "_delete_at_path")
+UPDATE_OPERATORS = ("_set", "_inc", *JSON_EDITS)
 
 
 class FieldErrors(Exception):
@@ -150,6 +154,14 @@ class Writes:
                 rows = yield from self._insert(table, objects, access)
             else:
                 rows = yield from self._upsert(table, objects, on_conflict, access)
+        elif field.kind == UPDATE_MANY:
+            # Each entry in order, each seeing what the ones before wrote, in the request's transaction.
+            answers: list[dict[str, Any]] = []
+            for n, entry in enumerate(args["updates"]):
+                where = self.reader.where(table.name, entry["where"], access.rules.select_filter)
+                rows = yield from self._update(table, where, entry, access)
+                answers.append((yield from self._response(field, table, rows, None, request, errors, [n])))
+            return answers
         elif field.kind in (UPDATE, UPDATE_BY_PK):
             if field.kind == UPDATE_BY_PK:
                 where = self.reader.pk_condition(table, args["pk_columns"])
@@ -169,6 +181,20 @@ class Writes:
                 return None
             related = yield from self._related(field.one, shown[:1], request)
             return field.one.pick(shown[0], related[0], [field.key], errors)
+        return (yield from self._response(field, table, rows, shown, request, errors, []))
+
+    def _response(
+        self,
+        field: MutationField,
+        table: Table,
+        rows: list[Row],
+        shown: list[Row] | None,
+        request: Request,
+        errors: list[GraphQLError],
+        at: list[int],
+    ) -> Steps:
+        """A `t_mutation_response` over the written rows (`at`: its index in update_many's list)."""
+        access = request.access
         # Everything read first, then completed: graphql-core completes what the resolver returned.
         read: list[tuple[list[Row], list[Mapping[str, Any] | None]]] = []
         for part in field.response:
@@ -186,7 +212,7 @@ class Writes:
             else:
                 assert part.returning is not None
                 listed, related = next(returned)
-                path = [field.key, part.key]
+                path: list[str | int] = [field.key, *at, part.key]
                 out[part.key] = [
                     part.returning.pick(row, found, [*path, n], errors)
                     for n, (row, found) in enumerate(zip(listed, related, strict=True))
@@ -324,15 +350,25 @@ class Writes:
     def _update(
         self, table: Table, where: Condition, args: Mapping[str, Any], access: SessionAccess
     ) -> Steps:
-        given, increments = args.get("_set"), args.get("_inc")
-        if given is None and increments is None:
+        named = [name for name in UPDATE_OPERATORS if args.get(name) is not None]
+        if not named:
+            kinds = {c.kind for c in table.columns}
+            offered = [
+                name
+                for name in UPDATE_OPERATORS
+                if name == "_set" or (INCREMENTS.keys() & kinds if name == "_inc" else Kind.JSON in kinds)
+            ]
             raise ValidationFailed(
-                f"at least one of the update operators (_set, _inc) is expected for {table.name!r}"
+                f"at least one of the update operators ({', '.join(offered)}) is expected for {table.name!r}"
             )
-        given, increments = given or {}, increments or {}
-        twice = [name for name in increments if name in given]
+        seen: dict[str, int] = {}
+        for operator in named:
+            for name in args[operator]:
+                seen[name] = seen.get(name, 0) + 1
+        twice = [name for name, count in seen.items() if count > 1]
         if twice:
             raise ValidationFailed(f"Column found in multiple operators: {json.dumps(twice)}.")
+        given, increments = args.get("_set") or {}, args.get("_inc") or {}
         presets = access.update_presets(table)
         changes: dict[str, Any] = self._values(table, {**given, **presets})
         core = self.tables[table.name]
@@ -341,6 +377,11 @@ class Writes:
         for name, value in self._values(table, increments).items():
             # Untyped, or SQLAlchemy would read a numeric's text as a string and concatenate.
             changes[name] = core.c[name] + _bound(value)  # NULL stays NULL, as SQL (and Hasura) add
+        for operator in named:
+            if operator in JSON_EDITS:
+                for name, value in args[operator].items():
+                    if name not in presets:
+                        changes[name] = self._json_edit(table, name, operator, value)
         allowed = access.rules.update_filter(table)
         if allowed is not None:
             where = sa.and_(where, allowed)
@@ -349,8 +390,29 @@ class Writes:
         statement = sa.update(core).where(where).values(changes).returning(*core.c)
         rows: list[Row] = yield self.statements.bind(statement, access.parameters)
         self._check_range(table, increments, rows)
+        self._check_json_edits(table, [name for op in named if op in JSON_EDITS for name in args[op]], rows)
         yield from self._check(table, access.rules.update_check(table), rows, "update", access)
         return rows
+
+    def _json_edit(self, table: Table, name: str, operator: str, value: Any) -> Any:
+        """The new value of JSON column `name` under a JSON update operator (graph.sql.json_edits)."""
+        column = table.column(name)
+        quoted = self.statements.dialect.identifier_preparer.quote(name)
+        if value is None:
+            # PostgreSQL's jsonb operators are strict: a null operand makes the column NULL.
+            return sa.null()
+        if self.model.dialect == "postgresql":
+            return json_edits.postgresql(quoted, column.db_type, operator, value)
+        return json_edits.sqlite(quoted, operator, value)
+
+    def _check_json_edits(self, table: Table, names: Sequence[str], rows: Sequence[Row]) -> None:
+        """Refuse what PostgreSQL's jsonb operators refuse (deleting from a scalar), on SQLite too."""
+        for name in names:
+            index = table.column_names.index(name)
+            for row in rows:
+                reason = json_edits.refusal(row[index])
+                if reason is not None:
+                    raise ValidationFailed(f"the database refused a value of the request: {reason}")
 
     def _check_range(self, table: Table, increments: Mapping[str, Any], rows: Sequence[Row]) -> None:
         """Refuse a sum its column cannot hold, as PostgreSQL's `integer`/`bigint` refuse it.
