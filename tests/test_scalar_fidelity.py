@@ -47,3 +47,30 @@ def test_sqlite_function_agrees_with_the_event_matcher(pattern: str, text: str) 
 def test_sqlite_function_is_null_on_null() -> None:
     assert ilike(None, "%") is None
     assert ilike("a", None) is None
+
+
+def test_numeric_takes_numbers_and_strings_and_answers_strings(gql: GraphQL) -> None:
+    # posts.rating, numeric(10, 2): 4.50 (post 1) and 3.25 (post 4).
+    def ids(where: str, variables: dict[str, object] | None = None) -> list[int]:
+        declared = "($w: posts_bool_exp)" if variables else ""
+        data = gql(f"query {declared} {{ posts(where: {where}, order_by: {{id: asc}}) {{ id }} }}", variables)
+        return [row["id"] for row in data["posts"]]
+
+    assert ids("{rating: {_gt: 3.5}}") == ids('{rating: {_gt: "3.5"}}') == [1]
+    assert ids("{rating: {_gt: 3}}") == [1, 4]
+    assert ids('{rating: {_in: [3.25, "4.5"]}}') == [1, 4]
+    assert ids("$w", {"w": {"rating": {"_lte": 3.25}}}) == [4]
+    data = gql("""mutation ($r: numeric) {
+        a: insert_posts_one(object: {id: 50, title: "a", user_id: 1, rating: 12.75}) { rating }
+        b: insert_posts_one(object: {id: 51, title: "b", user_id: 1, rating: $r}) { rating }
+        c: update_posts_by_pk(pk_columns: {id: 4}, _set: {rating: "0.25"}) { rating }
+    }""", {"r": 1.25})
+    # Values of exactly the column's scale: SQLite keeps no trailing zeros ('4.5' for 4.50).
+    assert data == {"a": {"rating": "12.75"}, "b": {"rating": "1.25"}, "c": {"rating": "0.25"}}
+
+
+@pytest.mark.parametrize("value", ['"abc"', '"1.2.3"', '""', "true"])
+def test_a_value_that_is_no_number_is_refused_for_a_numeric_column(gql: GraphQL, value: str) -> None:
+    codes = gql.error_codes(f"mutation {{ insert_posts_one(object: {{id: 60, title: \"x\", user_id: 1, rating: {value}}}) {{ id }} }}")
+    assert codes == ["validation-failed"]
+    assert gql("{ posts_by_pk(id: 60) { id } }") == {"posts_by_pk": None}
