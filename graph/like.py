@@ -16,7 +16,12 @@ lone `\\` at the end is a literal backslash), `_` matches one character,
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
+
+ILIKE_FUNCTION = "fg_ilike"
+"""SQLite's name for `ilike`: its own LIKE folds ASCII letters only."""
 
 
 class LikePattern:
@@ -65,3 +70,22 @@ def _segments(pattern: str) -> list[list[str]]:
         else:
             segments[-1].append(re.escape(ch))
     return segments
+
+
+@functools.lru_cache(maxsize=512)
+def _insensitive(pattern: str) -> LikePattern:
+    return LikePattern(pattern, insensitive=True)
+
+
+def ilike(text: Any, pattern: Any) -> int | None:
+    """`text ILIKE pattern` as SQLite calls it: NULL if either is NULL, as SQL's LIKE.
+
+    Case folds as the event-stream matcher's (graph/rules/matcher.py) does,
+    non-ASCII letters too (`%ANTÔNIO%` matches `Antônio`), as PostgreSQL's
+    ILIKE in a UTF-8 locale. Never raises: an exception would fail the statement.
+    """
+    if text is None or pattern is None:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return int(_insensitive(str(pattern)).matches(str(text)))

@@ -124,8 +124,7 @@ def _parse_numeric_literal(node: ValueNode, _variables: dict[str, Any] | None = 
     raise GraphQLError(f"numeric cannot represent value: {print_ast(node)}", node)
 
 
-# Hasura's `numeric`: only `_inc` inputs use it so far (numeric columns themselves are
-# still String in answers, filters and `_set`, SPEC section 4).
+# Hasura's `numeric`, the type of numeric/decimal columns: strings in answers (SPEC section 4).
 Numeric = GraphQLScalarType(
     "numeric",
     description="An exact decimal number: a JSON number or a string of one in inputs, a string in answers.",
@@ -156,6 +155,7 @@ SCALARS: dict[Kind, GraphQLScalarType] = {
     Kind.INTEGER: Int,
     Kind.BIGINT: BigInt,
     Kind.FLOAT: GraphQLFloat,
+    Kind.NUMERIC: Numeric,
     Kind.BOOLEAN: GraphQLBoolean,
     Kind.JSON: JSONScalar,
 }

@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from graph.dialect.sqlite import configure_sqlite
 from graph.errors import ValidationFailed
 from graph.model import Column, Kind, Table
 from graph.reflect import reflect
@@ -89,6 +90,9 @@ class Database:
     @classmethod
     async def open(cls, runner: asyncio.Runner, url: str) -> Database:
         engine = create_async_engine(url)
+        if engine.dialect.name == "sqlite":
+            # As the server's connections are: `_ilike` calls a function of ours there.
+            sa.event.listen(engine.sync_engine, "connect", lambda conn, _record: configure_sqlite(conn))
         async with engine.begin() as conn:
             await conn.execute(sa.text(DDL[engine.dialect.name]))
         model = await reflect(engine)

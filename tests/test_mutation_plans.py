@@ -64,7 +64,7 @@ Case = tuple[str, str, dict[str, Any] | None]
 """(who, document, variables)"""
 
 OPEN_CASES: list[Case] = [
-    ("admin", f"""mutation ($t: String!, $r: String) {{
+    ("admin", f"""mutation ($t: String!, $r: numeric) {{
         insert_posts_one(object: {{title: $t, user_id: 1, rating: $r, published: true}}) {{ {POST} __typename }} }}""",
      {"t": "planned", "r": "12.50"}),
     ("admin", f"""mutation {{ insert_users_one(object: {{name: "Dora", score: 2.5, active: false, born: "2001-02-03",

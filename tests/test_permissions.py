@@ -13,6 +13,7 @@ import yaml
 
 from graph.access import Access
 from graph.auth import ADMIN_SESSION, Session
+from graph.dialect.sqlite import configure_sqlite
 from graph.errors import StartupError, ValidationFailed
 from graph.model import Column, DatabaseModel, ForeignKey, Kind, Table
 from graph.naming import name_model
@@ -596,6 +597,8 @@ def test_sql_and_memory_agree_on_resolved_rules(exp: dict[str, Any], user: str |
     in_memory = {row["id"] for row in ROWS if matches(resolved, row) is True}
     tables = core_tables(MODEL)
     engine = sa.create_engine("sqlite://")
+    # As the server's connections are: `_ilike` calls a function of ours there.
+    sa.event.listen(engine, "connect", lambda conn, _record: configure_sqlite(conn))
     with engine.begin() as conn:
         conn.execute(sa.text(
             "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT, body TEXT, published BOOLEAN, user_id INTEGER, created_at TEXT)"
@@ -619,6 +622,8 @@ def test_a_roles_condition_bound_with_the_sessions_values_admits_what_the_resolv
     assert condition is not None
     assert access.for_role("user").select_filter("posts") is condition  # compiled once for the role
     engine = sa.create_engine("sqlite://")
+    # As the server's connections are: `_ilike` calls a function of ours there.
+    sa.event.listen(engine, "connect", lambda conn, _record: configure_sqlite(conn))
     with engine.begin() as conn:
         conn.execute(sa.text(
             "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT, body TEXT, published BOOLEAN, user_id INTEGER, created_at TEXT)"
@@ -679,6 +684,8 @@ def _ids_where(make: Any, aliased: bool = False, parameters: Any = None) -> list
     if condition is None:
         return None
     engine = sa.create_engine("sqlite://")
+    # As the server's connections are: `_ilike` calls a function of ours there.
+    sa.event.listen(engine, "connect", lambda conn, _record: configure_sqlite(conn))
     with engine.begin() as conn:
         conn.execute(sa.text(
             "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT, body TEXT, published BOOLEAN, user_id INTEGER, created_at TEXT)"

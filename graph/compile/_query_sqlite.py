@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from graph.compile._query_backend import MARK, QueryFailed, literal, marker, quoted
 from graph.dialect import SQLFunction
+from graph.like import ILIKE_FUNCTION, ilike
 from graph.model import Kind
 from graph.schema import scalar_of
 from graph.sql.values import to_api_or_stored
@@ -66,6 +67,7 @@ def fg_sqrt(value: float | None) -> float | None:
 FUNCTIONS = (
     SQLFunction("fg_value", 3, fg_value, deterministic=True),
     SQLFunction("fg_sqrt", 1, fg_sqrt, deterministic=True),
+    SQLFunction(ILIKE_FUNCTION, 2, ilike, deterministic=True),
 )
 """What the rendered SQL calls; every connection of the reads has them."""
 

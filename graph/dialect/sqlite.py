@@ -24,6 +24,7 @@ from graph.dialect._pool import ConnectionPool
 from graph.dialect._sqlite_driver import SQLiteDriver
 from graph.dialect._url import async_engine, sqlite_path
 from graph.errors import StartupError
+from graph.like import ILIKE_FUNCTION, ilike
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -56,6 +57,8 @@ def configure_sqlite(dbapi_connection: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # A filter's `_ilike` calls it (graph/rules/to_sql.py), on whichever connection runs the filter.
+    dbapi_connection.create_function(ILIKE_FUNCTION, 2, ilike, deterministic=True)
 
 
 def _connect(database: str, **options: Any) -> sqlite3.Connection:

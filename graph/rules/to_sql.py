@@ -2,7 +2,8 @@
 
 Semantics are the same on every database (SPEC section 4): `_like` is case
 sensitive and `_ilike` is not, `\\` escapes a wildcard. SQLite's LIKE ignores
-case, so there `_like` becomes GLOB, which does not.
+case, so there `_like` becomes GLOB, which does not; its LIKE folds ASCII
+letters only, so `_ilike` calls graph.like's `fg_ilike`, which folds them all.
 
 A rule's session variables (`SessionParameter` operands, from
 graph.rules.session.parameterize) become bind parameters of fixed keys, so
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from graph.like import ILIKE_FUNCTION
 from graph.model import Kind
 from graph.nesting import MAX_FILTER_DEPTH, too_deep
 from graph.rules.bool_exp import (
@@ -210,7 +212,7 @@ class Filters:
         if self.dialect == "postgresql":
             cond = text.ilike(operand) if insensitive else text.like(operand)
         elif insensitive:
-            cond = text.like(operand, escape="\\")
+            cond = getattr(sa.func, ILIKE_FUNCTION)(text, operand) == 1
         else:
             cond = text.op("GLOB")(operand)
         return sa.not_(cond) if op in NEGATED_PATTERNS else cond

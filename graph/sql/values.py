@@ -151,10 +151,15 @@ def to_db(column: Column, value: Any, dialect: str) -> Any:
             return parsed
         if kind is Kind.BIGINT:
             return parse_bigint(value)
+        if kind is Kind.NUMERIC:
+            # Parsed on every database, so that SQLite refuses what PostgreSQL
+            # would ('abc'); SQLite's numeric affinity converts a number's text.
+            number = decimal.Decimal(str(value).strip())
+            if isinstance(value, bool) or not number.is_finite():
+                raise ValueError(f"not a finite number: {value!r}")
+            return number if dialect == "postgresql" else value
         if dialect != "postgresql":
             return value
-        if kind is Kind.NUMERIC:
-            return decimal.Decimal(str(value))
         if column.db_type.upper() == "UUID":
             return uuid.UUID(str(value))
     except (ValueError, TypeError, binascii.Error, decimal.InvalidOperation) as exc:
