@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.elements import BindParameter
     from sqlalchemy.types import TypeEngine
 
-    from graph.model import Column, DatabaseModel, Table
+    from graph.model import Column, DatabaseModel, Relationship, Table
     from graph.rules.session import SessionValues
 
 Condition = ColumnElement[bool]
@@ -159,16 +159,8 @@ class Filters:
         self, table: Table, field: Related, target: FromClause, visible: Visible | None
     ) -> Condition:
         rel = next(r for r in table.relationships if r.name == field.relationship)
-        # An alias keeps a self-referencing table (message.parent) apart from itself.
-        remote = self.tables[rel.remote_table].alias()
-        joined = [
-            remote.c[r] == target.c[local]
-            for local, r in zip(rel.local_columns, rel.remote_columns, strict=True)
-        ]
+        remote, joined = related_rows(self.tables, rel, target, visible)
         condition = self._condition(self.model.table(rel.remote_table), field.exp, remote, visible)
-        allowed = visible(rel.remote_table, remote) if visible else None
-        if allowed is not None:
-            joined.append(allowed)
         return sa.select(sa.literal(1)).select_from(remote).where(*joined, condition).exists()
 
     def _column(self, table: Table, target: FromClause, field: ColumnExp) -> list[Condition]:
@@ -310,6 +302,26 @@ def _parameter_type(column: Column, dialect: str) -> TypeEngine[Any]:
         if column.db_type.upper() == "UUID":
             return sa.Uuid()
     return sa.String()  # SQLite keeps dates and numerics as text; JSON is compared as text
+
+
+def related_rows(
+    tables: Mapping[str, sa.Table], rel: Relationship, target: FromClause, visible: Visible | None
+) -> tuple[FromClause, list[Any]]:
+    """The rows `rel` reaches from `target`: an alias of its table and the conditions joining it.
+
+    A related row the session may not select (`visible`) is absent, in filters
+    and in orderings alike.
+    """
+    # An alias keeps a self-referencing table (message.parent) apart from itself.
+    remote = tables[rel.remote_table].alias()
+    joined: list[Any] = [
+        remote.c[r] == target.c[local]
+        for local, r in zip(rel.local_columns, rel.remote_columns, strict=True)
+    ]
+    allowed = visible(rel.remote_table, remote) if visible else None
+    if allowed is not None:
+        joined.append(allowed)
+    return remote, joined
 
 
 def comparable(col: Any, kind: Kind, dialect: str) -> Any:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from graph import naming
 from graph.errors import ValidationFailed
-from graph.rules.to_sql import comparable
+from graph.rules.to_sql import comparable, related_rows
 from graph.sql.aggregates import aggregate
 
 if TYPE_CHECKING:
@@ -130,16 +130,7 @@ class Orderings:
     def _joined(
         self, rel: Relationship, target: FromClause, visible: Visible | None
     ) -> tuple[FromClause, list[Any]]:
-        remote = self.tables[rel.remote_table].alias()
-        joined = [
-            remote.c[r] == target.c[local]
-            for local, r in zip(rel.local_columns, rel.remote_columns, strict=True)
-        ]
-        # A related row the session may not select orders as if absent.
-        allowed = visible(rel.remote_table, remote) if visible else None
-        if allowed is not None:
-            joined.append(allowed)
-        return remote, joined
+        return related_rows(self.tables, rel, target, visible)
 
     def _related(
         self,
