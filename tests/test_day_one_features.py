@@ -4,8 +4,11 @@ What the feature files (test_update_operators, test_upsert, test_aggregates,
 test_distinct_on, test_scalar_fidelity) leave out: every JSON operator under
 a role's update rule and as an event; `_inc` on many rows; `update_t_many`
 entries of several rows, of none, rolled back, and seen through a role;
-upserts by `insert_t_one`, that do nothing, and by a role, as events;
-relationship aggregates and `distinct_on` under a role's rows and columns;
+upserts by `insert_t_one`, that do nothing, that rewrite equal values, by
+a role, and seen through a subscriber's rules, as events; one request's
+upsert, update_t_many and `_inc` events in the order they ran;
+relationship aggregates and `distinct_on` under a role's rows and columns
+(and none for a table the role may not select);
 an `_ilike` row rule and subscription filter folding non-ASCII case; and
 the bench's aggregate query (bench/run.py) being one statement.
 Real servers on real sockets, over the library database (tests/library.py).
@@ -426,3 +429,67 @@ def test_the_benchs_aggregate_query_is_one_statement(backend: str, tmp_path: Pat
     for user, full in zip(users, expected["users"], strict=True):
         assert user["posts_aggregate"]["aggregate"]["count"] == len(full["posts"])
         assert user["posts"] == full["posts"][:1]
+
+
+async def test_upserts_seen_through_a_subscribers_rules(site: Site) -> None:
+    async with AsyncExitStack() as stack:
+        ws = await site.socket("reader", 1, stack)
+        await subscribe(ws, "r", "posts")
+        # One request: post 1 leaves the reader's view, post 2 enters it, post 30 is new but unpublished, 31 is new.
+        data = await site.data("""mutation { insert_posts(objects: [
+            {id: 1, title: "Hello World", user_id: 1, published: false},
+            {id: 2, title: "now public", user_id: 1, published: true},
+            {id: 30, title: "draft", user_id: 1, published: false},
+            {id: 31, title: "public", user_id: 1, published: true}],
+            on_conflict: {constraint: posts_pkey, update_columns: [title, published]}) { affected_rows } }""")
+        assert data["insert_posts"]["affected_rows"] == 4
+        events = [await change(ws, "r") for _ in range(3)]
+        await marker(site, ws, "r")
+    assert [(e["type"], e["id"]) for e in events] == [("delete", 1), ("create", 2), ("create", 31)]
+    assert events[1]["record"] == {"id": 2, "title": "now public", "user_id": 1}
+
+
+async def test_an_upsert_that_rewrites_the_same_values_is_still_an_update(api: Api) -> None:
+    async with api.ws() as ws:
+        await subscribe(ws, "1", "users")
+        await api("""mutation { insert_users_one(object: {id: 1, name: "Alice"},
+            on_conflict: {constraint: users_pkey, update_columns: [name]}) { id } }""")
+        event = await change(ws, "1")
+    assert (event["type"], event["id"], event["record"]["name"], event["old_record"]["name"]) == (
+        "update", 1, "Alice", "Alice"
+    )
+
+
+async def test_one_requests_upsert_update_many_and_inc_arrive_in_the_order_they_ran(api: Api) -> None:
+    async with api.ws() as ws:
+        await subscribe(ws, "1", "posts")
+        await api("""mutation {
+            a: insert_posts_one(object: {id: 4, title: "upserted", user_id: 3},
+                                on_conflict: {constraint: posts_pkey, update_columns: [title]}) { id }
+            b: update_posts_many(updates: [{where: {id: {_eq: 1}}, _set: {title: "many"}},
+                                           {where: {id: {_eq: 4}}, _inc: {rating: 1}}]) { affected_rows }
+            c: insert_posts_one(object: {id: 40, title: "new", user_id: 2},
+                                on_conflict: {constraint: posts_pkey, update_columns: [title]}) { id }
+            d: update_posts_by_pk(pk_columns: {id: 1}, _inc: {user_id: 1}) { id } }""")
+        events = [await change(ws, "1") for _ in range(5)]
+    cursors(events)
+    assert [(e["type"], e["id"]) for e in events] == [
+        ("update", 4), ("update", 1), ("update", 4), ("create", 40), ("update", 1),
+    ]
+    assert [events[0]["record"]["title"], events[2]["record"]["rating"], events[4]["record"]["user_id"]] == [
+        "upserted", "4.25", 2,
+    ]
+    assert events[4]["old_record"]["title"] == "many"
+
+
+def test_a_role_that_may_not_select_a_table_has_no_aggregate_of_it(as_role: Callable[[str, int], Post]) -> None:
+    namer = as_role("namer", 1)  # selects users, not posts
+    assert namer("{ users(where: {id: {_eq: 1}}) { name } }") == {"data": {"users": [{"name": "Alice"}]}}
+    for refused in (
+        "{ users { posts_by_user_id_aggregate { aggregate { count } } } }",
+        "{ users(order_by: {posts_by_user_id_aggregate: {count: desc}}) { id } }",
+        "{ users(where: {posts_by_user_id: {id: {_eq: 1}}}) { id } }",
+        "{ posts_aggregate { aggregate { count } } }",
+        "{ posts(distinct_on: [user_id]) { id } }",
+    ):
+        assert codes(namer(refused)) == ["validation-failed"], refused
