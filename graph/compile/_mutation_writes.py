@@ -29,6 +29,7 @@ from graphql import located_error
 from sqlalchemy.dialects import postgresql, sqlite
 
 from graph import naming
+from graph.compile import _mutation_nested as nested
 from graph.compile._mutation_fields import (
     DELETE_BY_PK,
     INSERT,
@@ -147,13 +148,10 @@ class Writes:
         access = request.access
         assert table is not None
         shown: list[Row] | None = None
+        affected: int | None = None
         if field.kind in (INSERT, INSERT_ONE):
             objects = args["objects"] if field.kind == INSERT else [args["object"]]
-            on_conflict = args.get("on_conflict")
-            if on_conflict is None:
-                rows = yield from self._insert(table, objects, access)
-            else:
-                rows = yield from self._upsert(table, objects, on_conflict, access)
+            rows, _, affected = yield from self._insert_tree(table, objects, args.get("on_conflict"), access)
         elif field.kind == UPDATE_MANY:
             # Each entry in order, each seeing what the ones before wrote, in the request's transaction.
             answers: list[dict[str, Any]] = []
@@ -181,7 +179,7 @@ class Writes:
                 return None
             related = yield from self._related(field.one, shown[:1], request)
             return field.one.pick(shown[0], related[0], [field.key], errors)
-        return (yield from self._response(field, table, rows, shown, request, errors, []))
+        return (yield from self._response(field, table, rows, shown, request, errors, [], affected))
 
     def _response(
         self,
@@ -192,8 +190,12 @@ class Writes:
         request: Request,
         errors: list[GraphQLError],
         at: list[int],
+        affected: int | None = None,
     ) -> Steps:
-        """A `t_mutation_response` over the written rows (`at`: its index in update_many's list)."""
+        """A `t_mutation_response` over the written rows (`at`: its index in update_many's list).
+
+        `affected`: the rows written, when more than `rows` (a nested insert counts its whole tree).
+        """
         access = request.access
         # Everything read first, then completed: graphql-core completes what the resolver returned.
         read: list[tuple[list[Row], list[Mapping[str, Any] | None]]] = []
@@ -206,7 +208,7 @@ class Writes:
         returned = iter(read)
         for part in field.response:
             if part.name == "affected_rows":
-                out[part.key] = len(rows)
+                out[part.key] = len(rows) if affected is None else affected
             elif part.name == TYPENAME:
                 out[part.key] = naming.mutation_response(table.name)
             else:
@@ -251,20 +253,94 @@ class Writes:
             self._inserts[(table.name, names)] = compiled
         return compiled
 
-    def _insert(self, table: Table, objects: Sequence[Mapping[str, Any]], access: SessionAccess) -> Steps:
+    def _insert_tree(
+        self,
+        table: Table,
+        objects: Sequence[Mapping[str, Any]],
+        on_conflict: Mapping[str, Any] | None,
+        access: SessionAccess,
+        links: Sequence[Mapping[str, Any]] | None = None,
+    ) -> Steps:
+        """Insert `objects` and the rows they insert through relationships (`_mutation_nested`).
+
+        One level at a time: the rows of each object relationship (with their
+        own trees), then these rows, each with its parents' keys in its
+        foreign key, then each array relationship's rows with these rows' keys
+        in theirs. `links`: per object, the (stored) values its own parent's
+        relationship sets. Each level is a plain insert or upsert, with the
+        role's presets and check for its table. Returns the rows in the
+        answer's order, per object its row (None where an upsert left it
+        alone), and how many rows the whole tree wrote.
+        """
+        determined = [set(link) for link in links] if links is not None else [set()] * len(objects)
+        read = [nested.read_object(table, obj, known) for obj, known in zip(objects, determined, strict=True)]
+        own: list[dict[str, Any]] = [dict(link) for link in links] if links is not None else [{} for _ in objects]
+        affected = 0
+        for relationship, parent_conflict, indexes in nested.batches(read, is_array=False):
+            remote = self.model.table(relationship.remote_table)
+            data = [next(v for r, v in read[n].parents if r is relationship)["data"] for n in indexes]
+            _, parents, count = yield from self._insert_tree(remote, data, parent_conflict, access)
+            affected += count
+            for n, parent in zip(indexes, parents, strict=True):
+                if parent is None:
+                    raise ValidationFailed(
+                        f'cannot proceed to insert object relation "{relationship.name}" since insert to'
+                        f' table "{remote.name}" affects zero rows'
+                    )
+                own[n].update(_linked(relationship.local_columns, remote, relationship.remote_columns, parent))
+        columns = [obj.columns for obj in read]
+        if on_conflict is None:
+            rows, aligned = yield from self._insert(table, columns, access, own)
+        else:
+            rows, aligned = yield from self._upsert(table, columns, on_conflict, access, own)
+        affected += len(rows)
+        for relationship, child_conflict, indexes in nested.batches(read, is_array=True):
+            remote = self.model.table(relationship.remote_table)
+            children: list[Mapping[str, Any]] = []
+            keys: list[dict[str, Any]] = []
+            for n in indexes:
+                data = next(v for r, v in read[n].children if r is relationship)["data"]
+                if not data:
+                    continue
+                row = aligned[n]
+                if row is None:
+                    raise ValidationFailed(
+                        f'cannot proceed to insert array relations since insert to table "{table.name}"'
+                        f" affects zero rows"
+                    )
+                key = _linked(relationship.remote_columns, table, relationship.local_columns, row)
+                children.extend(data)
+                keys.extend(key for _ in data)
+            if children:
+                _, _, count = yield from self._insert_tree(remote, children, child_conflict, access, keys)
+                affected += count
+        return rows, aligned, affected
+
+    def _insert(
+        self,
+        table: Table,
+        objects: Sequence[Mapping[str, Any]],
+        access: SessionAccess,
+        links: Sequence[Mapping[str, Any]],
+    ) -> Steps:
+        """Plain INSERTs; the rows in the answer's order, and per object its row."""
         presets = access.insert_presets(table)
         # Grouped by the columns they name, in the order the answer returns them (the golden answers').
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for obj in objects:
-            values = self._values(table, {**obj, **presets})
-            groups.setdefault(tuple(values), []).append(values)
+        groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+        for n, (obj, link) in enumerate(zip(objects, links, strict=True)):
+            # A preset is the role's rule: not even a relationship's key overrides it.
+            values = {**link, **self._values(table, {**obj, **presets})}
+            groups.setdefault(tuple(values), []).append((n, values))
         rows: list[Row] = []
+        aligned: list[Row | None] = [None] * len(objects)
         for names, group in groups.items():
             insert = self._compiled_insert(table, names)
-            for values in group:
-                rows.extend((yield insert.bind(values)))
+            for n, values in group:
+                found: Rows = yield insert.bind(values)
+                rows.extend(found)
+                aligned[n] = found[0] if found else None
         yield from self._check(table, access.rules.insert_check(table), rows, "insert", access)
-        return rows
+        return rows, aligned
 
     def _upsert(
         self,
@@ -272,6 +348,7 @@ class Writes:
         objects: Sequence[Mapping[str, Any]],
         on_conflict: Mapping[str, Any],
         access: SessionAccess,
+        links: Sequence[Mapping[str, Any]],
     ) -> Steps:
         """INSERT ... ON CONFLICT, one statement per object, as Hasura's upsert.
 
@@ -308,10 +385,11 @@ class Writes:
         marked = classify and self.model.dialect == "postgresql"
         returning = [*core.c, sa.literal_column("(xmax = 0)", sa.Boolean)] if marked else list(core.c)
         rows: list[Row] = []  # in the objects' order, as a plain insert answers them
+        aligned: list[Row | None] = []
         inserted: list[Row] = []
         updated: list[Row] = []
-        for obj in objects:
-            values = self._values(table, {**obj, **presets})
+        for obj, link in zip(objects, links, strict=True):
+            values = {**link, **self._values(table, {**obj, **presets})}
             existed = False
             if classify and not marked and all(values.get(name) is not None for name in constraint.columns):
                 same = sa.and_(*(core.c[name] == values[name] for name in constraint.columns))
@@ -326,14 +404,16 @@ class Writes:
             else:
                 statement = statement.on_conflict_do_nothing(index_elements=target)
             found: Rows = yield self.statements.bind(statement.returning(*returning), access.parameters)
+            aligned.append(None)
             for row in found:
                 if marked:
                     existed, row = not row[-1], tuple(row)[:-1]
                 rows.append(row)
+                aligned[-1] = row
                 (updated if existed else inserted).append(row)
         yield from self._check(table, checks[0], inserted, "insert", access)
         yield from self._check(table, checks[1], updated, "update", access)
-        return rows
+        return rows, aligned
 
     def _existing(self, table: Table, condition: Condition) -> Condition:
         """`condition` on the existing row of an ON CONFLICT, as a key lookup.
@@ -498,6 +578,14 @@ class Writes:
             return rows
         keys = yield from self._keys(table, allowed, rows, access)
         return [row for row in rows if self._key(table, row) in keys]
+
+
+def _linked(
+    columns: Sequence[str], table: Table, sources: Sequence[str], row: Row
+) -> dict[str, Any]:
+    """`columns` set from `row` of `table` (its `sources`, pairwise): a relationship's key, as stored."""
+    names = table.column_names
+    return {column: row[names.index(source)] for column, source in zip(columns, sources, strict=True)}
 
 
 def _dialect_insert(dialect: str) -> Any:
