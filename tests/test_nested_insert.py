@@ -261,12 +261,19 @@ async def test_one_event_per_row_in_commit_order(api: Api) -> None:
         await subscribe(ws, "posts", "posts")
         await api("""mutation { insert_posts(objects: [{id: 90, title: "outer", user: {data: {id: 50, name: "Dan",
             posts_by_user_id: {data: [{id: 91, title: "inner"}]}}}}]) { affected_rows } }""")
-        events = await changes(ws, 3)
-    cursors(sorted(events, key=lambda e: int(e["cursor"])))
+        # Object by object, each with its tree, as Hasura writes them.
+        await api("""mutation { insert_users(objects: [
+            {id: 51, name: "Eve", posts_by_user_id: {data: [{id: 93, title: "e1"}, {id: 94, title: "e2"}]}},
+            {id: 52, name: "Fay", posts_by_user_id: {data: [{id: 95, title: "f1"}]}}]) { affected_rows } }""")
+        events = await changes(ws, 8)
     ordered = sorted(events, key=lambda e: int(e["cursor"]))
+    cursors(ordered)
     assert [(e["type"], e["table"], e["record"]["id"]) for e in ordered] == [
-        ("create", "users", 50), ("create", "posts", 91), ("create", "posts", 90)
+        ("create", "users", 50), ("create", "posts", 91), ("create", "posts", 90),
+        ("create", "users", 51), ("create", "posts", 93), ("create", "posts", 94),
+        ("create", "users", 52), ("create", "posts", 95),
     ]
+    assert ordered[2]["record"]["user_id"] == 50 and ordered[7]["record"]["user_id"] == 52
 
 
 async def test_a_nested_upsert_arrives_as_an_update_and_a_failure_as_nothing(api: Api) -> None:

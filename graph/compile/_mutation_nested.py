@@ -11,7 +11,6 @@ is refused with `validation-failed` before anything of it is written.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -63,24 +62,6 @@ def read_object(table: Table, obj: Mapping[str, Any], determined: Collection[str
             )
         taken.update(relationship.local_columns)
     return out
-
-
-def batches(
-    objects: Sequence[Nested], is_array: bool
-) -> list[tuple[Relationship, Mapping[str, Any] | None, list[int]]]:
-    """The object or array relationships given, as one batch per relationship and `on_conflict`.
-
-    Each batch lists the objects (by index) that give it, in their order; the
-    batches come in the order they are first given, so the rows are written
-    in the order of the request.
-    """
-    found: dict[tuple[str, str], tuple[Relationship, Mapping[str, Any] | None, list[int]]] = {}
-    for n, obj in enumerate(objects):
-        for relationship, value in obj.children if is_array else obj.parents:
-            on_conflict = value.get("on_conflict")
-            key = (relationship.name, json.dumps(on_conflict, sort_keys=True, default=str))
-            found.setdefault(key, (relationship, on_conflict, []))[2].append(n)
-    return list(found.values())
 
 
 def has_nested(table: Table, objects: Sequence[Mapping[str, Any]]) -> bool:

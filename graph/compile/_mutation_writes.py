@@ -263,58 +263,74 @@ class Writes:
     ) -> Steps:
         """Insert `objects` and the rows they insert through relationships (`_mutation_nested`).
 
-        One level at a time: the rows of each object relationship (with their
-        own trees), then these rows, each with its parents' keys in its
-        foreign key, then each array relationship's rows with these rows' keys
-        in theirs. `links`: per object, the (stored) values its own parent's
-        relationship sets. Each level is a plain insert or upsert, with the
-        role's presets and check for its table. Returns the rows in the
-        answer's order, per object its row (None where an upsert left it
-        alone), and how many rows the whole tree wrote.
+        Objects that insert nothing through a relationship are written
+        together; otherwise object by object, as Hasura writes them (the same
+        ids, the same order of events): the rows of each object relationship
+        (with their own trees), then the object's row with their keys in its
+        foreign keys, then each array relationship's rows with its key in
+        theirs. Every row is a plain insert or an upsert of its table, with
+        the role's presets and check for that table. `links`: per object, the
+        (stored) values of the columns its parent's relationship sets.
+        Returns the rows in the answer's order, per object its row (None where
+        an upsert left it alone), and how many rows the whole tree wrote.
         """
-        determined = [set(link) for link in links] if links is not None else [set()] * len(objects)
-        read = [nested.read_object(table, obj, known) for obj, known in zip(objects, determined, strict=True)]
-        own: list[dict[str, Any]] = [dict(link) for link in links] if links is not None else [{} for _ in objects]
-        affected = 0
-        for relationship, parent_conflict, indexes in nested.batches(read, is_array=False):
-            remote = self.model.table(relationship.remote_table)
-            data = [next(v for r, v in read[n].parents if r is relationship)["data"] for n in indexes]
-            _, parents, count = yield from self._insert_tree(remote, data, parent_conflict, access)
-            affected += count
-            for n, parent in zip(indexes, parents, strict=True):
-                if parent is None:
-                    raise ValidationFailed(
-                        f'cannot proceed to insert object relation "{relationship.name}" since insert to'
-                        f' table "{remote.name}" affects zero rows'
-                    )
-                own[n].update(_linked(relationship.local_columns, remote, relationship.remote_columns, parent))
-        columns = [obj.columns for obj in read]
-        if on_conflict is None:
-            rows, aligned = yield from self._insert(table, columns, access, own)
-        else:
-            rows, aligned = yield from self._upsert(table, columns, on_conflict, access, own)
-        affected += len(rows)
-        for relationship, child_conflict, indexes in nested.batches(read, is_array=True):
-            remote = self.model.table(relationship.remote_table)
-            children: list[Mapping[str, Any]] = []
-            keys: list[dict[str, Any]] = []
-            for n in indexes:
-                data = next(v for r, v in read[n].children if r is relationship)["data"]
-                if not data:
-                    continue
-                row = aligned[n]
-                if row is None:
-                    raise ValidationFailed(
-                        f'cannot proceed to insert array relations since insert to table "{table.name}"'
-                        f" affects zero rows"
-                    )
-                key = _linked(relationship.remote_columns, table, relationship.local_columns, row)
-                children.extend(data)
-                keys.extend(key for _ in data)
-            if children:
-                _, _, count = yield from self._insert_tree(remote, children, child_conflict, access, keys)
+        links = links if links is not None else [{}] * len(objects)
+        read = [nested.read_object(table, obj, link.keys()) for obj, link in zip(objects, links, strict=True)]
+        if not any(obj.parents or obj.children for obj in read):
+            rows, aligned = yield from self._level(table, [obj.columns for obj in read], on_conflict, access, links)
+            return rows, aligned, len(rows)
+        if len(read) > 1:
+            rows, aligned, affected = [], [], 0
+            for given, link in zip(objects, links, strict=True):
+                some, one, count = yield from self._insert_tree(table, [given], on_conflict, access, [link])
+                rows.extend(some)
+                aligned.extend(one)
                 affected += count
-        return rows, aligned, affected
+            return rows, aligned, affected
+        tree, own = read[0], dict(links[0])
+        affected = 0
+        for relationship, value in tree.parents:
+            remote = self.model.table(relationship.remote_table)
+            _, (parent,), count = yield from self._insert_tree(
+                remote, [value["data"]], value.get("on_conflict"), access
+            )
+            if parent is None:
+                raise ValidationFailed(
+                    f'cannot proceed to insert object relation "{relationship.name}" since insert to'
+                    f' table "{remote.name}" affects zero rows'
+                )
+            affected += count
+            own.update(_linked(relationship.local_columns, remote, relationship.remote_columns, parent))
+        rows, (row,) = yield from self._level(table, [tree.columns], on_conflict, access, [own])
+        affected += len(rows)
+        for relationship, value in tree.children:
+            data = value["data"]
+            if not data:
+                continue
+            if row is None:
+                raise ValidationFailed(
+                    f'cannot proceed to insert array relations since insert to table "{table.name}"'
+                    f" affects zero rows"
+                )
+            remote = self.model.table(relationship.remote_table)
+            key = _linked(relationship.remote_columns, table, relationship.local_columns, row)
+            _, _, count = yield from self._insert_tree(
+                remote, data, value.get("on_conflict"), access, [key] * len(data)
+            )
+            affected += count
+        return rows, [row], affected
+
+    def _level(
+        self,
+        table: Table,
+        objects: Sequence[Mapping[str, Any]],
+        on_conflict: Mapping[str, Any] | None,
+        access: SessionAccess,
+        links: Sequence[Mapping[str, Any]],
+    ) -> Steps:
+        if on_conflict is None:
+            return (yield from self._insert(table, objects, access, links))
+        return (yield from self._upsert(table, objects, on_conflict, access, links))
 
     def _insert(
         self,
