@@ -549,6 +549,8 @@ class SchemaBuilder:
             def fields() -> dict[str, GraphQLInputField]:
                 out = {c.name: GraphQLInputField(scalar_of(c.kind)) for c in columns}
                 for relationship in table.relationships:
+                    if relationship.name in table.column_names:
+                        continue  # the column's field (graph.compile._mutation_nested reads it so)
                     remote = self.full.tables.get(relationship.remote_table)
                     grants = self.grants.get(relationship.remote_table)
                     if remote is None or not remote.is_writable or grants is None or grants.insert is None:

@@ -32,16 +32,23 @@ class Nested:
     """Array relationships given (`{data: [...], on_conflict}`): rows written after this one."""
 
 
-def read_object(table: Table, obj: Mapping[str, Any], determined: Collection[str]) -> Nested:
+def relationship_inputs(table: Table) -> dict[str, Relationship]:
+    """The table's relationships by the insert input's field names (a column's name is the column)."""
+    names = set(table.column_names)
+    return {r.name: r for r in table.relationships if r.name not in names}
+
+
+def read_object(
+    table: Table, relationships: Mapping[str, Relationship], obj: Mapping[str, Any], determined: Collection[str]
+) -> Nested:
     """`obj` split by what its keys name; `determined`: columns the parent's relationship sets.
 
-    A relationship given as null inserts nothing, as in Hasura.
+    `relationships`: `relationship_inputs(table)`. A relationship given as
+    null inserts nothing, as in Hasura.
     """
-    relationships = {r.name: r for r in table.relationships}
-    names = set(table.column_names)
     out = Nested({})
     for name, value in obj.items():
-        relationship = relationships.get(name) if name not in names else None
+        relationship = relationships.get(name)
         if relationship is None:
             out.columns[name] = value
         elif value is not None:
@@ -66,5 +73,5 @@ def read_object(table: Table, obj: Mapping[str, Any], determined: Collection[str
 
 def has_nested(table: Table, objects: Sequence[Mapping[str, Any]]) -> bool:
     """Whether any object inserts through a relationship."""
-    names = {r.name for r in table.relationships} - set(table.column_names)
+    names = relationship_inputs(table)
     return any(obj.get(name) is not None for obj in objects for name in names)

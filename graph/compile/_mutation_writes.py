@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from graph.access import SessionAccess
     from graph.compile._query_backend import Backend
     from graph.dialect import Job, Rows
-    from graph.model import DatabaseModel, Table
+    from graph.model import DatabaseModel, Relationship, Table
     from graph.rules.to_sql import Condition
     from graph.sql.compiled import Compiled, Statement, Statements
     from graph.sql.select import Reader
@@ -111,6 +111,7 @@ class Writes:
         self.related = RelatedReader(backend, reader, tables, statements)
         self._inserts: dict[tuple[str, tuple[str, ...]], Compiled] = {}
         self._key_positions: dict[str, tuple[int, ...]] = {}
+        self._relationships: dict[str, dict[str, Relationship]] = {}
 
     def job(self, request: Request) -> Job[dict[str, Any]]:
         """The request's fields, in order, in one transaction; returns the `data` of the answer."""
@@ -275,7 +276,13 @@ class Writes:
         an upsert left it alone), and how many rows the whole tree wrote.
         """
         links = links if links is not None else [{}] * len(objects)
-        read = [nested.read_object(table, obj, link.keys()) for obj, link in zip(objects, links, strict=True)]
+        relationships = self._relationships.get(table.name)
+        if relationships is None:
+            relationships = self._relationships[table.name] = nested.relationship_inputs(table)
+        read = [
+            nested.read_object(table, relationships, obj, link.keys())
+            for obj, link in zip(objects, links, strict=True)
+        ]
         if not any(obj.parents or obj.children for obj in read):
             rows, aligned = yield from self._level(table, [obj.columns for obj in read], on_conflict, access, links)
             return rows, aligned, len(rows)
