@@ -19,7 +19,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import Api, GraphQL
+from tests.conftest import Api, GraphQL, Launch
 from tests.test_realtime import changes, cursors, subscribe
 
 SECRET = "forgegraph-nested-insert-tests-secret-0123456789"
@@ -291,3 +291,29 @@ async def test_a_nested_upsert_arrives_as_an_update_and_a_failure_as_nothing(api
         ("update", "users", 1), ("create", "posts", 92)
     ]
     assert (ordered[0]["old_record"]["name"], ordered[0]["record"]["name"]) == ("Alice", "Alicia")
+
+
+async def test_a_nested_row_refused_by_its_check_sends_no_event(launch: Launch, tmp_path: Path) -> None:
+    rules = tmp_path / "permissions.yaml"
+    rules.write_text(RULES)
+    api = await launch(permissions=str(rules), jwt_secret=SECRET)
+    writer = _token("writer", 3)
+
+    async def post(query: str) -> dict[str, Any]:
+        response = await api.http.post("/graphql", json={"query": query}, headers=writer)
+        return response.json()  # type: ignore[no-any-return]
+
+    async with api.ws(init=False) as ws:
+        await ws.init({"headers": writer})
+        await subscribe(ws, "users", "users")
+        await subscribe(ws, "posts", "posts")
+        refused = await post("""mutation { insert_users(objects: [{id: 70, name: "Eve",
+            posts_by_user_id: {data: [{id: 96, title: "fine"}, {id: 97, title: "bad"}]}}]) { affected_rows } }""")
+        assert codes(refused) == ["permission-denied"]
+        done = await post("""mutation { insert_users_one(object: {id: 71, name: "Fay",
+            posts_by_user_id: {data: [{id: 98, title: "fine"}]}}) { id } }""")
+        assert done == {"data": {"insert_users_one": {"id": 71}}}
+        events = await changes(ws, 2)
+    ordered = sorted(events, key=lambda e: int(e["cursor"]))
+    assert [(e["type"], e["table"], e["record"]["id"]) for e in ordered] == [("create", "users", 71), ("create", "posts", 98)]
+    assert ordered[1]["record"]["editor_id"] == 3
