@@ -8,6 +8,9 @@ and set of columns; the other statements are built by SQLAlchemy per
 request and compiled once per shape. The rules' conditions are the role's
 (graph.access.RoleAccess), compiled once: each statement binds their session
 variables to the request's session values (`SessionAccess.parameters`).
+An insert's objects may insert rows through relationships (nested inserts,
+`_mutation_nested`): each of those rows takes the same steps for its own
+table (`Writes._insert_tree`), in the same transaction.
 
 A root field that fails is an error at its path, and the next root field
 runs all the same, in the same transaction, as graphql-core runs them (on
