@@ -37,6 +37,16 @@ def insert_input(table: str) -> str:
     return f"{table}_insert_input"
 
 
+def obj_rel_insert_input(table: str) -> str:
+    """The input of a nested insert through an object relationship to `table` (Hasura's name)."""
+    return f"{table}_obj_rel_insert_input"
+
+
+def arr_rel_insert_input(table: str) -> str:
+    """The input of a nested insert through an array relationship to `table` (Hasura's name)."""
+    return f"{table}_arr_rel_insert_input"
+
+
 def set_input(table: str) -> str:
     return f"{table}_set_input"
 

@@ -269,6 +269,10 @@ class SchemaBuilder:
         self.select_columns: dict[str, GraphQLEnumType] = {}
         self.aggregates: dict[str, GraphQLObjectType] = {}
         self.aggregate_order_bys: dict[str, GraphQLInputObjectType] = {}
+        # Built once per table: nested inserts refer to other tables' inputs (and back).
+        self.insert_inputs: dict[str, GraphQLInputObjectType] = {}
+        self.on_conflicts: dict[str, GraphQLInputObjectType | None] = {}
+        self.rel_inserts: dict[tuple[str, bool], GraphQLInputObjectType] = {}
 
     def build(self) -> GraphQLSchema:
         tables = sorted(self.model.tables.values(), key=lambda t: t.name)
@@ -501,10 +505,9 @@ class SchemaBuilder:
         response = GraphQLObjectType(naming.mutation_response(table.name), response_fields)
         fields: dict[str, GraphQLField] = {}
         if grants.insert is not None:
-            insert_input = self._columns_input(
-                naming.insert_input(table.name), _only(table, grants.insert)
-            )
-            upsert = self._on_conflict(table, grants)
+            insert_input = self._insert_input(table)
+            on_conflict = self._on_conflict(table)
+            upsert = {} if on_conflict is None else {"on_conflict": GraphQLArgument(on_conflict)}
             fields[naming.insert(table.name)] = GraphQLField(
                 response,
                 args={"objects": GraphQLArgument(_list_nn(insert_input)), **upsert},
@@ -532,8 +535,47 @@ class SchemaBuilder:
             )
         return fields
 
-    def _on_conflict(self, table: Table, grants: TableGrants) -> dict[str, GraphQLArgument]:
-        """Hasura's `on_conflict` argument of the insert fields (none on a table without constraints).
+    def _insert_input(self, table: Table) -> GraphQLInputObjectType:
+        """`t_insert_input`: the role's insert columns, and its relationships to tables it may insert into.
+
+        As Hasura: `rel: {data: ..., on_conflict: ...}` inserts the related
+        rows with the one given (graph.compile._mutation_writes); the types
+        refer to each other, so their fields are built when first read.
+        """
+        name = table.name
+        if name not in self.insert_inputs:
+            columns = _only(table, self.grants[name].insert or ()).columns
+
+            def fields() -> dict[str, GraphQLInputField]:
+                out = {c.name: GraphQLInputField(scalar_of(c.kind)) for c in columns}
+                for relationship in table.relationships:
+                    if relationship.name in table.column_names:
+                        continue  # the column's field (graph.compile._mutation_nested reads it so)
+                    remote = self.full.tables.get(relationship.remote_table)
+                    grants = self.grants.get(relationship.remote_table)
+                    if remote is None or not remote.is_writable or grants is None or grants.insert is None:
+                        continue
+                    out[relationship.name] = GraphQLInputField(self._rel_insert(remote, relationship.is_array))
+                return out
+
+            self.insert_inputs[name] = GraphQLInputObjectType(naming.insert_input(name), fields)
+        return self.insert_inputs[name]
+
+    def _rel_insert(self, table: Table, is_array: bool) -> GraphQLInputObjectType:
+        """`t_obj_rel_insert_input {data: t_insert_input!, on_conflict}` or `t_arr_rel_insert_input`."""
+        key = (table.name, is_array)
+        if key not in self.rel_inserts:
+            data = self._insert_input(table)
+            fields = {"data": GraphQLInputField(_list_nn(data) if is_array else _nn(data))}
+            on_conflict = self._on_conflict(table)
+            if on_conflict is not None:
+                fields["on_conflict"] = GraphQLInputField(on_conflict)
+            name = naming.arr_rel_insert_input(table.name) if is_array else naming.obj_rel_insert_input(table.name)
+            self.rel_inserts[key] = GraphQLInputObjectType(name, fields)
+        return self.rel_inserts[key]
+
+    def _on_conflict(self, table: Table) -> GraphQLInputObjectType | None:
+        """Hasura's `on_conflict` input of the insert fields (none on a table without constraints).
 
         As Hasura: `update_columns` lists the role's update columns (one
         `_PLACEHOLDER` value where it has none, since an enum needs a value,
@@ -541,8 +583,12 @@ class SchemaBuilder:
         defaults to `[]`; `where` filters the existing row, so it needs the
         select grant.
         """
+        if table.name in self.on_conflicts:
+            return self.on_conflicts[table.name]
         if not table.constraints:
-            return {}
+            self.on_conflicts[table.name] = None
+            return None
+        grants = self.grants[table.name]
         constraint = GraphQLEnumType(
             naming.constraint(table.name),
             {c.name: GraphQLEnumValue(c.name) for c in sorted(table.constraints, key=lambda c: c.name)},
@@ -559,7 +605,9 @@ class SchemaBuilder:
         }
         if table.name in self.bool_exps:
             fields["where"] = GraphQLInputField(self.bool_exps[table.name])
-        return {"on_conflict": GraphQLArgument(GraphQLInputObjectType(naming.on_conflict(table.name), fields))}
+        built = GraphQLInputObjectType(naming.on_conflict(table.name), fields)
+        self.on_conflicts[table.name] = built
+        return built
 
     def _update_fields(
         self, table: Table, columns: Table, response: GraphQLObjectType

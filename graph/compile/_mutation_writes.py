@@ -8,6 +8,9 @@ and set of columns; the other statements are built by SQLAlchemy per
 request and compiled once per shape. The rules' conditions are the role's
 (graph.access.RoleAccess), compiled once: each statement binds their session
 variables to the request's session values (`SessionAccess.parameters`).
+An insert's objects may insert rows through relationships (nested inserts,
+`_mutation_nested`): each of those rows takes the same steps for its own
+table (`Writes._insert_tree`), in the same transaction.
 
 A root field that fails is an error at its path, and the next root field
 runs all the same, in the same transaction, as graphql-core runs them (on
@@ -29,6 +32,7 @@ from graphql import located_error
 from sqlalchemy.dialects import postgresql, sqlite
 
 from graph import naming
+from graph.compile import _mutation_nested as nested
 from graph.compile._mutation_fields import (
     DELETE_BY_PK,
     INSERT,
@@ -56,7 +60,7 @@ if TYPE_CHECKING:
     from graph.access import SessionAccess
     from graph.compile._query_backend import Backend
     from graph.dialect import Job, Rows
-    from graph.model import DatabaseModel, Table
+    from graph.model import DatabaseModel, Relationship, Table
     from graph.rules.to_sql import Condition
     from graph.sql.compiled import Compiled, Statement, Statements
     from graph.sql.select import Reader
@@ -110,6 +114,7 @@ class Writes:
         self.related = RelatedReader(backend, reader, tables, statements)
         self._inserts: dict[tuple[str, tuple[str, ...]], Compiled] = {}
         self._key_positions: dict[str, tuple[int, ...]] = {}
+        self._relationships: dict[str, dict[str, Relationship]] = {}
 
     def job(self, request: Request) -> Job[dict[str, Any]]:
         """The request's fields, in order, in one transaction; returns the `data` of the answer."""
@@ -147,13 +152,10 @@ class Writes:
         access = request.access
         assert table is not None
         shown: list[Row] | None = None
+        affected: int | None = None
         if field.kind in (INSERT, INSERT_ONE):
             objects = args["objects"] if field.kind == INSERT else [args["object"]]
-            on_conflict = args.get("on_conflict")
-            if on_conflict is None:
-                rows = yield from self._insert(table, objects, access)
-            else:
-                rows = yield from self._upsert(table, objects, on_conflict, access)
+            rows, _, affected = yield from self._insert_tree(table, objects, args.get("on_conflict"), access)
         elif field.kind == UPDATE_MANY:
             # Each entry in order, each seeing what the ones before wrote, in the request's transaction.
             answers: list[dict[str, Any]] = []
@@ -181,7 +183,7 @@ class Writes:
                 return None
             related = yield from self._related(field.one, shown[:1], request)
             return field.one.pick(shown[0], related[0], [field.key], errors)
-        return (yield from self._response(field, table, rows, shown, request, errors, []))
+        return (yield from self._response(field, table, rows, shown, request, errors, [], affected))
 
     def _response(
         self,
@@ -192,8 +194,12 @@ class Writes:
         request: Request,
         errors: list[GraphQLError],
         at: list[int],
+        affected: int | None = None,
     ) -> Steps:
-        """A `t_mutation_response` over the written rows (`at`: its index in update_many's list)."""
+        """A `t_mutation_response` over the written rows (`at`: its index in update_many's list).
+
+        `affected`: the rows written, when more than `rows` (a nested insert counts its whole tree).
+        """
         access = request.access
         # Everything read first, then completed: graphql-core completes what the resolver returned.
         read: list[tuple[list[Row], list[Mapping[str, Any] | None]]] = []
@@ -206,7 +212,7 @@ class Writes:
         returned = iter(read)
         for part in field.response:
             if part.name == "affected_rows":
-                out[part.key] = len(rows)
+                out[part.key] = len(rows) if affected is None else affected
             elif part.name == TYPENAME:
                 out[part.key] = naming.mutation_response(table.name)
             else:
@@ -251,20 +257,116 @@ class Writes:
             self._inserts[(table.name, names)] = compiled
         return compiled
 
-    def _insert(self, table: Table, objects: Sequence[Mapping[str, Any]], access: SessionAccess) -> Steps:
+    def _insert_tree(
+        self,
+        table: Table,
+        objects: Sequence[Mapping[str, Any]],
+        on_conflict: Mapping[str, Any] | None,
+        access: SessionAccess,
+        links: Sequence[Mapping[str, Any]] | None = None,
+    ) -> Steps:
+        """Insert `objects` and the rows they insert through relationships (`_mutation_nested`).
+
+        Objects that insert nothing through a relationship are written
+        together; otherwise object by object, as Hasura writes them (the same
+        ids, the same order of events): the rows of each object relationship
+        (with their own trees), then the object's row with their keys in its
+        foreign keys, then each array relationship's rows with its key in
+        theirs. Every row is a plain insert or an upsert of its table, with
+        the role's presets and check for that table. `links`: per object, the
+        (stored) values of the columns its parent's relationship sets.
+        Returns the rows in the answer's order, per object its row (None where
+        an upsert left it alone), and how many rows the whole tree wrote.
+        """
+        links = links if links is not None else [{}] * len(objects)
+        relationships = self._relationships.get(table.name)
+        if relationships is None:
+            relationships = self._relationships[table.name] = nested.relationship_inputs(table)
+        read = [
+            nested.read_object(table, relationships, obj, link.keys())
+            for obj, link in zip(objects, links, strict=True)
+        ]
+        if not any(obj.parents or obj.children for obj in read):
+            rows, aligned = yield from self._level(table, [obj.columns for obj in read], on_conflict, access, links)
+            return rows, aligned, len(rows)
+        if len(read) > 1:
+            rows, aligned, affected = [], [], 0
+            for given, link in zip(objects, links, strict=True):
+                some, one, count = yield from self._insert_tree(table, [given], on_conflict, access, [link])
+                rows.extend(some)
+                aligned.extend(one)
+                affected += count
+            return rows, aligned, affected
+        tree, own = read[0], dict(links[0])
+        affected = 0
+        for relationship, value in tree.parents:
+            remote = self.model.table(relationship.remote_table)
+            _, (parent,), count = yield from self._insert_tree(
+                remote, [value["data"]], value.get("on_conflict"), access
+            )
+            if parent is None:
+                raise ValidationFailed(
+                    f'cannot proceed to insert object relation "{relationship.name}" since insert to'
+                    f' table "{remote.name}" affects zero rows'
+                )
+            affected += count
+            own.update(_linked(relationship.local_columns, remote, relationship.remote_columns, parent))
+        rows, (row,) = yield from self._level(table, [tree.columns], on_conflict, access, [own])
+        affected += len(rows)
+        for relationship, value in tree.children:
+            data = value["data"]
+            if not data:
+                continue
+            if row is None:
+                raise ValidationFailed(
+                    f'cannot proceed to insert array relations since insert to table "{table.name}"'
+                    f" affects zero rows"
+                )
+            remote = self.model.table(relationship.remote_table)
+            key = _linked(relationship.remote_columns, table, relationship.local_columns, row)
+            _, _, count = yield from self._insert_tree(
+                remote, data, value.get("on_conflict"), access, [key] * len(data)
+            )
+            affected += count
+        return rows, [row], affected
+
+    def _level(
+        self,
+        table: Table,
+        objects: Sequence[Mapping[str, Any]],
+        on_conflict: Mapping[str, Any] | None,
+        access: SessionAccess,
+        links: Sequence[Mapping[str, Any]],
+    ) -> Steps:
+        if on_conflict is None:
+            return (yield from self._insert(table, objects, access, links))
+        return (yield from self._upsert(table, objects, on_conflict, access, links))
+
+    def _insert(
+        self,
+        table: Table,
+        objects: Sequence[Mapping[str, Any]],
+        access: SessionAccess,
+        links: Sequence[Mapping[str, Any]],
+    ) -> Steps:
+        """Plain INSERTs; the rows in the answer's order, and per object its row."""
         presets = access.insert_presets(table)
         # Grouped by the columns they name, in the order the answer returns them (the golden answers').
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for obj in objects:
-            values = self._values(table, {**obj, **presets})
-            groups.setdefault(tuple(values), []).append(values)
+        groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+        for n, (obj, link) in enumerate(zip(objects, links, strict=True)):
+            # A preset is the role's rule: not even a relationship's key overrides it.
+            values = {**link, **self._values(table, {**obj, **presets})}
+            groups.setdefault(tuple(values), []).append((n, values))
         rows: list[Row] = []
+        aligned: list[Row | None] = [None] * len(objects)
         for names, group in groups.items():
             insert = self._compiled_insert(table, names)
-            for values in group:
-                rows.extend((yield insert.bind(values)))
+            for n, values in group:
+                found: Rows = yield insert.bind(values)
+                rows.extend(found)
+                aligned[n] = found[0] if found else None
         yield from self._check(table, access.rules.insert_check(table), rows, "insert", access)
-        return rows
+        return rows, aligned
 
     def _upsert(
         self,
@@ -272,6 +374,7 @@ class Writes:
         objects: Sequence[Mapping[str, Any]],
         on_conflict: Mapping[str, Any],
         access: SessionAccess,
+        links: Sequence[Mapping[str, Any]],
     ) -> Steps:
         """INSERT ... ON CONFLICT, one statement per object, as Hasura's upsert.
 
@@ -308,10 +411,11 @@ class Writes:
         marked = classify and self.model.dialect == "postgresql"
         returning = [*core.c, sa.literal_column("(xmax = 0)", sa.Boolean)] if marked else list(core.c)
         rows: list[Row] = []  # in the objects' order, as a plain insert answers them
+        aligned: list[Row | None] = []
         inserted: list[Row] = []
         updated: list[Row] = []
-        for obj in objects:
-            values = self._values(table, {**obj, **presets})
+        for obj, link in zip(objects, links, strict=True):
+            values = {**link, **self._values(table, {**obj, **presets})}
             existed = False
             if classify and not marked and all(values.get(name) is not None for name in constraint.columns):
                 same = sa.and_(*(core.c[name] == values[name] for name in constraint.columns))
@@ -326,14 +430,16 @@ class Writes:
             else:
                 statement = statement.on_conflict_do_nothing(index_elements=target)
             found: Rows = yield self.statements.bind(statement.returning(*returning), access.parameters)
+            aligned.append(None)
             for row in found:
                 if marked:
                     existed, row = not row[-1], tuple(row)[:-1]
                 rows.append(row)
+                aligned[-1] = row
                 (updated if existed else inserted).append(row)
         yield from self._check(table, checks[0], inserted, "insert", access)
         yield from self._check(table, checks[1], updated, "update", access)
-        return rows
+        return rows, aligned
 
     def _existing(self, table: Table, condition: Condition) -> Condition:
         """`condition` on the existing row of an ON CONFLICT, as a key lookup.
@@ -498,6 +604,14 @@ class Writes:
             return rows
         keys = yield from self._keys(table, allowed, rows, access)
         return [row for row in rows if self._key(table, row) in keys]
+
+
+def _linked(
+    columns: Sequence[str], table: Table, sources: Sequence[str], row: Row
+) -> dict[str, Any]:
+    """`columns` set from `row` of `table` (its `sources`, pairwise): a relationship's key, as stored."""
+    names = table.column_names
+    return {column: row[names.index(source)] for column, source in zip(columns, sources, strict=True)}
 
 
 def _dialect_insert(dialect: str) -> Any:

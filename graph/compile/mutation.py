@@ -37,6 +37,7 @@ from graph.compile._mutation_fields import (
     directive_variables,
     read_mutation,
 )
+from graph.compile._mutation_nested import has_nested
 from graph.compile._mutation_writes import FieldErrors, Request, Writes
 
 if TYPE_CHECKING:
@@ -166,6 +167,10 @@ def _short(request: Request) -> bool:
             return False  # reads of any size
         if field.kind == INSERT and len(args.get("objects") or ()) > SHORT_INSERT_ROWS:
             return False
+        if field.kind in (INSERT, INSERT_ONE) and field.table is not None:
+            objects = args.get("objects") if field.kind == INSERT else [args.get("object") or {}]
+            if has_nested(field.table, objects or ()):
+                return False  # a tree of rows, of any size
     return True
 
 
