@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 class Kind(enum.Enum):
@@ -90,12 +91,14 @@ class Table:
         return bool(self.primary_key)
 
     def column(self, name: str) -> Column:
-        for column in self.columns:
-            if column.name == name:
-                return column
-        raise KeyError(name)
+        return self._columns_by_name[name]
 
-    @property
+    # Cached: every write and every compiled statement asks, per request.
+    @cached_property
+    def _columns_by_name(self) -> dict[str, Column]:
+        return {column.name: column for column in self.columns}
+
+    @cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 

@@ -19,6 +19,7 @@ a round trip, as long as the statement it would precede.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -80,10 +81,14 @@ class PostgresDatabase:
         # Connections the driver and the reads gave back, still checked out of
         # SQLAlchemy's pool (so still counted in pool_size): taking one costs a
         # list pop, where a checkout and check-in through the pool cost ~30 us
-        # of CPU, a seventh of a whole query's. At most `pool_size -
-        # ENGINE_RESERVE` wait here; the others always return to the pool.
+        # of CPU, a seventh of a whole query's. The leases take turns at
+        # `_turns` (first come, first served) and never hold more connections
+        # than the stash keeps, so a lease never waits in SQLAlchemy's queue,
+        # where a stashed connection handed to each newcomer would starve it,
+        # and `ENGINE_RESERVE` connections stay for the engine's users.
         self._stash: list[tuple[PoolProxiedConnection, float]] = []
-        self._stash_size = max(0, pool_size - ENGINE_RESERVE)
+        self._stash_size = max(1, pool_size - ENGINE_RESERVE)
+        self._turns = asyncio.Semaphore(self._stash_size)
 
     @property
     def driver(self) -> PostgresDriver:
@@ -106,17 +111,18 @@ class PostgresDatabase:
         (errors that leave it usable); after anything else, or when it is left
         closed or inside a transaction, it is invalidated.
         """
-        pooled = await self._lease()
-        conn: asyncpg.Connection = pooled.driver_connection
-        try:
-            yield conn
-        except keep_after:
+        async with self._turns:
+            pooled = await self._lease()
+            conn: asyncpg.Connection = pooled.driver_connection
+            try:
+                yield conn
+            except keep_after:
+                await self._give_back(pooled, conn)
+                raise
+            except BaseException:
+                await _invalidate(pooled)
+                raise
             await self._give_back(pooled, conn)
-            raise
-        except BaseException:
-            await _invalidate(pooled)
-            raise
-        await self._give_back(pooled, conn)
 
     async def _lease(self) -> PoolProxiedConnection:
         while self._stash:
