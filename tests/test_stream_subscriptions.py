@@ -187,14 +187,30 @@ async def test_rows_with_equal_cursor_values_are_neither_skipped_nor_repeated_ac
         assert await reader.rows("s", len(expected), 2) == expected
 
 
-async def test_relationships_in_the_selection_are_read_as_a_query_reads_them(api: Api) -> None:
-    fields = "id title user { name } comments(order_by: {id: asc}) { body }"
-    query = f"""subscription {{ posts_stream(batch_size: 10, cursor: [{{initial_value: {{id: 2}}}}])
-      {{ ...F }} }} fragment F on posts {{ {fields} }}"""
+async def test_a_table_with_a_composite_key(api: Api) -> None:
+    """Ties on the cursor broken by both key columns; new rows read back by both."""
+    query = """subscription { tags_stream(batch_size: 1, cursor: {initial_value: {post_id: 0}})
+      { post_id name weight } }"""
     async with api.ws() as ws:
         reader = Reader(ws)
         await start(reader, "s", {}, query)
-        assert await reader.batch("s") == (await api(f"{{ posts(where: {{id: {{_gt: 2}}}}) {{ {fields} }} }}"))["posts"]
+        catch_up = [(await reader.batch("s", "tags_stream"))[0] for _ in range(3)]
+        assert catch_up == (await api("{ tags(order_by: [{post_id: asc}, {name: asc}]) { post_id name weight } }"))["tags"]
+        await api('mutation { insert_tags(objects: [{post_id: 1, name: "zz", weight: 5}, '
+                  '{post_id: 4, name: "aa"}]) { affected_rows } }')
+        assert await reader.batch("s", "tags_stream") == [{"post_id": 1, "name": "zz", "weight": 5}]
+        assert await reader.batch("s", "tags_stream") == [{"post_id": 4, "name": "aa", "weight": None}]
+
+
+async def test_relationships_in_the_selection_are_read_as_a_query_reads_them(api: Api) -> None:
+    fields = "id title user { name } comments(order_by: {id: asc}, limit: $n) { body }"
+    query = f"""subscription($n: Int, $size: Int!) {{ posts_stream(batch_size: $size,
+      cursor: [{{initial_value: {{id: 2}}}}]) {{ ...F }} }} fragment F on posts {{ {fields} }}"""
+    async with api.ws() as ws:
+        reader = Reader(ws)
+        await start(reader, "s", {"n": 1, "size": 10}, query)
+        expected = await api(f"query($n: Int) {{ posts(where: {{id: {{_gt: 2}}}}) {{ {fields} }} }}", {"n": 1})
+        assert await reader.batch("s") == expected["posts"]
         new = await insert(api, "with user", 3)
         assert await reader.batch("s") == [{"id": new, "title": "with user", "user": {"name": "Carol"}, "comments": []}]
 

@@ -3,7 +3,8 @@ legacy `graphql-ws` (subscriptions-transport-ws), one handler class each.
 
 Hand-written rather than strawberry's handlers: our schema is built with
 graphql-core from reflection, and a subscription here is not executed per
-subscriber but joined to a shared stream whose frames are encoded once.
+subscriber but joined to a shared stream whose frames are encoded once
+(a `t_stream` reads its rows itself: graph.delivery.streams).
 Queries and mutations sent over the socket are answered by `graph.execute`, as over HTTP.
 """
 
