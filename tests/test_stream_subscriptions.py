@@ -34,9 +34,12 @@ tables:
   posts:
     select:
       reader: {filter: {published: {_eq: true}}, columns: [id, title, user_id, published]}
+      owner: {filter: {}, columns: [id, title, user_id]}
   comments:
     select:
       reader: {filter: {}, columns: [id, body, post_id]}
+      # Through a relationship: the comments on one's own posts.
+      owner: {filter: {post: {user_id: {_eq: X-User-Id}}}, columns: [id, body, post_id]}
 """
 STREAM = """subscription($size: Int!, $from: Int!, $order: cursor_ordering, $where: posts_bool_exp) {
   posts_stream(batch_size: $size, cursor: [{initial_value: {id: $from}, ordering: $order}], where: $where) {
@@ -120,9 +123,9 @@ async def ruled(launch: Launch, tmp_path: Path, **settings: Any) -> Api:
     return api
 
 
-async def as_reader(api: Api, stack: AsyncExitStack) -> Reader:
+async def as_reader(api: Api, stack: AsyncExitStack, role: str = "reader", user_id: int = 1) -> Reader:
     ws: GraphQLWS = await stack.enter_async_context(api.ws(init=False))
-    await ws.init({"headers": bearer("reader", 1)})
+    await ws.init({"headers": bearer(role, user_id)})
     return Reader(ws)
 
 
@@ -254,6 +257,32 @@ async def test_where_and_the_roles_rules_filter_rows_and_columns(launch: Launch,
                                   "cursor: [{initial_value: {rating: 0}}]) { id } }")
         error = await reader.error("cursor")
         assert "rating" in error["message"]
+
+
+async def test_a_row_rule_and_a_where_through_relationships(launch: Launch, tmp_path: Path) -> None:
+    """Carol (user 3) sees the comments on her own posts only; her `where` goes through a relationship too."""
+    api = await ruled(launch, tmp_path)
+    query = """subscription($where: comments_bool_exp) { comments_stream(batch_size: 10,
+      cursor: [{initial_value: {id: 0}}], where: $where) { id body } }"""
+    async with AsyncExitStack() as stack:
+        carol = await as_reader(api, stack, "owner", 3)
+        alice = await as_reader(api, stack, "owner", 1)
+        await start(carol, "all", {}, query)
+        await start(carol, "titled", {"where": {"post": {"title": {"_ilike": "%again%"}}}}, query)
+        await start(alice, "all", {}, query)
+        assert await carol.batch("all", "comments_stream") == [{"id": 4, "body": "meh"}]
+        assert await carol.batch("titled", "comments_stream") == [{"id": 4, "body": "meh"}]
+        assert [c["id"] for c in await alice.batch("all", "comments_stream")] == [1, 2]
+        other = await insert(api, "Carol's other post", 3)
+        await api(f'mutation {{ insert_comments(objects: [{{post_id: 1, body: "to Alice"}}, '
+                  f'{{post_id: {other}, body: "to Carol"}}]) {{ affected_rows }} }}')
+        assert [c["body"] for c in await carol.batch("all", "comments_stream")] == ["to Carol"]
+        assert [c["body"] for c in await alice.batch("all", "comments_stream")] == ["to Alice"]
+        await api('mutation { insert_comments_one(object: {post_id: 4, body: "again"}) { id } }')
+        assert [c["body"] for c in await carol.batch("titled", "comments_stream")] == ["again"]
+        assert [c["body"] for c in await carol.batch("all", "comments_stream")] == ["again"]
+        await alice.synced()
+        assert not alice.waiting.get("all")
 
 
 # -- concurrent writers -------------------------------------------------------------------------
