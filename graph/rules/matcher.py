@@ -9,7 +9,7 @@ exactly as a WHERE clause keeps it. The semantics are graph.rules.to_sql's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from graph.errors import ValidationFailed
@@ -184,6 +184,26 @@ class ValueSet:
         if rank == 1:
             return value in self._texts
         return repr(value) in self._others
+
+
+def equality_key(value: Any) -> Hashable | None:
+    """A key that two non-null values share exactly when `_eq` holds between them.
+
+    `_order(a, b) == 0` if and only if `equality_key(a) == equality_key(b)`,
+    as `ValueSet` also files them: numbers by value (Python's equal numbers
+    hash alike), text as itself, anything else by its repr. None for NaN,
+    which `_order` finds equal to every number: it has no one key.
+    """
+    rank = _rank(value)
+    if rank == 0:
+        return value if value == value else None
+    if rank == 1:
+        return value
+    return (_REPR, repr(value))
+
+
+_REPR = "repr"
+"""Tags the repr of a value that is neither number nor text, so it never equals a text key."""
 
 
 def _rank(value: Any) -> int:
