@@ -18,13 +18,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from graph.access import EventView
+from graph.delivery.changes import combine
 from graph.events.change import ChangeEvent, ChangeType
 from graph.events.hub import Hub, Stream, StreamKey, Subscription
-from graph.model import Column, Kind, Table
-from graph.rules.bool_exp import And, BoolExp, ColumnExp, Compare, Not, Or, canonical
+from graph.model import Column, DatabaseModel, Kind, Table
+from graph.rules.bool_exp import (
+    And,
+    BoolExp,
+    ColumnExp,
+    Compare,
+    Not,
+    Or,
+    SessionVariable,
+    canonical,
+)
 from graph.rules.lookup import NULL, required_keys
-from graph.rules.matcher import ValueSet, equality_key
+from graph.rules.matcher import compile_matcher, equality_key
 from graph.rules.parse import parse_stream_where
+from graph.rules.session import resolve
 from tests.conftest import Api
 from tests.test_realtime import subscribe
 
@@ -283,6 +295,22 @@ def test_a_failing_stream_misses_its_event_only() -> None:
     assert failures == [(1, "cannot render")]
 
 
+def test_a_per_user_rule_with_the_session_value_filled_in_is_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As graph.access builds a stream's filter: the role's rule resolved for the
+    # session (the text "7" becomes the integer 7), then the client's `where` with it.
+    rule = BoolExp((ColumnExp("user_id", (Compare("_eq", SessionVariable("X-User-Id")),)),))
+    model = DatabaseModel("sqlite", {"posts": POSTS})
+    rig = Rig(sinks=100)
+    for uid in range(100):
+        view = EventView(resolve(rule, POSTS, model, {"X-User-Id": str(uid)}), POSTS.column_names)
+        where = combine(view, parse_stream_where(POSTS, {"score": {"_gt": 1}}))
+        assert where is not None and required_keys(where) == {"user_id": frozenset({uid})}
+        rig.join(where, sink=uid)
+    seen = counting_views(monkeypatch)
+    got = rig.dispatch(rig.event(row(user_id=7, score=0.5), row(user_id=7, score=2.0)))
+    assert len(seen) == 1 and sum(map(len, got.values())) == 1 and len(got[rig.sinks[7]]) == 1
+
+
 def test_required_keys_read_only_what_every_row_must_meet() -> None:
     assert required_keys(parse_stream_where(POSTS, {"user_id": {"_eq": 1, "_in": [1, 2]}})) == {
         "user_id": frozenset({1})
@@ -363,17 +391,16 @@ def test_deliveries_equal_a_scan_of_every_stream(script: list[tuple[Any, ...]]) 
 
 @given(values, values)
 def test_equality_keys_agree_with_eq_and_in(a: Any, b: Any) -> None:
-    from graph.rules.matcher import compile_matcher
-
-    exp = BoolExp((ColumnExp("c", (Compare("_eq", b),)),))
-    matches = a is not None and b is not None and compile_matcher(exp)({"c": a}) is True
+    """Two values share a key exactly when `_eq` holds between them (but NaN, which has none)."""
+    if a is None or b is None:
+        return  # a null row value meets neither; a null operand drops the comparison
     ka, kb = equality_key(a), equality_key(b)
-    if a is not None and b is not None and ka is not None and kb is not None:
-        assert matches == (ka == kb)
-    if a is not None and b is not None and (a in ValueSet([b])):
-        assert ka is not None and ka == kb
-    if isinstance(a, float) and math.isnan(a):
-        assert ka is None
+    eq = compile_matcher(BoolExp((ColumnExp("c", (Compare("_eq", b),)),)))({"c": a}) is True
+    in_ = compile_matcher(BoolExp((ColumnExp("c", (Compare("_in", (b,)),)),)))({"c": a}) is True
+    if ka is not None and kb is not None:
+        assert eq == (ka == kb)
+    assert in_ == (ka is not None and ka == kb)
+    assert (ka is None) == (isinstance(a, float) and math.isnan(a))
 
 
 # -- end to end -------------------------------------------------------------------------
