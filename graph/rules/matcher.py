@@ -9,7 +9,7 @@ exactly as a WHERE clause keeps it. The semantics are graph.rules.to_sql's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from graph.errors import ValidationFailed
@@ -152,38 +152,47 @@ def _test(op: str, operand: Any) -> Callable[[Any], bool] | bool | None:
 
 
 class ValueSet:
-    """An `_in` list as sets: `value in ValueSet(items)` is `any(_order(value, i) == 0 ...)`.
+    """An `_in` list as a set: `value in ValueSet(items)` is `any(_order(value, i) == 0 ...)`.
 
-    Numbers are one set, since Python's equal numbers hash alike (1, 1.0 and
-    True, as `_order` compares them); text another; anything else (JSON
-    values) by its repr, as `_order` compares those. NaN equals nothing.
+    Filed by `equality_key`: numbers by value (1, 1.0 and True are one, as
+    `_order` compares them), text as itself, anything else (JSON values) by
+    its repr. NaN equals nothing here.
     """
 
-    __slots__ = ("_numbers", "_others", "_texts")
+    __slots__ = ("_keys",)
 
     def __init__(self, items: Iterable[Any]) -> None:
-        self._numbers: set[Any] = set()
-        self._texts: set[str] = set()
-        self._others: set[str] = set()
+        self._keys: set[Hashable] = set()
         for item in items:
             if isinstance(item, SessionVariable):
                 raise TypeError("_in: a session variable not resolved")
-            rank = _rank(item)
-            if rank == 0:
-                if item == item:  # NaN is the one number unequal to itself
-                    self._numbers.add(item)
-            elif rank == 1:
-                self._texts.add(item)
-            else:
-                self._others.add(repr(item))
+            key = equality_key(item)
+            if key is not None:
+                self._keys.add(key)
 
     def __contains__(self, value: Any) -> bool:
-        rank = _rank(value)
-        if rank == 0:
-            return value == value and value in self._numbers
-        if rank == 1:
-            return value in self._texts
-        return repr(value) in self._others
+        key = equality_key(value)
+        return key is not None and key in self._keys
+
+
+def equality_key(value: Any) -> Hashable | None:
+    """A key that two non-null values share exactly when `_eq` holds between them.
+
+    `_order(a, b) == 0` if and only if `equality_key(a) == equality_key(b)`,
+    as `ValueSet` also files them: numbers by value (Python's equal numbers
+    hash alike), text as itself, anything else by its repr. None for NaN,
+    which `_order` finds equal to every number: it has no one key.
+    """
+    rank = _rank(value)
+    if rank == 0:
+        return value if value == value else None
+    if rank == 1:
+        return value
+    return (_REPR, repr(value))
+
+
+_REPR = "repr"
+"""Tags the repr of a value that is neither number nor text, so it never equals a text key."""
 
 
 def _rank(value: Any) -> int:
