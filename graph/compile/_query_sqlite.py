@@ -27,6 +27,7 @@ from graph.like import ILIKE_FUNCTION, ilike
 from graph.model import Kind
 from graph.schema import scalar_of
 from graph.sql.values import to_api_or_stored
+from graph.temporal import INSTANT_FUNCTION, instant_sql
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
@@ -41,6 +42,14 @@ MAX_NESTING = 4
 """Relationship levels per statement: SQLite's parser stack (100 deep) holds about 9 of ours."""
 # Every character class JSON escapes differently (control, quote, backslash,
 # DEL, non-ASCII, astral), to compare SQLite's JSON text with orjson's once.
+_DAY = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
+_CLOCK = "[0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+ANSWERED_AS_STORED = {
+    Kind.DATETIME: (f"{_DAY}T{_CLOCK}", f"{_DAY}T{_CLOCK}+00:00"),
+    Kind.DATE: (_DAY,),
+    Kind.TIME: (_CLOCK,),
+}
+"""GLOB patterns of date/time text that graph.temporal.answer leaves as it is (so SQL does too)."""
 ESCAPE_PROBE = "".join(chr(c) for c in range(0x80)) + "é€\u2028\U0001f600\ufeff"
 
 
@@ -68,6 +77,7 @@ FUNCTIONS = (
     SQLFunction("fg_value", 3, fg_value, deterministic=True),
     SQLFunction("fg_sqrt", 1, fg_sqrt, deterministic=True),
     SQLFunction(ILIKE_FUNCTION, 2, ilike, deterministic=True),
+    SQLFunction(INSTANT_FUNCTION, 2, instant_sql, deterministic=True),
 )
 """What the rendered SQL calls; every connection of the reads has them."""
 
@@ -94,7 +104,17 @@ class SQLiteBackend:
         if kind is Kind.INTEGER or kind is Kind.BIGINT:
             # Every SQLite integer is 64-bit, which Int and bigint answer alike.
             return sa.case((typeof == literal("'integer'"), expr), *null, else_=in_python), None
-        if kind in (Kind.STRING, Kind.DATETIME, Kind.DATE, Kind.TIME):
+        if kind in ANSWERED_AS_STORED:
+            # Text already in the answer's ISO form as it is (what our writes
+            # store); any other date or time text is rewritten by fg_value.
+            canonical = sa.or_(*(expr.op("GLOB")(literal(f"'{p}'")) for p in ANSWERED_AS_STORED[kind]))
+            return sa.case(
+                (sa.and_(typeof == literal("'text'"), canonical), expr),
+                (typeof == literal("'integer'"), sa.cast(expr, sa.Text)),
+                *null,
+                else_=in_python,
+            ), None
+        if kind is Kind.STRING:
             # Text as it is, an integer's digits; str() of anything else, in Python.
             return sa.case(
                 (typeof == literal("'text'"), expr),
