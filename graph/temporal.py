@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graph.model import Kind
+
+if TYPE_CHECKING:
+    from graph.model import Column
 
 INSTANT_FUNCTION = "fg_instant"
 """SQLite's name for `instant_sql`: fg_instant(value, kind) with kind 'datetime', 'date' or 'time'."""
@@ -88,6 +91,23 @@ def answer(kind: Kind, text: str) -> str:
         return _ANSWERS[kind](text)
     except ValueError:
         return text
+
+
+def zoned(column: Column) -> bool:
+    """Whether `column` is a timestamptz (PostgreSQL's, or declared so on SQLite: graph.reflect)."""
+    return column.kind is Kind.DATETIME and "WITH TIME ZONE" in column.db_type.upper()
+
+
+def answer_zoned(text: str) -> str:
+    """`answer` for a timestamptz column: text without an offset is UTC, as PostgreSQL reads it
+    in the session's zone (SQLite's CURRENT_TIMESTAMP writes '2024-01-02 03:04:05')."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat()
 
 
 def instant(kind: Kind, value: Any) -> Any:

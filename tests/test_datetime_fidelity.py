@@ -11,6 +11,7 @@ same literal for both databases.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from graph.app import create_app
 from graph.model import Column, Kind, Table
+from graph.reflect import reflect
 from graph.rules.matcher import compile_matcher
 from graph.rules.parse import parse_stream_where
 from graph.temporal import answer, instant, instant_sql
@@ -59,10 +61,10 @@ async def _execute(url: str, *statements: str) -> None:
 
 @pytest.fixture
 async def api(library_url: str, serve: Any) -> AsyncIterator[Api]:
-    # `TIMESTAMP WITH TIME ZONE` is PostgreSQL's timestamptz; SQLite takes the name as it is.
+    # PostgreSQL's timestamptz; SQLite takes the name as it is (graph.reflect reads it as a zoned timestamp).
     await _execute(
         library_url,
-        "CREATE TABLE moments (id INTEGER PRIMARY KEY, ts TIMESTAMP, tstz TIMESTAMP WITH TIME ZONE, d DATE, tm TIME)",
+        "CREATE TABLE moments (id INTEGER PRIMARY KEY, ts TIMESTAMP, tstz TIMESTAMPTZ, d DATE, tm TIME)",
         f"INSERT INTO moments (id, ts, tstz, d, tm) VALUES {', '.join(ROWS)}",
     )
     server = serve(database=library_url)
@@ -157,14 +159,18 @@ async def test_events_carry_iso_values_and_their_filters_compare_instants(api: A
                   for message in [await ws.receive(), await ws.receive()]}
         assert events["all"]["record"] == events["late"]["record"] == inserted["insert_moments_one"]
         assert events["late"]["record"]["tstz"] == "2015-10-17T15:00:00+00:00"
-        # Another program's text, in an event as a query answers it; and matched by instant.
-        await _execute(library_url, "INSERT INTO moments (id, ts, tstz) VALUES "
-                                    "(12, '2004-10-19 10:23:54', '2015-10-17 17:00:00+02:00')")
-        events = {message["id"]: message["payload"]["data"]["tableChanged"]
-                  for message in [await ws.receive(), await ws.receive()]}
-        expected = {"id": 12, "ts": "2004-10-19T10:23:54", "tstz": "2015-10-17T15:00:00+00:00", "d": None, "tm": None}
-        assert events["all"]["record"] == events["late"]["record"] == expected
-        assert await api(f"{{ moments_by_pk(id: 12) {{ {FIELDS} }} }}") == {"moments_by_pk": expected}
+        # Another program's texts, in an event as a query answers them; and matched by instant.
+        # A timestamptz written without an offset is UTC (the other program's session zone here).
+        utc = [] if sa.make_url(library_url).get_backend_name() == "sqlite" else ["SET TIME ZONE 'UTC'"]
+        for key, tstz, expected_tstz in [(12, "2015-10-17 17:00:00+02:00", "2015-10-17T15:00:00+00:00"),
+                                         (13, "2015-10-17 14:30:00", "2015-10-17T14:30:00+00:00")]:
+            await _execute(library_url, *utc, f"INSERT INTO moments (id, ts, tstz) VALUES "
+                                              f"({key}, '2004-10-19 10:23:54', '{tstz}')")
+            events = {message["id"]: message["payload"]["data"]["tableChanged"]
+                      for message in [await ws.receive(), await ws.receive()]}
+            expected = {"id": key, "ts": "2004-10-19T10:23:54", "tstz": expected_tstz, "d": None, "tm": None}
+            assert events["all"]["record"] == events["late"]["record"] == expected
+            assert await api(f"{{ moments_by_pk(id: {key}) {{ {FIELDS} }} }}") == {"moments_by_pk": expected}
 
 
 # -- the in-memory matcher and the SQL function, without a database -------------------------
@@ -237,6 +243,45 @@ tables:
       user: {filter: {tstz: {_lte: X-Hasura-User-Id}}, columns: [id, tstz]}
 """
 SECRET = "forgegraph-datetime-tests-0123456789abcdef"
+
+
+async def test_a_timestamptz_without_an_offset_is_utc(api: Api, library_url: str) -> None:
+    """As PostgreSQL reads one in the session's UTC: SQLite's CURRENT_TIMESTAMP writes '2024-01-02 03:04:05'."""
+    utc = [] if sa.make_url(library_url).get_backend_name() == "sqlite" else ["SET TIME ZONE 'UTC'"]
+    await _execute(library_url, *utc, "INSERT INTO moments (id, tstz) VALUES (20, '2015-10-17 14:10:00'), "
+                                      "(21, '2015-10-17T14:20:00.5')")
+    data = await api("""{ moments(where: {id: {_gte: 20}}, order_by: {id: asc}) { tstz }
+        between: moments(where: {tstz: {_gt: "2015-10-17T16:05:00+02:00", _lt: "2015-10-17T14:25:00Z"}},
+                         order_by: {tstz: asc}) { id }
+        moments_aggregate(where: {id: {_gte: 20}}) { aggregate { max { tstz } } } }""")
+    assert data == {
+        "moments": [{"tstz": "2015-10-17T14:10:00+00:00"}, {"tstz": "2015-10-17T14:20:00.500000+00:00"}],
+        "between": [{"id": 20}, {"id": 21}],
+        "moments_aggregate": {"aggregate": {"max": {"tstz": "2015-10-17T14:20:00.500000+00:00"}}},
+    }
+
+
+def test_sqlite_reads_postgresql_zoned_type_names(tmp_path: Path) -> None:
+    """By SQLite's affinity rules SQLAlchemy read `timestamptz` as NUMERIC, which refused dates."""
+    path = tmp_path / "zoned.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE z (id INTEGER PRIMARY KEY, a timestamptz, b TIMESTAMP WITH TIME ZONE, "
+                     "c timetz, d time with time zone, e TIMESTAMP, f datetime)")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        model = asyncio.run(reflect(engine))
+    finally:
+        asyncio.run(engine.dispose())
+    columns = {c.name: (c.kind, c.db_type) for c in model.table("z").columns}
+    assert columns == {
+        "id": (Kind.INTEGER, "INTEGER"),
+        "a": (Kind.DATETIME, "TIMESTAMP WITH TIME ZONE"),
+        "b": (Kind.DATETIME, "TIMESTAMP WITH TIME ZONE"),
+        "c": (Kind.TIME, "TIME WITH TIME ZONE"),
+        "d": (Kind.TIME, "TIME WITH TIME ZONE"),
+        "e": (Kind.DATETIME, "TIMESTAMP"),
+        "f": (Kind.DATETIME, "DATETIME"),
+    }
 
 
 async def test_a_rule_compares_a_session_value_as_an_instant(library_url: str, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from graph.like import ILIKE_FUNCTION, ilike
 from graph.model import Kind
 from graph.schema import scalar_of
 from graph.sql.values import to_api_or_stored
-from graph.temporal import INSTANT_FUNCTION, instant_sql
+from graph.temporal import INSTANT_FUNCTION, answer_zoned, instant_sql, zoned
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
@@ -38,14 +38,18 @@ if TYPE_CHECKING:
     from graph.model import Column
 
 KINDS = tuple(Kind)
+ZONED = len(KINDS)
+"""fg_value's code of a timestamptz column (declared so on SQLite): a datetime without an offset is UTC."""
 MAX_NESTING = 4
 """Relationship levels per statement: SQLite's parser stack (100 deep) holds about 9 of ours."""
 # Every character class JSON escapes differently (control, quote, backslash,
 # DEL, non-ASCII, astral), to compare SQLite's JSON text with orjson's once.
 _DAY = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
 _CLOCK = "[0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+_NAIVE = f"{_DAY}T{_CLOCK}"
+_UTC = f"{_NAIVE}+00:00"
 ANSWERED_AS_STORED = {
-    Kind.DATETIME: (f"{_DAY}T{_CLOCK}", f"{_DAY}T{_CLOCK}+00:00"),
+    Kind.DATETIME: (_NAIVE, _UTC),
     Kind.DATE: (_DAY,),
     Kind.TIME: (_CLOCK,),
 }
@@ -56,11 +60,16 @@ ESCAPE_PROBE = "".join(chr(c) for c in range(0x80)) + "é€\u2028\U0001f600\ufe
 def fg_value(code: int, nullable: int, value: Any) -> str | None:
     """One value as GraphQL answers it (`to_api_or_stored`, then the scalar), as JSON; else a marker.
 
+    `code` is the column's kind's index in KINDS, or ZONED for a timestamptz.
     Never raises: an exception in a user-defined function would fail the whole statement.
     """
     if value is None:
         # NULL in a non-null column (SQLite allows it in some keys): GraphQL's non-null error.
         return None if nullable else marker(None)
+    if code == ZONED:
+        code = KINDS.index(Kind.DATETIME)
+        if isinstance(value, str):
+            value = answer_zoned(value)
     kind = KINDS[code]
     stored = to_api_or_stored(kind, value)
     try:
@@ -96,7 +105,7 @@ class SQLiteBackend:
     def value(self, column: Column, expr: ColumnElement[Any]) -> tuple[ColumnElement[Any], Fix | None]:
         kind = column.kind
         typeof = sa.func.typeof(expr)
-        code = literal(str(KINDS.index(kind)))
+        code = literal(str(ZONED if zoned(column) else KINDS.index(kind)))
         nullable = literal("1" if column.nullable else "0")
         # Whatever SQL does not render below (and NULL in a non-null column) is Python's.
         in_python = sa.func.json(sa.func.fg_value(code, nullable, expr))
@@ -104,6 +113,16 @@ class SQLiteBackend:
         if kind is Kind.INTEGER or kind is Kind.BIGINT:
             # Every SQLite integer is 64-bit, which Int and bigint answer alike.
             return sa.case((typeof == literal("'integer'"), expr), *null, else_=in_python), None
+        if zoned(column):
+            # UTC text as it is (what our writes store), and one without an offset as UTC.
+            text = typeof == literal("'text'")
+            return sa.case(
+                (sa.and_(text, expr.op("GLOB")(literal(f"'{_UTC}'"))), expr),
+                (sa.and_(text, expr.op("GLOB")(literal(f"'{_NAIVE}'"))), expr.concat(literal("'+00:00'"))),
+                (typeof == literal("'integer'"), sa.cast(expr, sa.Text)),
+                *null,
+                else_=in_python,
+            ), None
         if kind in ANSWERED_AS_STORED:
             # Text already in the answer's ISO form as it is (what our writes
             # store); any other date or time text is rewritten by fg_value.

@@ -19,7 +19,7 @@ import orjson
 
 from graph.errors import ValidationFailed
 from graph.model import Column, Kind
-from graph.temporal import answer
+from graph.temporal import answer, answer_zoned
 
 BIGINT_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 INT64 = (-(2**63), 2**63 - 1)
@@ -149,11 +149,9 @@ def to_db(column: Column, value: Any, dialect: str) -> Any:
             parsed = PARSERS[kind](str(value))
             zoned = "WITH TIME ZONE" in column.db_type.upper()
             if dialect != "postgresql":
-                if zoned and isinstance(parsed, dt.datetime) and parsed.tzinfo is None:
-                    # A timestamptz column (declared so on SQLite) reads a value without
-                    # an offset as UTC, as PostgreSQL does in the session's UTC.
-                    return answer(kind, parsed.replace(tzinfo=dt.UTC).isoformat())
-                return answer(kind, str(value))
+                # A timestamptz column (declared so on SQLite) reads a value without
+                # an offset as UTC, as PostgreSQL does in the session's UTC.
+                return answer_zoned(str(value)) if zoned else answer(kind, str(value))
             if isinstance(parsed, dt.datetime):
                 if zoned:
                     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
