@@ -20,17 +20,19 @@ from typing import Any
 
 import httpx
 import jwt
+import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from graph.app import create_app
+from graph.events.change import row_image
 from graph.model import Column, Kind, Table
 from graph.reflect import reflect
 from graph.rules.matcher import compile_matcher
 from graph.rules.parse import parse_stream_where
-from graph.temporal import answer, instant, instant_sql
-from tests.conftest import Api, LiveServer
+from graph.temporal import answer, answer_zoned, instant, instant_sql
+from tests.conftest import Api, LiveServer, other_database
 from tests.test_realtime import change, subscribe
 
 # Another program's rows: texts that sort differently from their instants
@@ -259,6 +261,34 @@ async def test_a_timestamptz_without_an_offset_is_utc(api: Api, library_url: str
         "between": [{"id": 20}, {"id": 21}],
         "moments_aggregate": {"aggregate": {"max": {"tstz": "2015-10-17T14:20:00.500000+00:00"}}},
     }
+
+
+STORED = ["2024-01-02 03:04:05", "2024-01-02T03:04:05", "2024-01-02T03:04:05+00:00", "2024-01-02 03:04:05.5",
+          "2024-01-02T05:04:05+02:00", "2024-02-30 10:00:00", "2024-02-29 10:00:00", "2024-01-01 24:00:00",
+          "0000-01-01 10:00:00", "2024-13-01T00:00:00", "2024-01-02", "10:00", "garbage", 1700000000]
+
+
+async def test_sqlite_answers_in_sql_what_python_answers(api: Api, library_url: str, backend: str) -> None:
+    """The query path renders the usual forms in SQL (graph.compile._query_sqlite), the rest in Python
+    (graph.temporal), which events use for all: both must give the same text for any stored value."""
+    if backend != "sqlite":
+        other_database("SQLite keeps date/time columns as any text")
+    path = sa.make_url(library_url).database
+    with sqlite3.connect(str(path)) as conn:
+        conn.executemany("INSERT INTO moments (id, ts, tstz, d, tm) VALUES (?, ?, ?, ?, ?)",
+                         [(100 + i, v, v, v, v) for i, v in enumerate(STORED)])
+    data = await api(f"{{ moments(where: {{id: {{_gte: 100}}}}, order_by: {{id: asc}}) {{ {FIELDS} }} }}")
+    for row, stored in zip(data["moments"], STORED, strict=True):
+        if isinstance(stored, int):  # SQLite's integer (NUMERIC affinity): its digits, as before
+            expected = {"id": row["id"], "ts": str(stored), "tstz": str(stored), "d": str(stored), "tm": str(stored)}
+        else:
+            expected = {"id": row["id"], "ts": answer(Kind.DATETIME, stored), "tstz": answer_zoned(stored),
+                        "d": answer(Kind.DATE, stored), "tm": answer(Kind.TIME, stored)}
+        assert row == expected, stored
+        event_row, bad = row_image(MOMENTS, orjson.dumps({"id": row["id"], "ts": stored, "tstz": stored,
+                                                          "d": stored, "tm": stored}))
+        assert event_row == expected, stored
+        assert bad == []
 
 
 def test_sqlite_reads_postgresql_zoned_type_names(tmp_path: Path) -> None:

@@ -113,26 +113,8 @@ class SQLiteBackend:
         if kind is Kind.INTEGER or kind is Kind.BIGINT:
             # Every SQLite integer is 64-bit, which Int and bigint answer alike.
             return sa.case((typeof == literal("'integer'"), expr), *null, else_=in_python), None
-        if zoned(column):
-            # UTC text as it is (what our writes store), and one without an offset as UTC.
-            text = typeof == literal("'text'")
-            return sa.case(
-                (sa.and_(text, expr.op("GLOB")(literal(f"'{_UTC}'"))), expr),
-                (sa.and_(text, expr.op("GLOB")(literal(f"'{_NAIVE}'"))), expr.concat(literal("'+00:00'"))),
-                (typeof == literal("'integer'"), sa.cast(expr, sa.Text)),
-                *null,
-                else_=in_python,
-            ), None
         if kind in ANSWERED_AS_STORED:
-            # Text already in the answer's ISO form as it is (what our writes
-            # store); any other date or time text is rewritten by fg_value.
-            canonical = sa.or_(*(expr.op("GLOB")(literal(f"'{p}'")) for p in ANSWERED_AS_STORED[kind]))
-            return sa.case(
-                (sa.and_(typeof == literal("'text'"), canonical), expr),
-                (typeof == literal("'integer'"), sa.cast(expr, sa.Text)),
-                *null,
-                else_=in_python,
-            ), None
+            return self._temporal(column, expr, typeof, null, in_python), None
         if kind is Kind.STRING:
             # Text as it is, an integer's digits; str() of anything else, in Python.
             return sa.case(
@@ -148,6 +130,48 @@ class SQLiteBackend:
             )
             return sa.case((number, truth), *null, else_=in_python), None
         return in_python, None
+
+    @staticmethod
+    def _temporal(
+        column: Column, expr: ColumnElement[Any], typeof: Any, null: list[tuple[Any, Any]], in_python: Any
+    ) -> ColumnElement[Any]:
+        """A date/time as graph.temporal answers it: in SQL for the forms our writes and SQLite's
+        CURRENT_TIMESTAMP store, by fg_value for any other text (and integers as their digits).
+
+        A form SQL rewrites must be a real date (strftime of its julianday gives it back,
+        as Python's parse would accept it); a form answered as it is may be any text of
+        its shape, since Python leaves text it cannot parse as it is too.
+        """
+        text = typeof == literal("'text'")
+
+        def shaped(pattern: str) -> Any:
+            return sa.and_(text, expr.op("GLOB")(literal(f"'{pattern}'")))
+
+        def real(layout: str) -> Any:
+            # Year 0 is SQLite's but not Python's (nor PostgreSQL's: 1 BC).
+            return sa.and_(sa.func.strftime(literal(f"'{layout}'"), sa.func.julianday(expr)) == expr,
+                           sa.func.substr(expr, literal("1"), literal("4")) != literal("'0000'"))
+
+        utc = literal("'+00:00'")
+        iso = sa.func.substr(expr, literal("1"), literal("10")).concat(literal("'T'")).concat(
+            sa.func.substr(expr, literal("12"))
+        )
+        spaced, spaced_layout = f"{_DAY} {_CLOCK}", "%Y-%m-%d %H:%M:%S"
+        cases: list[tuple[Any, Any]]
+        if zoned(column):
+            # A timestamptz without an offset is UTC (graph.temporal.answer_zoned).
+            cases = [
+                (shaped(_UTC), expr),
+                (sa.and_(shaped(_NAIVE), real("%Y-%m-%dT%H:%M:%S")), expr.concat(utc)),
+                (sa.and_(shaped(spaced), real(spaced_layout)), iso.concat(utc)),
+            ]
+        else:
+            cases = [(shaped(p), expr) for p in ANSWERED_AS_STORED[column.kind]]
+            if column.kind is Kind.DATETIME:
+                cases.append((sa.and_(shaped(spaced), real(spaced_layout)), iso))
+        return sa.case(
+            *cases, (typeof == literal("'integer'"), sa.cast(expr, sa.Text)), *null, else_=in_python
+        )
 
     def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
         return sa.func.json_object(*(part for key, value in pairs for part in (quoted(key), value)))
