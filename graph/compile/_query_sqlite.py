@@ -44,8 +44,9 @@ MAX_NESTING = 4
 """Relationship levels per statement: SQLite's parser stack (100 deep) holds about 9 of ours."""
 # Every character class JSON escapes differently (control, quote, backslash,
 # DEL, non-ASCII, astral), to compare SQLite's JSON text with orjson's once.
-_DAY = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
-_CLOCK = "[0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+# '?' for a digit: cheaper than [0-9], and as exact here (see `_temporal`).
+_DAY = "????-??-??"
+_CLOCK = "??:??:??"
 _NAIVE = f"{_DAY}T{_CLOCK}"
 _UTC = f"{_NAIVE}+00:00"
 ANSWERED_AS_STORED = {
@@ -135,40 +136,17 @@ class SQLiteBackend:
     def _temporal(
         column: Column, expr: ColumnElement[Any], typeof: Any, null: list[tuple[Any, Any]], in_python: Any
     ) -> ColumnElement[Any]:
-        """A date/time as graph.temporal answers it: in SQL for the forms our writes and SQLite's
-        CURRENT_TIMESTAMP store, by fg_value for any other text (and integers as their digits).
+        """A date/time as graph.temporal answers it: text of the answer's shape (what our writes
+        store) as it is, any other text by fg_value (and an integer as its digits, as before).
 
-        A form SQL rewrites must be a real date (strftime of its julianday gives it back,
-        as Python's parse would accept it); a form answered as it is may be any text of
-        its shape, since Python leaves text it cannot parse as it is too.
+        The shape is enough: Python's parse either rewrites such text to itself or, when it is
+        no date, leaves it as it is too. Other forms (SQLite's CURRENT_TIMESTAMP writes
+        '2024-01-02 03:04:05') go to Python, which is about as fast as SQLite's own date
+        functions would be at checking that they are real dates before rewriting them.
         """
         text = typeof == literal("'text'")
-
-        def shaped(pattern: str) -> Any:
-            return sa.and_(text, expr.op("GLOB")(literal(f"'{pattern}'")))
-
-        def real(layout: str) -> Any:
-            # Year 0 is SQLite's but not Python's (nor PostgreSQL's: 1 BC).
-            return sa.and_(sa.func.strftime(literal(f"'{layout}'"), sa.func.julianday(expr)) == expr,
-                           sa.func.substr(expr, literal("1"), literal("4")) != literal("'0000'"))
-
-        utc = literal("'+00:00'")
-        iso = sa.func.substr(expr, literal("1"), literal("10")).concat(literal("'T'")).concat(
-            sa.func.substr(expr, literal("12"))
-        )
-        spaced, spaced_layout = f"{_DAY} {_CLOCK}", "%Y-%m-%d %H:%M:%S"
-        cases: list[tuple[Any, Any]]
-        if zoned(column):
-            # A timestamptz without an offset is UTC (graph.temporal.answer_zoned).
-            cases = [
-                (shaped(_UTC), expr),
-                (sa.and_(shaped(_NAIVE), real("%Y-%m-%dT%H:%M:%S")), expr.concat(utc)),
-                (sa.and_(shaped(spaced), real(spaced_layout)), iso.concat(utc)),
-            ]
-        else:
-            cases = [(shaped(p), expr) for p in ANSWERED_AS_STORED[column.kind]]
-            if column.kind is Kind.DATETIME:
-                cases.append((sa.and_(shaped(spaced), real(spaced_layout)), iso))
+        shapes = (_UTC,) if zoned(column) else ANSWERED_AS_STORED[column.kind]
+        cases = [(sa.and_(text, expr.op("GLOB")(literal(f"'{shape}'"))), expr) for shape in shapes]
         return sa.case(
             *cases, (typeof == literal("'integer'"), sa.cast(expr, sa.Text)), *null, else_=in_python
         )
