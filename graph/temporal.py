@@ -26,6 +26,7 @@ so it is still answered and compared as before, never an error.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,27 @@ INSTANT_FUNCTION = "fg_instant"
 """SQLite's name for `instant_sql`: fg_instant(value, kind) with kind 'datetime', 'date' or 'time'."""
 
 TEMPORAL = frozenset({Kind.DATETIME, Kind.DATE, Kind.TIME})
+
+# The answer's shapes, as SQLite GLOB patterns ('?': any one character, cheaper
+# than [0-9] and as exact here): SQL handles text of these shapes itself, the
+# same way the functions below do, and calls Python for any other. For such
+# text Python's parse either gives the text back or fails (no date), so the
+# functions below need no parse for it, and SQL none either.
+DAY = "????-??-??"
+CLOCK = "??:??:??"
+NAIVE = f"{DAY}T{CLOCK}"
+UTC = f"{NAIVE}+00:00"
+SHAPES: dict[Kind, tuple[str, ...]] = {Kind.DATETIME: (NAIVE, UTC), Kind.DATE: (DAY,), Kind.TIME: (CLOCK,)}
+"""The shapes `answer` leaves as they are, per kind (a timestamptz: UTC only, `answer_zoned`)."""
+WHOLE_SECONDS = ".000000"
+"""What `instant` appends to a time of the NAIVE, UTC or CLOCK shape (its fixed width)."""
+
+
+def _shape(pattern: str) -> Callable[[str], Any]:
+    return re.compile("".join("." if c == "?" else re.escape(c) for c in pattern), re.DOTALL).fullmatch
+
+
+_IS_NAIVE, _IS_UTC, _IS_DAY, _IS_CLOCK = _shape(NAIVE), _shape(UTC), _shape(DAY), _shape(CLOCK)
 
 
 def _answer_datetime(text: str) -> str:
@@ -111,9 +133,22 @@ def answer_zoned(text: str) -> str:
 
 
 def instant(kind: Kind, value: Any) -> Any:
-    """`value` of a `kind` column as it compares (see the module); anything not a date or time as it is."""
+    """`value` of a `kind` column as it compares (see the module); anything not a date or time as it is.
+
+    Text of the answer's shapes is keyed without a parse, as SQL keys it
+    (graph.rules.to_sql.comparable), whether or not it is a real date.
+    """
     if not isinstance(value, str):
         return value
+    if kind is Kind.DATETIME:
+        if _IS_NAIVE(value):
+            return value + WHOLE_SECONDS
+        if _IS_UTC(value):
+            return value[:19] + WHOLE_SECONDS
+    elif kind is Kind.DATE and _IS_DAY(value):
+        return value
+    elif kind is Kind.TIME and _IS_CLOCK(value):
+        return value + WHOLE_SECONDS
     try:
         return _INSTANTS[kind](value)
     except ValueError:

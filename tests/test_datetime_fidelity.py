@@ -23,14 +23,17 @@ import jwt
 import orjson
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from graph.app import create_app
+from graph.dialect.sqlite import configure_sqlite
 from graph.events.change import row_image
 from graph.model import Column, Kind, Table
 from graph.reflect import reflect
 from graph.rules.matcher import compile_matcher
 from graph.rules.parse import parse_stream_where
+from graph.rules.to_sql import comparable
 from graph.temporal import answer, answer_zoned, instant, instant_sql
 from tests.conftest import Api, LiveServer, other_database
 from tests.test_realtime import change, subscribe
@@ -223,6 +226,8 @@ def test_the_event_matcher_compares_instants_as_sql_does(where: dict[str, Any], 
         (Kind.TIME, "01:00:00+02:00", "01:00:00+02:00", "23:00:00.000000"),
         (Kind.DATETIME, "not a date", "not a date", "not a date"),
         (Kind.DATE, "2014-13-45", "2014-13-45", "2014-13-45"),
+        # No date, of the answer's shape: keyed as SQL keys it without a parse.
+        (Kind.DATETIME, "2024-13-01T00:00:00", "2024-13-01T00:00:00", "2024-13-01T00:00:00.000000"),
     ],
 )
 def test_answered_and_compared_forms(kind: Kind, text: str, answered: str, compared: str) -> None:
@@ -290,6 +295,20 @@ async def test_sqlite_answers_in_sql_what_python_answers(api: Api, library_url: 
                                                           "d": stored, "tm": stored}))
         assert event_row == expected, stored
         assert bad == []
+
+
+@pytest.mark.parametrize("kind", [Kind.DATETIME, Kind.DATE, Kind.TIME])
+def test_sqlite_compares_by_the_key_the_event_matcher_uses(kind: Kind) -> None:
+    """The SQL key (shapes in SQL, the rest by fg_instant) is graph.temporal.instant, for any stored value."""
+    column = sa.table("v", sa.column("x")).c.x
+    key = comparable(column, kind, "sqlite").compile(dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True})
+    conn = sqlite3.connect(":memory:")
+    configure_sqlite(conn)  # registers fg_instant, as on every connection of ours
+    conn.execute("CREATE TABLE v (x TIMESTAMP)")
+    conn.executemany("INSERT INTO v VALUES (?)", [(v,) for v in STORED])
+    keys = [row[0] for row in conn.execute(f"SELECT {key} FROM v ORDER BY rowid")]
+    conn.close()
+    assert keys == [instant(kind, v) for v in STORED]
 
 
 def test_sqlite_reads_postgresql_zoned_type_names(tmp_path: Path) -> None:

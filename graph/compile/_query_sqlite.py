@@ -27,7 +27,7 @@ from graph.like import ILIKE_FUNCTION, ilike
 from graph.model import Kind
 from graph.schema import scalar_of
 from graph.sql.values import to_api_or_stored
-from graph.temporal import INSTANT_FUNCTION, answer_zoned, instant_sql, zoned
+from graph.temporal import INSTANT_FUNCTION, SHAPES, UTC, answer_zoned, instant_sql, zoned
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
@@ -44,17 +44,6 @@ MAX_NESTING = 4
 """Relationship levels per statement: SQLite's parser stack (100 deep) holds about 9 of ours."""
 # Every character class JSON escapes differently (control, quote, backslash,
 # DEL, non-ASCII, astral), to compare SQLite's JSON text with orjson's once.
-# '?' for a digit: cheaper than [0-9], and as exact here (see `_temporal`).
-_DAY = "????-??-??"
-_CLOCK = "??:??:??"
-_NAIVE = f"{_DAY}T{_CLOCK}"
-_UTC = f"{_NAIVE}+00:00"
-ANSWERED_AS_STORED = {
-    Kind.DATETIME: (_NAIVE, _UTC),
-    Kind.DATE: (_DAY,),
-    Kind.TIME: (_CLOCK,),
-}
-"""GLOB patterns of date/time text that graph.temporal.answer leaves as it is (so SQL does too)."""
 ESCAPE_PROBE = "".join(chr(c) for c in range(0x80)) + "é€\u2028\U0001f600\ufeff"
 
 
@@ -114,7 +103,7 @@ class SQLiteBackend:
         if kind is Kind.INTEGER or kind is Kind.BIGINT:
             # Every SQLite integer is 64-bit, which Int and bigint answer alike.
             return sa.case((typeof == literal("'integer'"), expr), *null, else_=in_python), None
-        if kind in ANSWERED_AS_STORED:
+        if kind in SHAPES:
             return self._temporal(column, expr, typeof, null, in_python), None
         if kind is Kind.STRING:
             # Text as it is, an integer's digits; str() of anything else, in Python.
@@ -145,7 +134,7 @@ class SQLiteBackend:
         functions would be at checking that they are real dates before rewriting them.
         """
         text = typeof == literal("'text'")
-        shapes = (_UTC,) if zoned(column) else ANSWERED_AS_STORED[column.kind]
+        shapes = (UTC,) if zoned(column) else SHAPES[column.kind]
         cases = [(sa.and_(text, expr.op("GLOB")(literal(f"'{shape}'"))), expr) for shape in shapes]
         return sa.case(
             *cases, (typeof == literal("'integer'"), sa.cast(expr, sa.Text)), *null, else_=in_python

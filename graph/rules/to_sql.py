@@ -41,7 +41,7 @@ from graph.rules.bool_exp import (
 from graph.rules.parse import parse_where
 from graph.rules.session import SessionParameter
 from graph.sql.values import to_db
-from graph.temporal import INSTANT_FUNCTION, TEMPORAL, instant
+from graph.temporal import INSTANT_FUNCTION, SHAPES, TEMPORAL, UTC, WHOLE_SECONDS, instant
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
@@ -357,7 +357,18 @@ def by_instant(kind: Kind, dialect: str) -> bool:
 
 
 def _instant(expr: Any, kind: Kind) -> Any:
-    return getattr(sa.func, INSTANT_FUNCTION)(expr, sa.literal_column(f"'{kind.value}'"))
+    """graph.temporal.instant in SQL: the answer's shapes keyed here (what our writes store,
+    ten times faster than a call), any other text by `fg_instant`."""
+    keyed: list[tuple[Any, Any]] = []
+    for shape in SHAPES[kind]:
+        matches = expr.op("GLOB")(sa.literal_column(f"'{shape}'"))
+        if kind is Kind.DATE:
+            keyed.append((matches, expr))
+        else:
+            seconds = expr if shape != UTC else sa.func.substr(expr, sa.literal_column("1"), sa.literal_column("19"))
+            keyed.append((matches, seconds.concat(sa.literal_column(f"'{WHOLE_SECONDS}'"))))
+    called = getattr(sa.func, INSTANT_FUNCTION)(expr, sa.literal_column(f"'{kind.value}'"))
+    return sa.case(*keyed, else_=called)
 
 
 def _unresolved(operand: Any) -> bool:
