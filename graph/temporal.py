@@ -105,13 +105,15 @@ _INSTANTS: dict[Kind, Callable[[str], str]] = {
     Kind.TIME: _instant_time,
 }
 _BY_NAME = {kind.value: kind for kind in TEMPORAL}
+UNREADABLE = (ValueError, OverflowError)
+"""No date (ValueError), or one whose UTC reading is beyond year 1 to 9999 ('0001-01-01T00:00:00+01:00')."""
 
 
 def answer(kind: Kind, text: str) -> str:
     """`text` of a `kind` column as a query answers it; the text itself when it is no date or time."""
     try:
         return _ANSWERS[kind](text)
-    except ValueError:
+    except UNREADABLE:
         return text
 
 
@@ -125,11 +127,11 @@ def answer_zoned(text: str) -> str:
     in the session's zone (SQLite's CURRENT_TIMESTAMP writes '2024-01-02 03:04:05')."""
     try:
         value = dt.datetime.fromisoformat(text)
-    except ValueError:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).isoformat()
+    except UNREADABLE:
         return text
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat()
 
 
 def instant(kind: Kind, value: Any) -> Any:
@@ -151,7 +153,7 @@ def instant(kind: Kind, value: Any) -> Any:
         return value + WHOLE_SECONDS
     try:
         return _INSTANTS[kind](value)
-    except ValueError:
+    except UNREADABLE:
         return value
 
 
