@@ -67,7 +67,7 @@ class Stream:
     """The filter compiled once for the stream's life, not per event."""
 
     def __post_init__(self) -> None:
-        self.matcher = compile_matcher(self.where)
+        self.matcher = compile_matcher(self.where, self.table)
 
     def view(self, event: ChangeEvent) -> ChangeType | None:
         """How the event looks through this stream's filter: a row leaving it is a delete."""

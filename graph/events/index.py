@@ -50,7 +50,7 @@ class TableStreams:
     def add(self, stream: Stream) -> None:
         self._order[stream] = self._next
         self._next += 1
-        required = required_keys(stream.where)
+        required = required_keys(stream.where, stream.table)
         if not required:
             self._unfiled[stream] = None
             return

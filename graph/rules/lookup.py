@@ -19,10 +19,14 @@ column is not used, or the row is looked up everywhere.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from graph.rules.bool_exp import And, BoolExp, ColumnExp, Compare, SessionVariable
 from graph.rules.matcher import equality_key
+from graph.temporal import TEMPORAL
+
+if TYPE_CHECKING:
+    from graph.model import Table
 
 
 class _Null:
@@ -47,18 +51,29 @@ def row_key(row: Mapping[str, Any], column: str) -> Hashable | None:
     return NULL if value is None else equality_key(value)
 
 
-def required_keys(exp: BoolExp | None) -> dict[str, Keys]:
+def required_keys(exp: BoolExp | None, table: Table | None = None) -> dict[str, Keys]:
     """Column -> the keys its value must have for `exp` to be True (an empty set: never).
 
     Only conditions that must all hold are read: the fields of `exp` and of
     the `_and`s in it, not `_or` or `_not`. Several conditions on one column
-    narrow each other. A column no such condition pins is left out.
+    narrow each other. A column no such condition pins is left out, and so
+    is a date or time column of `table`: the matcher compares those as the
+    instants they name, which one text has many ways to write.
     """
     required: dict[str, Keys] = {}
     for column, keys in _conjuncts(exp):
+        if table is not None and _temporal(table, column):
+            continue
         known = required.get(column)
         required[column] = keys if known is None else known & keys
     return required
+
+
+def _temporal(table: Table, column: str) -> bool:
+    try:
+        return table.column(column).kind in TEMPORAL
+    except KeyError:
+        return False
 
 
 def _conjuncts(exp: BoolExp | None) -> list[tuple[str, Keys]]:
