@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
 
+from graph import execute
 from tests.conftest import GraphQL
 
 
@@ -144,3 +146,30 @@ fragment InputValue on __InputValue { name type { ...TypeRef } defaultValue }
 fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name
   ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
 """
+
+
+@pytest.mark.parametrize("cors", [None, "*"], ids=["direct", "through-middleware"])
+def test_a_crash_answering_a_post_is_a_500_and_the_server_goes_on(
+    library_url: str, serve: Any, monkeypatch: pytest.MonkeyPatch, cors: str | None
+) -> None:
+    # Without cross-origin settings a POST skips Starlette's layers (graph.app.ForgegraphApp):
+    # a crash must still be answered as ServerErrorMiddleware answers it.
+    server = serve(database=library_url, **({"cors_origins": cors} if cors else {}))
+    real = execute.answer
+    crash = {"on": True}
+
+    async def answer(*args: Any, **kwargs: Any) -> Any:
+        if crash["on"]:
+            raise RuntimeError("a bug")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(execute, "answer", answer)
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as http:
+        response = http.post("/graphql", json={"query": "{ users { id } }"})
+        assert (response.status_code, response.text) == (500, "Internal Server Error")
+    crash["on"] = False
+    # uvicorn closes a connection whose app raised, as after ServerErrorMiddleware: a new one.
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as http:
+        response = http.post("/graphql", json={"query": "{ users(order_by: {id: asc}) { id } }"})
+        assert response.status_code == 200
+        assert response.json() == {"data": {"users": [{"id": 1}, {"id": 2}, {"id": 3}]}}
