@@ -512,3 +512,18 @@ async def test_a_stream_whose_read_fails_ends_with_an_error_and_the_others_carry
         assert (await reader.message("changes"))["payload"]["data"]["tableChanged"]["type"] == "create"
         await start(reader, "failing", stream_vars(10, new))  # its id is free again
         assert [r["title"] for r in await reader.batch("failing")] == ["later"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_max_limit_bounds_each_read_but_no_row_is_lost(launch: Launch) -> None:
+    """With --max-limit 2 every statement returns at most 2 rows: the stream reads (and sends) 2 at a time."""
+    api = await launch(limits=Limits(max_limit=2))
+    async with api.ws() as ws:
+        reader = Reader(ws)
+        await start(reader, "s", stream_vars(10, 0))
+        assert [r["id"] for r in await reader.batch("s")] == [1, 2]
+        assert [r["id"] for r in await reader.batch("s")] == [3, 4]
+        many = await api('mutation { insert_posts(objects: [{title: "a", user_id: 1}, {title: "b", user_id: 1}, '
+                         '{title: "c", user_id: 1}]) { affected_rows } }')
+        assert many["insert_posts"]["affected_rows"] == 3
+        assert [r["title"] for r in await reader.rows("s", 3, 2)] == ["a", "b", "c"]
