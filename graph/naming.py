@@ -109,6 +109,19 @@ def by_pk(table: str) -> str:
     return f"{table}_by_pk"
 
 
+def stream(table: str) -> str:
+    """Hasura's streaming subscription field of a table."""
+    return f"{table}_stream"
+
+
+def stream_cursor_input(table: str) -> str:
+    return f"{table}_stream_cursor_input"
+
+
+def stream_cursor_value_input(table: str) -> str:
+    return f"{table}_stream_cursor_value_input"
+
+
 def insert(table: str) -> str:
     return f"insert_{table}"
 

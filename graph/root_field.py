@@ -33,13 +33,14 @@ class RootKind(StrEnum):
     DELETE_BY_PK = "delete_by_pk"
     CHANGE_CURSOR = "change_cursor"
     TABLE_CHANGED = "table_changed"
+    STREAM = "stream"
 
 
 @dataclass(frozen=True)
 class RootField:
     kind: RootKind
     table: str | None = None
-    """The table the field reads or writes, by its name in the model; None for changeCursor and tableChanged."""
+    """The table the field reads or writes (or streams), by its name in the model; None for changeCursor and tableChanged."""
 
 
 def tagged(kind: RootKind, table: str | None = None) -> dict[str, Any]:

@@ -166,6 +166,16 @@ OrderBy = GraphQLEnumType(
     description="Column ordering; plain asc puts NULLs last and desc puts them first.",
 )
 
+# Hasura's enum of a streaming subscription's cursor (graph.delivery.streams).
+CursorOrdering = GraphQLEnumType(
+    "cursor_ordering",
+    {
+        "ASC": GraphQLEnumValue("ASC", description="ascending ordering of the cursor"),
+        "DESC": GraphQLEnumValue("DESC", description="descending ordering of the cursor"),
+    },
+    description="ordering argument of a cursor",
+)
+
 
 ChangeTypeEnum = GraphQLEnumType(
     "ChangeType",
@@ -290,6 +300,9 @@ class SchemaBuilder:
         mutation: dict[str, GraphQLField] = {}
         for table in tables:
             query.update(self._query_fields(table))
+        subscription: dict[str, GraphQLField] = {"tableChanged": TABLE_CHANGED}
+        for table in tables:
+            subscription.update(self._stream_fields(table))
         for table in sorted(self.full.tables.values(), key=lambda t: t.name):
             if table.is_writable:
                 mutation.update(self._mutation_fields(table, self.grants[table.name]))
@@ -307,7 +320,7 @@ class SchemaBuilder:
         return GraphQLSchema(
             query=GraphQLObjectType("query_root", query),
             mutation=GraphQLObjectType("mutation_root", mutation) if mutation else None,
-            subscription=GraphQLObjectType("subscription_root", {"tableChanged": TABLE_CHANGED}),
+            subscription=GraphQLObjectType("subscription_root", subscription),
         )
 
     # -- per-table types -------------------------------------------------
@@ -490,6 +503,38 @@ class SchemaBuilder:
                 description=f"One row of {table.name!r} by its primary key.",
             )
         return fields
+
+    def _stream_fields(self, table: Table) -> dict[str, GraphQLField]:
+        """Hasura's `t_stream`, answered by graph.delivery.streams (no resolver runs).
+
+        Only where the table's changes are captured (it has a primary key and
+        is not a view) and the role sees its key: new rows are read back by it.
+        """
+        if table.is_view or not table.primary_key or not set(table.primary_key) <= set(table.column_names):
+            return {}
+        value = self._columns_input(naming.stream_cursor_value_input(table.name), table)
+        value.description = "Initial value of the column from where the streaming should start"
+        cursor = GraphQLInputObjectType(
+            naming.stream_cursor_input(table.name),
+            {
+                "initial_value": GraphQLInputField(_nn(value), description="Stream column input with initial value"),
+                "ordering": GraphQLInputField(CursorOrdering, description="cursor ordering"),
+            },
+            description=f'Streaming cursor of the table "{table.name}"',
+        )
+        return {
+            naming.stream(table.name): GraphQLField(
+                _list_nn(self.objects[table.name]),
+                args={
+                    "batch_size": GraphQLArgument(_nn(Int), description="maximum number of rows returned in a single batch"),
+                    "cursor": GraphQLArgument(_nn(GraphQLList(cursor)), description="cursor to stream the results returned by the query"),
+                    "where": GraphQLArgument(self.bool_exps[table.name], description="filter the rows returned"),
+                },
+                extensions=tagged(RootKind.STREAM, table.name),
+                # Hasura's words; what is sent, and in which order: graph.delivery.streams.
+                description=f'fetch data from the table in a streaming manner: "{table.name}"',
+            )
+        }
 
     def _mutation_fields(self, table: Table, grants: TableGrants) -> dict[str, GraphQLField]:
         visible = table.name in self.objects

@@ -71,6 +71,9 @@ def test_every_root_field_is_tagged_with_its_kind_and_table() -> None:
         "update_items_many": RootField(RootKind.UPDATE_MANY, "items"),
         "update_items_by_pk_many": RootField(RootKind.UPDATE_MANY, "items_by_pk"),
         "tableChanged": RootField(RootKind.TABLE_CHANGED),
+        # Streams of tables with a primary key only (their new rows are read back by it).
+        "items_stream": RootField(RootKind.STREAM, "items"),
+        "items_by_pk_stream": RootField(RootKind.STREAM, "items_by_pk"),
     }
 
 

@@ -157,6 +157,20 @@ class Document:
 NO_VARIABLES = VariableValues({}, {})
 
 
+@dataclass(eq=False)
+class Beside:
+    """A SQL expression (no parameters) read in the same statement as a query's rows: one snapshot.
+
+    A stream (graph.delivery.streams) reads the change log's newest cursor
+    beside its first rows, so it knows exactly which changes those rows
+    already hold. `value` stays None when the answer took more than one
+    statement (a root field refused, a statement that failed).
+    """
+
+    sql: str
+    value: str | None = None
+
+
 class QueryPlans:
     def __init__(
         self,
@@ -186,10 +200,13 @@ class QueryPlans:
         operation_name: str | None,
         variables: Mapping[str, Any] | None,
         prepared: Prepared | None = None,
+        *,
+        beside: Beside | None = None,
     ) -> bytes | ExecutionResult:
         """The answer to a validated query: the whole response body, or graphql-core's result to format.
 
-        `prepared` is the executor's document of `query`, when the caller has it.
+        `prepared` is the executor's document of `query`, when the caller has it;
+        `beside`, an expression to read in the same statement (its `value` is set).
         """
         # The role as rules see it: None for the admin secret, never the same
         # key as a token whose role is named `admin`. Never the user: the
@@ -208,24 +225,35 @@ class QueryPlans:
         plan = self._plan(document, values)
         if len(document.plans) != plans and key in self._documents:
             self._documents.put(key, document, document.bytes())  # its plans count too
-        answered = await self._run(document, plan, values, self.access.parameters(session))
+        answered = await self._run(document, plan, values, self.access.parameters(session), beside)
         if isinstance(answered, bytes):
             return answered
         return await complete(document.schema, document.document, operation_name, variables, answered)
 
     async def _run(
-        self, document: Document, plan: Plan, values: VariableValues, session: SessionParameters
+        self,
+        document: Document,
+        plan: Plan,
+        values: VariableValues,
+        session: SessionParameters,
+        beside: Beside | None = None,
     ) -> bytes | dict[str, Any]:
         """The response body when nothing is left to graphql-core; else each root field's answer."""
         answered: dict[str, Any] = {}
         if plan.sql is not None:
+            sql = plan.sql
+            if beside is not None:
+                # The answer is one text value: the expression's text and a space go before it.
+                sql = f"SELECT CAST(({beside.sql}) AS TEXT) || ' ' || ({plan.sql})"
             try:
-                text = await self.backend.fetch(plan.sql, plan.bind(values.coerced, session))
+                text = await self.backend.fetch(sql, plan.bind(values.coerced, session))
             except QueryFailed as failure:
                 answered = await self._one_by_one(document, plan, values, session, failure)
             else:
                 if text is None:
                     raise QueryFailed("the statement answered no row")
+                if beside is not None:
+                    beside.value, _, text = text.partition(" ")
                 if not plan.shell and MARK not in text and not plan.fixes and self.backend.splices:
                     return b'{"data":' + text.encode() + b"}"
                 answered, raw = await self._finished(document, text, plan.fixes, plan.cuts, session)

@@ -3,7 +3,8 @@ legacy `graphql-ws` (subscriptions-transport-ws), one handler class each.
 
 Hand-written rather than strawberry's handlers: our schema is built with
 graphql-core from reflection, and a subscription here is not executed per
-subscriber but joined to a shared stream whose frames are encoded once.
+subscriber but joined to a shared stream whose frames are encoded once
+(a `t_stream` reads its rows itself: graph.delivery.streams).
 Queries and mutations sent over the socket are answered by `graph.execute`, as over HTTP.
 """
 
@@ -21,6 +22,8 @@ from graph import deepjson, execute
 from graph.delivery.changes import plan_change_query
 from graph.delivery.message import Frame
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
+from graph.delivery.stream_query import plan_stream
+from graph.delivery.streams import Stream
 from graph.errors import ForgeError, InvalidJWT, contained
 from graph.execution import format_error
 from graph.nesting import MAX_FILTER_DEPTH
@@ -56,6 +59,7 @@ class GraphQLSocket(EventSocket):
     def __init__(self, runtime: Runtime, websocket: WebSocket) -> None:
         super().__init__(runtime, websocket)
         self.operations: dict[str, asyncio.Task[None]] = {}
+        self._streams: dict[str, Stream] = {}
         self.acknowledged = False
 
     def send(self, message: dict[str, Any]) -> None:
@@ -151,6 +155,15 @@ class GraphQLSocket(EventSocket):
             self.send_error(op_id, [_validation(f"at most {limit} subscriptions per connection")])
             return
         try:
+            stream = plan_stream(
+                executor.schema, self.runtime.model, prepared.document, variables, operation_name
+            )
+            if stream is not None:
+                await self._start_stream(op_id, Stream(
+                    self.runtime, executor, self.session, stream, self.outbox, self._frame(op_id),
+                    lambda errors: self._stream_failed(op_id, errors),
+                ))
+                return
             query = plan_change_query(
                 executor.schema,
                 self.runtime.model,
@@ -159,14 +172,13 @@ class GraphQLSocket(EventSocket):
                 operation_name,
                 self.runtime.access.for_session(self.session),
             )
-            prefix = f'{{"id":{_dumps(op_id)},"type":"{self.next_type}","payload":'
             self.subscriptions[op_id] = await self.realtime.subscribe(
                 query.stream_key("graphql"),
                 query.table,
                 query.where,
                 query.render,
                 self.outbox,
-                Frame(prefix, "}"),
+                self._frame(op_id),
                 since=query.since,
             )
         except ForgeError as error:
@@ -176,6 +188,28 @@ class GraphQLSocket(EventSocket):
         except Exception as error:  # noqa: BLE001 - e.g. the database failing a `since` read
             # One operation's failure: the socket and its other subscriptions live on.
             self.send_error(op_id, [contained(error, "subscribing").to_graphql()])
+
+    def _frame(self, op_id: str) -> Frame:
+        return Frame(f'{{"id":{_dumps(op_id)},"type":"{self.next_type}","payload":', "}")
+
+    async def _start_stream(self, op_id: str, stream: Stream) -> None:
+        """A `t_stream` (graph.delivery.streams): a subscription, and the task that reads its rows."""
+        await stream.start()
+        assert stream.subscription is not None and stream.task is not None
+        self.subscriptions[op_id] = stream.subscription
+        self.operations[op_id] = stream.task
+        self._streams[op_id] = stream
+
+    def _stream_failed(self, op_id: str, errors: list[dict[str, Any]]) -> None:
+        """A stream's reads failed (the database went away, a rule no longer compiles): it ends, with its errors."""
+        stream = self._streams.pop(op_id, None)
+        if stream is None:
+            return
+        if self.subscriptions.get(op_id) is stream.subscription:
+            self.realtime.unsubscribe(self.subscriptions.pop(op_id))
+        if self.operations.get(op_id) is stream.task:
+            del self.operations[op_id]
+        self.send_error(op_id, errors)
 
     async def _execute_once(self, op_id: str, operation: execute.Operation) -> None:
         try:
@@ -190,6 +224,9 @@ class GraphQLSocket(EventSocket):
         self.send_complete(op_id)
 
     def stop(self, op_id: str) -> None:
+        stream = self._streams.pop(op_id, None)
+        if stream is not None:
+            stream.stop()
         subscription = self.subscriptions.pop(op_id, None)
         if subscription is not None:
             self.realtime.unsubscribe(subscription)

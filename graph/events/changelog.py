@@ -175,6 +175,13 @@ class Batch:
     failed: list[Undecodable]
 
 
+LATEST_CURSOR_SQL = (
+    f"coalesce((SELECT max(cursor) FROM {LOG}), "
+    f"(SELECT CAST(value AS BIGINT) FROM {META} WHERE key = 'pruned_through'), 0)"
+)
+"""`latest_cursor` as one SQL expression, for reading it in the same snapshot as a query's rows."""
+
+
 async def latest_cursor(conn: AsyncConnection) -> int:
     """The newest cursor now (SPEC section 5's `changeCursor`): resuming from it misses nothing later.
 
