@@ -25,6 +25,7 @@ own errors. There is no other path: a fault of ours is an error answer
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,13 +38,21 @@ from graphql.execution.values import VariableValues, get_variable_values
 from graph.byte_cache import ByteBoundedCache
 from graph.compile._query_backend import MARK, QueryFailed
 from graph.compile._query_shape import (
+    AggregateField,
+    AggregateRoot,
     ArrayAggregateField,
     ArrayField,
+    ByPkRoot,
     Foreign,
+    ListRoot,
+    ListSelection,
+    NodesField,
     ObjectField,
+    Owned,
     Reading,
     Refused,
     Root,
+    RowSelection,
     Typename,
     root_fields,
 )
@@ -191,6 +200,58 @@ class QueryPlans:
 
         `prepared` is the executor's document of `query`, when the caller has it.
         """
+        planned = self._planned(executor, session, query, operation_name, variables, prepared)
+        if isinstance(planned, list):
+            return ExecutionResult(None, planned)
+        document, plan, values = planned
+        answered = await self._run(document, plan, values, self.access.parameters(session))
+        if isinstance(answered, bytes):
+            return answered
+        return await complete(document.schema, document.document, operation_name, variables, answered)
+
+    def tables_read(
+        self,
+        executor: Executor,
+        session: Session,
+        query: str,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        prepared: Prepared | None = None,
+    ) -> frozenset[str] | None:
+        """The tables whose changes may alter the answer to this query (a live query's); None: any table.
+
+        The selection's tables, and every table the plan's statement names
+        (row rules and filters through relationships read theirs in it). A
+        relationship read by a statement of its own, or a view (whose tables
+        are not known here), counts as reading every table.
+        """
+        planned = self._planned(executor, session, query, operation_name, variables, prepared)
+        if isinstance(planned, list):
+            return frozenset()  # the answer is its errors, whatever changes
+        document, plan, values = planned
+        if plan.cuts:
+            return None
+        names: set[str] = set()
+        for root in self._read(document, values):
+            if isinstance(root, Owned):
+                _selection_tables(root, names)
+        if plan.sql is not None:
+            words = set(_WORD.findall(plan.sql))
+            names.update(name for name in self.model.tables if name in words or f'"{name}"' in plan.sql)
+        if any(self.model.tables[name].is_view for name in names if name in self.model.tables):
+            return None
+        return frozenset(names)
+
+    def _planned(
+        self,
+        executor: Executor,
+        session: Session,
+        query: str,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        prepared: Prepared | None,
+    ) -> tuple[Document, Plan, VariableValues] | list[GraphQLError]:
+        """The document's plan for these variables, or the variables' errors."""
         # The role as rules see it: None for the admin secret, never the same
         # key as a token whose role is named `admin`. Never the user: the
         # session's values are the plan's parameters.
@@ -203,15 +264,12 @@ class QueryPlans:
                 self._documents.put(key, document, document.size)
         values = document.coerce(variables)
         if isinstance(values, list):
-            return ExecutionResult(None, values)
+            return values
         plans = len(document.plans)
         plan = self._plan(document, values)
         if len(document.plans) != plans and key in self._documents:
             self._documents.put(key, document, document.bytes())  # its plans count too
-        answered = await self._run(document, plan, values, self.access.parameters(session))
-        if isinstance(answered, bytes):
-            return answered
-        return await complete(document.schema, document.document, operation_name, variables, answered)
+        return document, plan, values
 
     async def _run(
         self, document: Document, plan: Plan, values: VariableValues, session: SessionParameters
@@ -465,6 +523,34 @@ class QueryPlans:
         sql = document.statements.setdefault(compiled.string, compiled.string)
         plan = Plan(sql, params, slots, session_slots, fixes, errors, shell=shell, cuts=tuple(builder.cuts))
         return plan, set()
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+"""An unquoted identifier of SQL text."""
+
+
+def _selection_tables(
+    node: Owned | RowSelection | ListSelection | AggregateRoot | NodesField | AggregateField, out: set[str]
+) -> None:
+    """Add the tables a root field's selection reads, relationships and aggregates included."""
+    if isinstance(node, ListRoot):
+        _selection_tables(node.rows, out)
+    elif isinstance(node, ByPkRoot | ListSelection):
+        _selection_tables(node.row, out)
+    elif isinstance(node, AggregateRoot):
+        out.add(node.table.name)
+        for part in node.fields:
+            if isinstance(part, NodesField):
+                _selection_tables(part.row, out)
+    elif isinstance(node, NodesField):
+        _selection_tables(node.row, out)
+    elif isinstance(node, RowSelection):
+        out.add(node.table.name)
+        for item in node.fields:
+            if isinstance(item, ObjectField):
+                _selection_tables(item.row, out)
+            elif isinstance(item, ArrayField | ArrayAggregateField):
+                _selection_tables(item.rows, out)
 
 
 def _values(compiled: SQLCompiler, session: SessionParameters) -> list[Any]:

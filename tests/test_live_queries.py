@@ -1,0 +1,291 @@
+"""Live queries end to end (SPEC section 5): a query field in a subscription, on both databases.
+
+Every test reads the first answer before it writes, so the subscription is
+joined. "No message" after a commit is shown by the next message being the
+answer to a later commit that does change the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from graph.delivery.live import live_queries
+from tests.conftest import LEGACY_WS, TRANSPORT_WS, Api, GraphQLWS, Launch
+
+SECRET = "live-query-secret-0123456789abcdef"
+ADMIN = "live-admin"
+FEED = """subscription { posts(where: {published: {_eq: true}}, order_by: {id: asc}) {
+  id title user { name } } }"""
+FEED_QUERY = FEED.replace("subscription", "query", 1)
+
+RULES = """
+tables:
+  posts:
+    select:
+      user: {filter: {user_id: {_eq: X-User-Id}}, columns: [id, title, user_id, published]}
+  users:
+    select:
+      user: {filter: {}, columns: [id, name]}
+"""
+
+FEED_RULES = """
+tables:
+  posts:
+    select:
+      user: {filter: {_or: [{published: {_eq: true}}, {user_id: {_eq: X-User-Id}}]},
+             columns: [id, title, user_id, published]}
+  users:
+    select:
+      user: {filter: {}, columns: [id, name]}
+"""
+
+
+def token(user: int, role: str = "user") -> str:
+    return jwt.encode({"sub": str(user), "role": role, "exp": int(time.time()) + 3600}, SECRET, "HS256")
+
+
+async def admin(api: Api, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = await api.http.post(
+        "/graphql", json={"query": query, "variables": variables}, headers={"X-Admin-Secret": ADMIN}
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]  # type: ignore[no-any-return]
+
+
+async def as_user(api: Api, user: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = await api.http.post(
+        "/graphql", json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token(user)}"},
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]  # type: ignore[no-any-return]
+
+
+async def data(ws: GraphQLWS, op_id: str | None = None, timeout: float = 5) -> dict[str, Any]:
+    payload = await ws.next(op_id, timeout)
+    assert "errors" not in payload, payload
+    return payload["data"]  # type: ignore[no-any-return]
+
+
+async def live(ws: GraphQLWS, op_id: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Subscribe and return the first answer."""
+    await ws.subscribe(op_id, query, variables)
+    return await data(ws, op_id)
+
+
+async def secured(launch: Launch, tmp_path: Path, rules: str = RULES, **settings: Any) -> Api:
+    path = tmp_path / "permissions.yaml"
+    path.write_text(rules)
+    return await launch(permissions=str(path), jwt_secret=SECRET, admin_secret=ADMIN, **settings)
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_live_query_answers_at_once_and_after_each_change(api: Api, protocol: str) -> None:
+    async with api.ws(protocol=protocol) as ws:
+        first = await live(ws, "feed", FEED)
+        assert first == await api(FEED_QUERY)
+        assert [p["id"] for p in first["posts"]] == [1, 3, 4]
+
+        await api('mutation { insert_posts_one(object: {id: 10, title: "new", published: true, user_id: 2}) { id } }')
+        after_insert = await data(ws, "feed")
+        assert after_insert == await api(FEED_QUERY)
+        assert after_insert["posts"][-1] == {"id": 10, "title": "new", "user": {"name": "Bob"}}
+
+        # Outside the filter: no message; the next one answers the change after it.
+        await api('mutation { update_posts_by_pk(pk_columns: {id: 2}, _set: {title: "still hidden"}) { id } }')
+        await api('mutation { update_posts_by_pk(pk_columns: {id: 1}, _set: {title: "renamed"}) { id } }')
+        after_update = await data(ws, "feed")
+        assert after_update["posts"][0] == {"id": 1, "title": "renamed", "user": {"name": "Alice"}}
+
+        # A change of a related row changes the answer too.
+        await api('mutation { update_users_by_pk(pk_columns: {id: 1}, _set: {name: "Alicia"}) { id } }')
+        after_user = await data(ws, "feed")
+        assert after_user["posts"][0]["user"] == {"name": "Alicia"}
+
+        await api("mutation { delete_posts_by_pk(id: 10) { id } }")
+        after_delete = await data(ws, "feed")
+        assert [p["id"] for p in after_delete["posts"]] == [1, 3, 4]
+        assert after_delete == await api(FEED_QUERY)
+
+        await ws.complete("feed")
+        await api('mutation { update_posts_by_pk(pk_columns: {id: 1}, _set: {title: "after"}) { id } }')
+        if ws.legacy:
+            assert await ws.receive() == {"id": "feed", "type": "complete"}
+        await ws.subscribe("sync", "{ posts_by_pk(id: 1) { title } }")
+        assert await data(ws, "sync") == {"posts_by_pk": {"title": "after"}}
+
+
+async def test_by_pk_and_aggregate_with_variables(api: Api) -> None:
+    by_pk = "subscription($id: Int!) { posts_by_pk(id: $id) { id title } }"
+    count = """subscription($uid: Int!) { posts_aggregate(where: {user_id: {_eq: $uid}}) {
+      aggregate { count max { id } } } }"""
+    async with api.ws() as ws:
+        assert await live(ws, "pk", by_pk, {"id": 3}) == {"posts_by_pk": {"id": 3, "title": "Third"}}
+        assert await live(ws, "n", count, {"uid": 3}) == {
+            "posts_aggregate": {"aggregate": {"count": 1, "max": {"id": 4}}}
+        }
+        await api('mutation { insert_posts_one(object: {id: 20, title: "x", user_id: 3}) { id } }')
+        assert await data(ws, "n") == {"posts_aggregate": {"aggregate": {"count": 2, "max": {"id": 20}}}}
+        await api('mutation { update_posts_by_pk(pk_columns: {id: 3}, _set: {title: "3rd"}) { id } }')
+        assert await data(ws, "pk") == {"posts_by_pk": {"id": 3, "title": "3rd"}}
+        await api("mutation { delete_posts_by_pk(id: 3) { id } }")
+        assert await data(ws, "pk") == {"posts_by_pk": None}
+
+
+async def test_subscribers_share_one_execution_per_refresh(api: Api) -> None:
+    query = "subscription($uid: Int!) { posts(where: {user_id: {_eq: $uid}}, order_by: {id: asc}) { id } }"
+    runtime = api.server.app.state.runtime
+    async with api.ws() as one, api.ws() as two, api.ws() as three:
+        assert await live(one, "a", query, {"uid": 1}) == {"posts": [{"id": 1}, {"id": 2}]}
+        assert await live(two, "a", query, {"uid": 1}) == {"posts": [{"id": 1}, {"id": 2}]}
+        assert await live(three, "a", query, {"uid": 3}) == {"posts": [{"id": 4}]}
+        queries = live_queries(runtime)
+        assert len(queries.groups) == 2
+        before = queries.refreshes
+        await api('mutation { insert_posts_one(object: {id: 30, title: "x", user_id: 1}) { id } }')
+        expected = {"posts": [{"id": 1}, {"id": 2}, {"id": 30}]}
+        assert await data(one, "a") == expected
+        assert await data(two, "a") == expected
+        # Both groups read posts: one execution each, whatever the number of subscribers.
+        await api('mutation { insert_posts_one(object: {id: 31, title: "y", user_id: 3}) { id } }')
+        assert await data(three, "a") == {"posts": [{"id": 4}, {"id": 31}]}
+        assert queries.refreshes - before <= 4
+    assert not live_queries(runtime).groups  # the sockets closed: their groups are gone
+
+
+async def test_a_role_sees_only_its_rows_and_each_user_their_own(launch: Launch, tmp_path: Path) -> None:
+    api = await secured(launch, tmp_path)
+    query = "subscription { posts(order_by: {id: asc}) { id title user { name } } }"
+    async with api.ws(init=False) as alice, api.ws(init=False) as bob:
+        await alice.init({"Authorization": f"Bearer {token(1)}"})
+        await bob.init({"headers": {"Authorization": f"Bearer {token(2)}"}})
+        assert [p["id"] for p in (await live(alice, "q", query))["posts"]] == [1, 2]
+        assert [p["id"] for p in (await live(bob, "q", query))["posts"]] == [3]
+        await admin(api, 'mutation { insert_posts_one(object: {id: 40, title: "bob", user_id: 2}) { id } }')
+        assert [p["id"] for p in (await data(bob, "q"))["posts"]] == [3, 40]
+        await admin(api, 'mutation { insert_posts_one(object: {id: 41, title: "alice", user_id: 1}) { id } }')
+        # Bob's post was no change to Alice's answer: her next message is this one.
+        assert [p["id"] for p in (await data(alice, "q"))["posts"]] == [1, 2, 41]
+        # A column the role may not select is refused at subscribe time.
+        await alice.subscribe("body", "subscription { posts { id body } }")
+        message = await alice.receive()
+        assert message["type"] == "error" and message["id"] == "body", message
+
+
+async def test_a_limit_over_max_limit_is_clamped(launch: Launch) -> None:
+    from graph.config import Limits
+
+    api = await launch(limits=Limits(max_limit=2))
+    async with api.ws() as ws:
+        assert await live(ws, "q", "subscription { posts(order_by: {id: desc}, limit: 10) { id } }") == {
+            "posts": [{"id": 4}, {"id": 3}]
+        }
+        await api('mutation { insert_posts_one(object: {id: 50, title: "x", user_id: 1}) { id } }')
+        assert await data(ws, "q") == {"posts": [{"id": 50}, {"id": 4}]}
+
+
+async def test_live_queries_count_against_the_subscriptions_per_connection(launch: Launch) -> None:
+    from graph.config import Limits
+
+    api = await launch(limits=Limits(max_subscriptions_per_connection=2))
+    async with api.ws() as ws:
+        await live(ws, "1", "subscription { posts_by_pk(id: 1) { id } }")
+        await ws.subscribe("2", "subscription { tableChanged(table: \"users\") { type } }")
+        await ws.subscribe("3", "subscription { users_by_pk(id: 1) { id } }")
+        message = await ws.receive()
+        assert message["id"] == "3" and message["type"] == "error", message
+        assert message["payload"][0]["message"] == "at most 2 subscriptions per connection"
+        await ws.complete("1")
+        assert await live(ws, "4", "subscription { users_by_pk(id: 1) { id } }") == {"users_by_pk": {"id": 1}}
+
+
+async def test_a_failed_refresh_ends_that_live_query_only(api: Api, library_url: str) -> None:
+    tagged = "subscription { tags(where: {post: {id: {_gt: 0}}}, order_by: {name: asc}) { name } }"
+    async with api.ws() as ws:
+        assert await live(ws, "tags", tagged) == {"tags": [{"name": "intro"}, {"name": "misc"}, {"name": "news"}]}
+        assert await live(ws, "posts", "subscription { posts_aggregate { aggregate { count } } }") == {
+            "posts_aggregate": {"aggregate": {"count": 4}}
+        }
+        engine = create_async_engine(library_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("DROP TABLE tags"))
+        finally:
+            await engine.dispose()
+        # A post changes both answers: the one on tags fails, the other carries on.
+        await api('mutation { insert_posts_one(object: {id: 60, title: "x", user_id: 1}) { id } }')
+        seen: dict[str, list[dict[str, Any]]] = {"tags": [], "posts": []}
+        while len(seen["tags"]) < 2 or not seen["posts"]:
+            message = await ws.receive()
+            seen[message["id"]].append(message)
+        failed, complete = seen["tags"]
+        assert failed["type"] == "next" and failed["payload"]["errors"], failed
+        assert complete == {"id": "tags", "type": "complete"}
+        assert seen["posts"][0]["payload"] == {"data": {"posts_aggregate": {"aggregate": {"count": 5}}}}
+        await api('mutation { insert_posts_one(object: {id: 61, title: "y", user_id: 1}) { id } }')
+        assert await data(ws, "posts") == {"posts_aggregate": {"aggregate": {"count": 6}}}
+
+
+async def test_random_changes_every_answer_equals_a_fresh_query(launch: Launch, tmp_path: Path) -> None:
+    """200 random writes: after each, the last answer received is what a query of the same role answers."""
+    api = await secured(launch, tmp_path, FEED_RULES)
+    feed = """subscription { posts(where: {title: {_like: "%a%"}}, order_by: [{title: asc}, {id: asc}], limit: 5) {
+      id title published user { name } } }"""
+    count = "subscription { posts_aggregate { aggregate { count } } }"
+    queries = {"feed": feed, "count": count}
+    rng = random.Random(16)
+    ids = [1, 2, 3, 4]
+    next_id = 100
+    async with api.ws(init=False) as ws:
+        await ws.init({"Authorization": f"Bearer {token(1)}"})
+        last: dict[str, dict[str, Any]] = {}
+        for op_id, query in queries.items():
+            last[op_id] = await live(ws, op_id, query)
+
+        async def settle() -> None:
+            for op_id, query in queries.items():
+                expected = await as_user(api, 1, query.replace("subscription", "query", 1))
+                while last[op_id] != expected:
+                    message = await ws.receive()
+                    assert message["type"] == "next", message
+                    assert message["payload"]["data"] != last[message["id"]]  # only changes are sent
+                    last[message["id"]] = message["payload"]["data"]
+
+        for _ in range(200):
+            action = rng.choice(["insert", "insert", "update", "delete", "user"])
+            title = "".join(rng.choice("abc") for _ in range(rng.randint(1, 3)))
+            if action == "insert" or not ids:
+                await admin(api, "mutation($o: posts_insert_input!) { insert_posts_one(object: $o) { id } }", {
+                    "o": {"id": next_id, "title": title, "published": rng.random() < 0.5,
+                          "user_id": rng.randint(1, 3)}})
+                ids.append(next_id)
+                next_id += 1
+            elif action == "update":
+                changes = rng.choice([{"title": title}, {"published": rng.random() < 0.5},
+                                      {"user_id": rng.randint(1, 3)}])
+                await admin(api, "mutation($id: Int!, $s: posts_set_input) { update_posts_by_pk("
+                                 "pk_columns: {id: $id}, _set: $s) { id } }", {"id": rng.choice(ids), "s": changes})
+            elif action == "delete":
+                victim = rng.choice(ids)
+                ids.remove(victim)
+                await admin(api, "mutation($id: Int!) { delete_posts_by_pk(id: $id) { id } }", {"id": victim})
+            else:
+                await admin(api, "mutation($id: Int!, $n: String!) { update_users_by_pk("
+                                 "pk_columns: {id: $id}, _set: {name: $n}) { id } }",
+                            {"id": rng.randint(1, 3), "n": title})
+            await settle()
+        # Quiescence: nothing more arrives once every answer is current.
+        await asyncio.sleep(0.5)
+        await ws.send({"type": "ping"})
+        assert await ws.receive() == {"type": "pong"}
