@@ -177,6 +177,12 @@ async def test_a_role_sees_only_its_rows_and_each_user_their_own(launch: Launch,
         await admin(api, 'mutation { insert_posts_one(object: {id: 41, title: "alice", user_id: 1}) { id } }')
         # Bob's post was no change to Alice's answer: her next message is this one.
         assert [p["id"] for p in (await data(alice, "q"))["posts"]] == [1, 2, 41]
+        # Users of one role share an answer unless its rules read their session values.
+        queries = live_queries(api.server.app.state.runtime)
+        assert len(queries.groups) == 2
+        names = "subscription { users(order_by: {id: asc}) { name } }"
+        assert await live(alice, "u", names) == await live(bob, "u", names)
+        assert len(queries.groups) == 3
         # A column the role may not select is refused at subscribe time.
         await alice.subscribe("body", "subscription { posts { id body } }")
         message = await alice.receive()
@@ -210,9 +216,25 @@ async def test_live_queries_count_against_the_subscriptions_per_connection(launc
         assert await live(ws, "4", "subscription { users_by_pk(id: 1) { id } }") == {"users_by_pk": {"id": 1}}
 
 
-async def test_a_failed_refresh_ends_that_live_query_only(api: Api, library_url: str) -> None:
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_refused_live_query_is_an_error_at_subscribe_time(api: Api, protocol: str) -> None:
+    async with api.ws(protocol=protocol) as ws:
+        await ws.subscribe("bad", "subscription { posts(limit: -1) { id } }")
+        message = await ws.receive()
+        assert message["type"] == "error" and message["id"] == "bad", message
+        errors = message["payload"] if isinstance(message["payload"], list) else [message["payload"]]
+        assert [e["extensions"]["code"] for e in errors] == ["validation-failed"]
+        await ws.subscribe("vars", "subscription($id: Int!) { posts_by_pk(id: $id) { id } }", {"id": "x"})
+        message = await ws.receive()
+        assert message["type"] == "error" and message["id"] == "vars", message
+        assert await live(ws, "good", "subscription { posts_by_pk(id: 1) { id } }") == {"posts_by_pk": {"id": 1}}
+        assert not [g for g in live_queries(api.server.app.state.runtime).groups.values() if not g.members]
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_failed_refresh_ends_that_live_query_only(api: Api, library_url: str, protocol: str) -> None:
     tagged = "subscription { tags(where: {post: {id: {_gt: 0}}}, order_by: {name: asc}) { name } }"
-    async with api.ws() as ws:
+    async with api.ws(protocol=protocol) as ws:
         assert await live(ws, "tags", tagged) == {"tags": [{"name": "intro"}, {"name": "misc"}, {"name": "news"}]}
         assert await live(ws, "posts", "subscription { posts_aggregate { aggregate { count } } }") == {
             "posts_aggregate": {"aggregate": {"count": 4}}
@@ -230,7 +252,7 @@ async def test_a_failed_refresh_ends_that_live_query_only(api: Api, library_url:
             message = await ws.receive()
             seen[message["id"]].append(message)
         failed, complete = seen["tags"]
-        assert failed["type"] == "next" and failed["payload"]["errors"], failed
+        assert failed["type"] == ws.next_type and failed["payload"]["errors"], failed
         assert complete == {"id": "tags", "type": "complete"}
         assert seen["posts"][0]["payload"] == {"data": {"posts_aggregate": {"aggregate": {"count": 5}}}}
         await api('mutation { insert_posts_one(object: {id: 61, title: "y", user_id: 1}) { id } }')

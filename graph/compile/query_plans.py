@@ -166,6 +166,16 @@ class Document:
 NO_VARIABLES = VariableValues({}, {})
 
 
+@dataclass(frozen=True)
+class Reads:
+    """What a query's answer depends on (`QueryPlans.tables_read`)."""
+
+    tables: frozenset[str] | None
+    """The tables whose changes may alter it; None: any table."""
+    session: bool
+    """Whether it binds session values (a row rule reads X-User-Id): users of one role may differ."""
+
+
 class QueryPlans:
     def __init__(
         self,
@@ -217,20 +227,20 @@ class QueryPlans:
         operation_name: str | None,
         variables: Mapping[str, Any] | None,
         prepared: Prepared | None = None,
-    ) -> frozenset[str] | None:
-        """The tables whose changes may alter the answer to this query (a live query's); None: any table.
+    ) -> Reads:
+        """What the answer to this query (a live query's) depends on, beside its variables and role.
 
-        The selection's tables, and every table the plan's statement names
-        (row rules and filters through relationships read theirs in it). A
-        relationship read by a statement of its own, or a view (whose tables
-        are not known here), counts as reading every table.
+        Its tables: the selection's, and every table the plan's statement
+        names (row rules and filters through relationships read theirs in
+        it). A relationship read by a statement of its own, or a view (whose
+        tables are not known here), counts as reading every table.
         """
         planned = self._planned(executor, session, query, operation_name, variables, prepared)
         if isinstance(planned, list):
-            return frozenset()  # the answer is its errors, whatever changes
+            return Reads(frozenset(), session=False)  # the answer is its errors, whatever changes
         document, plan, values = planned
         if plan.cuts:
-            return None
+            return Reads(None, session=True)
         names: set[str] = set()
         for root in self._read(document, values):
             if isinstance(root, Owned):
@@ -239,8 +249,8 @@ class QueryPlans:
             words = set(_WORD.findall(plan.sql))
             names.update(name for name in self.model.tables if name in words or f'"{name}"' in plan.sql)
         if any(self.model.tables[name].is_view for name in names if name in self.model.tables):
-            return None
-        return frozenset(names)
+            return Reads(None, session=bool(plan.session_slots))
+        return Reads(frozenset(names), session=bool(plan.session_slots))
 
     def _planned(
         self,

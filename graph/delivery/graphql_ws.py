@@ -200,13 +200,17 @@ class GraphQLSocket(EventSocket):
         def deliver(body: bytes) -> None:
             outbox.push((Message(prefix + body.decode() + "}"),))
 
-        def finish(body: bytes) -> None:
+        def finish(body: bytes, first: bool) -> None:
+            if self.live.get(op_id) is not subscription:
+                return
+            del self.live[op_id]
+            if first:  # refused as a subscription is at subscribe time
+                self.send_error(op_id, orjson.loads(body)["errors"])
+                return
             # The failed answer with its errors, then `complete`: on both protocols
             # a result message may carry errors, and `complete` ends the operation.
-            if self.live.get(op_id) is subscription:
-                del self.live[op_id]
-                deliver(body)
-                self.send_complete(op_id)
+            deliver(body)
+            self.send_complete(op_id)
 
         try:
             subscription = live_queries(self.runtime).subscribe(

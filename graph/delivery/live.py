@@ -18,7 +18,8 @@ when its bytes differ from the last it was sent.
 
 A refresh that fails (the database is gone, a table was dropped) ends that
 group's subscriptions: each gets the answer with its errors, then `complete`;
-other groups carry on.
+other groups carry on. A first answer that fails (a negative `limit`) is the
+subscription's error, as any subscription refused at subscribe time.
 """
 
 from __future__ import annotations
@@ -55,16 +56,22 @@ if TYPE_CHECKING:
     from graphql import GraphQLSchema, SelectionSetNode
 
     from graph.auth import Session
+    from graph.compile.query_plans import Reads
     from graph.events.capture import Realtime
     from graph.execution import Executor
     from graph.runtime import Runtime
 
 log = logging.getLogger("forgegraph.delivery")
 
+READS_KEPT = 10_000
+"""Live queries (document, role, variables) whose tables are kept known, beside those subscribed."""
+
 Deliver = Callable[[bytes], None]
 """Send one answer (the whole response body) to a subscriber as its protocol's result message."""
-Finish = Callable[[bytes], None]
-"""Send a failed answer, then end the subscription (`complete`) and forget it."""
+Finish = Callable[[bytes, bool], None]
+"""End the subscription with a failed answer and forget it; True: it is its first answer
+(told as the subscription's error, as a refused subscribe is), else a refresh's (the answer
+with its errors, then `complete`)."""
 
 
 def live_query(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> str | None:
@@ -169,6 +176,8 @@ class LiveQueries:
         self.groups: dict[tuple[Any, ...], Group] = {}
         self._by_table: dict[str, set[Group]] = {}
         self._any_table: set[Group] = set()
+        self._reads: dict[tuple[Any, ...], Reads] = {}
+        """What each live query's answer depends on, as its plan says (the oldest dropped first)."""
         self.refreshes = 0
         """Executions so far (tests check that subscribers share them)."""
         realtime.watchers.append(self.changed)
@@ -198,19 +207,18 @@ class LiveQueries:
         coerced = get_variable_values(executor.schema, operation.variable_definitions or (), variables or {})
         if isinstance(coerced, list):
             raise coerced[0]
-        key = (
-            executor,
-            query,
-            operation_name,
-            session.rules_role,
-            tuple(sorted(session.variables.items(), key=lambda item: item[0])),
-            _json_key(variables),
-        )
+        # Sessions of one role share the answer unless its plan binds their values.
+        query_key = (executor, query, operation_name, session.rules_role, _json_key(variables))
+        reads = self._reads.get(query_key)
+        if reads is None:
+            reads = self.runtime.query_plans.tables_read(executor, session, query, operation_name, variables, prepared)
+            self._reads[query_key] = reads
+            if len(self._reads) > READS_KEPT:
+                del self._reads[next(iter(self._reads))]
+        key = (*query_key, tuple(sorted(session.variables.items())) if reads.session else None)
         group = self.groups.get(key)
         if group is None:
-            tables = self.runtime.query_plans.tables_read(
-                executor, session, query, operation_name, variables, prepared
-            )
+            tables = reads.tables
             once = execute.Operation(
                 executor, prepared, document, OperationType.QUERY, query, variables, operation_name, session
             )
@@ -279,7 +287,7 @@ class LiveQueries:
                     for subscription in list(group.members):
                         subscription.group = None
                         with contextlib.suppress(Exception):
-                            subscription.finish(body)
+                            subscription.finish(body, subscription.last is None)
                     group.members.clear()
                     return
                 for subscription in list(group.members):
