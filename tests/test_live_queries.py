@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from graph.compile._query_batch import ROW, batched, row_of
 from graph.delivery.live import live_queries
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, Api, GraphQLWS, Launch
 
@@ -157,10 +159,11 @@ async def test_subscribers_share_one_execution_per_refresh(api: Api) -> None:
         expected = {"posts": [{"id": 1}, {"id": 2}, {"id": 30}]}
         assert await data(one, "a") == expected
         assert await data(two, "a") == expected
-        # Both groups read posts: one execution each, whatever the number of subscribers.
         await api('mutation { insert_posts_one(object: {id: 31, title: "y", user_id: 3}) { id } }')
         assert await data(three, "a") == {"posts": [{"id": 4}, {"id": 31}]}
+        # Both groups read posts: refreshed together, by one statement for both variable sets.
         assert queries.refreshes - before <= 4
+        assert any(ROW in statement for statement in api.server.statements)
     assert not live_queries(runtime).groups  # the sockets closed: their groups are gone
 
 
@@ -260,30 +263,51 @@ async def test_a_failed_refresh_ends_that_live_query_only(api: Api, library_url:
 
 
 async def test_random_changes_every_answer_equals_a_fresh_query(launch: Launch, tmp_path: Path) -> None:
-    """200 random writes: after each, the last answer received is what a query of the same role answers."""
+    """200 random writes: after each, the last answer each user received is what a query of theirs answers.
+
+    Three users of one role (whose rule reads X-User-Id) and several variable
+    values: their answers are refreshed together, batched in one statement.
+    """
     api = await secured(launch, tmp_path, FEED_RULES)
     feed = """subscription { posts(where: {title: {_like: "%a%"}}, order_by: [{title: asc}, {id: asc}], limit: 5) {
       id title published user { name } } }"""
     count = "subscription { posts_aggregate { aggregate { count } } }"
-    queries = {"feed": feed, "count": count}
+    by_user = """subscription($uid: Int!, $t: String!) {
+      posts(where: {user_id: {_eq: $uid}, title: {_gte: $t}}, order_by: {id: desc}) { id title } }"""
     rng = random.Random(16)
+    subscriptions = {
+        (user, name): (query, variables)
+        for user in (1, 2, 3)
+        for name, query, variables in (
+            ("feed", feed, None),
+            ("count", count, None),
+            ("mine", by_user, {"uid": user, "t": "a"}),
+            ("other", by_user, {"uid": rng.randint(1, 3), "t": rng.choice(["a", "b", "c"])}),
+        )
+    }
     ids = [1, 2, 3, 4]
     next_id = 100
-    async with api.ws(init=False) as ws:
-        await ws.init({"Authorization": f"Bearer {token(1)}"})
-        last: dict[str, dict[str, Any]] = {}
-        for op_id, query in queries.items():
-            last[op_id] = await live(ws, op_id, query)
+    async with AsyncExitStack() as stack:
+        sockets: dict[int, GraphQLWS] = {}
+        for user in (1, 2, 3):
+            ws = sockets[user] = await stack.enter_async_context(api.ws(init=False))
+            await ws.init({"Authorization": f"Bearer {token(user)}"})
+        last: dict[tuple[int, str], dict[str, Any]] = {}
+        for (user, name), (query, variables) in subscriptions.items():
+            last[(user, name)] = await live(sockets[user], name, query, variables)
 
         async def settle() -> None:
-            for op_id, query in queries.items():
-                expected = await as_user(api, 1, query.replace("subscription", "query", 1))
-                while last[op_id] != expected:
+            for (user, name), (query, variables) in subscriptions.items():
+                expected = await as_user(api, user, query.replace("subscription", "query", 1), variables)
+                ws = sockets[user]
+                while last[(user, name)] != expected:
                     message = await ws.receive()
                     assert message["type"] == "next", message
-                    assert message["payload"]["data"] != last[message["id"]]  # only changes are sent
-                    last[message["id"]] = message["payload"]["data"]
+                    key = (user, message["id"])
+                    assert message["payload"]["data"] != last[key]  # only changes are sent
+                    last[key] = message["payload"]["data"]
 
+        await settle()
         for _ in range(200):
             action = rng.choice(["insert", "insert", "update", "delete", "user"])
             title = "".join(rng.choice("abc") for _ in range(rng.randint(1, 3)))
@@ -309,5 +333,28 @@ async def test_random_changes_every_answer_equals_a_fresh_query(launch: Launch, 
             await settle()
         # Quiescence: nothing more arrives once every answer is current.
         await asyncio.sleep(0.5)
-        await ws.send({"type": "ping"})
-        assert await ws.receive() == {"type": "pong"}
+        for ws in sockets.values():
+            await ws.send({"type": "ping"})
+            assert await ws.receive() == {"type": "pong"}
+    # The users' answers were refreshed together: one statement for many of them.
+    assert any(ROW in statement for statement in api.server.statements)
+
+
+def test_batched_statements_rewrite_only_placeholders() -> None:
+    sqlite = batched("sqlite", "SELECT json_object('a?', x) FROM t WHERE \"c?\" = ? AND b = ? LIMIT ?", (1, 2, 3), {1})
+    assert sqlite is not None
+    assert sqlite.constants == (1, 3) and sqlite.varying == (1,)
+    assert "'a?'" in sqlite.sql and '"c?"' in sqlite.sql
+    assert f"b = json_extract({ROW}.value, '$[0]') LIMIT ?" in sqlite.sql
+    assert sqlite.sql.endswith(f"FROM json_each(?) AS {ROW}")
+    postgres = batched("postgresql", "SELECT '$1' FROM t WHERE a = $1::INTEGER AND b = $2::VARCHAR", (1, "x"), {0})
+    assert postgres is not None
+    assert postgres.constants == ("x",)
+    assert f"a = ({ROW}.v ->> 0)::INTEGER AND b = $1::VARCHAR" in postgres.sql
+    assert "SELECT '$1'" in postgres.sql and "json_array_elements($2::json)" in postgres.sql
+    # A placeholder without its cast would compare text with the column: not batched.
+    assert batched("postgresql", "SELECT 1 WHERE a = $1", (1,), {0}) is None
+    assert row_of([1, "x", None, True, 1.5], [0, 1, 2, 3, 4]) == [1, "x", None, True, 1.5]
+    assert row_of([2**70], [0]) is None
+    assert row_of([b"blob"], [0]) is None
+    assert row_of([float("nan")], [0]) is None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from graphql.execution.values import VariableValues, get_variable_values
 
 from graph.byte_cache import ByteBoundedCache
 from graph.compile._query_backend import MARK, QueryFailed
+from graph.compile._query_batch import Batched, batched, row_of
 from graph.compile._query_shape import (
     AggregateField,
     AggregateRoot,
@@ -196,6 +198,8 @@ class QueryPlans:
         # Bounded in bytes like the executors' documents (Limits.document_cache_bytes).
         self._documents: ByteBoundedCache[tuple[Any, ...], Document] = ByteBoundedCache(cache_bytes)
         self._roots: dict[Executor, dict[str, tuple[RootKind, Table]]] = {}
+        # Kept as long as their plan is: a plan leaves with its document.
+        self._batches: weakref.WeakKeyDictionary[Plan, Batched | None] = weakref.WeakKeyDictionary()
 
     async def answer(
         self,
@@ -292,15 +296,96 @@ class QueryPlans:
             except QueryFailed as failure:
                 answered = await self._one_by_one(document, plan, values, session, failure)
             else:
-                if text is None:
-                    raise QueryFailed("the statement answered no row")
-                if not plan.shell and MARK not in text and not plan.fixes and self.backend.splices:
-                    return b'{"data":' + text.encode() + b"}"
-                answered, raw = await self._finished(document, text, plan.fixes, plan.cuts, session)
-                if not plan.shell and not raw:
-                    return orjson.dumps({"data": answered})
+                done = await self._answered(document, plan, text, session)
+                if isinstance(done, bytes):
+                    return done
+                answered = done
         answered.update(plan.errors)
         return answered
+
+    async def _answered(
+        self, document: Document, plan: Plan, text: str | None, session: SessionParameters
+    ) -> bytes | dict[str, Any]:
+        """The response body from the statement's JSON text; or each root field's answer, for graphql-core."""
+        if text is None:
+            raise QueryFailed("the statement answered no row")
+        if not plan.shell and MARK not in text and not plan.fixes and self.backend.splices:
+            return b'{"data":' + text.encode() + b"}"
+        answered, raw = await self._finished(document, text, plan.fixes, plan.cuts, session)
+        if not plan.shell and not raw:
+            return orjson.dumps({"data": answered})
+        return dict(answered)
+
+    async def answer_many(
+        self,
+        executor: Executor,
+        query: str,
+        operation_name: str | None,
+        requests: Sequence[tuple[Session, Mapping[str, Any] | None]],
+        prepared: Prepared | None = None,
+    ) -> list[bytes | ExecutionResult]:
+        """`answer` for each (session, variables) of one document: one statement for the requests
+        that share a plan (live queries refreshed together), their bound values its parameter.
+
+        A request the batch cannot carry, or every request of a batch that
+        fails, is answered alone, exactly as `answer` would.
+        """
+        out: list[bytes | ExecutionResult | None] = [None] * len(requests)
+        batches: dict[Plan, list[tuple[int, Document, SessionParameters, list[Any]]]] = {}
+        for number, (session, variables) in enumerate(requests):
+            planned = self._planned(executor, session, query, operation_name, variables, prepared)
+            if isinstance(planned, list):
+                out[number] = ExecutionResult(None, planned)
+                continue
+            document, plan, values = planned
+            parameters = self.access.parameters(session)
+            batch = self._batch_of(plan)
+            row = None
+            if batch is not None:
+                row = row_of(plan.bind(values.coerced, parameters), batch.varying)
+            if row is not None:
+                batches.setdefault(plan, []).append((number, document, parameters, row))
+        for plan, members in batches.items():
+            if len(members) < 2:
+                continue
+            batch = self._batch_of(plan)
+            assert batch is not None
+            rows = orjson.dumps([row for *_rest, row in members]).decode()
+            try:
+                text = await self.backend.fetch(batch.sql, (*batch.constants, rows))
+                answers = dict(orjson.loads(text or "[]"))
+            except (QueryFailed, orjson.JSONDecodeError, TypeError, ValueError) as error:
+                log.debug("a batch of %d answers failed; answering each alone: %r", len(members), error)
+                continue
+            for row_number, (number, document, parameters, _row) in enumerate(members):
+                try:
+                    done = await self._answered(document, plan, answers.get(row_number), parameters)
+                except Exception as error:  # noqa: BLE001 - answered alone below, which tells its error
+                    log.debug("a batched answer failed; answering it alone: %r", error)
+                    continue
+                if not isinstance(done, bytes):
+                    done.update(plan.errors)
+                    _session, variables = requests[number]
+                    out[number] = await complete(
+                        document.schema, document.document, operation_name, variables, done
+                    )
+                else:
+                    out[number] = done
+        for number, (session, variables) in enumerate(requests):
+            if out[number] is None:
+                out[number] = await self.answer(executor, session, query, operation_name, variables, prepared)
+        return [answer for answer in out if answer is not None]
+
+    def _batch_of(self, plan: Plan) -> Batched | None:
+        """The plan's statement batched over its bound values (made once per plan), or None."""
+        if plan in self._batches:
+            return self._batches[plan]
+        batch = None
+        varying = {index for index, _name, _process in (*plan.slots, *plan.session_slots)}
+        if plan.sql is not None and not plan.shell and not plan.cuts and varying:
+            batch = batched(self.backend.dialect.name, plan.sql, plan.params, varying)
+        self._batches[plan] = batch
+        return batch
 
     async def _finished(
         self,

@@ -25,7 +25,6 @@ subscription's error, as any subscription refused at subscribe time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 from collections.abc import Callable
@@ -155,17 +154,27 @@ class LiveSubscription:
 
 @dataclass(eq=False)
 class Group:
-    """The subscribers one execution answers: same document, operation, role, session values, variables."""
+    """The subscribers one answer serves: same document, operation, role, session values, variables."""
 
     key: tuple[Any, ...]
+    family: Family
     operation: execute.Operation
     tables: frozenset[str] | None
     """What the answer reads (None: any table)."""
-    transport: str
-    """Its first subscriber's protocol: each refresh counts as one of its operations in /metrics."""
     members: dict[LiveSubscription, None] = field(default_factory=dict)
     dirty: bool = False
+
+
+@dataclass(eq=False)
+class Family:
+    """The groups of one document, operation and role: refreshed together, by one statement per plan."""
+
+    key: tuple[Any, ...]
+    transport: str
+    """Its first subscriber's protocol: each answer counts as one of its operations in /metrics."""
+    groups: dict[tuple[Any, ...], Group] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    """The refresh in flight: at most one."""
 
 
 class LiveQueries:
@@ -173,14 +182,19 @@ class LiveQueries:
 
     def __init__(self, runtime: Runtime, realtime: Realtime) -> None:
         self.runtime = runtime
-        self.groups: dict[tuple[Any, ...], Group] = {}
+        self.families: dict[tuple[Any, ...], Family] = {}
         self._by_table: dict[str, set[Group]] = {}
         self._any_table: set[Group] = set()
         self._reads: dict[tuple[Any, ...], Reads] = {}
         """What each live query's answer depends on, as its plan says (the oldest dropped first)."""
         self.refreshes = 0
-        """Executions so far (tests check that subscribers share them)."""
+        """Statements' worth of refreshes so far: one per family refresh (tests check they are shared)."""
         realtime.watchers.append(self.changed)
+
+    @property
+    def groups(self) -> dict[tuple[Any, ...], Group]:
+        """Every group, by key."""
+        return {key: group for family in self.families.values() for key, group in family.groups.items()}
 
     def subscribe(
         self,
@@ -193,7 +207,7 @@ class LiveQueries:
         finish: Finish,
         transport: str,
     ) -> LiveSubscription:
-        """Join (or start) the group of this live query; its answer comes at once, from the group's task.
+        """Join (or start) the group of this live query; its answer comes at once, from the family's task.
 
         `query` is `live_query`'s text. Raises GraphQLError when the
         variables do not coerce, as the subscription's own error.
@@ -207,26 +221,29 @@ class LiveQueries:
         coerced = get_variable_values(executor.schema, operation.variable_definitions or (), variables or {})
         if isinstance(coerced, list):
             raise coerced[0]
-        # Sessions of one role share the answer unless its plan binds their values.
-        query_key = (executor, query, operation_name, session.rules_role, _json_key(variables))
+        family_key = (executor, query, operation_name, session.rules_role)
+        query_key = (*family_key, _json_key(variables))
         reads = self._reads.get(query_key)
         if reads is None:
             reads = self.runtime.query_plans.tables_read(executor, session, query, operation_name, variables, prepared)
             self._reads[query_key] = reads
             if len(self._reads) > READS_KEPT:
                 del self._reads[next(iter(self._reads))]
+        # Sessions of one role share the answer unless its plan binds their values.
         key = (*query_key, tuple(sorted(session.variables.items())) if reads.session else None)
-        group = self.groups.get(key)
+        family = self.families.get(family_key)
+        if family is None:
+            family = self.families[family_key] = Family(family_key, transport)
+        group = family.groups.get(key)
         if group is None:
-            tables = reads.tables
             once = execute.Operation(
                 executor, prepared, document, OperationType.QUERY, query, variables, operation_name, session
             )
-            group = self.groups[key] = Group(key, once, tables, transport)
-            if tables is None:
+            group = family.groups[key] = Group(key, family, once, reads.tables)
+            if reads.tables is None:
                 self._any_table.add(group)
             else:
-                for table in tables:
+                for table in reads.tables:
                     self._by_table.setdefault(table, set()).add(group)
         subscription = LiveSubscription(deliver, finish, group)
         group.members[subscription] = None
@@ -252,9 +269,10 @@ class LiveQueries:
             self._mark(group)
 
     def _drop(self, group: Group) -> None:
-        if self.groups.get(group.key) is not group:
+        family = group.family
+        if family.groups.get(group.key) is not group:
             return
-        del self.groups[group.key]
+        del family.groups[group.key]
         self._any_table.discard(group)
         for table in group.tables or ():
             members = self._by_table.get(table)
@@ -262,46 +280,56 @@ class LiveQueries:
                 members.discard(group)
                 if not members:
                     del self._by_table[table]
-        if group.task is not None and group.task is not asyncio.current_task():
-            group.task.cancel()
+        if not family.groups and self.families.get(family.key) is family:
+            del self.families[family.key]
+            if family.task is not None and family.task is not asyncio.current_task():
+                family.task.cancel()
 
     def _mark(self, group: Group) -> None:
         group.dirty = True
-        if group.task is None:
-            group.task = asyncio.create_task(self._refresh(group), name="forgegraph-live-query")
+        family = group.family
+        if family.task is None:
+            family.task = asyncio.create_task(self._refresh(family), name="forgegraph-live-query")
 
-    async def _refresh(self, group: Group) -> None:
-        """Answer the group again until no change arrived during the last answer."""
+    async def _refresh(self, family: Family) -> None:
+        """Answer the family's dirty groups again until none was dirtied during the last answers."""
         try:
-            while group.dirty and group.members:
-                group.dirty = False
-                self.refreshes += 1
-                try:
-                    answer = await execute.answer(self.runtime, group.operation, group.transport)
-                except Exception as error:  # noqa: BLE001 - told to the group's subscribers
-                    answer = execute.failure(error)
-                body = answer.body
-                if body.startswith(b'{"errors"'):
-                    # The group's subscriptions end with their error; the others carry on.
-                    self._drop(group)
-                    for subscription in list(group.members):
-                        subscription.group = None
-                        with contextlib.suppress(Exception):
-                            subscription.finish(body, subscription.last is None)
-                    group.members.clear()
+            while True:
+                dirty = [g for g in family.groups.values() if g.dirty and g.members]
+                if not dirty:
                     return
-                for subscription in list(group.members):
-                    if subscription.last != body:
-                        subscription.last = body
-                        subscription.deliver(body)
+                for group in dirty:
+                    group.dirty = False
+                self.refreshes += 1
+                answers = await execute.answer_many(
+                    self.runtime, [g.operation for g in dirty], family.transport
+                )
+                for group, answer in zip(dirty, answers, strict=True):
+                    self._send(group, answer.body)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("refreshing a live query failed")
         finally:
-            group.task = None
-        if group.dirty and group.members:  # marked as the task ended
-            self._mark(group)
+            family.task = None
+
+    def _send(self, group: Group, body: bytes) -> None:
+        """Send a group's answer to each subscriber it changed for; a failed one ends the group."""
+        if body.startswith(b'{"errors"'):
+            # The group's subscriptions end with their error; the others carry on.
+            self._drop(group)
+            for subscription in list(group.members):
+                subscription.group = None
+                try:
+                    subscription.finish(body, subscription.last is None)
+                except Exception:
+                    log.exception("ending a failed live query")
+            group.members.clear()
+            return
+        for subscription in list(group.members):
+            if subscription.last != body:
+                subscription.last = body
+                subscription.deliver(body)
 
 
 def _json_key(variables: dict[str, Any] | None) -> bytes | str:
