@@ -98,6 +98,9 @@ async def test_a_live_query_answers_at_once_and_after_each_change(api: Api, prot
         first = await live(ws, "feed", FEED)
         assert first == await api(FEED_QUERY)
         assert [p["id"] for p in first["posts"]] == [1, 3, 4]
+        # Refreshed by changes to the tables it reads, only.
+        (group,) = live_queries(api.server.app.state.runtime).groups.values()
+        assert group.tables == {"posts", "users"}
 
         await api('mutation { insert_posts_one(object: {id: 10, title: "new", published: true, user_id: 2}) { id } }')
         after_insert = await data(ws, "feed")
@@ -239,6 +242,9 @@ async def test_a_failed_refresh_ends_that_live_query_only(api: Api, library_url:
     tagged = "subscription { tags(where: {post: {id: {_gt: 0}}}, order_by: {name: asc}) { name } }"
     async with api.ws(protocol=protocol) as ws:
         assert await live(ws, "tags", tagged) == {"tags": [{"name": "intro"}, {"name": "misc"}, {"name": "news"}]}
+        # A filter through a relationship reads its table too.
+        (group,) = live_queries(api.server.app.state.runtime).groups.values()
+        assert group.tables == {"tags", "posts"}
         assert await live(ws, "posts", "subscription { posts_aggregate { aggregate { count } } }") == {
             "posts_aggregate": {"aggregate": {"count": 4}}
         }

@@ -92,6 +92,8 @@ PLANS_PER_DOCUMENT = 16
 PLAN_BYTES = 1_000
 """Estimated bytes of one plan beside its SQL text and parameters (its fixes, its slots)."""
 PARAMETER_BYTES = 100
+BATCH_ROWS = 1_000
+"""Requests answered by one batched statement at most (`answer_many`)."""
 CUT_KEYS = 10_000
 """Parent rows per statement of a cut relationship (their keys are its parameters)."""
 
@@ -345,19 +347,24 @@ class QueryPlans:
                 row = row_of(plan.bind(values.coerced, parameters), batch.varying)
             if row is not None:
                 batches.setdefault(plan, []).append((number, document, parameters, row))
-        for plan, members in batches.items():
-            if len(members) < 2:
+        chunks = [
+            (plan, members[start : start + BATCH_ROWS])
+            for plan, members in batches.items()
+            for start in range(0, len(members), BATCH_ROWS)
+        ]
+        for plan, chunk in chunks:
+            if len(chunk) < 2:
                 continue
             batch = self._batch_of(plan)
             assert batch is not None
-            rows = orjson.dumps([row for *_rest, row in members]).decode()
+            rows = orjson.dumps([row for *_rest, row in chunk]).decode()
             try:
                 text = await self.backend.fetch(batch.sql, (*batch.constants, rows))
                 answers = dict(orjson.loads(text or "[]"))
             except (QueryFailed, orjson.JSONDecodeError, TypeError, ValueError) as error:
-                log.debug("a batch of %d answers failed; answering each alone: %r", len(members), error)
+                log.debug("a batch of %d answers failed; answering each alone: %r", len(chunk), error)
                 continue
-            for row_number, (number, document, parameters, _row) in enumerate(members):
+            for row_number, (number, document, parameters, _row) in enumerate(chunk):
                 try:
                     done = await self._answered(document, plan, answers.get(row_number), parameters)
                 except Exception as error:  # noqa: BLE001 - answered alone below, which tells its error

@@ -6,15 +6,19 @@ over HTTP is, by the one compiler (`graph.compile.query_plans`): the
 document is turned into a query document and answered by `graph.execute`,
 with the same row and column rules and the same `--max-limit` clamping.
 
-Subscribers of the same document, operation, role, session values and
-variables form a `Group`, answered by one execution per refresh. The plan
-names the tables it reads (`QueryPlans.tables_read`); a batch of committed
-changes to one of them (told by `graph.events.capture.Realtime.watchers`,
-after the hub has dispatched it) marks the group dirty. At most one refresh
-of a group is in flight: a group dirtied during a refresh runs again when it
-ends, so the last change is never skipped, and changes that arrive meanwhile
-cost one refresh between them. A subscriber is sent the new answer only
-when its bytes differ from the last it was sent.
+Subscribers of the same document, operation, role and variables form a
+`Group`, which shares one answer (users of the role apart only when its
+plan binds their session values). The groups of one document, operation
+and role form a `Family`, refreshed together: its dirty groups are answered
+by one statement per plan, their variables and session values its
+parameter (`QueryPlans.answer_many`). The plan names the tables it reads
+(`QueryPlans.tables_read`); a batch of committed changes to one of them
+(told by `graph.events.capture.Realtime.watchers`, after the hub has
+dispatched it) marks the group dirty. At most one refresh of a family is in
+flight: groups dirtied during a refresh are answered again when it ends, so
+the last change is never skipped, and changes that arrive meanwhile cost
+one refresh between them. A subscriber is sent the new answer only when its
+bytes differ from the last it was sent.
 
 A refresh that fails (the database is gone, a table was dropped) ends that
 group's subscriptions: each gets the answer with its errors, then `complete`;
