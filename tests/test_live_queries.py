@@ -364,3 +364,26 @@ def test_batched_statements_rewrite_only_placeholders() -> None:
     assert row_of([2**70], [0]) is None
     assert row_of([b"blob"], [0]) is None
     assert row_of([float("nan")], [0]) is None
+
+
+async def test_a_batch_that_fails_answers_each_alone(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    import graph.compile.query_plans as query_plans
+    from graph.compile._query_batch import Batched
+
+    def broken(_dialect: str, _sql: str, params: Any, varying: set[int]) -> Batched:
+        return Batched("SELECT no_such_function(?)", (), tuple(sorted(varying)))
+
+    monkeypatch.setattr(query_plans, "batched", broken)
+    query = "subscription($uid: Int!) { posts_aggregate(where: {user_id: {_eq: $uid}}) { aggregate { count } } }"
+    async with api.ws() as ws:
+        assert await live(ws, "1", query, {"uid": 1}) == {"posts_aggregate": {"aggregate": {"count": 2}}}
+        assert await live(ws, "3", query, {"uid": 3}) == {"posts_aggregate": {"aggregate": {"count": 1}}}
+        await api('mutation { insert_posts(objects: [{title: "a", user_id: 1}, {title: "b", user_id: 3}]) '
+                  "{ affected_rows } }")
+        answers = {message["id"]: message["payload"] for message in [await ws.receive(), await ws.receive()]}
+        assert answers == {
+            "1": {"data": {"posts_aggregate": {"aggregate": {"count": 3}}}},
+            "3": {"data": {"posts_aggregate": {"aggregate": {"count": 2}}}},
+        }
+    plans = api.server.app.state.runtime.query_plans
+    assert list(plans._batches.values()) == [None]  # not tried again

@@ -347,6 +347,7 @@ class QueryPlans:
                 row = row_of(plan.bind(values.coerced, parameters), batch.varying)
             if row is not None:
                 batches.setdefault(plan, []).append((number, document, parameters, row))
+        failed: dict[Plan, list[int]] = {}
         chunks = [
             (plan, members[start : start + BATCH_ROWS])
             for plan, members in batches.items()
@@ -363,6 +364,7 @@ class QueryPlans:
                 answers = dict(orjson.loads(text or "[]"))
             except (QueryFailed, orjson.JSONDecodeError, TypeError, ValueError) as error:
                 log.debug("a batch of %d answers failed; answering each alone: %r", len(chunk), error)
+                failed.setdefault(plan, []).extend(number for number, *_rest in chunk)
                 continue
             for row_number, (number, document, parameters, _row) in enumerate(chunk):
                 try:
@@ -381,6 +383,11 @@ class QueryPlans:
         for number, (session, variables) in enumerate(requests):
             if out[number] is None:
                 out[number] = await self.answer(executor, session, query, operation_name, variables, prepared)
+        for plan, numbers in failed.items():
+            # Each answered alone, where the batch failed: the batched statement is what fails
+            # (too deep for SQLite's parser, say), not the database. Not batched again.
+            if all(isinstance(answer := out[n], bytes) and not answer.startswith(b'{"errors"') for n in numbers):
+                self._batches[plan] = None
         return [answer for answer in out if answer is not None]
 
     def _batch_of(self, plan: Plan) -> Batched | None:
