@@ -87,7 +87,7 @@ conformance:
 # With ../shared/bench/ present, every figure is measured alternately with the
 # reference servers there, and printed beside them as a ratio.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py $(if $(wildcard ../shared/bench/ceiling_server.py),--with-references)
+	$(BIN)/python bench/run.py $(if $(wildcard ../shared/bench/ceiling_server.py),--with-references) $(if $(FANOUT_GO),--fanout-go $(FANOUT_GO))
 
 # Two checkouts measured alternately in one run: `make bench-compare BEFORE=../base`
 # (AFTER defaults to this checkout). Fan-out needs fanout-go, which

@@ -43,7 +43,8 @@ from _data import (
 )
 from _load import LoadResult
 from _server import HOST, Server, ServerError, forgegraph_command, server_env
-from run import QUERIES, _answer_problem, _load, _terminate, data_of, load_average, post_graphql
+from run import QUERIES as ALL_QUERIES
+from run import _answer_problem, _load, _terminate, data_of, load_average, post_graphql
 
 RESULTS = Path(__file__).resolve().parent / "results" / "compare_requests.json"
 INSERT = "mutation($object: posts_insert_input!) { insert_posts_one(object: $object) { id } }"
@@ -55,6 +56,9 @@ FIRST_ROWS = (
     "{ users(limit: 1, order_by: {id: asc}) { id } posts(limit: 1, order_by: {id: asc}) { id } }"
 )
 POST_COUNT = "{ posts_aggregate { aggregate { count } } }"
+# The queries every checkout since the first round answers: a checkout from
+# before aggregates existed would fail the newer rows, which make bench reports.
+QUERIES = {name: ALL_QUERIES[name] for name in ("nested", "flat")}
 OPERATIONS = (*QUERIES, "insert", "update")
 
 

@@ -1,7 +1,9 @@
 """forgegraph benchmarks: start-up time, query throughput and subscription fan-out.
 
 Fan-out is measured for open subscribers (_fanout.py), for subscribers
-under per-role and per-user permission rules (_roles.py), and over several
+under per-role and per-user permission rules (_roles.py), for 1,000
+subscribers with 1,000 distinct `user_id` filters (_distinct.py, with
+../shared/bench/native's fanout-go), and over several
 server processes sharing one database, woken through Redis (_scaleout.py).
 A shortened soak (_soak.py; `make soak` runs it for 3 minutes) reports the
 memory per idle connection and the RSS growth under a steady stream;
@@ -47,6 +49,7 @@ from _data import (
     seed_sqlite,
     sqlite_url,
 )
+from _distinct import bench_distinct
 from _fanout import bench_fanout
 from _idle import STEPS as IDLE_STEPS
 from _idle import bench_idle
@@ -465,6 +468,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="subscriber counts of the max-rate runs (default 1,100,1000); "
         "the fixed-rate runs (N=100 @20/s, N=1000 @2/s) follow the N listed",
     )
+    add("--skip-distinct", action="store_true", help="skip the per-user filter figures (1,000 distinct filters)")
+    add(
+        "--distinct-duration",
+        type=float,
+        default=8.0,
+        metavar="SECONDS",
+        help="measured seconds per per-user filter run, 3 runs per round (default 8)",
+    )
+    add("--distinct-rounds", type=int, default=3, metavar="N", help="rounds of per-user filter runs (default 3)")
+    add(
+        "--fanout-go",
+        metavar="PATH",
+        default=None,
+        help="../shared/bench/native's fanout-go, built by its build.sh (default $FANOUT_GO, "
+        "then ../shared/bench/native/bin/fanout-go, ~/.cache/forgegraph-bench-native/fanout-go)",
+    )
     add("--skip-roles", action="store_true", help="skip the per-user rule fan-out figures")
     add(
         "--roles-duration",
@@ -506,15 +525,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "mutations at N=1) right after each forgegraph run, for ratios",
     )
     args = parser.parse_args(argv)
-    durations = (args.fanout_duration, args.roles_duration, args.scaleout_duration, args.soak_duration)
+    durations = (args.fanout_duration, args.distinct_duration, args.roles_duration, args.scaleout_duration, args.soak_duration)
     if min(durations) <= 0:
         parser.error(
-            "--fanout-duration, --roles-duration, --scaleout-duration and --soak-duration "
+            "--fanout-duration, --distinct-duration, --roles-duration, --scaleout-duration and --soak-duration "
             "must be positive"
         )
     idle = list(args.idle_subscribers)
     if idle != sorted(set(idle)) or idle[0] < 2:
         parser.error("--idle-subscribers must be ascending counts of at least 2")
+    if args.distinct_rounds < 1:
+        parser.error("--distinct-rounds must be at least 1")
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--concurrency and --duration must be positive, --warmup not negative")
     args.wrk = shutil.which("wrk")
@@ -567,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
             phases.append(bench_postgres_queries)
     if not args.skip_fanout:
         phases.append(bench_fanout)
+    if not args.skip_distinct:
+        phases.append(bench_distinct)
     if not args.skip_roles:
         phases.append(bench_roles)
     if not args.skip_scaleout:

@@ -99,6 +99,12 @@ class Table:
         return {column.name: column for column in self.columns}
 
     @cached_property
+    def relationships_by_name(self) -> dict[str, Relationship]:
+        """Its relationships by field name; one named like a column is not a field (the column is)."""
+        names = set(self.column_names)
+        return {r.name: r for r in self.relationships if r.name not in names}
+
+    @cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 

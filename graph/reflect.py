@@ -43,11 +43,39 @@ def kind_of(sql_type: sa.types.TypeEngine[Any]) -> Kind:
     return Kind.STRING
 
 
+class _ZonedTimestamp(sa.TIMESTAMP):
+    """A SQLite column declared `timestamptz` or `timestamp with time zone` (PostgreSQL's names)."""
+
+    def __init__(self, *_precision: int) -> None:
+        super().__init__(timezone=True)
+
+
+class _ZonedTime(sa.TIME):
+    """A SQLite column declared `timetz` or `time with time zone`."""
+
+    def __init__(self, *_precision: int) -> None:
+        super().__init__(timezone=True)
+
+
+SQLITE_ZONED_TYPES: dict[str, type[Any]] = {
+    "TIMESTAMPTZ": _ZonedTimestamp,
+    "TIMESTAMP WITH TIME ZONE": _ZonedTimestamp,
+    "TIMETZ": _ZonedTime,
+    "TIME WITH TIME ZONE": _ZonedTime,
+}
+"""Declared types SQLAlchemy's SQLite reflection does not know: by SQLite's affinity rules it
+would call them NUMERIC, and a date column would then refuse dates."""
+
+
 def _is_hidden(name: str) -> bool:
     return name in HIDDEN_TABLES or name.startswith(HIDDEN_PREFIXES)
 
 
 def _reflect(sync_conn: sa.Connection) -> DatabaseModel:
+    if sync_conn.dialect.name == "sqlite":
+        # On this connection's dialect only (the class's table is SQLAlchemy's, shared).
+        dialect: Any = sync_conn.dialect
+        dialect.ischema_names = {**dialect.ischema_names, **SQLITE_ZONED_TYPES}
     inspector = sa.inspect(sync_conn)
     schema = "public" if sync_conn.dialect.name == "postgresql" else None
     names = [n for n in inspector.get_table_names(schema=schema) if not _is_hidden(n)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
@@ -176,6 +177,12 @@ class MutationField:
     """The coerced arguments when they name no variable (the same for every request)."""
     typename: str = ""
     """The root type's name, for the root's own __typename."""
+
+    @cached_property
+    def reads_relationships(self) -> bool:
+        """Whether its answer selects relationships (reads of any size)."""
+        pickers = [self.one, *(part.returning for part in self.response)]
+        return any(picker is not None and picker.related for picker in pickers)
 
     def coerce(self, variables: VariableValues) -> Mapping[str, Any]:
         """The field's arguments, as graphql-core coerces them (from its first node)."""

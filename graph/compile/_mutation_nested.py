@@ -32,18 +32,12 @@ class Nested:
     """Array relationships given (`{data: [...], on_conflict}`): rows written after this one."""
 
 
-def relationship_inputs(table: Table) -> dict[str, Relationship]:
-    """The table's relationships by the insert input's field names (a column's name is the column)."""
-    names = set(table.column_names)
-    return {r.name: r for r in table.relationships if r.name not in names}
-
-
 def read_object(
     table: Table, relationships: Mapping[str, Relationship], obj: Mapping[str, Any], determined: Collection[str]
 ) -> Nested:
     """`obj` split by what its keys name; `determined`: columns the parent's relationship sets.
 
-    `relationships`: `relationship_inputs(table)`. A relationship given as
+    `relationships`: `table.relationships_by_name`. A relationship given as
     null inserts nothing, as in Hasura.
     """
     out = Nested({})
@@ -72,6 +66,6 @@ def read_object(
 
 
 def has_nested(table: Table, objects: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether any object inserts through a relationship."""
-    names = relationship_inputs(table)
-    return any(obj.get(name) is not None for obj in objects for name in names)
+    """Whether any object names a relationship (even as null, which inserts nothing)."""
+    names = table.relationships_by_name
+    return bool(names) and any(name in obj for obj in objects for name in names)

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from graph.access import SessionAccess
     from graph.compile._query_backend import Backend
     from graph.dialect import Job, Rows
-    from graph.model import DatabaseModel, Relationship, Table
+    from graph.model import DatabaseModel, Table
     from graph.rules.to_sql import Condition
     from graph.sql.compiled import Compiled, Statement, Statements
     from graph.sql.select import Reader
@@ -114,7 +114,6 @@ class Writes:
         self.related = RelatedReader(backend, reader, tables, statements)
         self._inserts: dict[tuple[str, tuple[str, ...]], Compiled] = {}
         self._key_positions: dict[str, tuple[int, ...]] = {}
-        self._relationships: dict[str, dict[str, Relationship]] = {}
 
     def job(self, request: Request) -> Job[dict[str, Any]]:
         """The request's fields, in order, in one transaction; returns the `data` of the answer."""
@@ -278,10 +277,12 @@ class Writes:
         Returns the rows in the answer's order, per object its row (None where
         an upsert left it alone), and how many rows the whole tree wrote.
         """
+        if links is None and not nested.has_nested(table, objects):
+            # Most inserts: rows of one table, written together as they are.
+            rows, aligned = yield from self._level(table, objects, on_conflict, access, [{}] * len(objects))
+            return rows, aligned, len(rows)
         links = links if links is not None else [{}] * len(objects)
-        relationships = self._relationships.get(table.name)
-        if relationships is None:
-            relationships = self._relationships[table.name] = nested.relationship_inputs(table)
+        relationships = table.relationships_by_name
         read = [
             nested.read_object(table, relationships, obj, link.keys())
             for obj, link in zip(objects, links, strict=True)

@@ -27,6 +27,7 @@ from graph.like import ILIKE_FUNCTION, ilike
 from graph.model import Kind
 from graph.schema import scalar_of
 from graph.sql.values import to_api_or_stored
+from graph.temporal import INSTANT_FUNCTION, SHAPES, UTC, answer_zoned, instant_sql, zoned
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from graph.model import Column
 
 KINDS = tuple(Kind)
+ZONED = len(KINDS)
+"""fg_value's code of a timestamptz column (declared so on SQLite): a datetime without an offset is UTC."""
 MAX_NESTING = 4
 """Relationship levels per statement: SQLite's parser stack (100 deep) holds about 9 of ours."""
 # Every character class JSON escapes differently (control, quote, backslash,
@@ -47,11 +50,16 @@ ESCAPE_PROBE = "".join(chr(c) for c in range(0x80)) + "é€\u2028\U0001f600\ufe
 def fg_value(code: int, nullable: int, value: Any) -> str | None:
     """One value as GraphQL answers it (`to_api_or_stored`, then the scalar), as JSON; else a marker.
 
+    `code` is the column's kind's index in KINDS, or ZONED for a timestamptz.
     Never raises: an exception in a user-defined function would fail the whole statement.
     """
     if value is None:
         # NULL in a non-null column (SQLite allows it in some keys): GraphQL's non-null error.
         return None if nullable else marker(None)
+    if code == ZONED:
+        code = KINDS.index(Kind.DATETIME)
+        if isinstance(value, str):
+            value = answer_zoned(value)
     kind = KINDS[code]
     stored = to_api_or_stored(kind, value)
     try:
@@ -68,6 +76,7 @@ FUNCTIONS = (
     SQLFunction("fg_value", 3, fg_value, deterministic=True),
     SQLFunction("fg_sqrt", 1, fg_sqrt, deterministic=True),
     SQLFunction(ILIKE_FUNCTION, 2, ilike, deterministic=True),
+    SQLFunction(INSTANT_FUNCTION, 2, instant_sql, deterministic=True),
 )
 """What the rendered SQL calls; every connection of the reads has them."""
 
@@ -86,7 +95,7 @@ class SQLiteBackend:
     def value(self, column: Column, expr: ColumnElement[Any]) -> tuple[ColumnElement[Any], Fix | None]:
         kind = column.kind
         typeof = sa.func.typeof(expr)
-        code = literal(str(KINDS.index(kind)))
+        code = literal(str(ZONED if zoned(column) else KINDS.index(kind)))
         nullable = literal("1" if column.nullable else "0")
         # Whatever SQL does not render below (and NULL in a non-null column) is Python's.
         in_python = sa.func.json(sa.func.fg_value(code, nullable, expr))
@@ -94,7 +103,9 @@ class SQLiteBackend:
         if kind is Kind.INTEGER or kind is Kind.BIGINT:
             # Every SQLite integer is 64-bit, which Int and bigint answer alike.
             return sa.case((typeof == literal("'integer'"), expr), *null, else_=in_python), None
-        if kind in (Kind.STRING, Kind.DATETIME, Kind.DATE, Kind.TIME):
+        if kind in SHAPES:
+            return self._temporal(column, expr, typeof, null, in_python), None
+        if kind is Kind.STRING:
             # Text as it is, an integer's digits; str() of anything else, in Python.
             return sa.case(
                 (typeof == literal("'text'"), expr),
@@ -109,6 +120,25 @@ class SQLiteBackend:
             )
             return sa.case((number, truth), *null, else_=in_python), None
         return in_python, None
+
+    @staticmethod
+    def _temporal(
+        column: Column, expr: ColumnElement[Any], typeof: Any, null: list[tuple[Any, Any]], in_python: Any
+    ) -> ColumnElement[Any]:
+        """A date/time as graph.temporal answers it: text of the answer's shape (what our writes
+        store) as it is, any other text by fg_value (and an integer as its digits, as before).
+
+        The shape is enough: Python's parse either rewrites such text to itself or, when it is
+        no date, leaves it as it is too. Other forms (SQLite's CURRENT_TIMESTAMP writes
+        '2024-01-02 03:04:05') go to Python, which is about as fast as SQLite's own date
+        functions would be at checking that they are real dates before rewriting them.
+        """
+        text = typeof == literal("'text'")
+        shapes = (UTC,) if zoned(column) else SHAPES[column.kind]
+        cases = [(sa.and_(text, expr.op("GLOB")(literal(f"'{shape}'"))), expr) for shape in shapes]
+        return sa.case(
+            *cases, (typeof == literal("'integer'"), sa.cast(expr, sa.Text)), *null, else_=in_python
+        )
 
     def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
         return sa.func.json_object(*(part for key, value in pairs for part in (quoted(key), value)))

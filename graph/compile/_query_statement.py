@@ -447,7 +447,7 @@ class StatementBuilder:
             value = rows.c[f.column.name]
             if field.function not in NATIVE:
                 column = Column(column.name, Kind.FLOAT, True, db_type="double precision")
-            expr, fix = self.backend.value(column, aggregate(field.function, value, self.dialect))
+            expr, fix = self.backend.value(column, aggregate(field.function, value, self.dialect, f.column.kind))
             pairs.append((f.key, expr))
             if fix is not None:
                 fixes.values.append((f.key, fix))

@@ -162,9 +162,8 @@ def _short(request: Request) -> bool:
     for field, args in zip(request.plan.fields, request.arguments, strict=True):
         if field.kind not in SHORT_KINDS or isinstance(args, Exception):
             return False
-        pickers = [field.one, *(part.returning for part in field.response)]
-        if any(picker is not None and picker.related for picker in pickers):
-            return False  # reads of any size
+        if field.reads_relationships:
+            return False
         if field.kind == INSERT and len(args.get("objects") or ()) > SHORT_INSERT_ROWS:
             return False
         if field.kind in (INSERT, INSERT_ONE) and field.table is not None:

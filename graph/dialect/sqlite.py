@@ -25,6 +25,7 @@ from graph.dialect._sqlite_driver import SQLiteDriver
 from graph.dialect._url import async_engine, sqlite_path
 from graph.errors import StartupError
 from graph.like import ILIKE_FUNCTION, ilike
+from graph.temporal import INSTANT_FUNCTION, instant_sql
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -59,6 +60,8 @@ def configure_sqlite(dbapi_connection: Any) -> None:
     cursor.close()
     # A filter's `_ilike` calls it (graph/rules/to_sql.py), on whichever connection runs the filter.
     dbapi_connection.create_function(ILIKE_FUNCTION, 2, ilike, deterministic=True)
+    # Filters and orderings compare dates and times as instants (graph.rules.to_sql.comparable).
+    dbapi_connection.create_function(INSTANT_FUNCTION, 2, instant_sql, deterministic=True)
 
 
 def _connect(database: str, **options: Any) -> sqlite3.Connection:

@@ -25,6 +25,7 @@ from graphql import GraphQLError
 from graph.model import Kind
 from graph.schema import scalar_of
 from graph.sql.values import PARSERS, UNCONVERTIBLE, to_api
+from graph.temporal import answer_zoned, zoned
 
 if TYPE_CHECKING:
     from graph.model import Column, DatabaseModel, Table
@@ -97,6 +98,8 @@ def _api_value(column: Column, stored: Any, postgres: bool) -> Any:
         return None
     kind = column.kind
     value = _driver_value(kind, stored, postgres)
+    if not postgres and isinstance(value, str) and zoned(column):
+        value = answer_zoned(value)  # as the query path answers a timestamptz (graph.compile._query_sqlite)
     return scalar_of(kind).serialize(to_api(kind, value))
 
 

@@ -8,6 +8,11 @@ id and protocol) share one message, which the transport encodes once; the
 per-subscriber work is handing that message to the connection's sink (its
 outbox, which writes it to the socket at once unless the socket pushes back).
 
+An event is matched only against the streams it may reach: streams are filed
+by the values their filters require (graph.events.index), so a thousand
+subscribers each filtering on their own `user_id` cost an event one lookup,
+not a thousand filters.
+
 A stream whose filter or renderer raises on an event misses that event only:
 the other streams still get it, and the hub reports the failure once per event.
 """
@@ -22,6 +27,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from graph.events.index import TableStreams
 from graph.rules.matcher import compile_matcher
 
 if TYPE_CHECKING:
@@ -61,7 +67,7 @@ class Stream:
     """The filter compiled once for the stream's life, not per event."""
 
     def __post_init__(self) -> None:
-        self.matcher = compile_matcher(self.where)
+        self.matcher = compile_matcher(self.where, self.table)
 
     def view(self, event: ChangeEvent) -> ChangeType | None:
         """How the event looks through this stream's filter: a row leaving it is a delete."""
@@ -139,7 +145,7 @@ class Hub:
     def __init__(self, failed: Failed = _ignore) -> None:
         self.failed = failed
         self.streams: dict[StreamKey, Stream] = {}
-        self._by_table: dict[str, list[Stream]] = defaultdict(list)
+        self._by_table: dict[str, TableStreams] = {}
 
     def join(
         self,
@@ -155,7 +161,10 @@ class Hub:
         stream = self.streams.get(key)
         if stream is None:
             stream = self.streams[key] = Stream(key, table, where, render)
-            self._by_table[table.name].append(stream)
+            streams = self._by_table.get(table.name)
+            if streams is None:
+                streams = self._by_table[table.name] = TableStreams()
+            streams.add(stream)
         subscription = Subscription(stream, sink, frame, pending=[] if replaying else None)
         if replaying:
             # The replay's first page is owed room from now on, not from when it
@@ -172,8 +181,9 @@ class Hub:
         stream.members.pop(subscription, None)
         if not stream.members and self.streams.get(stream.key) is stream:
             del self.streams[stream.key]
-            self._by_table[stream.table.name].remove(stream)
-            if not self._by_table[stream.table.name]:
+            streams = self._by_table[stream.table.name]
+            streams.remove(stream)
+            if not streams:
                 del self._by_table[stream.table.name]
 
     @property
@@ -186,10 +196,12 @@ class Hub:
         Each connection gets the events of the batch in one burst (one write).
         """
         bursts: dict[Sink, list[Message]] = {}
+        by_table = self._by_table
         for event in events:
             cursor = event.cursor
             error: Exception | None = None
-            for stream in self._by_table.get(event.table, ()):
+            streams = by_table.get(event.table)
+            for stream in streams.candidates(event) if streams is not None else ():
                 # Per stream, not per subscriber: the try costs nothing unless it raises.
                 try:
                     change = stream.view(event)

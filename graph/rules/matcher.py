@@ -9,11 +9,12 @@ exactly as a WHERE clause keeps it. The semantics are graph.rules.to_sql's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from graph.errors import ValidationFailed
 from graph.like import LikePattern
+from graph.model import Kind
 from graph.rules.bool_exp import (
     INSENSITIVE_PATTERNS,
     PATTERN_OPERATORS,
@@ -25,31 +26,38 @@ from graph.rules.bool_exp import (
     Related,
     SessionVariable,
 )
+from graph.temporal import TEMPORAL, instant
+
+if TYPE_CHECKING:
+    from graph.model import Table
 
 Truth = bool | None
 Matcher = Callable[[Mapping[str, Any]], Truth]
 """A filter compiled for rows: True, False, or None (SQL's UNKNOWN)."""
 
 
-def compile_matcher(exp: BoolExp | None) -> Matcher:
-    """`exp` as a function of a row, built once per filter.
+def compile_matcher(exp: BoolExp | None, table: Table | None = None) -> Matcher:
+    """`exp` as a function of a row of `table`, built once per filter.
 
     Everything that depends on the filter alone is done here, not per row:
     `_in` lists become sets, LIKE patterns are compiled. Every operator then
-    costs time linear in the row's value.
+    costs time linear in the row's value. With the table, dates and times
+    compare as the instants they name (graph.temporal), as SQL compares them:
+    '2015-10-17T16:00:00+02:00' equals the row's '2015-10-17T14:00:00+00:00'.
     """
     if exp is None or not exp.fields:
         return _always
     parts: list[Matcher] = []
     for field in exp.fields:
         if isinstance(field, And):
-            parts.append(_conjunction([compile_matcher(e) for e in field.exps]))
+            parts.append(_conjunction([compile_matcher(e, table) for e in field.exps]))
         elif isinstance(field, Or):
-            parts.append(_disjunction([compile_matcher(e) for e in field.exps]))
+            parts.append(_disjunction([compile_matcher(e, table) for e in field.exps]))
         elif isinstance(field, Not):
-            parts.append(_negation(compile_matcher(field.exp)))
+            parts.append(_negation(compile_matcher(field.exp, table)))
         elif isinstance(field, ColumnExp):
-            parts.extend(_comparison(field.column, c.op, c.operand) for c in field.comparisons)
+            kind = _kind(table, field.column)
+            parts.extend(_comparison(field.column, c.op, c.operand, kind) for c in field.comparisons)
         else:
             assert isinstance(field, Related)
             # Row images carry no related rows: the caller refuses such filters first.
@@ -100,22 +108,51 @@ def _negation(inner: Matcher) -> Matcher:
     return negation
 
 
-def _comparison(column: str, op: str, operand: Any) -> Matcher:
+def _kind(table: Table | None, column: str) -> Kind | None:
+    if table is None:
+        return None
+    try:
+        return table.column(column).kind
+    except KeyError:
+        return None
+
+
+def _comparison(column: str, op: str, operand: Any, kind: Kind | None = None) -> Matcher:
     if op == "_is_null" and operand is not None:
         wanted = bool(operand)
         return lambda row: (row.get(column) is None) == wanted
+    temporal = kind in TEMPORAL and op not in PATTERN_OPERATORS
+    if temporal:
+        assert kind is not None
+        operand = _instants(kind, operand)
     test = _test(op, operand)
     if test is None:
         return _always  # a null operand leaves the comparison out, as in SQL building
     if isinstance(test, bool):
         constant: Truth = test
         return lambda _row: constant
+    if temporal:
+        assert kind is not None
+        instant_kind = kind
+
+        def by_instant(row: Mapping[str, Any]) -> Truth:
+            value = row.get(column)
+            return None if value is None else test(instant(instant_kind, value))
+
+        return by_instant
 
     def comparison(row: Mapping[str, Any]) -> Truth:
         value = row.get(column)
         return None if value is None else test(value)
 
     return comparison
+
+
+def _instants(kind: Kind, operand: Any) -> Any:
+    """An operand (a value, or `_in`'s tuple) as the instants it names; variables stay for `_test` to refuse."""
+    if isinstance(operand, tuple):
+        return tuple(v if isinstance(v, SessionVariable) else instant(kind, v) for v in operand)
+    return operand if isinstance(operand, SessionVariable) else instant(kind, operand)
 
 
 def _test(op: str, operand: Any) -> Callable[[Any], bool] | bool | None:
@@ -152,38 +189,47 @@ def _test(op: str, operand: Any) -> Callable[[Any], bool] | bool | None:
 
 
 class ValueSet:
-    """An `_in` list as sets: `value in ValueSet(items)` is `any(_order(value, i) == 0 ...)`.
+    """An `_in` list as a set: `value in ValueSet(items)` is `any(_order(value, i) == 0 ...)`.
 
-    Numbers are one set, since Python's equal numbers hash alike (1, 1.0 and
-    True, as `_order` compares them); text another; anything else (JSON
-    values) by its repr, as `_order` compares those. NaN equals nothing.
+    Filed by `equality_key`: numbers by value (1, 1.0 and True are one, as
+    `_order` compares them), text as itself, anything else (JSON values) by
+    its repr. NaN equals nothing here.
     """
 
-    __slots__ = ("_numbers", "_others", "_texts")
+    __slots__ = ("_keys",)
 
     def __init__(self, items: Iterable[Any]) -> None:
-        self._numbers: set[Any] = set()
-        self._texts: set[str] = set()
-        self._others: set[str] = set()
+        self._keys: set[Hashable] = set()
         for item in items:
             if isinstance(item, SessionVariable):
                 raise TypeError("_in: a session variable not resolved")
-            rank = _rank(item)
-            if rank == 0:
-                if item == item:  # NaN is the one number unequal to itself
-                    self._numbers.add(item)
-            elif rank == 1:
-                self._texts.add(item)
-            else:
-                self._others.add(repr(item))
+            key = equality_key(item)
+            if key is not None:
+                self._keys.add(key)
 
     def __contains__(self, value: Any) -> bool:
-        rank = _rank(value)
-        if rank == 0:
-            return value == value and value in self._numbers
-        if rank == 1:
-            return value in self._texts
-        return repr(value) in self._others
+        key = equality_key(value)
+        return key is not None and key in self._keys
+
+
+def equality_key(value: Any) -> Hashable | None:
+    """A key that two non-null values share exactly when `_eq` holds between them.
+
+    `_order(a, b) == 0` if and only if `equality_key(a) == equality_key(b)`,
+    as `ValueSet` also files them: numbers by value (Python's equal numbers
+    hash alike), text as itself, anything else by its repr. None for NaN,
+    which `_order` finds equal to every number: it has no one key.
+    """
+    rank = _rank(value)
+    if rank == 0:
+        return value if value == value else None
+    if rank == 1:
+        return value
+    return (_REPR, repr(value))
+
+
+_REPR = "repr"
+"""Tags the repr of a value that is neither number nor text, so it never equals a text key."""
 
 
 def _rank(value: Any) -> int:

@@ -11,7 +11,7 @@ resolved per session for events (graph.rules.session, graph.access).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -89,6 +89,9 @@ class Permissions:
     source: str | None
     """The file the rules came from; None when open."""
     tables: Mapping[str, TablePermissions]
+    _unlimited: dict[tuple[str, str, tuple[str, ...]], Any] = field(default_factory=dict, repr=False)
+    """The rules of a session no rule limits, per action and table (its columns included, which
+    a reflected schema change may alter): asked on every request."""
 
     @classmethod
     def open(cls) -> Permissions:
@@ -113,15 +116,22 @@ class Permissions:
 
     def select(self, role: str | None, table: Table) -> SelectRule | None:
         if role is None or self.is_open:
-            return SelectRule(filter=None, columns=table.column_names)
+            return self._all("select", table, lambda: SelectRule(filter=None, columns=table.column_names))
         rules = self.tables.get(table.name)
         return rules.select.get(role) if rules else None
+
+    def _all(self, action: str, table: Table, make: Callable[[], Any]) -> Any:
+        key = (action, table.name, table.column_names)
+        rule = self._unlimited.get(key)
+        if rule is None:
+            rule = self._unlimited[key] = make()
+        return rule
 
     def insert(self, role: str | None, table: Table) -> InsertRule | None:
         if not table.is_writable:
             return None
         if role is None or self.is_open:
-            return InsertRule(check=None, columns=table.column_names, set={})
+            return self._all("insert", table, lambda: InsertRule(check=None, columns=table.column_names, set={}))
         rules = self.tables.get(table.name)
         return rules.insert.get(role) if rules else None
 
@@ -129,7 +139,9 @@ class Permissions:
         if not table.is_writable:
             return None
         if role is None or self.is_open:
-            return UpdateRule(filter=None, check=None, columns=table.column_names, set={})
+            return self._all(
+                "update", table, lambda: UpdateRule(filter=None, check=None, columns=table.column_names, set={})
+            )
         rules = self.tables.get(table.name)
         return rules.update.get(role) if rules else None
 
@@ -137,7 +149,7 @@ class Permissions:
         if not table.is_writable:
             return None
         if role is None or self.is_open:
-            return DeleteRule(filter=None)
+            return self._all("delete", table, lambda: DeleteRule(filter=None))
         rules = self.tables.get(table.name)
         return rules.delete.get(role) if rules else None
 

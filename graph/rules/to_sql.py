@@ -41,6 +41,7 @@ from graph.rules.bool_exp import (
 from graph.rules.parse import parse_where
 from graph.rules.session import SessionParameter
 from graph.sql.values import to_db
+from graph.temporal import INSTANT_FUNCTION, SHAPES, TEMPORAL, UTC, WHOLE_SECONDS, instant
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
@@ -165,7 +166,8 @@ class Filters:
 
     def _column(self, table: Table, target: FromClause, field: ColumnExp) -> list[Condition]:
         column = table.column(field.column)
-        col = comparable(target.c[field.column], column.kind, self.dialect)
+        stored = target.c[field.column]
+        col = comparable(stored, column.kind, self.dialect)
         parts: list[Condition] = []
         for compare in field.comparisons:
             op, value = compare.op, compare.operand
@@ -178,19 +180,32 @@ class Filters:
                 if any(isinstance(v, SessionParameter) for v in value):
                     values: list[Any] = [self._value(column, v) for v in value]
                 else:
-                    values = [to_db(column, v, self.dialect) for v in value]
+                    values = [self._literal(column, v) for v in value]
                 parts.append(col.in_(values) if op == "_in" else col.not_in(values))
             elif takes is Takes.BOOLEAN:
-                parts.append(col.is_(None) if value else col.is_not(None))
+                parts.append(stored.is_(None) if value else stored.is_not(None))
             else:
-                parts.append(self._pattern(op, col, column.kind, value))
+                # Patterns match the stored text (a date's too), not the compared form.
+                pattern_col = stored if self._by_instant(column.kind) else col
+                parts.append(self._pattern(op, pattern_col, column.kind, value))
         return parts
 
     def _value(self, column: Column, value: Any) -> Any:
         if isinstance(value, SessionParameter):
-            return self._parameter(value, "value")
+            parameter = self._parameter(value, "value")
+            if self._by_instant(column.kind):
+                return _instant(parameter, column.kind)
+            return parameter
         # A bound literal, since SQLAlchemy refuses `col > True` on a bare bool.
-        return sa.literal(to_db(column, value, self.dialect))
+        return sa.literal(self._literal(column, value))
+
+    def _literal(self, column: Column, value: Any) -> Any:
+        """A literal operand as the statement binds it: as stored, or as the instant it is."""
+        converted = to_db(column, value, self.dialect)
+        return instant(column.kind, converted) if self._by_instant(column.kind) else converted
+
+    def _by_instant(self, kind: Kind) -> bool:
+        return by_instant(kind, self.dialect)
 
     def _pattern(self, op: str, col: Any, kind: Kind, pattern: str | SessionParameter) -> Condition:
         text = col if kind is Kind.STRING else sa.cast(col, sa.Text)
@@ -326,8 +341,34 @@ def related_rows(
 
 def comparable(col: Any, kind: Kind, dialect: str) -> Any:
     """The column as compared and ordered: PostgreSQL's `json` type has no operators
-    at all (not even `=`), so JSON is compared as its text there, as SQLite does."""
-    return sa.cast(col, sa.Text) if kind is Kind.JSON and dialect == "postgresql" else col
+    at all (not even `=`), so JSON is compared as its text there, as SQLite does;
+    SQLite's date/time text as the instant it names (graph.temporal), as
+    PostgreSQL compares its date/time types."""
+    if kind is Kind.JSON and dialect == "postgresql":
+        return sa.cast(col, sa.Text)
+    if by_instant(kind, dialect):
+        return _instant(col, kind)
+    return col
+
+
+def by_instant(kind: Kind, dialect: str) -> bool:
+    """Whether values of `kind` are compared through graph.temporal's `fg_instant` (SQLite's text)."""
+    return kind in TEMPORAL and dialect != "postgresql"
+
+
+def _instant(expr: Any, kind: Kind) -> Any:
+    """graph.temporal.instant in SQL: the answer's shapes keyed here (what our writes store,
+    ten times faster than a call), any other text by `fg_instant`."""
+    keyed: list[tuple[Any, Any]] = []
+    for shape in SHAPES[kind]:
+        matches = expr.op("GLOB")(sa.literal_column(f"'{shape}'"))
+        if kind is Kind.DATE:
+            keyed.append((matches, expr))
+        else:
+            seconds = expr if shape != UTC else sa.func.substr(expr, sa.literal_column("1"), sa.literal_column("19"))
+            keyed.append((matches, seconds.concat(sa.literal_column(f"'{WHOLE_SECONDS}'"))))
+    called = getattr(sa.func, INSTANT_FUNCTION)(expr, sa.literal_column(f"'{kind.value}'"))
+    return sa.case(*keyed, else_=called)
 
 
 def _unresolved(operand: Any) -> bool:

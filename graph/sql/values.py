@@ -1,7 +1,8 @@
 """Column values between the database driver and GraphQL JSON, per SPEC section 4.
 
-SQLite keeps dates and times as the text that was stored, so they travel as
-that text both ways; PostgreSQL's driver wants and gives Python objects.
+SQLite keeps dates and times as text: they are written and answered in the
+ISO 8601 form PostgreSQL's are answered in (graph.temporal), whatever form
+the row holds; PostgreSQL's driver wants and gives Python objects.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import orjson
 
 from graph.errors import ValidationFailed
 from graph.model import Column, Kind
+from graph.temporal import answer, answer_zoned
 
 BIGINT_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 INT64 = (-(2**63), 2**63 - 1)
@@ -41,6 +43,8 @@ def to_api(kind: Kind, value: Any) -> Any:
             return value.strip().lower() in {"1", "t", "true", "yes", "on"}
         return bool(value)
     if kind in (Kind.DATETIME, Kind.DATE, Kind.TIME):
+        if isinstance(value, str):
+            return answer(kind, value)  # SQLite's text, in PostgreSQL's answer form
         return value.isoformat() if isinstance(value, (dt.date, dt.time)) else str(value)
     if kind is Kind.JSON:
         if isinstance(value, (str, bytes)):
@@ -140,12 +144,16 @@ def to_db(column: Column, value: Any, dialect: str) -> Any:
             return base64.b64decode(str(value), validate=True)
         if kind in PARSERS:
             # Parsed on every database so that SQLite refuses what PostgreSQL
-            # would; SQLite then stores the text exactly as the client sent it.
+            # would; SQLite then stores the text as queries answer it (ISO 8601,
+            # an offset converted to UTC), so that the file holds one form.
             parsed = PARSERS[kind](str(value))
+            zoned = "WITH TIME ZONE" in column.db_type.upper()
             if dialect != "postgresql":
-                return value
+                # A timestamptz column (declared so on SQLite) reads a value without
+                # an offset as UTC, as PostgreSQL does in the session's UTC.
+                return answer_zoned(str(value)) if zoned else answer(kind, str(value))
             if isinstance(parsed, dt.datetime):
-                if "WITH TIME ZONE" in column.db_type.upper():
+                if zoned:
                     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
                 return parsed.replace(tzinfo=None)
             return parsed
