@@ -387,3 +387,19 @@ async def test_a_batch_that_fails_answers_each_alone(api: Api, monkeypatch: pyte
         }
     plans = api.server.app.state.runtime.query_plans
     assert list(plans._batches.values()) == [None]  # not tried again
+
+
+async def test_a_burst_of_commits_is_coalesced_and_ends_on_the_last(api: Api) -> None:
+    query = "subscription { posts_aggregate { aggregate { count max { id } } } }"
+    async with api.ws() as ws:
+        assert await live(ws, "n", query) == {"posts_aggregate": {"aggregate": {"count": 4, "max": {"id": 4}}}}
+        await asyncio.gather(*(
+            api(f'mutation {{ insert_posts_one(object: {{id: {100 + n}, title: "x", user_id: 1}}) {{ id }} }}')
+            for n in range(30)
+        ))
+        expected = {"posts_aggregate": {"aggregate": {"count": 34, "max": {"id": 129}}}}
+        received = [await data(ws, "n")]
+        while received[-1] != expected:
+            received.append(await data(ws, "n"))
+        assert len(received) <= 30
+        assert len({str(answer) for answer in received}) == len(received)  # never the same answer twice
