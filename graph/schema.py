@@ -317,6 +317,10 @@ class SchemaBuilder:
             resolve=lambda *_: self.change_cursor(),
             extensions=tagged(RootKind.CHANGE_CURSOR),
         )
+        # Live queries: every generated query field, as Hasura's subscription_root has them.
+        for name, query_field in query.items():
+            if name not in subscription and name not in ("changeCursor", "no_queries_available"):
+                subscription[name] = query_field
         return GraphQLSchema(
             query=GraphQLObjectType("query_root", query),
             mutation=GraphQLObjectType("mutation_root", mutation) if mutation else None,

@@ -25,6 +25,8 @@ own errors. There is no other path: a fault of ours is an error answer
 from __future__ import annotations
 
 import logging
+import re
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,14 +38,23 @@ from graphql.execution.values import VariableValues, get_variable_values
 
 from graph.byte_cache import ByteBoundedCache
 from graph.compile._query_backend import MARK, QueryFailed
+from graph.compile._query_batch import Batched, batched, row_of
 from graph.compile._query_shape import (
+    AggregateField,
+    AggregateRoot,
     ArrayAggregateField,
     ArrayField,
+    ByPkRoot,
     Foreign,
+    ListRoot,
+    ListSelection,
+    NodesField,
     ObjectField,
+    Owned,
     Reading,
     Refused,
     Root,
+    RowSelection,
     Typename,
     root_fields,
 )
@@ -81,6 +92,8 @@ PLANS_PER_DOCUMENT = 16
 PLAN_BYTES = 1_000
 """Estimated bytes of one plan beside its SQL text and parameters (its fixes, its slots)."""
 PARAMETER_BYTES = 100
+BATCH_ROWS = 1_000
+"""Requests answered by one batched statement at most (`answer_many`)."""
 CUT_KEYS = 10_000
 """Parent rows per statement of a cut relationship (their keys are its parameters)."""
 
@@ -171,6 +184,16 @@ class Beside:
     value: str | None = None
 
 
+@dataclass(frozen=True)
+class Reads:
+    """What a query's answer depends on (`QueryPlans.tables_read`)."""
+
+    tables: frozenset[str] | None
+    """The tables whose changes may alter it; None: any table."""
+    session: bool
+    """Whether it binds session values (a row rule reads X-User-Id): users of one role may differ."""
+
+
 class QueryPlans:
     def __init__(
         self,
@@ -191,6 +214,8 @@ class QueryPlans:
         # Bounded in bytes like the executors' documents (Limits.document_cache_bytes).
         self._documents: ByteBoundedCache[tuple[Any, ...], Document] = ByteBoundedCache(cache_bytes)
         self._roots: dict[Executor, dict[str, tuple[RootKind, Table]]] = {}
+        # Kept as long as their plan is: a plan leaves with its document.
+        self._batches: weakref.WeakKeyDictionary[Plan, Batched | None] = weakref.WeakKeyDictionary()
 
     async def answer(
         self,
@@ -208,6 +233,58 @@ class QueryPlans:
         `prepared` is the executor's document of `query`, when the caller has it;
         `beside`, an expression to read in the same statement (its `value` is set).
         """
+        planned = self._planned(executor, session, query, operation_name, variables, prepared)
+        if isinstance(planned, list):
+            return ExecutionResult(None, planned)
+        document, plan, values = planned
+        answered = await self._run(document, plan, values, self.access.parameters(session), beside)
+        if isinstance(answered, bytes):
+            return answered
+        return await complete(document.schema, document.document, operation_name, variables, answered)
+
+    def tables_read(
+        self,
+        executor: Executor,
+        session: Session,
+        query: str,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        prepared: Prepared | None = None,
+    ) -> Reads:
+        """What the answer to this query (a live query's) depends on, beside its variables and role.
+
+        Its tables: the selection's, and every table the plan's statement
+        names (row rules and filters through relationships read theirs in
+        it). A relationship read by a statement of its own, or a view (whose
+        tables are not known here), counts as reading every table.
+        """
+        planned = self._planned(executor, session, query, operation_name, variables, prepared)
+        if isinstance(planned, list):
+            return Reads(frozenset(), session=False)  # the answer is its errors, whatever changes
+        document, plan, values = planned
+        if plan.cuts:
+            return Reads(None, session=True)
+        names: set[str] = set()
+        for root in self._read(document, values):
+            if isinstance(root, Owned):
+                _selection_tables(root, names)
+        if plan.sql is not None:
+            words = set(_WORD.findall(plan.sql))
+            names.update(name for name in self.model.tables if name in words or f'"{name}"' in plan.sql)
+        if any(self.model.tables[name].is_view for name in names if name in self.model.tables):
+            return Reads(None, session=bool(plan.session_slots))
+        return Reads(frozenset(names), session=bool(plan.session_slots))
+
+    def _planned(
+        self,
+        executor: Executor,
+        session: Session,
+        query: str,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        prepared: Prepared | None,
+    ) -> tuple[Document, Plan, VariableValues] | list[GraphQLError]:
+        """The document's plan for these variables, or the variables' errors."""
         # The role as rules see it: None for the admin secret, never the same
         # key as a token whose role is named `admin`. Never the user: the
         # session's values are the plan's parameters.
@@ -220,15 +297,12 @@ class QueryPlans:
                 self._documents.put(key, document, document.size)
         values = document.coerce(variables)
         if isinstance(values, list):
-            return ExecutionResult(None, values)
+            return values
         plans = len(document.plans)
         plan = self._plan(document, values)
         if len(document.plans) != plans and key in self._documents:
             self._documents.put(key, document, document.bytes())  # its plans count too
-        answered = await self._run(document, plan, values, self.access.parameters(session), beside)
-        if isinstance(answered, bytes):
-            return answered
-        return await complete(document.schema, document.document, operation_name, variables, answered)
+        return document, plan, values
 
     async def _run(
         self,
@@ -250,17 +324,110 @@ class QueryPlans:
             except QueryFailed as failure:
                 answered = await self._one_by_one(document, plan, values, session, failure)
             else:
-                if text is None:
-                    raise QueryFailed("the statement answered no row")
-                if beside is not None:
+                if beside is not None and text is not None:
                     beside.value, _, text = text.partition(" ")
-                if not plan.shell and MARK not in text and not plan.fixes and self.backend.splices:
-                    return b'{"data":' + text.encode() + b"}"
-                answered, raw = await self._finished(document, text, plan.fixes, plan.cuts, session)
-                if not plan.shell and not raw:
-                    return orjson.dumps({"data": answered})
+                done = await self._answered(document, plan, text, session)
+                if isinstance(done, bytes):
+                    return done
+                answered = done
         answered.update(plan.errors)
         return answered
+
+    async def _answered(
+        self, document: Document, plan: Plan, text: str | None, session: SessionParameters
+    ) -> bytes | dict[str, Any]:
+        """The response body from the statement's JSON text; or each root field's answer, for graphql-core."""
+        if text is None:
+            raise QueryFailed("the statement answered no row")
+        if not plan.shell and MARK not in text and not plan.fixes and self.backend.splices:
+            return b'{"data":' + text.encode() + b"}"
+        answered, raw = await self._finished(document, text, plan.fixes, plan.cuts, session)
+        if not plan.shell and not raw:
+            return orjson.dumps({"data": answered})
+        return dict(answered)
+
+    async def answer_many(
+        self,
+        executor: Executor,
+        query: str,
+        operation_name: str | None,
+        requests: Sequence[tuple[Session, Mapping[str, Any] | None]],
+        prepared: Prepared | None = None,
+    ) -> list[bytes | ExecutionResult]:
+        """`answer` for each (session, variables) of one document: one statement for the requests
+        that share a plan (live queries refreshed together), their bound values its parameter.
+
+        A request the batch cannot carry, or every request of a batch that
+        fails, is answered alone, exactly as `answer` would.
+        """
+        out: list[bytes | ExecutionResult | None] = [None] * len(requests)
+        batches: dict[Plan, list[tuple[int, Document, SessionParameters, list[Any]]]] = {}
+        for number, (session, variables) in enumerate(requests):
+            planned = self._planned(executor, session, query, operation_name, variables, prepared)
+            if isinstance(planned, list):
+                out[number] = ExecutionResult(None, planned)
+                continue
+            document, plan, values = planned
+            parameters = self.access.parameters(session)
+            batch = self._batch_of(plan)
+            row = None
+            if batch is not None:
+                row = row_of(plan.bind(values.coerced, parameters), batch.varying)
+            if row is not None:
+                batches.setdefault(plan, []).append((number, document, parameters, row))
+        failed: dict[Plan, list[int]] = {}
+        chunks = [
+            (plan, members[start : start + BATCH_ROWS])
+            for plan, members in batches.items()
+            for start in range(0, len(members), BATCH_ROWS)
+        ]
+        for plan, chunk in chunks:
+            if len(chunk) < 2:
+                continue
+            batch = self._batch_of(plan)
+            assert batch is not None
+            rows = orjson.dumps([row for *_rest, row in chunk]).decode()
+            try:
+                text = await self.backend.fetch(batch.sql, (*batch.constants, rows))
+                answers = dict(orjson.loads(text or "[]"))
+            except (QueryFailed, orjson.JSONDecodeError, TypeError, ValueError) as error:
+                log.debug("a batch of %d answers failed; answering each alone: %r", len(chunk), error)
+                failed.setdefault(plan, []).extend(number for number, *_rest in chunk)
+                continue
+            for row_number, (number, document, parameters, _row) in enumerate(chunk):
+                try:
+                    done = await self._answered(document, plan, answers.get(row_number), parameters)
+                except Exception as error:  # noqa: BLE001 - answered alone below, which tells its error
+                    log.debug("a batched answer failed; answering it alone: %r", error)
+                    continue
+                if not isinstance(done, bytes):
+                    done.update(plan.errors)
+                    _session, variables = requests[number]
+                    out[number] = await complete(
+                        document.schema, document.document, operation_name, variables, done
+                    )
+                else:
+                    out[number] = done
+        for number, (session, variables) in enumerate(requests):
+            if out[number] is None:
+                out[number] = await self.answer(executor, session, query, operation_name, variables, prepared)
+        for plan, numbers in failed.items():
+            # Each answered alone, where the batch failed: the batched statement is what fails
+            # (too deep for SQLite's parser, say), not the database. Not batched again.
+            if all(isinstance(answer := out[n], bytes) and not answer.startswith(b'{"errors"') for n in numbers):
+                self._batches[plan] = None
+        return [answer for answer in out if answer is not None]
+
+    def _batch_of(self, plan: Plan) -> Batched | None:
+        """The plan's statement batched over its bound values (made once per plan), or None."""
+        if plan in self._batches:
+            return self._batches[plan]
+        batch = None
+        varying = {index for index, _name, _process in (*plan.slots, *plan.session_slots)}
+        if plan.sql is not None and not plan.shell and not plan.cuts and varying:
+            batch = batched(self.backend.dialect.name, plan.sql, plan.params, varying)
+        self._batches[plan] = batch
+        return batch
 
     async def _finished(
         self,
@@ -493,6 +660,34 @@ class QueryPlans:
         sql = document.statements.setdefault(compiled.string, compiled.string)
         plan = Plan(sql, params, slots, session_slots, fixes, errors, shell=shell, cuts=tuple(builder.cuts))
         return plan, set()
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+"""An unquoted identifier of SQL text."""
+
+
+def _selection_tables(
+    node: Owned | RowSelection | ListSelection | AggregateRoot | NodesField | AggregateField, out: set[str]
+) -> None:
+    """Add the tables a root field's selection reads, relationships and aggregates included."""
+    if isinstance(node, ListRoot):
+        _selection_tables(node.rows, out)
+    elif isinstance(node, ByPkRoot | ListSelection):
+        _selection_tables(node.row, out)
+    elif isinstance(node, AggregateRoot):
+        out.add(node.table.name)
+        for part in node.fields:
+            if isinstance(part, NodesField):
+                _selection_tables(part.row, out)
+    elif isinstance(node, NodesField):
+        _selection_tables(node.row, out)
+    elif isinstance(node, RowSelection):
+        out.add(node.table.name)
+        for item in node.fields:
+            if isinstance(item, ObjectField):
+                _selection_tables(item.row, out)
+            elif isinstance(item, ArrayField | ArrayAggregateField):
+                _selection_tables(item.rows, out)
 
 
 def _values(compiled: SQLCompiler, session: SessionParameters) -> list[Any]:

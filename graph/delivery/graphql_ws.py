@@ -20,7 +20,8 @@ from starlette.websockets import WebSocket
 
 from graph import deepjson, execute
 from graph.delivery.changes import plan_change_query
-from graph.delivery.message import Frame
+from graph.delivery.live import LiveSubscription, live_queries, live_query
+from graph.delivery.message import Frame, Message
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.delivery.stream_query import plan_stream
 from graph.delivery.streams import Stream
@@ -29,6 +30,7 @@ from graph.execution import format_error
 from graph.nesting import MAX_FILTER_DEPTH
 
 if TYPE_CHECKING:
+    from graph.execution import Executor
     from graph.runtime import Runtime
 
 log = logging.getLogger("forgegraph.delivery")
@@ -60,6 +62,8 @@ class GraphQLSocket(EventSocket):
         super().__init__(runtime, websocket)
         self.operations: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, Stream] = {}
+        self.live: dict[str, LiveSubscription] = {}
+        """Live queries (graph.delivery.live), by operation id."""
         self.acknowledged = False
 
     def send(self, message: dict[str, Any]) -> None:
@@ -68,6 +72,11 @@ class GraphQLSocket(EventSocket):
     def release(self) -> None:
         for operation in self.operations.values():
             operation.cancel()
+        if self.live:
+            queries = live_queries(self.runtime)
+            for subscription in self.live.values():
+                queries.unsubscribe(subscription)
+            self.live.clear()
 
     async def read_messages(self) -> None:
         timeout = self.runtime.settings.limits.connection_init_timeout
@@ -151,8 +160,12 @@ class GraphQLSocket(EventSocket):
             task.add_done_callback(lambda _t: self.operations.pop(op_id, None))
             return
         limit = self.runtime.settings.limits.max_subscriptions_per_connection
-        if limit and len(self.subscriptions) >= limit:
+        if limit and len(self.subscriptions) + len(self.live) >= limit:
             self.send_error(op_id, [_validation(f"at most {limit} subscriptions per connection")])
+            return
+        live = live_query(executor.schema, prepared.document, operation_name)
+        if live is not None:
+            self._start_live(op_id, executor, live, operation_name, variables)
             return
         try:
             stream = plan_stream(
@@ -211,6 +224,43 @@ class GraphQLSocket(EventSocket):
             del self.operations[op_id]
         self.send_error(op_id, errors)
 
+    def _start_live(
+        self, op_id: str, executor: Executor, query: str, operation_name: str | None, variables: dict[str, Any] | None
+    ) -> None:
+        """Join a live query: its answer now and after every commit that changes it."""
+        prefix = f'{{"id":{_dumps(op_id)},"type":"{self.next_type}","payload":'
+        outbox = self.outbox
+
+        def deliver(body: bytes) -> None:
+            outbox.push((Message(prefix + body.decode() + "}"),))
+
+        def finish(body: bytes, first: bool) -> None:
+            if self.live.get(op_id) is not subscription:
+                return
+            del self.live[op_id]
+            if first:  # refused as a subscription is at subscribe time
+                self.send_error(op_id, orjson.loads(body)["errors"])
+                return
+            # The failed answer with its errors, then `complete`: on both protocols
+            # a result message may carry errors, and `complete` ends the operation.
+            deliver(body)
+            self.send_complete(op_id)
+
+        try:
+            subscription = live_queries(self.runtime).subscribe(
+                executor, self.session, query, operation_name, variables, deliver, finish, self.transport
+            )
+        except ForgeError as error:
+            self.send_error(op_id, [error.to_graphql()])
+            return
+        except GraphQLError as error:
+            self.send_error(op_id, [format_error(error)])
+            return
+        except Exception as error:  # noqa: BLE001 - one operation's failure: the socket lives on
+            self.send_error(op_id, [contained(error, "subscribing").to_graphql()])
+            return
+        self.live[op_id] = subscription
+
     async def _execute_once(self, op_id: str, operation: execute.Operation) -> None:
         try:
             answer = await execute.answer(self.runtime, operation, self.transport)
@@ -233,6 +283,9 @@ class GraphQLSocket(EventSocket):
         operation = self.operations.pop(op_id, None)
         if operation is not None:
             operation.cancel()
+        live = self.live.pop(op_id, None)
+        if live is not None:
+            live_queries(self.runtime).unsubscribe(live)
 
     def send_error(self, op_id: str, errors: list[dict[str, Any]]) -> None:
         raise NotImplementedError
@@ -288,7 +341,7 @@ class TransportWS(GraphQLSocket):
             if not self.acknowledged:
                 raise ProtocolError(UNAUTHORIZED, "Unauthorized")
             op_id = _op_id(message)
-            if op_id in self.subscriptions or op_id in self.operations:
+            if op_id in self.subscriptions or op_id in self.operations or op_id in self.live:
                 raise ProtocolError(DUPLICATE_ID, f"Subscriber for {op_id} already exists")
             await self.start(op_id, message.get("payload"))
         elif kind == "complete":

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING
 from graph.config import Capture
 from graph.errors import StartupError
 from graph.events.broker import make_broadcast
-from graph.events.changelog import NOTIFY_CHANNEL, ChangeLog, Retention, Undecodable
+from graph.events.changelog import NOTIFY_CHANNEL, Batch, ChangeLog, Retention, Undecodable
 from graph.events.hub import Hub
 from graph.metrics import CaptureMeter
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -70,6 +70,8 @@ class Realtime:
         self.meter = meter or CaptureMeter()
         self.changelog = ChangeLog(engine, model, self.meter)
         self.hub = Hub(self._dispatch_failed)
+        self.watchers: list[Callable[[frozenset[str]], None]] = []
+        """Told the tables each batch of committed changes touched, after the hub (live queries)."""
         # broadcaster's Postgres backend hands the URL to asyncpg, which knows no "+asyncpg".
         url = broadcast_url.replace("postgresql+asyncpg://", "postgresql://", 1)
         try:
@@ -156,6 +158,7 @@ class Realtime:
                         self._undecodable(failure)
                     self._publish_soon(batch.through)
                     self._dispatch(batch.events)
+                    self._tell_watchers(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -177,6 +180,19 @@ class Realtime:
                 "dispatching changes %d to %d failed; some subscribers may have missed them",
                 events[0].cursor, events[-1].cursor,
             )
+
+    def _tell_watchers(self, batch: Batch) -> None:
+        """Tell each watcher (live queries) which tables the batch changed, once it is dispatched."""
+        if not self.watchers:
+            return
+        tables = frozenset(event.table for event in batch.events) | frozenset(f.table for f in batch.failed)
+        if not tables:
+            return
+        for watcher in list(self.watchers):
+            try:
+                watcher(tables)
+            except Exception:
+                log.exception("a watcher of changes to %s failed", sorted(tables))
 
     def _undecodable(self, failure: Undecodable) -> None:
         self.meter.failed += 1

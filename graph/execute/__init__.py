@@ -14,6 +14,6 @@ Each answer is counted on /metrics (`forgegraph_operations_total`).
 
 from __future__ import annotations
 
-from graph.execute.operation import Answer, Operation, Services, answer, failure
+from graph.execute.operation import Answer, Operation, Services, answer, answer_many, failure
 
-__all__ = ["Answer", "Operation", "Services", "answer", "failure"]
+__all__ = ["Answer", "Operation", "Services", "answer", "answer_many", "failure"]

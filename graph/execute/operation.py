@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -11,6 +12,8 @@ from graphql import ExecutionResult, GraphQLError, OperationType
 from graph.execution import format_error
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from graphql import DocumentNode
 
     from graph.access import Access
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
     from graph.compile.query_plans import QueryPlans
     from graph.execution import Executor, Prepared
     from graph.metrics import Metrics
+
+log = logging.getLogger("forgegraph")
 
 
 class Services(Protocol):
@@ -92,6 +97,28 @@ async def answer(services: Services, operation: Operation, transport: str) -> An
     if isinstance(outcome, bytes):
         return Answer(outcome, failed=False)
     return _answer(outcome)
+
+
+async def answer_many(services: Services, operations: Sequence[Operation], transport: str) -> list[Answer]:
+    """The answers to queries of one document (executor, text, operation) for several sessions and
+    variables: one statement for those sharing a plan (live queries refreshed together)."""
+    if not operations:
+        return []
+    first = operations[0]
+    try:
+        outcomes = await services.query_plans.answer_many(
+            first.executor,
+            first.query,
+            first.operation_name,
+            [(operation.session, operation.variables) for operation in operations],
+            first.prepared,
+        )
+    except Exception as error:  # noqa: BLE001 - a fault of ours: each answered alone tells it
+        log.debug("answering %d queries together failed: %r", len(operations), error)
+        return [await answer(services, operation, transport) for operation in operations]
+    for _operation in operations:
+        services.metrics.count_operation(OperationType.QUERY.value, transport)
+    return [Answer(o, failed=False) if isinstance(o, bytes) else _answer(o) for o in outcomes]
 
 
 def failure(error: Exception) -> Answer:
