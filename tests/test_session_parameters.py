@@ -142,14 +142,15 @@ def test_one_plan_serves_every_user_of_a_role(served: Server) -> None:
 
 def test_a_value_that_does_not_convert_admits_what_it_did_when_resolved_per_user(served: Server) -> None:
     """A missing or non-integer X-User-Id compared with an integer column is UNKNOWN:
-    its comparison admits no row, and neither does its negation; a value beyond
-    32 bits is an integer all the same, which no row holds."""
+    its comparison admits no row, and neither does its negation; so is one beyond
+    64 bits, which no integer column holds. A value beyond 32 bits is an integer
+    all the same, which no row holds."""
     plans = served.runtime.query_plans
     rows = asyncio.run(_posts(served.url))
     before = plans.compiled
     published = _expected(rows, lambda _owner, p: p)
     every = _expected(rows, lambda _owner, _p: True)
-    for sub in (None, "abc", "7.0", " "):
+    for sub in (None, "abc", "7.0", " ", "99999999999999999999", "-9223372036854775809"):
         assert served.post(QUERY, _token("reader", sub)) == {"data": {"posts": published}}, sub
         assert served.post(QUERY, _token("outsider", sub)) == {"data": {"posts": []}}, sub
         assert served.post(QUERY, _token("user", sub)) == {"data": {"posts": []}}, sub
