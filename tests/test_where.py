@@ -1,10 +1,15 @@
-"""Compiling t_bool_exp to SQL (pure: statements are compiled, not run)."""
+"""Compiling t_bool_exp to SQL (statements compiled, not run), and what PostgreSQL alone needs of it."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from graph.errors import ValidationFailed
 from graph.model import Column, DatabaseModel, Kind, Table
@@ -60,3 +65,29 @@ def test_unknown_columns_and_operators_are_validation_failed() -> None:
         sql({"id": {"_ne": 1}})
     with pytest.raises(ValidationFailed):
         sql({"at": {"_eq": "yesterday"}})
+
+
+def test_patterns_on_a_postgresql_uuid_match_its_text(fresh_postgres: str, serve: Any) -> None:
+    """PostgreSQL has no LIKE for uuid (`uuid ~~ unknown`), which the API types String: its text is matched."""
+    asyncio.run(_uuid_table(fresh_postgres))
+    server = serve(database=fresh_postgres)
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as http:
+        for op, pattern, names in (
+            ("_like", "0000%", ["a"]), ("_ilike", "%ABC%", ["b"]), ("_nlike", "0000%", ["b"]), ("_nilike", "%abc%", ["a"]),
+        ):
+            query = f'{{ things(where: {{id: {{{op}: "{pattern}"}}}}, order_by: {{name: asc}}) {{ name }} }}'
+            body = http.post("/graphql", json={"query": query}).json()
+            assert body == {"data": {"things": [{"name": n} for n in names]}}, (op, body)
+
+
+async def _uuid_table(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE things (id UUID PRIMARY KEY, name TEXT)"))
+            await conn.execute(sa.text(
+                "INSERT INTO things VALUES ('00000000-0000-0000-0000-000000000001', 'a'), "
+                "('11111111-abcd-0000-0000-000000000002', 'b')"
+            ))
+    finally:
+        await engine.dispose()

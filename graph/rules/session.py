@@ -73,10 +73,10 @@ def _convert(column: Column, raw: str | None) -> Any:
     if kind is Kind.INTEGER or kind is Kind.BIGINT:
         if not _INTEGER.fullmatch(text.strip()):
             raise _NoValue
-        number = int(text)
-        if not -(2**63) <= number < 2**63:
+        integer = int(text)
+        if not -(2**63) <= integer < 2**63:
             raise _NoValue  # no integer column of either database holds it: it does not convert
-        return number
+        return integer
     if kind is Kind.FLOAT:
         try:
             number = float(text)

@@ -187,7 +187,7 @@ class Filters:
             else:
                 # Patterns match the stored text (a date's too), not the compared form.
                 pattern_col = stored if self._by_instant(column.kind) else col
-                parts.append(self._pattern(op, pattern_col, column.kind, value))
+                parts.append(self._pattern(op, pattern_col, column, value))
         return parts
 
     def _value(self, column: Column, value: Any) -> Any:
@@ -207,8 +207,10 @@ class Filters:
     def _by_instant(self, kind: Kind) -> bool:
         return by_instant(kind, self.dialect)
 
-    def _pattern(self, op: str, col: Any, kind: Kind, pattern: str | SessionParameter) -> Condition:
-        text = col if kind is Kind.STRING else sa.cast(col, sa.Text)
+    def _pattern(self, op: str, col: Any, column: Column, pattern: str | SessionParameter) -> Condition:
+        # PostgreSQL has no LIKE on a uuid (String in the API): its text is matched, as for dates.
+        textual = column.kind is Kind.STRING and column.db_type.upper() != "UUID"
+        text = col if textual else sa.cast(col, sa.Text)
         insensitive = op in INSENSITIVE_PATTERNS
         glob = self.dialect != "postgresql" and not insensitive
         operand: Any
