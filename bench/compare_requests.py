@@ -91,6 +91,9 @@ class Run:
     # Near 100 the server was the bottleneck; well below, the generator or the machine.
     server_cpu_percent: float | None
     load_average: str
+    # The server's CPU per answered request: less swayed than req/s by what else
+    # runs on a shared machine (the load generator included).
+    cpu_us_per_request: float | None = None
 
 
 def post(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -252,6 +255,9 @@ def record(
         result.p99_ms,
         result.cpu_percent(result.server_cpu_seconds),
         average,
+        None
+        if result.failures or not result.requests or result.server_cpu_seconds is None
+        else result.server_cpu_seconds / result.requests * 1e6,
     )
 
 
@@ -352,21 +358,44 @@ def main() -> int:
                 )
                 for name in trees
             }
+            cpu = {
+                name: median(
+                    [
+                        r.cpu_us_per_request
+                        for r in runs
+                        if r.checkout == name
+                        and r.database == database
+                        and r.operation == operation
+                    ]
+                )
+                for name in trees
+            }
             before, after = medians["before"], medians["after"]
             ratio = after / before if before and after is not None else None
             summary.append(
-                {"database": database, "operation": operation, **medians, "ratio": ratio}
+                {
+                    "database": database,
+                    "operation": operation,
+                    **medians,
+                    "ratio": ratio,
+                    "cpu_us_before": cpu["before"],
+                    "cpu_us_after": cpu["after"],
+                }
             )
     load_after = load_average()
     print(
         f"\n{'database':<9} {'operation':<9} {'before':>9} {'after':>9} {'ratio':>6}   (median req/s)"
+        "   server CPU us/request before / after"
     )
     for row in summary:
         cells = [
             f"{row[k]:>9,.0f}" if row[k] is not None else f"{'n/a':>9}" for k in ("before", "after")
         ]
         ratio = f"{row['ratio']:>6.2f}" if row["ratio"] is not None else f"{'n/a':>6}"
-        print(f"{row['database']:<9} {row['operation']:<9} {cells[0]} {cells[1]} {ratio}")
+        cpu = " / ".join(
+            f"{row[k]:.0f}" if row[k] is not None else "n/a" for k in ("cpu_us_before", "cpu_us_after")
+        )
+        print(f"{row['database']:<9} {row['operation']:<9} {cells[0]} {cells[1]} {ratio}   {cpu}")
     print(
         f"load average before / after: {load_before} / {load_after} (other processes skew every figure)"
     )
