@@ -51,7 +51,7 @@ from graph.errors import PermissionDenied, ValidationFailed
 from graph.model import Kind
 from graph.schema import INCREMENTS, PLACEHOLDER
 from graph.sql import json_edits
-from graph.sql.values import INT32, INT64, to_stored
+from graph.sql.values import INT32, INT64, to_db, to_stored
 
 if TYPE_CHECKING:
     from graphql import GraphQLError, GraphQLSchema
@@ -98,6 +98,10 @@ class Request:
     """The job returned its answer: what fails after that is the COMMIT."""
 
 
+PREPARED_UPDATES = 1024
+"""Update statements kept compiled, by table, columns and role."""
+
+
 class Writes:
     def __init__(
         self,
@@ -113,6 +117,7 @@ class Writes:
         self.statements = statements
         self.related = RelatedReader(backend, reader, tables, statements)
         self._inserts: dict[tuple[str, tuple[str, ...]], Compiled] = {}
+        self._updates: dict[tuple[Any, ...], Compiled] = {}
         self._key_positions: dict[str, tuple[int, ...]] = {}
 
     def job(self, request: Request) -> Job[dict[str, Any]]:
@@ -163,11 +168,10 @@ class Writes:
                 rows = yield from self._update(table, where, entry, access)
                 answers.append((yield from self._response(field, table, rows, None, request, errors, [n])))
             return answers
-        elif field.kind in (UPDATE, UPDATE_BY_PK):
-            if field.kind == UPDATE_BY_PK:
-                where = self.reader.pk_condition(table, args["pk_columns"])
-            else:
-                where = self.reader.where(table.name, args["where"], access.rules.select_filter)
+        elif field.kind == UPDATE_BY_PK:
+            rows = yield from self._update(table, args["pk_columns"], args, access)
+        elif field.kind == UPDATE:
+            where = self.reader.where(table.name, args["where"], access.rules.select_filter)
             rows = yield from self._update(table, where, args, access)
         else:
             if field.kind == DELETE_BY_PK:
@@ -455,8 +459,9 @@ class Writes:
         return (key[0] if len(key) == 1 else sa.tuple_(*key)).in_(matching)
 
     def _update(
-        self, table: Table, where: Condition, args: Mapping[str, Any], access: SessionAccess
+        self, table: Table, where: Condition | Mapping[str, Any], args: Mapping[str, Any], access: SessionAccess
     ) -> Steps:
+        """UPDATE the rows `where` selects, or the one whose primary key `where` maps to its values."""
         named = [name for name in UPDATE_OPERATORS if args.get(name) is not None]
         if not named:
             kinds = {c.kind for c in table.columns}
@@ -481,25 +486,74 @@ class Writes:
         core = self.tables[table.name]
         # A preset column takes its value from the rule, as with `_set`.
         increments = {name: value for name, value in increments.items() if name not in presets}
-        for name, value in self._values(table, increments).items():
-            # Untyped, or SQLAlchemy would read a numeric's text as a string and concatenate.
-            changes[name] = core.c[name] + _bound(value)  # NULL stays NULL, as SQL (and Hasura) add
+        added = self._values(table, increments)
         for operator in named:
             if operator in JSON_EDITS:
                 for name, value in args[operator].items():
                     if name not in presets:
                         changes[name] = self._json_edit(table, name, operator, value)
         allowed = access.rules.update_filter(table)
-        if allowed is not None:
-            where = sa.and_(where, allowed)
-        if not changes:
+        if not changes and not added:
             return []
-        statement = sa.update(core).where(where).values(changes).returning(*core.c)
-        rows: list[Row] = yield self.statements.bind(statement, access.parameters)
+        if isinstance(where, Mapping) and not any(operator in JSON_EDITS for operator in named):
+            # By primary key with values only (the common update): one statement
+            # compiled per shape, bound with this request's values.
+            statement = self._prepared_update(table, tuple(changes), tuple(added), access.role, allowed)
+            values = {f"set_{n}": value for n, (name, value) in enumerate(changes.items())}
+            values.update((f"inc_{n}", added[name]) for n, name in enumerate(added))
+            values.update(
+                (f"pk_{n}", to_db(table.column(name), where[name], self.model.dialect))
+                for n, name in enumerate(table.primary_key)
+            )
+            session = access.parameters
+            values.update((name, session[name]) for name in statement.names if name in session)
+            rows: list[Row] = yield statement.bind(values)
+        else:
+            if isinstance(where, Mapping):
+                where = self.reader.pk_condition(table, where)
+            if allowed is not None:
+                where = sa.and_(where, allowed)
+            for name, value in added.items():
+                # Untyped, or SQLAlchemy would read a numeric's text as a string and concatenate.
+                changes[name] = core.c[name] + _bound(value)  # NULL stays NULL, as SQL (and Hasura) add
+            statement_ = sa.update(core).where(where).values(changes).returning(*core.c)
+            rows = yield self.statements.bind(statement_, access.parameters)
         self._check_range(table, increments, rows)
         self._check_json_edits(table, [name for op in named if op in JSON_EDITS for name in args[op]], rows)
         yield from self._check(table, access.rules.update_check(table), rows, "update", access)
         return rows
+
+    def _prepared_update(
+        self,
+        table: Table,
+        names: tuple[str, ...],
+        increments: tuple[str, ...],
+        role: str | None,
+        allowed: Condition | None,
+    ) -> Compiled:
+        """UPDATE ... SET `names` = values, `increments` += values, by primary key, under the role's filter."""
+        key = (table.name, names, increments, role)
+        compiled = self._updates.get(key)
+        if compiled is None:
+            core = self.tables[table.name]
+            changes: dict[str, Any] = {
+                name: sa.bindparam(f"set_{n}", type_=core.c[name].type) for n, name in enumerate(names)
+            }
+            for n, name in enumerate(increments):
+                # Untyped, as `_bound`: the database takes the column's type.
+                changes[name] = core.c[name] + sa.bindparam(f"inc_{n}", type_=sa.types.NullType())
+            where = sa.and_(
+                *(core.c[name] == sa.bindparam(f"pk_{n}", type_=core.c[name].type)
+                  for n, name in enumerate(table.primary_key))
+            )
+            if allowed is not None:
+                where = sa.and_(where, allowed)
+            statement = sa.update(core).where(where).values(changes).returning(*core.c)
+            compiled = self.statements.prepare(statement)
+            if len(self._updates) >= PREPARED_UPDATES:
+                self._updates.clear()  # shapes a client varies without end: start again
+            self._updates[key] = compiled
+        return compiled
 
     def _json_edit(self, table: Table, name: str, operator: str, value: Any) -> Any:
         """The new value of JSON column `name` under a JSON update operator (graph.sql.json_edits)."""
