@@ -178,3 +178,75 @@ def test_a_refused_token_is_reported_readably(serve: Any, library_db: str) -> No
     panel = " ".join(seen["panelErrors"])
     assert "invalid-jwt" in panel, panel
     assert "4403" in seen["response"] and "Forbidden" in seen["response"], seen["response"]
+
+
+# -- live queries and streams in the result pane --------------------------------
+
+LIVE_QUERY = "subscription Latest { posts(order_by: {id: desc}, limit: 3) { id title } }"
+STREAM = (
+    "subscription NewPosts {"
+    " posts_stream(batch_size: 2, cursor: [{initial_value: {id: 0}, ordering: ASC}]) { id title } }"
+)
+
+
+def insert_post(title: str) -> dict[str, Any]:
+    return {
+        "query": "mutation ($t: String!) { insert_posts_one(object: {title: $t, user_id: 1}) { id } }",
+        "variables": {"t": title},
+    }
+
+
+def shown(pane: str) -> Any:
+    """The result pane's text as JSON (every result here fits the pane's height)."""
+    return json.loads(pane)
+
+
+@pytest.mark.usefixtures("browser")
+def test_a_live_query_shows_its_result_then_each_new_one(serve: Any, library_db: str) -> None:
+    server = serve(database=library_db)
+    rename = {
+        "query": 'mutation { update_posts_by_pk(pk_columns: {id: 4}, _set: {title: "renamed live"}) { id } }',
+    }
+    seen = drive(
+        # Run the moment it is typed: the page must go by the text, not by
+        # what GraphiQL last read of it (the default `TableChanged` operation).
+        server.url, query=LIVE_QUERY, docs=True, complete="subscription { posts_s", runAtOnce=True,
+        steps=[
+            {"until": ['"posts"', '"hello again"']},
+            {"mutation": insert_post("live row"), "until": ['"live row"']},
+            {"mutation": rename, "until": ['"renamed live"']},
+        ],
+    )
+    # The docs and autocomplete come from introspection: every new field is there.
+    fields = set(seen["subscriptionFields"])
+    assert {"tableChanged", "posts", "posts_by_pk", "posts_aggregate", "posts_stream"} <= fields, fields
+    assert "posts_stream" in seen["suggestions"], seen["suggestions"]
+    first, inserted, renamed = (shown(pane)["data"]["posts"] for pane in seen["panes"])
+    assert first == [{"id": 4, "title": "hello again"}, {"id": 3, "title": "Third"},
+                     {"id": 2, "title": "second post"}]
+    assert inserted == [{"id": 5, "title": "live row"}, {"id": 4, "title": "hello again"},
+                        {"id": 3, "title": "Third"}]
+    assert renamed == [{"id": 5, "title": "live row"}, {"id": 4, "title": "renamed live"},
+                       {"id": 3, "title": "Third"}]
+    # Nothing else was shown on the way: each pane is a whole result of the query.
+    assert all(set(shown(pane)["data"]) == {"posts"} for pane in seen["history"]), seen["history"]
+
+
+@pytest.mark.usefixtures("browser")
+def test_a_stream_shows_each_batch_and_then_a_new_row(serve: Any, library_db: str) -> None:
+    server = serve(database=library_db)
+    seen = drive(
+        server.url, query=STREAM, runAtOnce=True,
+        steps=[
+            # The catch-up ends on posts 3 and 4 (batches of two after id 0).
+            {"until": ['"posts_stream"', '"hello again"']},
+            {"mutation": insert_post("streamed row"), "until": ['"streamed row"']},
+        ],
+    )
+    caught_up, new = (shown(pane)["data"]["posts_stream"] for pane in seen["panes"])
+    assert caught_up == [{"id": 3, "title": "Third"}, {"id": 4, "title": "hello again"}]
+    assert new == [{"id": 5, "title": "streamed row"}]
+    # Each `next` replaces the pane; those it showed came in cursor order, two at most.
+    batches = [shown(pane)["data"]["posts_stream"] for pane in seen["history"]]
+    ids = [row["id"] for batch in batches for row in batch]
+    assert ids == sorted(set(ids)) and all(1 <= len(batch) <= 2 for batch in batches), batches

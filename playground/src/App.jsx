@@ -13,6 +13,16 @@ function defaultQuery(tables) {
 # "${table}" from any client: each change shows up here
 # and in the Live changes panel on the right.
 # A JWT in the Token field makes you act as its role.
+#
+# Any query field works as a subscription too
+# (a live query): the result pane shows its
+# result, then the new one after each change:
+#   subscription { ${table}(limit: 3) { <fields> } }
+# ${table}_stream sends the rows after a cursor,
+# then every row inserted later:
+#   subscription { ${table}_stream(batch_size: 10,
+#     cursor: [{initial_value: {<column>: 0}}])
+#     { <fields> } }
 subscription TableChanged {
   tableChanged(table: "${table}") {
     type

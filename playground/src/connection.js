@@ -48,21 +48,35 @@ export function connect(auth, onStatus = () => {}) {
   });
 }
 
-// GraphiQL's fetcher: subscriptions over `client`, the rest over HTTP. A failed
-// subscription ends with an ordinary `errors` result, so GraphiQL shows the
-// reason (say, a refused token) rather than a stack trace.
+// GraphiQL's fetcher: every subscription (tableChanged, a live query, a
+// t_stream) over `client`, the rest over HTTP. A failed subscription ends with
+// an ordinary `errors` result, so GraphiQL shows the reason (say, a refused
+// token) rather than a stack trace.
 export function graphiqlFetcher(auth, client) {
   const http = createGraphiQLFetcher({ url: httpUrl, headers: authHeaders(auth) });
-  return (params, options) =>
-    isSubscription(params, options?.documentAST) ? overSocket(client, params) : http(params, options);
+  return (params, options) => {
+    const { current, document, subscription } = asTyped(params);
+    return subscription ? overSocket(client, current) : http(current, { ...options, documentAST: document });
+  };
 }
 
-function isSubscription({ query, operationName }, document) {
+// GraphiQL re-reads the editor's operations 100 ms after the last keystroke, so
+// a run right after an edit (a paste, then Ctrl-Enter) comes with the previous
+// text's documentAST and operationName. `query` is always the text as it is:
+// decide from it, and drop a name it no longer holds when it has one operation
+// (the one GraphiQL will pick once it catches up).
+function asTyped(params) {
+  let document;
   try {
-    return getOperationAST(document ?? parse(query), operationName)?.operation === 'subscription';
+    document = parse(params.query);
   } catch {
-    return false; // the server reports the syntax error
+    return { current: params, document: undefined, subscription: false }; // the server reports the syntax error
   }
+  const operations = document.definitions.filter((definition) => definition.kind === 'OperationDefinition');
+  const stale = params.operationName && !operations.some((operation) => operation.name?.value === params.operationName);
+  const current = stale && operations.length === 1 ? { ...params, operationName: null } : params;
+  const subscription = getOperationAST(document, current.operationName)?.operation === 'subscription';
+  return { current, document, subscription };
 }
 
 async function* overSocket(client, params) {
