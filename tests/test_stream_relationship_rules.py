@@ -1,0 +1,268 @@
+"""Stream filters through relationships (issue 16, part 1; SPEC section 5): real sockets, both databases.
+
+A customer's rule on invoice lines goes through the line's invoice; a
+client's `where` on posts goes through the post's user. Such parts are
+decided per batch with one SQL statement per shape (graph.events.decide),
+whatever the number of subscribers. "No event" is shown by a later marker
+event arriving next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.conftest import GraphQLWS, LiveServer
+from tests.test_forgebase import RawClient, ws_url
+from tests.test_sse import events
+
+SECRET = "forgegraph-relationship-rules-hs256-secret-0123456789"
+ADMIN_SECRET = "forgegraph-relationship-rules-admin-secret"
+ADMIN = {"X-Admin-Secret": ADMIN_SECRET}
+
+PERMISSIONS = """\
+tables:
+  invoice_lines:
+    select:
+      customer: {filter: {invoice: {customer_id: {_eq: X-User-Id}}}, columns: "*"}
+  invoices:
+    select:
+      customer: {filter: {customer_id: {_eq: X-User-Id}}, columns: "*"}
+  posts:
+    select:
+      customer: {columns: "*"}
+  users:
+    select:
+      customer: {columns: [id, name]}
+"""
+
+CHANGES = """subscription($table: String!, $where: JSON, $since: String) {
+  tableChanged(table: $table, where: $where, since: $since) { type id cursor } }"""
+
+CUSTOMERS = 6
+
+
+def token(customer: int) -> str:
+    claims = {"sub": str(customer), "role": "customer", "exp": int(time.time() + 3600)}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def headers(customer: int) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(customer)}"}
+
+
+@pytest.fixture
+def invoices_url(library_url: str) -> str:
+    """The library database with invoices (invoice n belongs to customer n) and their lines."""
+
+    async def create() -> None:
+        metadata = sa.MetaData()
+        invoices = sa.Table(
+            "invoices", metadata,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("customer_id", sa.Integer, nullable=False),
+        )
+        sa.Table(
+            "invoice_lines", metadata,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("invoice_id", sa.ForeignKey("invoices.id"), nullable=False),
+            sa.Column("amount", sa.Integer, nullable=False),
+        )
+        engine = create_async_engine(library_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+                await conn.execute(invoices.insert(), [{"id": n, "customer_id": n} for n in range(1, CUSTOMERS + 1)])
+        finally:
+            await engine.dispose()
+
+    asyncio.run(create())
+    return library_url
+
+
+@dataclass
+class Shop:
+    server: LiveServer
+    http: httpx.AsyncClient
+
+    async def admin(self, query: str) -> dict[str, Any]:
+        response = await self.http.post("/graphql", json={"query": query}, headers=ADMIN)
+        body = response.json()
+        assert response.status_code == 200 and "errors" not in body, body
+        return body["data"]  # type: ignore[no-any-return]
+
+    async def add_line(self, line: int, invoice: int, amount: int = 1) -> None:
+        await self.admin(f"mutation {{ insert_invoice_lines_one(object: {{id: {line}, invoice_id: {invoice}, "
+                         f"amount: {amount}}}) {{ id }} }}")
+
+    async def update_line(self, line: int, values: str) -> None:
+        await self.admin(f"mutation {{ update_invoice_lines_by_pk(pk_columns: {{id: {line}}}, _set: {values}) {{ id }} }}")
+
+    async def customer_ws(self, stack: AsyncExitStack, customer: int) -> GraphQLWS:
+        ws = await stack.enter_async_context(GraphQLWS.open(self.server, init=False))
+        await ws.init({"headers": headers(customer)})
+        return ws
+
+
+@pytest.fixture
+async def shop(invoices_url: str, serve: Any, tmp_path: Path) -> AsyncIterator[Shop]:
+    permissions = tmp_path / "permissions.yaml"
+    permissions.write_text(PERMISSIONS)
+    server = serve(database=invoices_url, permissions=str(permissions), jwt_secret=SECRET, admin_secret=ADMIN_SECRET)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False) as http:
+        yield Shop(server, http)
+
+
+async def sync(ws: GraphQLWS) -> None:
+    await ws.send({"type": "ping"})
+    assert await ws.receive() == {"type": "pong"}
+
+
+async def subscribe(ws: GraphQLWS, op_id: str, table: str, where: Any = None, since: str | None = None) -> None:
+    await ws.subscribe(op_id, CHANGES, {"table": table, "where": where, "since": since})
+    await sync(ws)
+
+
+async def seen(ws: GraphQLWS, count: int) -> list[tuple[str, Any]]:
+    """The next `count` events as (type, id)."""
+    out = []
+    for _ in range(count):
+        payload = await ws.next()
+        assert "errors" not in payload, payload
+        event = payload["data"]["tableChanged"]
+        out.append((event["type"], event["id"]))
+    return out
+
+
+# -- a permission rule through a relationship -------------------------------------------
+
+
+async def test_a_customer_receives_the_lines_of_their_own_invoices_and_no_one_else_does(shop: Shop) -> None:
+    async with AsyncExitStack() as stack:
+        alice, bob, carol = [await shop.customer_ws(stack, n) for n in (1, 2, 3)]
+        for ws in (alice, bob, carol):
+            await subscribe(ws, "lines", "invoice_lines")
+        await shop.add_line(10, invoice=1)
+        await shop.add_line(11, invoice=2)
+        await shop.update_line(10, "{invoice_id: 2}")  # out of Alice's view, into Bob's
+        await shop.update_line(10, "{invoice_id: 3}")  # out of Bob's, into Carol's
+        await shop.update_line(10, "{amount: 5}")
+        await shop.admin("mutation { delete_invoice_lines_by_pk(id: 10) { id } }")
+        for marker, invoice in ((91, 1), (92, 2), (93, 3)):
+            await shop.add_line(marker, invoice=invoice)
+
+        assert await seen(alice, 3) == [("create", 10), ("delete", 10), ("create", 91)]
+        assert await seen(bob, 4) == [("create", 11), ("create", 10), ("delete", 10), ("create", 92)]
+        assert await seen(carol, 4) == [("create", 10), ("update", 10), ("delete", 10), ("create", 93)]
+
+
+async def test_a_change_of_the_related_table_alone_is_no_event(shop: Shop) -> None:
+    async with AsyncExitStack() as stack:
+        bob = await shop.customer_ws(stack, 2)
+        await subscribe(bob, "lines", "invoice_lines")
+        await shop.add_line(20, invoice=1)  # Alice's
+        # The invoice passes to Bob: his view of line 20 changes, but no line changed.
+        await shop.admin("mutation { update_invoices_by_pk(pk_columns: {id: 1}, _set: {customer_id: 2}) { id } }")
+        # The next change of the line is decided against the invoice as it is now.
+        await shop.update_line(20, "{amount: 7}")
+        await shop.add_line(92, invoice=2)
+        assert await seen(bob, 2) == [("update", 20), ("create", 92)]
+
+
+async def test_one_statement_per_batch_and_shape_for_many_subscribers(shop: Shop) -> None:
+    async with AsyncExitStack() as stack:
+        clients = {}
+        for customer in range(1, CUSTOMERS + 1):
+            for copy in range(2):
+                ws = await shop.customer_ws(stack, customer)
+                await subscribe(ws, "lines", "invoice_lines")
+                clients[customer, copy] = ws
+        shop.server.statements.clear()
+        lines = ", ".join(f"{{id: {100 + n}, invoice_id: {n}, amount: {n}}}" for n in range(1, CUSTOMERS + 1))
+        await shop.admin(f"mutation {{ insert_invoice_lines(objects: [{lines}]) {{ affected_rows }} }}")
+        for (customer, _copy), ws in clients.items():
+            assert await seen(ws, 1) == [("create", 100 + customer)]
+        decisions = [s for s in shop.server.statements if "_fg_rows" in s]
+        assert len(decisions) == 1, decisions
+
+
+async def test_replay_with_since_gives_the_same_decisions(shop: Shop) -> None:
+    async with AsyncExitStack() as stack:
+        bob = await shop.customer_ws(stack, 2)
+        await subscribe(bob, "lines", "invoice_lines")
+        await shop.add_line(30, invoice=2)
+        first = (await bob.next())["data"]["tableChanged"]
+        await shop.add_line(31, invoice=1)
+        await shop.update_line(30, "{invoice_id: 1}")
+        await shop.update_line(31, "{invoice_id: 2}")
+        await shop.add_line(32, invoice=2)
+        live = await seen(bob, 3)
+        assert live == [("delete", 30), ("create", 31), ("create", 32)]
+
+        again = await shop.customer_ws(stack, 2)
+        await again.subscribe("lines", CHANGES, {"table": "invoice_lines", "since": first["cursor"]})
+        assert await seen(again, 3) == live
+
+
+# -- a client's `where` through a relationship -------------------------------------------
+
+
+async def test_a_client_where_through_a_relationship_filters(shop: Shop) -> None:
+    async with AsyncExitStack() as stack:
+        ws = await shop.customer_ws(stack, 1)
+        await subscribe(ws, "alice", "posts", where={"user": {"name": {"_eq": "Alice"}}})
+        created = await shop.admin('mutation { insert_posts_one(object: {title: "b", user_id: 2}) { id } }')
+        bobs = created["insert_posts_one"]["id"]
+        created = await shop.admin('mutation { insert_posts_one(object: {title: "a", user_id: 1}) { id } }')
+        alices = created["insert_posts_one"]["id"]
+        await shop.admin(f"mutation {{ update_posts_by_pk(pk_columns: {{id: {bobs}}}, _set: {{user_id: 1}}) {{ id }} }}")
+        await shop.admin(f"mutation {{ update_posts_by_pk(pk_columns: {{id: {alices}}}, _set: {{user_id: 3}}) {{ id }} }}")
+        assert await seen(ws, 3) == [("create", alices), ("create", bobs), ("delete", alices)]
+
+
+async def test_a_where_through_a_relationship_sees_only_what_the_role_may_select(shop: Shop) -> None:
+    async with AsyncExitStack() as stack:
+        ws = await shop.customer_ws(stack, 1)
+        answers = []
+        for op_id, where in (("1", {"user": {"email": {"_eq": "x"}}}), ("2", {"user": {"nonexistent": {"_eq": "x"}}})):
+            await ws.subscribe(op_id, CHANGES, {"table": "posts", "where": where})
+            message = await ws.receive()
+            assert message["type"] == "error", message
+            answers.append(message["payload"][0]["message"])
+        assert answers[0].replace("email", "NAME") == answers[1].replace("nonexistent", "NAME")
+
+        # Through a relationship, the related table's own row rule applies too.
+        await subscribe(ws, "lines", "invoice_lines", where={"invoice": {"id": {"_in": [1, 2]}}})
+        await shop.add_line(40, invoice=2)  # Bob's invoice: not Alice's to see
+        await shop.add_line(41, invoice=1)
+        assert await seen(ws, 1) == [("create", 41)]
+
+
+# -- the raw protocol and SSE share the rules ----------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_raw_protocol_and_sse_apply_the_relationship_rule(shop: Shop) -> None:
+    raw_url = ws_url(shop.server) + f"?token={token(2)}"
+    async with (
+        RawClient.open(raw_url) as raw,
+        events(shop.server, "invoice_lines", headers=headers(1)) as sse,
+    ):
+        await raw.subscribe("invoice_lines")
+        await shop.add_line(50, invoice=1)
+        await shop.add_line(51, invoice=2)
+        message = await raw.receive()
+        assert (message["type"], message["record"]["id"]) == ("create", 51)
+        event = await sse.event()
+        assert '"id":50' in event["data"].replace(" ", "")
