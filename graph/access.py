@@ -6,8 +6,9 @@ aggregates, relationships, mutations) they are compiled once per role, each
 session variable a statement parameter (`RoleAccess`) that a request binds
 to its session's value (`SessionAccess.parameters`): one compiled statement
 serves every user of a role. Events are filtered in memory by the same rule
-with the session's values filled in, so queries and events always agree on
-what a session may see.
+with the session's values filled in (its parts through relationships decided
+per batch with SQL, graph.events.decide), so queries and events always agree
+on what a session may see.
 """
 
 from __future__ import annotations

@@ -266,3 +266,53 @@ async def test_raw_protocol_and_sse_apply_the_relationship_rule(shop: Shop) -> N
         assert (message["type"], message["record"]["id"]) == ("create", 51)
         event = await sse.event()
         assert '"id":50' in event["data"].replace(" ", "")
+
+
+# -- shapes and the matcher's lookups (pure) ------------------------------------------------
+
+
+def _posts_model() -> Any:
+    from tests.test_permissions import MODEL
+
+    return MODEL
+
+
+def test_parts_that_differ_only_in_values_share_a_shape() -> None:
+    from graph.rules.parse import parse_trusted
+    from graph.rules.related import related_parts
+
+    model = _posts_model()
+    posts = model.table("posts")
+
+    def parts(exp: dict[str, Any]) -> Any:
+        return related_parts(parse_trusted(posts, exp, model), posts)
+
+    (seven,) = parts({"user": {"id": {"_eq": 7}}})
+    (eight,) = parts({"_and": [{"published": {"_eq": True}}, {"user": {"id": {"_eq": 8}}}]})
+    assert seven.shape == eight.shape and (seven.values, eight.values) == ((7,), (8,))
+    assert seven.local_columns == ("user_id",)
+    # Lists, patterns and _is_null are part of the shape; so is every relationship and column.
+    (listed,) = parts({"user": {"id": {"_in": [7]}}})
+    (named,) = parts({"user": {"name": {"_eq": "x"}}})
+    assert len({seven.shape, listed.shape, named.shape}) == 3 and listed.values == ()
+    # Under _or and _not too; a relationship nested in another is the outer one's SQL.
+    assert len(parts({"_or": [{"_not": {"user": {"id": {"_eq": 1}}}}, {"user": {"posts": {"id": {"_eq": 2}}}}]})) == 2
+
+
+def test_the_matcher_reads_a_relationship_part_from_the_batchs_answers() -> None:
+    from graph.rules.matcher import compile_matcher
+    from graph.rules.parse import parse_trusted
+    from graph.rules.related import Truths, related_parts
+
+    model = _posts_model()
+    posts = model.table("posts")
+    exp = parse_trusted(posts, {"user": {"id": {"_eq": 7}}}, model)
+    truths = Truths()
+    matcher = compile_matcher(exp, posts, truths)
+    (part,) = related_parts(exp, posts)
+    assert matcher({"user_id": 7}) is None  # nothing decided: UNKNOWN, no event
+    truths.decided = {part.shape: {(7,): frozenset({(7,)})}}
+    assert matcher({"user_id": 7}) is True
+    assert matcher({"user_id": 8}) is False
+    assert matcher({"user_id": None}) is False  # no related row
+    assert compile_matcher(parse_trusted(posts, {"_not": exp.plain()}, model), posts, truths)({"user_id": 8}) is True

@@ -13,6 +13,10 @@ by the values their filters require (graph.events.index), so a thousand
 subscribers each filtering on their own `user_id` cost an event one lookup,
 not a thousand filters.
 
+A filter through relationships is matched against the answers SQL gave
+for the batch (`dispatch`'s `decided`, graph.events.decide), which the
+streams' matchers read from the hub's `truths` while it dispatches.
+
 A stream whose filter or renderer raises on an event misses that event only:
 the other streams still get it, and the hub reports the failure once per event.
 """
