@@ -302,7 +302,7 @@ def test_parts_that_differ_only_in_values_share_a_shape() -> None:
 def test_the_matcher_reads_a_relationship_part_from_the_batchs_answers() -> None:
     from graph.rules.matcher import compile_matcher
     from graph.rules.parse import parse_trusted
-    from graph.rules.related import Truths, related_parts
+    from graph.rules.related import Answers, Truths, related_parts
 
     model = _posts_model()
     posts = model.table("posts")
@@ -311,8 +311,41 @@ def test_the_matcher_reads_a_relationship_part_from_the_batchs_answers() -> None
     matcher = compile_matcher(exp, posts, truths)
     (part,) = related_parts(exp, posts)
     assert matcher({"user_id": 7}) is None  # nothing decided: UNKNOWN, no event
-    truths.decided = {part.shape: {(7,): frozenset({(7,)})}}
+    truths.decided = {part.shape: Answers(frozenset({(7,)}), {(7,): frozenset({(7,)})})}
     assert matcher({"user_id": 7}) is True
     assert matcher({"user_id": 8}) is False
     assert matcher({"user_id": None}) is False  # no related row
     assert compile_matcher(parse_trusted(posts, {"_not": exp.plain()}, model), posts, truths)({"user_id": 8}) is True
+    other = compile_matcher(parse_trusted(posts, {"user": {"id": {"_eq": 9}}}, model), posts, truths)
+    assert other({"user_id": 7}) is None  # operands not decided for this batch (joined meanwhile)
+
+
+def test_the_index_reaches_exactly_the_streams_whose_part_holds() -> None:
+    from graph.events.change import ChangeEvent
+    from graph.events.hub import Hub, StreamKey
+    from graph.rules.parse import parse_trusted
+    from graph.rules.related import Answers
+    from tests.test_stream_index import Raw, Sink
+
+    model = _posts_model()
+    posts = model.table("posts")
+    hub = Hub()
+    sinks = {}
+    for user in range(5):
+        wheres = ({"user": {"id": {"_eq": user}}}, {"_or": [{"user": {"id": {"_eq": user}}}, {"id": {"_eq": 99}}]})
+        for kind, where in enumerate(wheres, 1):
+            sink = sinks[user, kind] = Sink(f"{user}")
+            label = f"{user} {where}"
+            hub.join(StreamKey("t", "posts", label), posts, parse_trusted(posts, where, model), lambda e, c: c, sink, Raw())
+    shapes = list(hub.shapes.by_table["posts"])
+    # The part holds for user_id 1 with operands 1 and for user_id 2 with operands 2 (as SQL would say).
+    answers = Answers(frozenset((u,) for u in range(5)), {(1,): frozenset({(1,)}), (2,): frozenset({(2,)})})
+    decided = {shape: answers for shape in shapes}
+    hub.dispatch([ChangeEvent(1, "posts", "update", {"id": 1, "user_id": 1}, {"id": 1, "user_id": 2})], decided)
+    got = {key: sink.received for key, sink in sinks.items() if sink.received}
+    assert got == {(1, 1): ["delete"], (2, 1): ["create"], (1, 2): ["delete"], (2, 2): ["create"]}
+    # Undecided: no stream through the relationship is reached; the `_or`'s other branch still is.
+    hub.dispatch([ChangeEvent(2, "posts", "create", None, {"id": 99, "user_id": 1})], None)
+    assert [key for key, sink in sinks.items() if len(sink.received) > (1 if key in got else 0)] == [
+        (u, 2) for u in range(5)
+    ]

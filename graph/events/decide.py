@@ -18,7 +18,7 @@ decided, just after its commit.
 
 from __future__ import annotations
 
-import logging
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,8 +27,17 @@ import orjson
 import sqlalchemy as sa
 
 from graph.rules.bool_exp import And, BoolExp, ColumnExp, Not, Or, Related
-from graph.rules.related import Decided, RelatedPart, Slot, row_keys, value_key
-from graph.sql.compiled import Compiled, Statement
+from graph.rules.related import (
+    Answers,
+    Decided,
+    Operands,
+    RelatedPart,
+    RowKey,
+    Slot,
+    operand_keys,
+    row_keys,
+)
+from graph.sql.compiled import Compiled
 from graph.sql.values import to_db
 
 if TYPE_CHECKING:
@@ -39,8 +48,8 @@ if TYPE_CHECKING:
     from graph.model import Column, DatabaseModel, Table
     from graph.rules.to_sql import Filters
 
-log = logging.getLogger("forgegraph.realtime")
-
+CACHE_SIZE = 256
+"""Compiled statements kept (`Decider._compiled`): a few per live shape."""
 MAX_PARAMETERS = 30_000
 """Bind parameters per statement, under PostgreSQL's 32,767 and SQLite's 32,766: a bigger batch is split."""
 
@@ -69,7 +78,7 @@ class Shapes:
             shape = shapes.get(part.shape)
             if shape is None:
                 shape = shapes[part.shape] = Shape(part)
-            key = tuple(value_key(v) for v in part.values)
+            key = operand_keys(part)
             _values, count = shape.operands.get(key, (part.values, 0))
             shape.operands[key] = (part.values, count + 1)
 
@@ -77,7 +86,7 @@ class Shapes:
         for part in parts:
             shapes = self.by_table[part.table]
             shape = shapes[part.shape]
-            key = tuple(value_key(v) for v in part.values)
+            key = operand_keys(part)
             values, count = shape.operands[key]
             if count > 1:
                 shape.operands[key] = (values, count - 1)
@@ -106,6 +115,7 @@ class Decider:
         self.filters = filters
         self.backend = backend
         self.dialect: Dialect = backend.dialect
+        self._cache: OrderedDict[Hashable, Compiled] = OrderedDict()
 
     async def decide(self, events: Sequence[ChangeEvent], shapes: Shapes) -> Decided:
         """For each shape of `shapes` whose table the batch changes, the pairs its part holds for.
@@ -128,66 +138,102 @@ class Decider:
 
     async def _decide_shape(
         self, table: Table, shape: Shape, images: list[Mapping[str, Any]]
-    ) -> dict[tuple[Hashable, ...], frozenset[tuple[Hashable, ...]]]:
+    ) -> Answers:
         part = shape.part
         keyed: dict[tuple[Hashable, ...], Mapping[str, Any]] = {}
         for row in images:
             keys = row_keys(row, part.local_columns)
             if keys is not None and keys not in keyed:
                 keyed[keys] = row
-        operand_keys = list(shape.operands)
-        holds: dict[tuple[Hashable, ...], set[tuple[Hashable, ...]]] = {key: set() for key in operand_keys}
-        if not keyed:
-            return {key: frozenset() for key in operand_keys}
-        row_keys_list = list(keyed)
-        operand_rows = [shape.operands[key][0] for key in operand_keys]
-        per_row = 1 + len(part.local_columns)
-        per_set = 1 + len(part.values)
-        room = max(1, (MAX_PARAMETERS - per_set * len(operand_rows)) // per_row)
-        for start in range(0, len(row_keys_list), room):
-            chunk = row_keys_list[start : start + room]
-            statement = self._statement(table, part, [keyed[k] for k in chunk], operand_rows, start)
+        wanted = list(shape.operands)
+        asked = frozenset(wanted)
+        by_row: dict[RowKey, set[Operands]] = {}
+        if not keyed or not wanted:
+            return Answers(asked, {})
+        local = [table.column(name) for name in part.local_columns]
+        slots = slot_columns(part.template, table, self.model)
+        dialect = self.dialect.name
+        filters = self.filters
+        row_list = list(keyed)
+        rows = [
+            (i, *(to_db(c, keyed[k].get(c.name), dialect) for c in local)) for i, k in enumerate(row_list)
+        ]
+        sets = [
+            (j, *(filters.operand(c, v) for c, v in zip(slots, shape.operands[key][0], strict=True)))
+            for j, key in enumerate(wanted)
+        ]
+        set_count = _bucket(len(sets))
+        room = max(1, (MAX_PARAMETERS - set_count * (1 + len(slots))) // (1 + len(local)))
+        room = 1 << (room.bit_length() - 1)  # a bucket size itself
+        for start in range(0, len(rows), room):
+            chunk = rows[start : start + room]
+            compiled = self._compiled(table, part, local, slots, _bucket(len(chunk)), set_count)
+            params: dict[str, Any] = {}
+            _fill(params, "r", chunk, _bucket(len(chunk)))
+            _fill(params, "s", sets, set_count)
+            statement = compiled.bind(params)
             text = await self.backend.fetch(statement.sql, statement.args)
             for row_index, set_index in orjson.loads(text or "[]"):
-                holds[operand_keys[set_index]].add(row_keys_list[row_index])
-        return {key: frozenset(rows) for key, rows in holds.items()}
+                by_row.setdefault(row_list[row_index], set()).add(wanted[set_index])
+        return Answers(asked, {key: frozenset(found) for key, found in by_row.items()})
 
-    def _statement(
-        self,
-        table: Table,
-        part: RelatedPart,
-        images: list[Mapping[str, Any]],
-        operand_rows: list[tuple[Any, ...]],
-        first: int,
-    ) -> Statement:
-        filters, dialect = self.filters, self.dialect.name
-        local = [table.column(name) for name in part.local_columns]
-        rows = sa.values(
-            sa.column(ROW, sa.Integer()),
-            *(sa.column(c.name, filters.operand_type(c)) for c in local),
+    def _compiled(
+        self, table: Table, part: RelatedPart, local: list[Column], slots: list[Column], rows: int, sets: int
+    ) -> Compiled:
+        """The statement of a shape for `rows` row images and `sets` sets of operands, compiled once.
+
+        Both counts are powers of two (a batch's lists are padded by repeating
+        their last item, which adds no pair), so a shape has a few statements
+        whatever the batch, each compiled once: compiling costs more than the
+        statement.
+        """
+        key = (part.shape, rows, sets)
+        compiled = self._cache.get(key)
+        if compiled is not None:
+            self._cache.move_to_end(key)
+            return compiled
+        filters = self.filters
+        row_types = [sa.Integer(), *(filters.operand_type(c) for c in local)]
+        row_values = sa.values(
+            *(sa.column(name, t) for name, t in zip([ROW, *(c.name for c in local)], row_types, strict=True)),
             name="_fg_rows",
-        ).data([
-            (first + i, *(to_db(c, row.get(c.name), dialect) for c in local)) for i, row in enumerate(images)
-        ]).cte("_fg_rows")
-        slots = slot_columns(part.template, table, self.model)
-        operands = sa.values(
-            sa.column(SET, sa.Integer()),
-            *(sa.column(f"_fg_p{i}", filters.operand_type(c)) for i, c in enumerate(slots)),
+        ).data([_binds("r", i, row_types) for i in range(rows)]).cte("_fg_rows")
+        set_types = [sa.Integer(), *(filters.operand_type(c) for c in slots)]
+        set_values = sa.values(
+            *(sa.column(name, t) for name, t in zip([SET, *(f"_fg_p{i}" for i in range(len(slots)))], set_types,
+                                                     strict=True)),
             name="_fg_operands",
-        ).data([
-            (j, *(filters.operand(c, v) for c, v in zip(slots, values, strict=True)))
-            for j, values in enumerate(operand_rows)
-        ]).cte("_fg_operands")
+        ).data([_binds("s", j, set_types) for j in range(sets)]).cte("_fg_operands")
         condition = filters.compile(
             table.name,
             BoolExp((part.template,)),
-            target=rows,
-            slots=[operands.c[f"_fg_p{i}"] for i in range(len(slots))],
+            target=row_values,
+            slots=[set_values.c[f"_fg_p{i}"] for i in range(len(slots))],
         )
         backend = self.backend
-        pairs = backend.answer(backend.json_array(backend.json_list([rows.c[ROW], operands.c[SET]])))
-        select = sa.select(pairs).select_from(rows.join(operands, sa.true())).where(condition)
-        return Compiled(select.compile(dialect=self.dialect)).bind()
+        pairs = backend.answer(backend.json_array(backend.json_list([row_values.c[ROW], set_values.c[SET]])))
+        select = sa.select(pairs).select_from(row_values.join(set_values, sa.true())).where(condition)
+        compiled = self._cache[key] = Compiled(select.compile(dialect=self.dialect))
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return compiled
+
+
+def _bucket(count: int) -> int:
+    return 1 << max(0, count - 1).bit_length()
+
+
+def _binds(prefix: str, index: int, types: list[Any]) -> tuple[Any, ...]:
+    return tuple(sa.bindparam(f"{prefix}{index}_{k}", type_=t) for k, t in enumerate(types))
+
+
+def _fill(params: dict[str, Any], prefix: str, items: list[tuple[Any, ...]], size: int) -> None:
+    """`items` as the values of their bind parameters, padded to `size` with the last one."""
+    last = items[-1]
+    for index in range(size):
+        item = items[index] if index < len(items) else last
+        for k, value in enumerate(item):
+            params[f"{prefix}{index}_{k}"] = value
 
 
 def slot_columns(exp: Related, table: Table, model: DatabaseModel) -> list[Column]:

@@ -180,7 +180,7 @@ class Hub:
             self.shapes.add(stream.parts)
             streams = self._by_table.get(table.name)
             if streams is None:
-                streams = self._by_table[table.name] = TableStreams()
+                streams = self._by_table[table.name] = TableStreams(self.truths)
             streams.add(stream)
         subscription = Subscription(stream, sink, frame, pending=[] if replaying else None)
         if replaying:

@@ -26,7 +26,7 @@ from graph.rules.bool_exp import (
     Related,
     SessionVariable,
 )
-from graph.rules.related import related_part, value_key
+from graph.rules.related import operand_keys, related_part
 from graph.temporal import TEMPORAL, instant
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def compile_matcher(exp: BoolExp | None, table: Table | None = None, truths: Tru
 
 def _related(field: Related, table: Table, truths: Truths) -> Matcher:
     part = related_part(table, field)
-    operands = tuple(value_key(v) for v in part.values)
+    operands = operand_keys(part)
     holds = truths.holds
     return lambda row: holds(part, operands, row)
 

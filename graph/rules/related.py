@@ -147,15 +147,30 @@ def row_keys(row: Mapping[str, Any], columns: Sequence[str]) -> tuple[Hashable, 
     return tuple(keys)
 
 
-Decided = dict[Hashable, dict[tuple[Hashable, ...], frozenset[tuple[Hashable, ...]]]]
-"""Shape -> operands (their `value_key`s) -> the row keys for which the part holds."""
+RowKey = tuple[Hashable, ...]
+Operands = tuple[Hashable, ...]
+"""A set of operands by their `value_key`s."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """One shape decided for a batch: for which operands each row image's key meets it."""
+
+    asked: frozenset[Operands]
+    """The operands decided (a stream joined after the batch was decided has none: UNKNOWN)."""
+    by_row: Mapping[RowKey, frozenset[Operands]]
+    """Row key -> the operands the part holds for (a key not here: none)."""
+
+
+Decided = dict[Hashable, Answers]
+"""Shape -> its answers for the batch."""
 
 
 class Truths:
     """The answers of the batch being dispatched, which the matchers of relationship fields read.
 
     One per hub. The answers are set and used without an await in between
-    (`use`), so a live batch and a replayed page never see each other's.
+    (graph.events.hub), so a live batch and a replayed page never see each other's.
     """
 
     __slots__ = ("decided",)
@@ -163,13 +178,34 @@ class Truths:
     def __init__(self) -> None:
         self.decided: Decided | None = None
 
-    def holds(self, part: RelatedPart, operands: tuple[Hashable, ...], row: Mapping[str, Any]) -> Truth:
+    def answers(self, shape: Hashable) -> Answers | None:
+        decided = self.decided
+        return None if decided is None else decided.get(shape)
+
+    def holds(self, part: RelatedPart, operands: Operands, row: Mapping[str, Any]) -> Truth:
         keys = row_keys(row, part.local_columns)
         if keys is None:
             return False  # a null join value reaches no row: EXISTS is false
-        decided = self.decided
-        shape = None if decided is None else decided.get(part.shape)
-        rows = None if shape is None else shape.get(operands)
-        if rows is None:
+        answers = self.answers(part.shape)
+        if answers is None or operands not in answers.asked:
             return None  # not decided (the statement failed, or the stream joined meanwhile): UNKNOWN
-        return keys in rows
+        found = answers.by_row.get(keys)
+        return found is not None and operands in found
+
+
+def required_parts(exp: BoolExp | None, table: Table) -> list[RelatedPart]:
+    """The relationship fields that must hold for `exp` to: its own fields and its `_and`s' (graph.events.index)."""
+    found: list[RelatedPart] = []
+    if exp is None:
+        return found
+    for field in exp.fields:
+        if isinstance(field, Related):
+            found.append(related_part(table, field))
+        elif isinstance(field, And):
+            for inner in field.exps:
+                found.extend(required_parts(inner, table))
+    return found
+
+
+def operand_keys(part: RelatedPart) -> Operands:
+    return tuple(value_key(v) for v in part.values)
