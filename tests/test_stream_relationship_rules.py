@@ -42,6 +42,10 @@ tables:
   posts:
     select:
       customer: {columns: "*"}
+  comments:
+    select:
+      # Two relationships deep, with a literal beside the session's value.
+      customer: {filter: {post: {_and: [{published: {_eq: true}}, {user: {id: {_eq: X-User-Id}}}]}}, columns: "*"}
   users:
     select:
       customer: {columns: [id, name]}
@@ -213,6 +217,21 @@ async def test_replay_with_since_gives_the_same_decisions(shop: Shop) -> None:
         again = await shop.customer_ws(stack, 2)
         await again.subscribe("lines", CHANGES, {"table": "invoice_lines", "since": first["cursor"]})
         assert await seen(again, 3) == live
+
+
+async def test_a_rule_two_relationships_deep(shop: Shop) -> None:
+    async with AsyncExitStack() as stack:
+        alice, bob = [await shop.customer_ws(stack, n) for n in (1, 2)]
+        for ws in (alice, bob):
+            await subscribe(ws, "comments", "comments")
+        ids = []
+        for post in (2, 1, 3):  # Alice's draft, Alice's published post, Bob's published post
+            created = await shop.admin(f'mutation {{ insert_comments_one(object: {{post_id: {post}, body: "c"}}) {{ id }} }}')
+            ids.append(created["insert_comments_one"]["id"])
+        await shop.admin("mutation { update_posts_by_pk(pk_columns: {id: 2}, _set: {published: true}) { id } }")
+        await shop.admin(f'mutation {{ update_comments_by_pk(pk_columns: {{id: {ids[0]}}}, _set: {{body: "d"}}) {{ id }} }}')
+        assert await seen(alice, 2) == [("create", ids[1]), ("update", ids[0])]
+        assert await seen(bob, 1) == [("create", ids[2])]
 
 
 # -- a client's `where` through a relationship -------------------------------------------

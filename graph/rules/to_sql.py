@@ -166,7 +166,10 @@ class Filters:
         rel = next(r for r in table.relationships if r.name == field.relationship)
         remote, joined = related_rows(self.tables, rel, target, visible)
         condition = self._condition(self.model.table(rel.remote_table), field.exp, remote, visible, slots)
-        return sa.select(sa.literal(1)).select_from(remote).where(*joined, condition).exists()
+        # Every other table it names is an enclosing one, however far out (auto-correlation
+        # looks one level out only): a row of operands two relationships up (graph.events.decide).
+        exists = sa.select(sa.literal(1)).select_from(remote).where(*joined, condition)
+        return exists.correlate_except(remote).exists()
 
     def operand(self, column: Column, value: Any) -> Any:
         """A literal operand of `column` as a statement binds it (a `Slot`'s value, graph.events.decide)."""
