@@ -289,6 +289,31 @@ async def test_random_moves_reach_exactly_the_owners(
             assert await seen(ws, 1) == [("create", 900 + customer)]
 
 
+async def test_a_failed_decision_costs_only_the_streams_that_needed_it(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graph.events.decide import Decider
+
+    async def failing(*_args: Any) -> Any:
+        raise ConnectionError("the database went away")
+
+    async with AsyncExitStack() as stack:
+        alice = await shop.customer_ws(stack, 1)
+        admin = await stack.enter_async_context(GraphQLWS.open(shop.server, init=False))
+        await admin.init({"headers": ADMIN})
+        for ws in (alice, admin):
+            await subscribe(ws, "lines", "invoice_lines")
+        with monkeypatch.context() as patched:
+            patched.setattr(Decider, "decide", failing)
+            await shop.add_line(60, invoice=1)
+            assert await seen(admin, 1) == [("create", 60)]
+        await shop.add_line(61, invoice=1)
+        assert await seen(alice, 1) == [("create", 61)]
+        assert await seen(admin, 1) == [("create", 61)]
+        metrics = (await shop.http.get("/metrics")).text
+        assert "forgegraph_events_failed_total 1" in metrics
+
+
 # -- a client's `where` through a relationship -------------------------------------------
 
 
