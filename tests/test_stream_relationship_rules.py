@@ -340,6 +340,11 @@ async def test_a_where_through_a_relationship_sees_only_what_the_role_may_select
             assert message["type"] == "error", message
             answers.append(message["payload"][0]["message"])
         assert answers[0].replace("email", "NAME") == answers[1].replace("nonexistent", "NAME")
+        # A relationship to a table the role may not select reads as one that does not exist.
+        await ws.subscribe("3", CHANGES, {"table": "posts", "where": {"tags": {"name": {"_eq": "x"}}}})
+        await ws.subscribe("4", CHANGES, {"table": "posts", "where": {"nonexistent": {"name": {"_eq": "x"}}}})
+        refused, missing = [(await ws.receive())["payload"][0]["message"] for _ in range(2)]
+        assert refused.replace("tags", "NAME") == missing.replace("nonexistent", "NAME")
 
         # Through a relationship, the related table's own row rule applies too.
         await subscribe(ws, "lines", "invoice_lines", where={"invoice": {"id": {"_in": [1, 2]}}})

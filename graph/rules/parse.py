@@ -205,8 +205,9 @@ class _StreamParser(_Parser):
             )
         remote = self._remote(rel)
         if remote is None:
-            # The same words as for a name that does not exist: the role's schema has no such field.
-            raise ValidationFailed(f"{where}: field {rel.name!r} not found in type: '{rel.table}_bool_exp'")
+            # The same words as for a name that does not exist (`unknown`): the role's schema has no such field.
+            parent = where.removesuffix(f".{rel.name}")
+            raise ValidationFailed(f"{parent}: field {rel.name!r} not found in type: '{rel.table}_bool_exp'")
         return remote
 
     def unknown(self, table: Table, key: Any, value: Any, where: str) -> Field:
