@@ -120,10 +120,18 @@ class Shop:
 
 
 @pytest.fixture
-async def shop(invoices_url: str, serve: Any, tmp_path: Path) -> AsyncIterator[Shop]:
+def pool_size() -> int:
+    return 10
+
+
+@pytest.fixture
+async def shop(invoices_url: str, serve: Any, tmp_path: Path, pool_size: int) -> AsyncIterator[Shop]:
     permissions = tmp_path / "permissions.yaml"
     permissions.write_text(PERMISSIONS)
-    server = serve(database=invoices_url, permissions=str(permissions), jwt_secret=SECRET, admin_secret=ADMIN_SECRET)
+    server = serve(
+        database=invoices_url, permissions=str(permissions), jwt_secret=SECRET, admin_secret=ADMIN_SECRET,
+        pool_size=pool_size,
+    )
     async with httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False) as http:
         yield Shop(server, http)
 
@@ -169,6 +177,21 @@ async def test_a_customer_receives_the_lines_of_their_own_invoices_and_no_one_el
         assert await seen(alice, 3) == [("create", 10), ("delete", 10), ("create", 91)]
         assert await seen(bob, 4) == [("create", 11), ("create", 10), ("delete", 10), ("create", 92)]
         assert await seen(carol, 4) == [("create", 10), ("update", 10), ("delete", 10), ("create", 93)]
+
+
+@pytest.mark.parametrize(("backend", "pool_size"), [("postgres", 1)])
+async def test_decisions_share_a_pool_of_one_connection(shop: Shop) -> None:
+    """The statements run on the query connections: one connection serves writes, the log and them."""
+    async with AsyncExitStack() as stack:
+        alice = await shop.customer_ws(stack, 1)
+        await subscribe(alice, "lines", "invoice_lines")
+        again = await shop.customer_ws(stack, 1)
+        await subscribe(again, "lines", "invoice_lines", since="0")
+        for line in range(70, 75):
+            await shop.add_line(line, invoice=1 + line % 2)
+        expected = [("create", line) for line in range(70, 75) if line % 2 == 0]
+        assert await seen(alice, len(expected)) == expected
+        assert await seen(again, len(expected)) == expected
 
 
 async def test_a_change_of_the_related_table_alone_is_no_event(shop: Shop) -> None:
