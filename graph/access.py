@@ -6,24 +6,25 @@ aggregates, relationships, mutations) they are compiled once per role, each
 session variable a statement parameter (`RoleAccess`) that a request binds
 to its session's value (`SessionAccess.parameters`): one compiled statement
 serves every user of a role. Events are filtered in memory by the same rule
-with the session's values filled in, so queries and events always agree on
-what a session may see.
+with the session's values filled in (its parts through relationships decided
+per batch with SQL, graph.events.decide), so queries and events always agree
+on what a session may see.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from graph.auth import Session
 from graph.errors import ValidationFailed
+from graph.rules.bool_exp import And, BoolExp, Field, Not, Or, Related
 from graph.rules.session import parameterize, resolve, resolve_presets
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import FromClause
 
     from graph.model import DatabaseModel, Table
-    from graph.rules.bool_exp import BoolExp
     from graph.rules.permissions import Permissions
     from graph.rules.to_sql import Condition, Filters, SessionParameters
 
@@ -152,19 +153,50 @@ class SessionAccess:
         rule = self.permissions.select(self.role, table)
         if rule is None:
             return None
-        if rule.filter and rule.filter.has_relationships:
-            # Events are matched in memory against row images; a rule that
-            # walks to other tables would need a query per event.
-            raise ValidationFailed(
-                f"the {self.role!r} rule for {table_name!r} filters through relationships, "
-                "which change streams do not support yet"
-            )
+        # A rule through relationships is decided per batch with SQL (graph.events.decide).
         resolved = (
             resolve(rule.filter, table, self.access.model, self.variables)
             if rule.filter
             else None
         )
         return EventView(resolved, rule.columns)
+
+    def stream_table(self, name: str) -> Table | None:
+        """A table as a stream's `where` may name it: the columns the session may select (None: none)."""
+        table = self._table(name)
+        rule = self.permissions.select(self.role, table)
+        if rule is None:
+            return None
+        return replace(table, columns=tuple(c for c in table.columns if c.name in rule.columns))
+
+    def guard_related(self, table: Table, exp: BoolExp | None) -> BoolExp | None:
+        """A client's stream filter with the session's row rule on each table it walks into.
+
+        As in queries (graph.rules.to_sql's `visible`), a related row the
+        session may not select is absent, so a filter cannot probe it.
+        """
+        if not exp:
+            return exp
+        fields: list[Field] = []
+        for field in exp.fields:
+            if isinstance(field, And | Or):
+                inner = tuple(self.guard_related(table, e) or e for e in field.exps)
+                fields.append(And(inner) if isinstance(field, And) else Or(inner))
+            elif isinstance(field, Not):
+                fields.append(Not(self.guard_related(table, field.exp) or field.exp))
+            elif isinstance(field, Related):
+                rel = next(r for r in table.relationships if r.name == field.relationship)
+                remote = self._table(rel.remote_table)
+                guarded = self.guard_related(remote, field.exp) or field.exp
+                view = self.event_view(remote.name)
+                if view is None:
+                    raise ValidationFailed(f"field {field.relationship!r} is not available to this role")
+                if view.filter:
+                    guarded = BoolExp((And((guarded, view.filter)),))
+                fields.append(Related(field.relationship, guarded))
+            else:
+                fields.append(field)
+        return BoolExp(tuple(fields))
 
     # -- writing -------------------------------------------------------------
 

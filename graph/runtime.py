@@ -20,6 +20,7 @@ from graph.dialect import open_database
 from graph.errors import StartupError
 from graph.events.capture import Realtime
 from graph.events.changelog import latest_cursor
+from graph.events.decide import Decider
 from graph.metrics import Metrics, Observed
 from graph.naming import name_model
 from graph.reflect import reflect
@@ -182,6 +183,8 @@ class Runtime:
             driver = database.driver
             statements = Statements(engine.dialect)
             changes.changelog.use_driver(driver, statements)
+            # Stream filters through relationships are decided on the plans' reads (within --pool-size).
+            changes.use_decider(Decider(model, reader.filters, query_plans.backend))
             # The query plans' rendering reads the relationships a mutation's answer selects.
             self._mutations = MutationPlans(
                 model, tables, reader, statements, driver, changes.nudge, query_plans.backend

@@ -121,7 +121,11 @@ def plan_change_query(
         raise unknown_table(args["table"])
     # The subscriber may filter on what it may see, nothing else.
     visible = replace(table, columns=tuple(c for c in table.columns if c.name in view.columns))
-    where = parse_stream_where(visible, args.get("where"))
+    # Through relationships too, onto what the session may select of each table it walks into.
+    where = parse_stream_where(
+        visible, args.get("where"), remote=lambda rel: access.stream_table(rel.remote_table)
+    )
+    where = access.guard_related(table, where)
     since = args.get("since")
     selected = collect_fields(fragments, coerced, [n.selection_set for n in nodes if n.selection_set])
     fields = tuple((key, field_nodes[0].name.value) for key, field_nodes in selected.items())

@@ -34,6 +34,7 @@ from graph.config import Capture
 from graph.errors import StartupError
 from graph.events.broker import make_broadcast
 from graph.events.changelog import NOTIFY_CHANNEL, Batch, ChangeLog, Retention, Undecodable
+from graph.events.decide import Shapes, shapes_of
 from graph.events.hub import Hub
 from graph.metrics import CaptureMeter
 
@@ -43,10 +44,12 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from graph.events.change import ChangeEvent
+    from graph.events.decide import Decider
     from graph.events.hub import Render, StreamKey, Subscription
     from graph.events.sink import Framing, Sink
     from graph.model import DatabaseModel, Table
     from graph.rules.bool_exp import BoolExp
+    from graph.rules.related import Decided
 
 log = logging.getLogger("forgegraph.realtime")
 CHANNEL = NOTIFY_CHANNEL  # the capture trigger's NOTIFY channel too, on PostgreSQL
@@ -90,6 +93,11 @@ class Realtime:
         self._to_publish = 0
         self._broker_failing = False
         self.broker_healthy = True
+        self.decider: Decider | None = None
+
+    def use_decider(self, decider: Decider) -> None:
+        """Decide the relationship parts of stream filters on these connections (graph.events.decide)."""
+        self.decider = decider
 
     async def start(self) -> None:
         await self.changelog.install()
@@ -157,7 +165,9 @@ class Realtime:
                     for failure in batch.failed:
                         self._undecodable(failure)
                     self._publish_soon(batch.through)
-                    self._dispatch(batch.events)
+                    # Awaited in the loop, so batches still reach the hub one at a time, in order.
+                    decided = await self._decide(batch.events, self.hub.shapes)
+                    self._dispatch(batch.events, decided)
                     self._tell_watchers(batch)
             except asyncio.CancelledError:
                 raise
@@ -165,7 +175,28 @@ class Realtime:
                 log.exception("reading the change log failed; retrying")
                 await asyncio.sleep(self.settings.poll_interval)
 
-    def _dispatch(self, events: list[ChangeEvent]) -> None:
+    async def _decide(self, events: list[ChangeEvent], shapes: Shapes) -> Decided | None:
+        """The relationship parts of `shapes` answered for a batch; None when that failed.
+
+        A failure leaves those parts UNKNOWN for this batch: their streams
+        miss its events, reported as failed events, and everything else is
+        delivered.
+        """
+        if self.decider is None or not shapes or not events:
+            return None
+        try:
+            return await self.decider.decide(events, shapes)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the database failing the statement
+            self.meter.failed += len(events)
+            log.error(
+                "deciding relationship filters for changes %d to %d failed; streams filtering "
+                "through relationships miss them: %r", events[0].cursor, events[-1].cursor, error,
+            )
+            return None
+
+    def _dispatch(self, events: list[ChangeEvent], decided: Decided | None = None) -> None:
         """Hand a batch to the hub; a fault there costs this batch, never the loop.
 
         The hub contains a failing filter or renderer to its (event, stream);
@@ -173,7 +204,7 @@ class Realtime:
         rather than as a failed read of the log, which would not be retried.
         """
         try:
-            self.hub.dispatch(events)
+            self.hub.dispatch(events, decided)
         except Exception:
             self.meter.failed += len(events)
             log.exception(
@@ -349,6 +380,7 @@ class Realtime:
         overtaken the cursor it continues from: InvalidCursor then, never a gap.
         """
         by_table = {s.stream.table.name: s for s in subscriptions}
+        shapes = shapes_of(part for s in subscriptions for part in s.stream.parts)
         after = min(s.last_cursor for s in subscriptions)
         page = sink.replay_page
         while await sink.room(page):
@@ -361,8 +393,10 @@ class Realtime:
                     return
                 continue  # live frames let go after this read began: read them from the log
             after = batch.through
+            # Decided as live batches are: one statement per shape for the page.
+            decided = await self._decide(batch.events, shapes)
             for event in batch.events:
-                self.hub.replayed(by_table[event.table], [event])
+                self.hub.replayed(by_table[event.table], [event], decided)
         self.hub.go_live(subscriptions)  # the connection is gone: just stop holding
 
     def unsubscribe(self, subscription: Subscription) -> None:

@@ -13,6 +13,10 @@ by the values their filters require (graph.events.index), so a thousand
 subscribers each filtering on their own `user_id` cost an event one lookup,
 not a thousand filters.
 
+A filter through relationships is matched against the answers SQL gave
+for the batch (`dispatch`'s `decided`, graph.events.decide), which the
+streams' matchers read from the hub's `truths` while it dispatches.
+
 A stream whose filter or renderer raises on an event misses that event only:
 the other streams still get it, and the hub reports the failure once per event.
 """
@@ -27,8 +31,10 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from graph.events.decide import Shapes
 from graph.events.index import TableStreams
 from graph.rules.matcher import compile_matcher
+from graph.rules.related import Truths, related_parts
 
 if TYPE_CHECKING:
     from graph.events.change import ChangeEvent, ChangeType
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
     from graph.model import Table
     from graph.rules.bool_exp import BoolExp
     from graph.rules.matcher import Matcher
+    from graph.rules.related import Decided, RelatedPart
 
 STALLED_SECONDS = 5.0
 """How long a replaying client may take nothing while its live frames overflow (see `Subscription.hold`)."""
@@ -63,11 +70,16 @@ class Stream:
     where: BoolExp | None
     render: Render
     members: dict[Subscription, None] = field(default_factory=dict)
+    truths: Truths = field(default_factory=Truths)
+    """Where the matcher finds its relationship parts decided for the batch (graph.events.decide)."""
     matcher: Matcher = field(init=False)
     """The filter compiled once for the stream's life, not per event."""
+    parts: list[RelatedPart] = field(init=False)
+    """The filter's parts that go through relationships."""
 
     def __post_init__(self) -> None:
-        self.matcher = compile_matcher(self.where, self.table)
+        self.matcher = compile_matcher(self.where, self.table, self.truths)
+        self.parts = related_parts(self.where, self.table)
 
     def view(self, event: ChangeEvent) -> ChangeType | None:
         """How the event looks through this stream's filter: a row leaving it is a delete."""
@@ -146,6 +158,10 @@ class Hub:
         self.failed = failed
         self.streams: dict[StreamKey, Stream] = {}
         self._by_table: dict[str, TableStreams] = {}
+        self.truths = Truths()
+        """The answers of the batch being dispatched, which every stream's matcher reads."""
+        self.shapes = Shapes()
+        """The live streams' relationship parts, which `decide` answers per batch."""
 
     def join(
         self,
@@ -160,10 +176,11 @@ class Hub:
     ) -> Subscription:
         stream = self.streams.get(key)
         if stream is None:
-            stream = self.streams[key] = Stream(key, table, where, render)
+            stream = self.streams[key] = Stream(key, table, where, render, truths=self.truths)
+            self.shapes.add(stream.parts)
             streams = self._by_table.get(table.name)
             if streams is None:
-                streams = self._by_table[table.name] = TableStreams()
+                streams = self._by_table[table.name] = TableStreams(self.truths)
             streams.add(stream)
         subscription = Subscription(stream, sink, frame, pending=[] if replaying else None)
         if replaying:
@@ -181,6 +198,7 @@ class Hub:
         stream.members.pop(subscription, None)
         if not stream.members and self.streams.get(stream.key) is stream:
             del self.streams[stream.key]
+            self.shapes.remove(stream.parts)
             streams = self._by_table[stream.table.name]
             streams.remove(stream)
             if not streams:
@@ -190,11 +208,19 @@ class Hub:
     def subscriptions(self) -> int:
         return sum(len(s.members) for s in self.streams.values())
 
-    def dispatch(self, events: list[ChangeEvent]) -> None:
+    def dispatch(self, events: list[ChangeEvent], decided: Decided | None = None) -> None:
         """Send `events` (in cursor order) to every subscription; never waits on a socket.
 
         Each connection gets the events of the batch in one burst (one write).
+        `decided`: the relationship parts answered for this batch (graph.events.decide).
         """
+        self.truths.decided = decided
+        try:
+            self._dispatch(events)
+        finally:
+            self.truths.decided = None
+
+    def _dispatch(self, events: list[ChangeEvent]) -> None:
         bursts: dict[Sink, list[Message]] = {}
         by_table = self._by_table
         for event in events:
@@ -234,8 +260,17 @@ class Hub:
             sink.push(burst)
 
     @staticmethod
-    def replayed(subscription: Subscription, events: list[ChangeEvent]) -> None:
-        """Queue events read back from the log to one replaying subscription."""
+    def replayed(subscription: Subscription, events: list[ChangeEvent], decided: Decided | None = None) -> None:
+        """Queue events read back from the log to one replaying subscription (`decided`: as for `dispatch`)."""
+        stream = subscription.stream
+        stream.truths.decided = decided
+        try:
+            Hub._replayed(subscription, events)
+        finally:
+            stream.truths.decided = None
+
+    @staticmethod
+    def _replayed(subscription: Subscription, events: list[ChangeEvent]) -> None:
         stream = subscription.stream
         frames = []
         for event in events:

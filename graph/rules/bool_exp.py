@@ -222,7 +222,7 @@ class BoolExp(Mapping[str, Any]):
 
     @property
     def has_relationships(self) -> bool:
-        """Whether it walks any relationship (which the in-memory matcher cannot)."""
+        """Whether it walks any relationship (which a row image alone cannot decide: graph.rules.related)."""
         return any(isinstance(f, Related) for f in self.fields) or any(
             e.has_relationships for e in self.subexpressions()
         )

@@ -26,17 +26,19 @@ from graph.rules.bool_exp import (
     Related,
     SessionVariable,
 )
+from graph.rules.related import operand_keys, related_part
 from graph.temporal import TEMPORAL, instant
 
 if TYPE_CHECKING:
     from graph.model import Table
+    from graph.rules.related import Truths
 
 Truth = bool | None
 Matcher = Callable[[Mapping[str, Any]], Truth]
 """A filter compiled for rows: True, False, or None (SQL's UNKNOWN)."""
 
 
-def compile_matcher(exp: BoolExp | None, table: Table | None = None) -> Matcher:
+def compile_matcher(exp: BoolExp | None, table: Table | None = None, truths: Truths | None = None) -> Matcher:
     """`exp` as a function of a row of `table`, built once per filter.
 
     Everything that depends on the filter alone is done here, not per row:
@@ -44,25 +46,37 @@ def compile_matcher(exp: BoolExp | None, table: Table | None = None) -> Matcher:
     costs time linear in the row's value. With the table, dates and times
     compare as the instants they name (graph.temporal), as SQL compares them:
     '2015-10-17T16:00:00+02:00' equals the row's '2015-10-17T14:00:00+00:00'.
+
+    A relationship field is looked up in `truths`, the answers SQL gave for
+    the batch being matched (graph.rules.related): a row image carries no
+    related rows.
     """
     if exp is None or not exp.fields:
         return _always
     parts: list[Matcher] = []
     for field in exp.fields:
         if isinstance(field, And):
-            parts.append(_conjunction([compile_matcher(e, table) for e in field.exps]))
+            parts.append(_conjunction([compile_matcher(e, table, truths) for e in field.exps]))
         elif isinstance(field, Or):
-            parts.append(_disjunction([compile_matcher(e, table) for e in field.exps]))
+            parts.append(_disjunction([compile_matcher(e, table, truths) for e in field.exps]))
         elif isinstance(field, Not):
-            parts.append(_negation(compile_matcher(field.exp, table)))
+            parts.append(_negation(compile_matcher(field.exp, table, truths)))
         elif isinstance(field, ColumnExp):
             kind = _kind(table, field.column)
             parts.extend(_comparison(field.column, c.op, c.operand, kind) for c in field.comparisons)
         else:
             assert isinstance(field, Related)
-            # Row images carry no related rows: the caller refuses such filters first.
-            raise ValidationFailed(f"{field.relationship!r}: events cannot be filtered through relationships")
+            if truths is None or table is None:
+                raise ValidationFailed(f"{field.relationship!r}: events cannot be filtered through relationships here")
+            parts.append(_related(field, table, truths))
     return _conjunction(parts)
+
+
+def _related(field: Related, table: Table, truths: Truths) -> Matcher:
+    part = related_part(table, field)
+    operands = operand_keys(part)
+    holds = truths.holds
+    return lambda row: holds(part, operands, row)
 
 
 def _always(_row: Mapping[str, Any]) -> Truth:

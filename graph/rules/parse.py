@@ -18,7 +18,7 @@ already rely on:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from graph.errors import ValidationFailed
@@ -181,6 +181,10 @@ def parse_where(table: Table, exp: Any, model: DatabaseModel) -> BoolExp:
 
 
 class _StreamParser(_Parser):
+    def __init__(self, remote: Callable[[Relationship], Table | None] | None) -> None:
+        super().__init__(None)
+        self._remote = remote
+
     def mapping(self, table: Table | None, exp: Any, where: str) -> Mapping[Any, Any] | None:
         if exp is None:
             return None
@@ -195,9 +199,16 @@ class _StreamParser(_Parser):
         return value
 
     def remote(self, rel: Relationship, where: str) -> Table | None:
-        raise ValidationFailed(
-            f"{where}: filters through relationships are not supported on change streams"
-        )
+        if self._remote is None:
+            raise ValidationFailed(
+                f"{where}: filters through relationships are not supported on change streams"
+            )
+        remote = self._remote(rel)
+        if remote is None:
+            # The same words as for a name that does not exist (`unknown`): the role's schema has no such field.
+            parent = where.removesuffix(f".{rel.name}")
+            raise ValidationFailed(f"{parent}: field {rel.name!r} not found in type: '{rel.table}_bool_exp'")
+        return remote
 
     def unknown(self, table: Table, key: Any, value: Any, where: str) -> Field:
         raise ValidationFailed(f"{where}: field {key!r} not found in type: '{table.name}_bool_exp'")
@@ -244,10 +255,19 @@ def _check_operand(kind: Kind, takes: Takes, operand: Any, where: str) -> None:
             raise ValidationFailed(f"{where}: {value!r} is not a valid {kind.value} value")
 
 
-def parse_stream_where(table: Table, exp: Any, where: str = "where") -> BoolExp | None:
-    """A subscription's `where` on the columns of `table`; ValidationFailed names the first mistake."""
+def parse_stream_where(
+    table: Table,
+    exp: Any,
+    where: str = "where",
+    remote: Callable[[Relationship], Table | None] | None = None,
+) -> BoolExp | None:
+    """A subscription's `where` on the columns of `table`; ValidationFailed names the first mistake.
+
+    `remote` gives the table a relationship leads to as the filter may see
+    it (None: not at all); without it, relationships are refused.
+    """
     check_filter_depth(exp, where)  # before anything recurses into it
-    return None if exp is None else _StreamParser(None).object(table, exp, where)
+    return None if exp is None else _StreamParser(remote).object(table, exp, where)
 
 
 # -- a permissions file's filters ---------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -39,6 +39,7 @@ from graph.rules.bool_exp import (
     Takes,
 )
 from graph.rules.parse import parse_where
+from graph.rules.related import Slot
 from graph.rules.session import SessionParameter
 from graph.sql.values import to_db
 from graph.temporal import INSTANT_FUNCTION, SHAPES, TEMPORAL, UTC, WHOLE_SECONDS, instant
@@ -120,13 +121,16 @@ class Filters:
         exp: Mapping[str, Any] | None,
         target: FromClause | None = None,
         visible: Visible | None = None,
+        slots: Sequence[Any] = (),
     ) -> Condition:
         """The condition on `target` (the table itself unless given, e.g. an alias).
 
         `exp` is a `where` as GraphQL coerced it (read here), or a BoolExp
         already read (a rule, its session variables resolved). `visible`
         gives the session's row rule of each table a filter walks into, so
-        a client's filter cannot probe rows it may not select.
+        a client's filter cannot probe rows it may not select. `slots`: the
+        SQL operand of each `Slot` in `exp` (graph.rules.related; a column of
+        a row of operands, already as `operand` converts a value).
         """
         if isinstance(exp, BoolExp):
             if exp.depth > MAX_FILTER_DEPTH:
@@ -136,35 +140,48 @@ class Filters:
         else:
             exp = parse_where(self.model.table(table), exp, self.model)
         target = self.tables[table] if target is None else target
-        return self._condition(self.model.table(table), exp, target, visible)
+        return self._condition(self.model.table(table), exp, target, visible, slots)
 
     def _condition(
-        self, table: Table, exp: BoolExp, target: FromClause, visible: Visible | None
+        self, table: Table, exp: BoolExp, target: FromClause, visible: Visible | None, slots: Sequence[Any] = ()
     ) -> Condition:
         parts: list[Condition] = []
         for field in exp.fields:
             if isinstance(field, And):
-                parts.append(_all([self._condition(table, e, target, visible) for e in field.exps]))
+                parts.append(_all([self._condition(table, e, target, visible, slots) for e in field.exps]))
             elif isinstance(field, Or):
-                branches = [self._condition(table, e, target, visible) for e in field.exps]
+                branches = [self._condition(table, e, target, visible, slots) for e in field.exps]
                 parts.append(sa.or_(*branches) if branches else sa.false())
             elif isinstance(field, Not):
-                parts.append(sa.not_(self._condition(table, field.exp, target, visible)))
+                parts.append(sa.not_(self._condition(table, field.exp, target, visible, slots)))
             elif isinstance(field, Related):
-                parts.append(self._related(table, field, target, visible))
+                parts.append(self._related(table, field, target, visible, slots))
             else:
-                parts.extend(self._column(table, target, field))
+                parts.extend(self._column(table, target, field, slots))
         return _all(parts)
 
     def _related(
-        self, table: Table, field: Related, target: FromClause, visible: Visible | None
+        self, table: Table, field: Related, target: FromClause, visible: Visible | None, slots: Sequence[Any]
     ) -> Condition:
         rel = next(r for r in table.relationships if r.name == field.relationship)
         remote, joined = related_rows(self.tables, rel, target, visible)
-        condition = self._condition(self.model.table(rel.remote_table), field.exp, remote, visible)
-        return sa.select(sa.literal(1)).select_from(remote).where(*joined, condition).exists()
+        condition = self._condition(self.model.table(rel.remote_table), field.exp, remote, visible, slots)
+        # Every other table it names is an enclosing one, however far out (auto-correlation
+        # looks one level out only): a row of operands two relationships up (graph.events.decide).
+        exists = sa.select(sa.literal(1)).select_from(remote).where(*joined, condition)
+        return exists.correlate_except(remote).exists()
 
-    def _column(self, table: Table, target: FromClause, field: ColumnExp) -> list[Condition]:
+    def operand(self, column: Column, value: Any) -> Any:
+        """A literal operand of `column` as a statement binds it (a `Slot`'s value, graph.events.decide)."""
+        return self._literal(column, value)
+
+    def operand_type(self, column: Column) -> TypeEngine[Any]:
+        """The SQL type of `operand`'s values for `column`."""
+        if self._by_instant(column.kind):
+            return sa.String()  # SQLite's instants are text
+        return _parameter_type(column, self.dialect)
+
+    def _column(self, table: Table, target: FromClause, field: ColumnExp, slots: Sequence[Any] = ()) -> list[Condition]:
         column = table.column(field.column)
         stored = target.c[field.column]
         col = comparable(stored, column.kind, self.dialect)
@@ -174,7 +191,9 @@ class Filters:
             takes = OPERATORS[op]
             if _unresolved(value):
                 raise TypeError(f"{op} on {field.column}: a session variable not resolved")
-            if takes is Takes.VALUE:
+            if isinstance(value, Slot):
+                parts.append(_OPERATORS[op](col, slots[value.index]))
+            elif takes is Takes.VALUE:
                 parts.append(_OPERATORS[op](col, self._value(column, value)))
             elif takes is Takes.LIST:
                 if any(isinstance(v, SessionParameter) for v in value):

@@ -1,0 +1,259 @@
+"""Relationship parts of stream filters decided with SQL, once per batch and shape.
+
+A stream whose filter goes through a relationship (a customer's rule
+`{invoice: {customer_id: {_eq: X-User-Id}}}` on invoice lines) cannot be
+matched on a row image alone. Before a batch is dispatched, `Decider.decide`
+runs one statement per shape of such parts among the live streams
+(graph.rules.related): the batch's row images (old and new, their join
+columns) are one list of rows, the operands of every stream of the shape
+(each customer's id) another, and the statement answers which pairs the
+part holds for, as `EXISTS (SELECT 1 FROM invoices WHERE invoices.id =
+rows.invoice_id AND invoices.customer_id = operands.p0)`, compiled by the one
+SQL walker (graph.rules.to_sql). Never a query per subscriber or per event.
+
+The statements run on the query plans' reads, so PostgreSQL stays within
+`--pool-size`. The related rows are read as they are when the batch is
+decided, just after its commit.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import sqlalchemy as sa
+
+from graph.rules.bool_exp import And, BoolExp, ColumnExp, Not, Or, Related
+from graph.rules.related import (
+    Answers,
+    Decided,
+    Operands,
+    RelatedPart,
+    RowKey,
+    Slot,
+    operand_keys,
+    row_keys,
+)
+from graph.sql.compiled import Compiled
+from graph.sql.values import to_db
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
+
+    from graph.compile._query_backend import Backend
+    from graph.events.change import ChangeEvent
+    from graph.model import Column, DatabaseModel, Table
+    from graph.rules.to_sql import Filters
+
+CACHE_SIZE = 256
+"""Compiled statements kept (`Decider._compiled`): a few per live shape."""
+MAX_PARAMETERS = 30_000
+"""Bind parameters per statement, under PostgreSQL's 32,767 and SQLite's 32,766: a bigger batch is split."""
+
+ROW = "_fg_row"
+SET = "_fg_set"
+
+
+@dataclass
+class Shape:
+    """The live streams' parts of one shape: its template, and each set of operands with its users."""
+
+    part: RelatedPart
+    operands: dict[tuple[Hashable, ...], tuple[tuple[Any, ...], int]] = field(default_factory=dict)
+    """value keys -> (the operands, how many streams' parts use them)"""
+
+
+class Shapes:
+    """The relationship parts of every live stream, by table and shape (the hub keeps it)."""
+
+    def __init__(self) -> None:
+        self.by_table: dict[str, dict[Hashable, Shape]] = {}
+
+    def add(self, parts: Iterable[RelatedPart]) -> None:
+        for part in parts:
+            shapes = self.by_table.setdefault(part.table, {})
+            shape = shapes.get(part.shape)
+            if shape is None:
+                shape = shapes[part.shape] = Shape(part)
+            key = operand_keys(part)
+            _values, count = shape.operands.get(key, (part.values, 0))
+            shape.operands[key] = (part.values, count + 1)
+
+    def remove(self, parts: Iterable[RelatedPart]) -> None:
+        for part in parts:
+            shapes = self.by_table[part.table]
+            shape = shapes[part.shape]
+            key = operand_keys(part)
+            values, count = shape.operands[key]
+            if count > 1:
+                shape.operands[key] = (values, count - 1)
+                continue
+            del shape.operands[key]
+            if not shape.operands:
+                del shapes[part.shape]
+                if not shapes:
+                    del self.by_table[part.table]
+
+    def __bool__(self) -> bool:
+        return bool(self.by_table)
+
+
+def shapes_of(parts: Iterable[RelatedPart]) -> Shapes:
+    shapes = Shapes()
+    shapes.add(parts)
+    return shapes
+
+
+class Decider:
+    """Runs the statements of `decide` on the query plans' connections (`backend`)."""
+
+    def __init__(self, model: DatabaseModel, filters: Filters, backend: Backend) -> None:
+        self.model = model
+        self.filters = filters
+        self.backend = backend
+        self.dialect: Dialect = backend.dialect
+        self._cache: OrderedDict[Hashable, Compiled] = OrderedDict()
+
+    async def decide(self, events: Sequence[ChangeEvent], shapes: Shapes) -> Decided:
+        """For each shape of `shapes` whose table the batch changes, the pairs its part holds for.
+
+        Raises what the database raised; the caller reports it (the parts are then UNKNOWN).
+        """
+        decided: Decided = {}
+        if not shapes:
+            return decided
+        images: dict[str, list[Mapping[str, Any]]] = {}
+        for event in events:
+            if event.table in shapes.by_table:
+                rows = images.setdefault(event.table, [])
+                rows.extend(row for row in (event.old, event.new) if row is not None)
+        for table_name, rows in images.items():
+            table = self.model.table(table_name)
+            for key, shape in list(shapes.by_table[table_name].items()):
+                decided[key] = await self._decide_shape(table, shape, rows)
+        return decided
+
+    async def _decide_shape(
+        self, table: Table, shape: Shape, images: list[Mapping[str, Any]]
+    ) -> Answers:
+        part = shape.part
+        keyed: dict[tuple[Hashable, ...], Mapping[str, Any]] = {}
+        for row in images:
+            keys = row_keys(row, part.local_columns)
+            if keys is not None and keys not in keyed:
+                keyed[keys] = row
+        wanted = list(shape.operands)
+        asked = frozenset(wanted)
+        by_row: dict[RowKey, set[Operands]] = {}
+        if not keyed or not wanted:
+            return Answers(asked, {})
+        local = [table.column(name) for name in part.local_columns]
+        slots = slot_columns(part.template, table, self.model)
+        dialect = self.dialect.name
+        filters = self.filters
+        row_list = list(keyed)
+        rows = [
+            (i, *(to_db(c, keyed[k].get(c.name), dialect) for c in local)) for i, k in enumerate(row_list)
+        ]
+        sets = [
+            (j, *(filters.operand(c, v) for c, v in zip(slots, shape.operands[key][0], strict=True)))
+            for j, key in enumerate(wanted)
+        ]
+        set_count = _bucket(len(sets))
+        room = max(1, (MAX_PARAMETERS - set_count * (1 + len(slots))) // (1 + len(local)))
+        room = 1 << (room.bit_length() - 1)  # a bucket size itself
+        for start in range(0, len(rows), room):
+            chunk = rows[start : start + room]
+            compiled = self._compiled(table, part, local, slots, _bucket(len(chunk)), set_count)
+            params: dict[str, Any] = {}
+            _fill(params, "r", chunk, _bucket(len(chunk)))
+            _fill(params, "s", sets, set_count)
+            statement = compiled.bind(params)
+            text = await self.backend.fetch(statement.sql, statement.args)
+            for row_index, set_index in orjson.loads(text or "[]"):
+                by_row.setdefault(row_list[row_index], set()).add(wanted[set_index])
+        return Answers(asked, {key: frozenset(found) for key, found in by_row.items()})
+
+    def _compiled(
+        self, table: Table, part: RelatedPart, local: list[Column], slots: list[Column], rows: int, sets: int
+    ) -> Compiled:
+        """The statement of a shape for `rows` row images and `sets` sets of operands, compiled once.
+
+        Both counts are powers of two (a batch's lists are padded by repeating
+        their last item, which adds no pair), so a shape has a few statements
+        whatever the batch, each compiled once: compiling costs more than the
+        statement.
+        """
+        key = (part.shape, rows, sets)
+        compiled = self._cache.get(key)
+        if compiled is not None:
+            self._cache.move_to_end(key)
+            return compiled
+        filters = self.filters
+        row_types = [sa.Integer(), *(filters.operand_type(c) for c in local)]
+        row_values = sa.values(
+            *(sa.column(name, t) for name, t in zip([ROW, *(c.name for c in local)], row_types, strict=True)),
+            name="_fg_rows",
+        ).data([_binds("r", i, row_types) for i in range(rows)]).cte("_fg_rows")
+        set_types = [sa.Integer(), *(filters.operand_type(c) for c in slots)]
+        set_values = sa.values(
+            *(sa.column(name, t) for name, t in zip([SET, *(f"_fg_p{i}" for i in range(len(slots)))], set_types,
+                                                     strict=True)),
+            name="_fg_operands",
+        ).data([_binds("s", j, set_types) for j in range(sets)]).cte("_fg_operands")
+        condition = filters.compile(
+            table.name,
+            BoolExp((part.template,)),
+            target=row_values,
+            slots=[set_values.c[f"_fg_p{i}"] for i in range(len(slots))],
+        )
+        backend = self.backend
+        pairs = backend.answer(backend.json_array(backend.json_list([row_values.c[ROW], set_values.c[SET]])))
+        select = sa.select(pairs).select_from(row_values.join(set_values, sa.true())).where(condition)
+        compiled = self._cache[key] = Compiled(select.compile(dialect=self.dialect))
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return compiled
+
+
+def _bucket(count: int) -> int:
+    return 1 << max(0, count - 1).bit_length()
+
+
+def _binds(prefix: str, index: int, types: list[Any]) -> tuple[Any, ...]:
+    return tuple(sa.bindparam(f"{prefix}{index}_{k}", type_=t) for k, t in enumerate(types))
+
+
+def _fill(params: dict[str, Any], prefix: str, items: list[tuple[Any, ...]], size: int) -> None:
+    """`items` as the values of their bind parameters, padded to `size` with the last one."""
+    last = items[-1]
+    for index in range(size):
+        item = items[index] if index < len(items) else last
+        for k, value in enumerate(item):
+            params[f"{prefix}{index}_{k}"] = value
+
+
+def slot_columns(exp: Related, table: Table, model: DatabaseModel) -> list[Column]:
+    """The column each `Slot` of a template is compared with, in slot order."""
+    found: dict[int, Column] = {}
+
+    def walk(exp: BoolExp, table: Table) -> None:
+        for f in exp.fields:
+            if isinstance(f, And | Or):
+                for e in f.exps:
+                    walk(e, table)
+            elif isinstance(f, Not):
+                walk(f.exp, table)
+            elif isinstance(f, Related):
+                rel = next(r for r in table.relationships if r.name == f.relationship)
+                walk(f.exp, model.table(rel.remote_table))
+            elif isinstance(f, ColumnExp):
+                for compare in f.comparisons:
+                    if isinstance(compare.operand, Slot):
+                        found[compare.operand.index] = table.column(f.column)
+
+    walk(BoolExp((exp,)), table)
+    return [found[i] for i in range(len(found))]
