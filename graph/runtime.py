@@ -14,12 +14,14 @@ from sqlalchemy import exc
 
 from graph.access import Access
 from graph.auth import Authenticator, Session
+from graph.compile.custom import Custom
 from graph.compile.mutation import MutationPlans
 from graph.compile.query_plans import QueryPlans, query_plans_for
 from graph.dialect import open_database
 from graph.errors import StartupError
 from graph.events.capture import Realtime
 from graph.events.changelog import latest_cursor
+from graph.extend import Extension, load_extension
 from graph.metrics import Metrics, Observed
 from graph.naming import name_model
 from graph.reflect import reflect
@@ -53,6 +55,7 @@ class Runtime:
         self._database: Database | None = None
         """The one owner of this process's connections to the database (graph.dialect)."""
         self._schemas: RoleSchemas | None = None
+        self._extension: Extension | None = None
         self.authenticator = Authenticator(settings.jwt_secret, settings.admin_secret)
         self._realtime: Realtime | None = None
         self._model: DatabaseModel | None = None
@@ -126,6 +129,8 @@ class Runtime:
         """Reflect, build the schema and (unless `realtime` is False) start change capture."""
         if self.started:
             return
+        # The user's module first: a bad --extend is told before any database is touched.
+        self._extension = load_extension(self.settings.extend)
         url = self.settings.database_url
         if self.settings.uses_default_database:
             from graph.migrate import ensure_demo_database
@@ -161,7 +166,7 @@ class Runtime:
             async with engine.connect() as conn:
                 return str(await latest_cursor(conn))
 
-        self._schemas = RoleSchemas(model, change_cursor, permissions, self.settings.limits)
+        self._schemas = RoleSchemas(model, change_cursor, permissions, self.settings.limits, self._extension)
         self.permissions = permissions
         self.access = Access(model, permissions, reader.filters)
         changes = Realtime(
@@ -182,9 +187,11 @@ class Runtime:
             driver = database.driver
             statements = Statements(engine.dialect)
             changes.changelog.use_driver(driver, statements)
+            custom = Custom(driver, statements) if self._extension is not None else None
+            query_plans.custom = custom
             # The query plans' rendering reads the relationships a mutation's answer selects.
             self._mutations = MutationPlans(
-                model, tables, reader, statements, driver, changes.nudge, query_plans.backend
+                model, tables, reader, statements, driver, changes.nudge, query_plans.backend, custom
             )
         except BaseException:
             await changes.stop()

@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from graph.access import Access
     from graph.auth import Session
     from graph.compile._query_backend import Backend
+    from graph.compile.custom import Custom
     from graph.dialect import Database
     from graph.execution import Executor, Prepared
     from graph.model import DatabaseModel, Table
@@ -211,6 +212,8 @@ class QueryPlans:
         self.backend = backend
         self.compiled = 0
         """Plans compiled so far (tests check a document is compiled once)."""
+        self.custom: Custom | None = None
+        """Contexts for custom root fields' resolvers (graph.extend), when the schema has any."""
         # Bounded in bytes like the executors' documents (Limits.document_cache_bytes).
         self._documents: ByteBoundedCache[tuple[Any, ...], Document] = ByteBoundedCache(cache_bytes)
         self._roots: dict[Executor, dict[str, tuple[RootKind, Table]]] = {}
@@ -240,7 +243,8 @@ class QueryPlans:
         answered = await self._run(document, plan, values, self.access.parameters(session), beside)
         if isinstance(answered, bytes):
             return answered
-        return await complete(document.schema, document.document, operation_name, variables, answered)
+        context = self.custom.context(session) if self.custom is not None else None
+        return await complete(document.schema, document.document, operation_name, variables, answered, context)
 
     def tables_read(
         self,
