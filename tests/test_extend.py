@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from strawberry.schema.config import StrawberryConfig
 from graph import create_app
 from graph.errors import StartupError
 from tests import library
-from tests.conftest import Launch
+from tests.conftest import LEGACY_WS, TRANSPORT_WS, Launch
 from tests.test_cli import forgegraph, one_error_line
 from tests.test_realtime import change, subscribe
 
@@ -62,7 +63,29 @@ class Mutation:
         return ids
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, config=AS_WRITTEN)
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def countdown(self, info: strawberry.Info, start: int) -> AsyncIterator[str]:
+        for n in range(start, 0, -1):
+            yield f"{n} for {info.context.role}"
+            await asyncio.sleep(0)
+
+    @strawberry.subscription
+    async def forever(self) -> AsyncIterator[int]:
+        n = 0
+        while True:
+            n += 1
+            yield n
+            await asyncio.sleep(0.01)
+
+    @strawberry.subscription
+    async def failing(self) -> AsyncIterator[int]:
+        yield 1
+        raise ValueError("a secret detail of the generator")
+
+
+schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, config=AS_WRITTEN)
 
 
 @strawberry.type
@@ -191,6 +214,33 @@ async def test_permissions_grant_custom_fields_per_role(launch: Launch, tmp_path
     granted = await post(api, 'mutation { add_comments(post_id: 1, bodies: ["e"]) }', editor)
     assert "errors" not in granted, granted
     assert "errors" in await post(api, 'mutation { add_comments(post_id: 1, bodies: ["u"]) }', user)
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_custom_subscription_runs_beside_table_changed(launch: Launch, protocol: str) -> None:
+    api = await launch(extend=schema)
+    async with api.ws(protocol=protocol) as ws:
+        await subscribe(ws, "c", "comments")
+        await ws.subscribe("n", "subscription { countdown(start: 2) }")
+        assert await ws.next("n") == {"data": {"countdown": "2 for anonymous"}}
+        assert await ws.next("n") == {"data": {"countdown": "1 for anonymous"}}
+        assert await ws.receive() == {"id": "n", "type": "complete"}
+        # Stopped by the client; then the socket's table events still arrive.
+        await ws.subscribe("f", "subscription { forever }")
+        assert await ws.next("f") == {"data": {"forever": 1}}
+        await ws.complete("f")
+        await ws.subscribe("x", "subscription { failing }")
+        seen = []
+        while not seen or seen[-1]["type"] != "error":
+            if (message := await ws.receive())["id"] == "x":
+                seen.append(message)
+        assert [m["type"] for m in seen] == [ws.next_type, "error"], seen
+        assert seen[0]["payload"] == {"data": {"failing": 1}}
+        assert "secret" not in json.dumps(message)
+        await api('mutation { add_comments(post_id: 2, bodies: ["after"]) }')
+        while (message := await ws.receive()).get("id") == "f":
+            pass
+        assert message["payload"]["data"]["tableChanged"]["record"]["body"] == "after", message
 
 
 def start_error(url: str, extend: Any, **settings: Any) -> str:
