@@ -10,6 +10,14 @@ it is granted to (`Permissions.custom_granted`). Pure and done once at
 start-up: a name the generated schema already has (a root field, or a type
 the user's schema defines differently) is a `StartupError` naming both.
 
+A custom query or mutation field may return a generated table type: its
+annotation names `table("posts")` (a placeholder strawberry type), its
+resolver returns primary keys (a value, or a dict for a composite key; a
+list of them for a list type), and the field takes the role's own `posts`
+type, its rows read by the compiler under the role's rules
+(`Context.rows`, graph.compile.custom). A role that cannot see the table
+does not have the field.
+
 Names are strawberry's: with `StrawberryConfig(auto_camel_case=False)` as
 written in Python; with strawberry's default (camelCase) as strawberry
 renamed them, which start-up logs.
@@ -27,12 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 from graphql import (
     GraphQLField,
+    GraphQLList,
     GraphQLNamedType,
+    GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
     introspection_types,
     specified_scalar_types,
 )
+from graphql.pyutils import is_awaitable
 
 from graph.errors import StartupError
 from graph.root_field import RootKind, root_field, tagged
@@ -41,6 +52,8 @@ if TYPE_CHECKING:
     from graph.rules.permissions import Permissions
 
 log = logging.getLogger("forgegraph")
+TABLE_MARK = "__forgegraph_table__"
+STRAWBERRY_DEFINITION = "strawberry-definition"
 
 ROOTS = ("query", "mutation", "subscription")
 GENERATED_ROOTS = {"query": "query_root", "mutation": "mutation_root", "subscription": "subscription_root"}
@@ -55,11 +68,41 @@ class Extension:
     fields: Mapping[str, Mapping[str, GraphQLField]]
     """Per root ("query", "mutation", "subscription"), name -> the field, tagged CUSTOM."""
     types: tuple[GraphQLNamedType, ...]
-    """Every named type of the user's schema but its roots, introspection's and the standard scalars."""
+    """Every named type of the user's schema but its roots, introspection's, the standard scalars
+    and the placeholders of generated table types."""
+    tables: frozenset[str] = frozenset()
+    """The generated table types the root fields return (`table(...)`)."""
 
     @property
     def names(self) -> frozenset[str]:
         return frozenset(name for fields in self.fields.values() for name in fields)
+
+
+def table(name: str) -> Any:
+    """A strawberry type standing for the generated type of table `name`, for custom fields to return.
+
+    `async def checkout(...) -> table("orders")` (or `Orders = table("orders")`
+    at module level, then `-> Orders`, `-> list[Orders]`, `-> Orders | None`):
+    the resolver returns the rows' primary keys, the API answers the rows.
+    """
+    import strawberry
+
+    placeholder = type(name, (), {"__annotations__": {"placeholder": bool}, "__module__": __name__})
+    setattr(placeholder, TABLE_MARK, name)
+    return strawberry.type(placeholder, name=name, description=f"The generated type of table {name!r}.")
+
+
+def _table_of(type_: Any) -> str | None:
+    """The table a placeholder type (`table(...)`) stands for, else None."""
+    definition = (getattr(type_, "extensions", None) or {}).get(STRAWBERRY_DEFINITION)
+    name = getattr(getattr(definition, "origin", None), TABLE_MARK, None)
+    return name if isinstance(name, str) else None
+
+
+def _named(type_: Any) -> Any:
+    while isinstance(type_, GraphQLNonNull | GraphQLList):
+        type_ = type_.of_type
+    return type_
 
 
 def load_extension(value: Any) -> Extension | None:
@@ -113,8 +156,14 @@ def extension_of(schema: Any, source: str) -> Extension:
     for root, type_ in roots.items():
         fields[root] = {} if type_ is None else {n: _tagged(f) for n, f in type_.fields.items()}
     skipped = {t.name for t in roots.values() if t is not None} | set(introspection_types) | set(specified_scalar_types)
-    types = tuple(t for name, t in core.type_map.items() if name not in skipped)
-    return Extension(source, fields, types)
+    types = tuple(t for name, t in core.type_map.items() if name not in skipped and _table_of(t) is None)
+    tables = {name for t in core.type_map.values() if (name := _table_of(t)) is not None}
+    for root, named in fields.items():
+        for name, field in named.items():
+            returned = _table_of(_named(field.type))
+            if returned is not None and root == "subscription":
+                raise StartupError(f"{source}: subscription field {name!r} cannot return a table type ({returned!r})")
+    return Extension(source, fields, types, frozenset(tables))
 
 
 def _tagged(field: GraphQLField) -> GraphQLField:
@@ -126,6 +175,14 @@ def _tagged(field: GraphQLField) -> GraphQLField:
 def is_custom(field: GraphQLField | None) -> bool:
     tag = root_field(field) if field is not None else None
     return tag is not None and tag.kind is RootKind.CUSTOM
+
+
+def check_tables(extension: Extension | None, tables: Mapping[str, Any]) -> None:
+    """Every table a custom field returns (`table(...)`) is one the database has."""
+    for name in sorted(extension.tables if extension is not None else ()):
+        if name not in tables:
+            assert extension is not None
+            raise StartupError(f"{extension.source}: table({name!r}) names no table of the database")
 
 
 def check_grants(extension: Extension | None, permissions: Permissions) -> None:
@@ -167,8 +224,15 @@ def merge(
                     f"{extension.source}: {root} field {name!r} clashes with the generated field "
                     f"{GENERATED_ROOTS[root]}.{name}{_what(fields[name])}"
                 )
-            if granted(name):
+            if not granted(name):
+                continue
+            returned = _table_of(_named(field.type))
+            if returned is None:
                 fields[name] = field
+                continue
+            own_type = generated.type_map.get(returned)
+            if isinstance(own_type, GraphQLObjectType):  # else the role cannot see the table
+                fields[name] = _returning(field, returned, own_type)
         if own is None and not fields:
             merged[root] = None
             continue
@@ -186,3 +250,34 @@ def _what(field: GraphQLField) -> str:
     if tag is None or tag.table is None:
         return ""
     return f" ({tag.kind.value} of table {tag.table!r})"
+
+
+def _returning(field: GraphQLField, table_name: str, own_type: GraphQLObjectType) -> GraphQLField:
+    """`field` returning the role's own type of the table: its resolver's keys read as rows."""
+
+    def rewrap(type_: Any) -> Any:
+        if isinstance(type_, GraphQLNonNull):
+            return GraphQLNonNull(rewrap(type_.of_type))
+        if isinstance(type_, GraphQLList):
+            return GraphQLList(rewrap(type_.of_type))
+        return own_type
+
+    many = _is_list(field.type)
+    keys_of = field.resolve
+
+    async def resolve(source: Any, info: Any, **args: Any) -> Any:
+        keys = keys_of(source, info, **args) if keys_of is not None else None
+        if is_awaitable(keys):
+            keys = await keys
+        return await info.context.rows(info, table_name, keys, many=many)
+
+    kwargs = field.to_kwargs()
+    kwargs["type_"] = rewrap(field.type)
+    kwargs["resolve"] = resolve
+    return GraphQLField(**kwargs)
+
+
+def _is_list(type_: Any) -> bool:
+    while isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    return isinstance(type_, GraphQLList)

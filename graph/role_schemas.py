@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 
 from graph.byte_cache import ByteBoundedCache
 from graph.execution import DocumentCache, Executor
-from graph.extend import check_grants, merge
+from graph.extend import check_grants, check_tables, merge
 from graph.grants import TableGrants, grants_for
 from graph.schema import build_schema
 
 if TYPE_CHECKING:
+    from graphql import GraphQLSchema
+
     from graph.config import Limits
     from graph.extend import Extension
     from graph.model import DatabaseModel
@@ -36,6 +38,7 @@ class RoleSchemas:
         extension: Extension | None = None,
     ) -> None:
         check_grants(extension, permissions)
+        check_tables(extension, model.tables)
         # One cache for every role's documents: the bound is the server's, not each role's.
         self.documents: DocumentCache = ByteBoundedCache(limits.document_cache_bytes)
         full = merge(build_schema(model, change_cursor), extension, lambda _name: True)
@@ -55,6 +58,13 @@ class RoleSchemas:
         nothing = {name: TableGrants() for name in model.tables}
         schema = merge(build_schema(model, change_cursor, nothing), extension, lambda _name: False)
         self._nobody = Executor(schema, limits, self.documents)
+
+    def executor_of_schema(self, schema: GraphQLSchema) -> Executor:
+        """The executor whose schema `schema` is (a custom resolver's `info.schema`)."""
+        for executor in (self.full, self._nobody, *self._by_role.values()):
+            if executor.schema is schema:
+                return executor
+        raise KeyError("not a schema of this server")
 
     def executor(self, role: str | None) -> Executor:
         """The executor of `role`; None (the admin secret, graph.auth.Session.rules_role): the full one."""

@@ -187,7 +187,12 @@ class Runtime:
             driver = database.driver
             statements = Statements(engine.dialect)
             changes.changelog.use_driver(driver, statements)
-            custom = Custom(driver, statements) if self._extension is not None else None
+            schemas = self._schemas
+            custom = (
+                Custom(driver, statements, model, query_plans, schemas.executor_of_schema)
+                if self._extension is not None
+                else None
+            )
             query_plans.custom = custom
             # The query plans' rendering reads the relationships a mutation's answer selects.
             self._mutations = MutationPlans(

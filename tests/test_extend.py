@@ -16,6 +16,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from graph import create_app
 from graph.errors import StartupError
+from graph.extend import table
 from tests import library
 from tests.conftest import LEGACY_WS, TRANSPORT_WS, Launch
 from tests.test_cli import forgegraph, one_error_line
@@ -32,8 +33,20 @@ class Whoami:
     claim: str | None
 
 
+Post = table("posts")
+Tag = table("tags")
+
+
 @strawberry.type
 class Query:
+    @strawberry.field
+    def posts_by_ids(self, ids: list[int]) -> list[Post]:
+        return ids  # type: ignore[return-value] - keys: the API reads the rows
+
+    @strawberry.field
+    def first_tag(self) -> Tag | None:
+        return {"post_id": 1, "name": "news"}  # type: ignore[return-value]
+
     @strawberry.field
     def whoami(self, info: strawberry.Info) -> Whoami:
         context = info.context
@@ -51,6 +64,11 @@ class Query:
 
 @strawberry.type
 class Mutation:
+    @strawberry.mutation
+    async def publish(self, info: strawberry.Info, post_id: int) -> Post | None:
+        await info.context.db.execute("UPDATE posts SET published = :yes WHERE id = :p", {"yes": True, "p": post_id})
+        return post_id  # type: ignore[return-value]
+
     @strawberry.mutation
     async def add_comments(self, info: strawberry.Info, post_id: int, bodies: list[str]) -> list[int]:
         """Several writes, all in the request's transaction."""
@@ -106,9 +124,13 @@ tables:
   comments:
     select:
       user: {filter: {}, columns: "*"}
+  posts:
+    select:
+      user: {filter: {published: {_eq: true}}, columns: [id, title]}
 custom:
   whoami: [user]
   add_comments: [editor]
+  posts_by_ids: [user, editor]
 """
 
 
@@ -241,6 +263,34 @@ async def test_a_custom_subscription_runs_beside_table_changed(launch: Launch, p
         while (message := await ws.receive()).get("id") == "f":
             pass
         assert message["payload"]["data"]["tableChanged"]["record"]["body"] == "after", message
+
+
+async def test_custom_fields_return_generated_table_types(launch: Launch) -> None:
+    api = await launch(extend=schema)
+    data = await api("{ posts_by_ids(ids: [3, 1, 99]) { id title author: user { name } } first_tag { name weight } }")
+    assert data == {
+        "posts_by_ids": [
+            {"id": 3, "title": "Third", "author": {"name": "Bob"}},
+            {"id": 1, "title": "Hello World", "author": {"name": "Alice"}},
+        ],
+        "first_tag": {"name": "news", "weight": 2},
+    }
+    # A mutation's answer is read in its transaction: it sees what the mutation wrote.
+    data = await api("mutation { publish(post_id: 2) { id published } update_posts_by_pk(pk_columns: {id: 2}, _set: {title: \"2\"}) { title } }")
+    assert data == {"publish": {"id": 2, "published": True}, "update_posts_by_pk": {"title": "2"}}
+
+
+async def test_table_types_of_custom_fields_follow_the_role_s_rules(launch: Launch, tmp_path: Path) -> None:
+    rules = tmp_path / "permissions.yaml"
+    rules.write_text(PERMISSIONS)
+    api = await launch(extend=schema, jwt_secret=SECRET, permissions=str(rules))
+    user, editor = token(sub="1", role="user"), token(sub="2", role="editor")
+    body = await post(api, "{ posts_by_ids(ids: [1, 2, 3]) { id title } }", user)
+    assert body == {"data": {"posts_by_ids": [{"id": 1, "title": "Hello World"}, {"id": 3, "title": "Third"}]}}
+    hidden = await post(api, "{ posts_by_ids(ids: [1]) { body } }", user)
+    assert [e["extensions"]["code"] for e in hidden["errors"]] == ["validation-failed"]
+    # Granted, but the role cannot see posts at all: no such field.
+    assert "errors" in await post(api, "{ posts_by_ids(ids: [1]) { id } }", editor)
 
 
 def start_error(url: str, extend: Any, **settings: Any) -> str:
