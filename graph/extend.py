@@ -31,14 +31,18 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as default
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
     GraphQLField,
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLScalarType,
     GraphQLSchema,
     introspection_types,
     specified_scalar_types,
@@ -72,6 +76,8 @@ class Extension:
     and the placeholders of generated table types."""
     tables: frozenset[str] = frozenset()
     """The generated table types the root fields return (`table(...)`)."""
+    shared: set[str] = default(default_factory=set)
+    """The user's scalars replaced by the generated ones of the same name (`_share_scalars`)."""
 
     @property
     def names(self) -> frozenset[str]:
@@ -207,14 +213,16 @@ def merge(
         "mutation": generated.mutation_type,
         "subscription": generated.subscription_type,
     }
+    shared = _share_scalars(extension, generated)
     # Types first, all of them whatever is granted: the same error for every role.
     for type_ in extension.types:
         mine = generated.type_map.get(type_.name)
-        if mine is not None and mine is not type_:
+        if mine is not None and mine is not type_ and type_.name not in shared:
             raise StartupError(
                 f"{extension.source}: type {type_.name!r} clashes with the generated type {mine.name!r}"
             )
     merged: dict[str, GraphQLObjectType | None] = {}
+    added = False
     for root in ROOTS:
         own = roots[root]
         fields: dict[str, GraphQLField] = dict(own.fields) if own is not None else {}
@@ -229,10 +237,12 @@ def merge(
             returned = _table_of(_named(field.type))
             if returned is None:
                 fields[name] = field
+                added = True
                 continue
             own_type = generated.type_map.get(returned)
             if isinstance(own_type, GraphQLObjectType):  # else the role cannot see the table
                 fields[name] = _returning(field, returned, own_type)
+                added = True
         if own is None and not fields:
             merged[root] = None
             continue
@@ -241,8 +251,45 @@ def merge(
         query=merged["query"],
         mutation=merged["mutation"],
         subscription=merged["subscription"],
-        types=[t for t in extension.types if t.name not in generated.type_map],
+        # A role without custom fields shows none of their types either (its types
+        # reachable from its fields are collected by graphql-core all the same).
+        types=[t for t in extension.types if t.name not in generated.type_map and t.name not in shared]
+        if added
+        else [],
     )
+
+
+def _share_scalars(extension: Extension, generated: GraphQLSchema) -> frozenset[str]:
+    """The user's scalars named as generated ones (strawberry's `JSON`): the generated one serves both.
+
+    A schema holds one type per name, so the user's types are changed in place
+    to name the generated scalar (the same object for every role's schema).
+    """
+    ours: dict[str, GraphQLScalarType] = {}
+    for type_ in extension.types:
+        mine = generated.type_map.get(type_.name)
+        if isinstance(type_, GraphQLScalarType) and isinstance(mine, GraphQLScalarType) and mine is not type_:
+            ours[type_.name] = mine
+    if not ours:
+        return frozenset(extension.shared)
+
+    def swapped(type_: Any) -> Any:
+        if isinstance(type_, GraphQLNonNull):
+            return GraphQLNonNull(swapped(type_.of_type))
+        if isinstance(type_, GraphQLList):
+            return GraphQLList(swapped(type_.of_type))
+        return ours.get(type_.name, type_) if isinstance(type_, GraphQLScalarType) else type_
+
+    fields: list[Any] = [f for root in extension.fields.values() for f in root.values()]
+    for type_ in extension.types:
+        if isinstance(type_, GraphQLObjectType | GraphQLInterfaceType | GraphQLInputObjectType):
+            fields.extend(type_.fields.values())
+    for field in fields:
+        field.type = swapped(field.type)
+        for argument in (getattr(field, "args", None) or {}).values():
+            argument.type = swapped(argument.type)
+    extension.shared.update(ours)
+    return frozenset(extension.shared)
 
 
 def _what(field: GraphQLField) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 import pytest
 import strawberry
+from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 
 from graph import create_app
@@ -56,6 +57,10 @@ class Query:
     async def comment_count(self, info: strawberry.Info, post_id: int) -> int:
         rows = await info.context.db.execute("SELECT count(*) FROM comments WHERE post_id = :p", {"p": post_id})
         return int(rows[0][0])
+
+    @strawberry.field
+    def echo(self, value: JSON) -> JSON:
+        return value
 
     @strawberry.field
     def broken(self) -> int | None:
@@ -159,6 +164,12 @@ async def test_a_custom_query_reads_the_session(launch: Launch) -> None:
     assert (await api("{ whoami { role user_id } }")) == {"whoami": {"role": "anonymous", "user_id": None}}
 
 
+async def test_strawberry_s_json_is_the_generated_json(launch: Launch) -> None:
+    api = await launch(extend=schema)
+    data = await api('query($v: JSON!) { echo(value: $v) users_by_pk(id: 1) { profile } }', {"v": {"a": [1, "b"]}})
+    assert data == {"echo": {"a": [1, "b"]}, "users_by_pk": {"profile": {"langs": ["en", "fr"]}}}
+
+
 async def test_a_mixed_document_answers_every_field_with_errors_per_field(launch: Launch) -> None:
     api = await launch(extend=schema)
     body = await post(
@@ -233,6 +244,8 @@ async def test_permissions_grant_custom_fields_per_role(launch: Launch, tmp_path
     assert denied["errors"][0]["message"] == unknown["errors"][0]["message"].replace("no_such_field", "whoami")
     anonymous = await post(api, "{ whoami { role } }")
     assert "errors" in anonymous
+    # A role without custom fields does not see their types either.
+    assert await post(api, '{ __type(name: "Whoami") { name } }') == {"data": {"__type": None}}
     granted = await post(api, 'mutation { add_comments(post_id: 1, bodies: ["e"]) }', editor)
     assert "errors" not in granted, granted
     assert "errors" in await post(api, 'mutation { add_comments(post_id: 1, bodies: ["u"]) }', user)
