@@ -35,6 +35,7 @@ from dataclasses import field as default
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
+    GraphQLError,
     GraphQLField,
     GraphQLInputObjectType,
     GraphQLInterfaceType,
@@ -46,6 +47,7 @@ from graphql import (
     GraphQLSchema,
     introspection_types,
     specified_scalar_types,
+    validate_schema,
 )
 from graphql.pyutils import is_awaitable
 
@@ -169,6 +171,14 @@ def extension_of(schema: Any, source: str) -> Extension:
             returned = _table_of(_named(field.type))
             if returned is not None and root == "subscription":
                 raise StartupError(f"{source}: subscription field {name!r} cannot return a table type ({returned!r})")
+    for named_type in types:
+        for name, field in (getattr(named_type, "fields", None) or {}).items():
+            returned = _table_of(_named(field.type))
+            if returned is not None:
+                raise StartupError(
+                    f"{source}: {named_type.name}.{name} returns table({returned!r}): "
+                    "only root fields may return table types"
+                )
     return Extension(source, fields, types, frozenset(tables))
 
 
@@ -247,16 +257,23 @@ def merge(
             merged[root] = None
             continue
         merged[root] = GraphQLObjectType(own.name if own is not None else GENERATED_ROOTS[root], fields)
-    return GraphQLSchema(
-        query=merged["query"],
-        mutation=merged["mutation"],
-        subscription=merged["subscription"],
-        # A role without custom fields shows none of their types either (its types
-        # reachable from its fields are collected by graphql-core all the same).
-        types=[t for t in extension.types if t.name not in generated.type_map and t.name not in shared]
-        if added
-        else [],
-    )
+    try:
+        schema = GraphQLSchema(
+            query=merged["query"],
+            mutation=merged["mutation"],
+            subscription=merged["subscription"],
+            # A role without custom fields shows none of their types either (its types
+            # reachable from its fields are collected by graphql-core all the same).
+            types=[t for t in extension.types if t.name not in generated.type_map and t.name not in shared]
+            if added
+            else [],
+        )
+        errors = validate_schema(schema)
+    except (TypeError, ValueError, GraphQLError) as error:
+        raise StartupError(f"{extension.source}: cannot be merged: {error}") from None
+    if errors:
+        raise StartupError(f"{extension.source}: cannot be merged: {errors[0].message}")
+    return schema
 
 
 def _share_scalars(extension: Extension, generated: GraphQLSchema) -> frozenset[str]:

@@ -115,3 +115,20 @@ def test_only_a_strawberry_schema_is_taken() -> None:
     with pytest.raises(StartupError, match=r"expected a strawberry\.Schema, got dict"):
         load_extension({})
     assert load_extension(None) is None
+
+
+@strawberry.type
+class Cart:
+    item: Item  # type: ignore[valid-type]
+
+
+@strawberry.type
+class Nested:
+    @strawberry.field
+    def cart(self) -> Cart:
+        return Cart(item=None)
+
+
+def test_only_root_fields_return_table_types() -> None:
+    with pytest.raises(StartupError, match=r"Cart\.item returns table\('items'\): only root fields"):
+        extension_of(strawberry.Schema(query=Nested, config=AS_WRITTEN), "app:schema")
