@@ -343,7 +343,12 @@ class QueryPlans:
                 # The answer is one text value: the expression's text and a space go before it.
                 sql = f"SELECT CAST(({beside.sql}) AS TEXT) || ' ' || ({plan.sql})"
             try:
-                text = await self._fetch(sql, plan.bind(values.coerced, session))
+                params = plan.bind(values.coerced, session)
+                # The usual case without a frame of its own: this is every query's path.
+                if IN_TRANSACTION.get() is None:
+                    text = await self.backend.fetch(sql, params)
+                else:
+                    text = await self._fetch(sql, params)
             except QueryFailed as failure:
                 answered = await self._one_by_one(document, plan, values, session, failure)
             else:
