@@ -9,7 +9,6 @@ socket's owner cancels the task on `complete`, on close and at token expiry.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,8 +28,6 @@ from graph.extend import is_custom
 
 if TYPE_CHECKING:
     from graphql import DocumentNode, GraphQLSchema
-
-log = logging.getLogger("forgegraph.delivery")
 
 
 def is_custom_subscription(
