@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -92,18 +93,9 @@ class SQLiteDriver:
         conn.execute("BEGIN IMMEDIATE")
         # In the loop a busy database ends the run (transact runs the job again in the thread).
         abort = _busy_error if in_loop else None
-
-        async def execute(statement: Statement) -> Rows:
-            return self._execute(conn, statement)
-
-        def wait(step: Awaited) -> Any:
-            assert loop is not None
-            return asyncio.run_coroutine_threadsafe(_awaited(step, execute), loop).result()
-
+        wait = None if loop is None else functools.partial(self._wait, conn, loop)
         try:
-            result = drive(
-                job, lambda statement: self._execute(conn, statement), abort, None if in_loop else wait
-            )
+            result = drive(job, lambda statement: self._execute(conn, statement), abort, wait)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -118,6 +110,14 @@ class SQLiteDriver:
                 conn.execute("ROLLBACK")
             raise_commit_failure(error, connection_lost=False)
         return result
+
+    def _wait(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, step: Awaited) -> Any:
+        """Run an awaiting step on the loop, its statements on `conn` (this thread waits meanwhile)."""
+
+        async def execute(statement: Statement) -> Rows:
+            return self._execute(conn, statement)
+
+        return asyncio.run_coroutine_threadsafe(_awaited(step, execute), loop).result()
 
     def _in_thread(
         self, job: Job[T], on_commit: Callable[[], None] | None, loop: asyncio.AbstractEventLoop
