@@ -306,6 +306,23 @@ async def test_table_types_of_custom_fields_follow_the_role_s_rules(launch: Laun
     assert "errors" in await post(api, "{ posts_by_ids(ids: [1]) { id } }", editor)
 
 
+async def test_custom_subscriptions_obey_the_connection_s_limits_and_token(launch: Launch) -> None:
+    api = await launch(extend=schema, jwt_secret=SECRET, max_subscriptions_per_connection=2)
+    expiring = {"exp": int(time.time()) + 2, "sub": "1", "role": "user"}
+    payload = {"headers": {"Authorization": f"Bearer {jwt.encode(expiring, SECRET, 'HS256')}"}}
+    async with api.ws(init=False) as ws:
+        await ws.init(payload)
+        await ws.subscribe("a", "subscription { forever }")
+        await ws.subscribe("b", "subscription { forever }")
+        await ws.subscribe("c", "subscription { forever }")
+        while (message := await ws.receive())["id"] != "c":
+            pass
+        assert message["type"] == "error", message
+        assert "at most 2 subscriptions" in json.dumps(message)
+        # The token's expiry closes the socket, its custom subscriptions with it.
+        assert await ws.close_code(timeout=10) == 4403
+
+
 def start_error(url: str, extend: Any, **settings: Any) -> str:
     app = create_app(database=url, extend=extend, **settings)
 
