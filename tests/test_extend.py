@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 import pytest
 import strawberry
+from graphql import GraphQLError
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 
@@ -61,6 +62,10 @@ class Query:
     @strawberry.field
     def echo(self, value: JSON) -> JSON:
         return value
+
+    @strawberry.field
+    def refused(self) -> int | None:
+        raise GraphQLError("out of stock", extensions={"code": "out-of-stock"})
 
     @strawberry.field
     def broken(self) -> int | None:
@@ -182,6 +187,10 @@ async def test_a_mixed_document_answers_every_field_with_errors_per_field(launch
     assert error["path"] == ["broken"]
     assert error["extensions"] == {"code": "unexpected"}
     assert "secret" not in json.dumps(body)
+    # A GraphQLError raised to tell the client why keeps its code.
+    refused = await post(api, "{ refused }")
+    assert refused["errors"][0]["message"] == "out of stock"
+    assert refused["errors"][0]["extensions"] == {"code": "out-of-stock"}
 
 
 async def test_a_custom_mutation_writes_in_the_request_transaction(launch: Launch) -> None:
