@@ -105,6 +105,7 @@ SERVE_OPTIONS = (
         _positive,
         expected="a whole number of connections, at least 1",
     ),
+    Option("--extend", "MODULE:ATTR", "a strawberry.Schema whose root fields join the API (e.g. app.api:schema)"),
     Option(
         "--cors-origins",
         "ORIGINS",
@@ -148,7 +149,10 @@ LIMIT_OPTIONS = (
 COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
     "serve": ("serve the GraphQL API and its realtime events", SERVE_OPTIONS + LIMIT_OPTIONS),
     "migrate": ("apply the bundled migrations (the demo schema)", (DATABASE,)),
-    "export-schema": ("print the GraphQL SDL to stdout", (DATABASE,)),
+    "export-schema": (
+        "print the GraphQL SDL to stdout",
+        (DATABASE, Option("--extend", "MODULE:ATTR", "a strawberry.Schema whose root fields join the API")),
+    ),
 }
 
 

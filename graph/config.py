@@ -104,6 +104,9 @@ class Settings:
     Empty (the default): no cross-origin access over HTTP, and handshakes are
     not checked (graph.cors).
     """
+    extend: Any = None
+    """The user's strawberry schema merged into the API (graph.extend): a strawberry.Schema, or
+    `module:attribute` naming one (`--extend`)."""
     limits: Limits = field(default_factory=Limits)
     capture: Capture = field(default_factory=Capture)
 

@@ -119,7 +119,8 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         extensions = {"code": failure.code, **failure.extensions}
     else:
         out = {"message": error.message}
-        extensions = {**(error.extensions or {}), "code": "validation-failed"}
+        # A code of its own: a GraphQLError a custom resolver raised (graph.extend) to tell the client why.
+        extensions = {"code": "validation-failed", **(error.extensions or {})}
     if error.locations:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
     if error.path:

@@ -32,6 +32,8 @@ class RootKind(StrEnum):
     DELETE = "delete"
     DELETE_BY_PK = "delete_by_pk"
     CHANGE_CURSOR = "change_cursor"
+    CUSTOM = "custom"
+    """A root field of the user's strawberry schema (graph.extend), answered by its resolver."""
     TABLE_CHANGED = "table_changed"
     STREAM = "stream"
 

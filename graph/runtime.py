@@ -14,6 +14,7 @@ from sqlalchemy import exc
 
 from graph.access import Access
 from graph.auth import Authenticator, Session
+from graph.compile.custom import Custom
 from graph.compile.mutation import MutationPlans
 from graph.compile.query_plans import QueryPlans, query_plans_for
 from graph.dialect import open_database
@@ -21,6 +22,7 @@ from graph.errors import StartupError
 from graph.events.capture import Realtime
 from graph.events.changelog import latest_cursor
 from graph.events.decide import Decider
+from graph.extend import Extension, load_extension
 from graph.metrics import Metrics, Observed
 from graph.naming import name_model
 from graph.reflect import reflect
@@ -54,6 +56,7 @@ class Runtime:
         self._database: Database | None = None
         """The one owner of this process's connections to the database (graph.dialect)."""
         self._schemas: RoleSchemas | None = None
+        self._extension: Extension | None = None
         self.authenticator = Authenticator(settings.jwt_secret, settings.admin_secret)
         self._realtime: Realtime | None = None
         self._model: DatabaseModel | None = None
@@ -127,6 +130,8 @@ class Runtime:
         """Reflect, build the schema and (unless `realtime` is False) start change capture."""
         if self.started:
             return
+        # The user's module first: a bad --extend is told before any database is touched.
+        self._extension = load_extension(self.settings.extend)
         url = self.settings.database_url
         if self.settings.uses_default_database:
             from graph.migrate import ensure_demo_database
@@ -162,7 +167,7 @@ class Runtime:
             async with engine.connect() as conn:
                 return str(await latest_cursor(conn))
 
-        self._schemas = RoleSchemas(model, change_cursor, permissions, self.settings.limits)
+        self._schemas = RoleSchemas(model, change_cursor, permissions, self.settings.limits, self._extension)
         self.permissions = permissions
         self.access = Access(model, permissions, reader.filters)
         changes = Realtime(
@@ -185,9 +190,16 @@ class Runtime:
             changes.changelog.use_driver(driver, statements)
             # Stream filters through relationships are decided on the plans' reads (within --pool-size).
             changes.use_decider(Decider(model, reader.filters, query_plans.backend))
+            schemas = self._schemas
+            custom = (
+                Custom(driver, statements, model, query_plans, schemas.executor_of_schema)
+                if self._extension is not None
+                else None
+            )
+            query_plans.custom = custom
             # The query plans' rendering reads the relationships a mutation's answer selects.
             self._mutations = MutationPlans(
-                model, tables, reader, statements, driver, changes.nudge, query_plans.backend
+                model, tables, reader, statements, driver, changes.nudge, query_plans.backend, custom
             )
         except BaseException:
             await changes.stop()

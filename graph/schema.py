@@ -5,8 +5,9 @@ answers every generated field. graphql-core validates every document against
 the schema, and executes only what completes a query's answer around the
 compiled values (graph.compile._query_shell): every generated object field
 resolves by response key in the values handed over (`Precomputed`), and
-`changeCursor` calls what it is given at build time. Mutations are never
-executed by graphql-core: their root fields have no resolver.
+`changeCursor` calls what it is given at build time. Generated mutations are
+never executed by graphql-core: their root fields have no resolver. (The
+user's custom root fields, merged in by graph.extend, keep strawberry's.)
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # To come, in this order (STYLE.md, habit 2): catalog/ before rules/, then
     # schema/, between rules/ and dialect/.
     ("graph.rules",),
+    # The user's strawberry schema merged into the generated ones: shapes only, no connection.
+    ("graph.extend",),
     # The one owner of the connections: nothing before it opens one.
     ("graph.dialect",),
     # It runs its statements on the dialect's connections (reads, driver, SQL functions).

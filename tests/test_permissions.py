@@ -319,7 +319,7 @@ RULE = "tables:\n  posts:\n    select:\n      user: "
 ERRORS: list[tuple[str, str, str]] = [
     ("- tables", "", "expected a mapping with a 'tables' key"),
     ("", "", "expected a mapping with a 'tables' key"),
-    ("tables: {}\nroles: []\n", "roles", "unknown key 'roles'; the file holds only 'tables'"),
+    ("tables: {}\nroles: []\n", "roles", "unknown key 'roles'; the file holds only 'tables' and 'custom'"),
     ("tables: [posts]\n", "tables", "expected a mapping of table names to their rules"),
     ("tables:\n  postz: {}\n", "tables.postz", "unknown table 'postz'; did you mean 'posts'?"),
     ("tables:\n  posts: [select]\n", "tables.posts", "expected a mapping of actions (select, insert, update, delete)"),

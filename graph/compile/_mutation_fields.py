@@ -2,8 +2,9 @@
 
 Pure: no SQL, no I/O. Every generated mutation field is read, selecting
 columns, `__typename` and relationships; a root field the schema builder did
-not tag raises `NotPlanned` (none is built today: schema extensions will
-need graphql-core's shell, as queries have). @skip/@include are applied with the request's variables, so a
+not tag raises `NotPlanned`; a custom one (graph.extend) is read as its
+nodes only, for graphql-core to execute in the transaction
+(graph.compile.custom). @skip/@include are applied with the request's variables, so a
 document using them is read once per set of their values (`directive_variables`).
 
 Each answer is completed as graphql-core completes it, errors included: a
@@ -63,6 +64,7 @@ INSERT_ONE, INSERT, UPDATE_BY_PK, UPDATE, UPDATE_MANY, DELETE_BY_PK, DELETE = (
     RootKind.DELETE_BY_PK,
     RootKind.DELETE,
 )
+CUSTOM = RootKind.CUSTOM
 MUTATIONS = frozenset({INSERT_ONE, INSERT, UPDATE_BY_PK, UPDATE, UPDATE_MANY, DELETE_BY_PK, DELETE})
 ONE_ROW = (INSERT_ONE, UPDATE_BY_PK, DELETE_BY_PK)
 Path = list[str | int]
@@ -259,6 +261,11 @@ def read_mutation(
             out.append(MutationField(key, TYPENAME, None, None, nodes, typename=mutation.name))
             continue
         root = mutation.fields[name]
+        tag = root_field(root)
+        if tag is not None and tag.kind is CUSTOM:
+            # Its arguments are graphql-core's to coerce when it executes the field.
+            out.append(MutationField(key, CUSTOM, None, None, nodes))
+            continue
         kind, table = _identify(name, root, model)
         one: Picker | None = None
         response: tuple[ResponsePart, ...] = ()

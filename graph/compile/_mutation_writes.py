@@ -17,12 +17,14 @@ runs all the same, in the same transaction, as graphql-core runs them (on
 PostgreSQL the statements after a failed one fail too, SQLSTATE 25P02;
 `graph.compile.mutation` leaves those errors out). Once any field failed the
 job raises `FieldErrors`, so that the driver rolls the transaction back.
+A custom root field (graph.extend) is a step the driver awaits in the same
+transaction (`Awaited`, graph.compile.custom); its errors count as any field's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as default
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from graph import naming
 from graph.compile import _mutation_nested as nested
 from graph.compile._mutation_fields import (
+    CUSTOM,
     DELETE_BY_PK,
     INSERT,
     INSERT_ONE,
@@ -47,6 +50,7 @@ from graph.compile._mutation_fields import (
     Picker,
 )
 from graph.compile._mutation_related import RelatedReader
+from graph.dialect import Awaited
 from graph.errors import PermissionDenied, ValidationFailed
 from graph.model import Kind
 from graph.schema import INCREMENTS, PLACEHOLDER
@@ -54,18 +58,18 @@ from graph.sql import json_edits
 from graph.sql.values import INT32, INT64, to_db, to_stored
 
 if TYPE_CHECKING:
-    from graphql import GraphQLError, GraphQLSchema
+    from graphql import ExecutionResult, GraphQLError, GraphQLSchema
     from graphql.execution.values import VariableValues
 
     from graph.access import SessionAccess
     from graph.compile._query_backend import Backend
-    from graph.dialect import Job, Rows
+    from graph.dialect import Execute, Job, Rows
     from graph.model import DatabaseModel, Table
     from graph.rules.to_sql import Condition
     from graph.sql.compiled import Compiled, Statement, Statements
     from graph.sql.select import Reader
 
-Steps = Generator["Statement", "Rows", Any]
+Steps = Generator["Statement | Awaited", Any, Any]
 Row = Sequence[Any]
 Key = tuple[Any, ...]
 # What an integer column may hold after `_inc`: GraphQL's Int is 32 bits (graph.sql.values.to_stored).
@@ -96,6 +100,8 @@ class Request:
     """The root field the job is running (an error outside its statements is this field's)."""
     returned: bool = default(default=False)
     """The job returned its answer: what fails after that is the COMMIT."""
+    custom: Callable[[MutationField, Execute], Awaitable[ExecutionResult]] | None = default(default=None)
+    """Runs a custom root field in the transaction (graph.compile.custom); None: the document has none."""
 
 
 PREPARED_UPDATES = 1024
@@ -133,6 +139,9 @@ class Writes:
                     data[field.key] = field.typename
                     continue
                 try:
+                    if field.kind == CUSTOM:
+                        data[field.key] = yield from self._custom(field, request, errors)
+                        continue
                     if isinstance(args, Exception):
                         raise args
                     data[field.key] = yield from self._field(field, args, request, errors)
@@ -148,6 +157,19 @@ class Writes:
             return data
 
         return run
+
+    def _custom(self, field: MutationField, request: Request, errors: list[GraphQLError]) -> Steps:
+        """A custom field's value, its resolver awaited by the driver in the transaction."""
+        custom = request.custom
+        if custom is None:
+            raise RuntimeError("a custom mutation field without a runner")
+
+        def run(execute: Execute) -> Awaitable[ExecutionResult]:
+            return custom(field, execute)
+
+        result: ExecutionResult = yield Awaited(run)
+        errors.extend(result.errors or ())
+        return (result.data or {}).get(field.key)
 
     def _field(
         self, field: MutationField, args: Mapping[str, Any], request: Request, errors: list[GraphQLError]

@@ -33,12 +33,17 @@ async def complete(
     operation_name: str | None,
     variables: Mapping[str, Any] | None,
     answered: Mapping[str, Any],
+    context: Any = None,
 ) -> ExecutionResult:
-    """The answer, with `answered` (response key -> value or exception) as the generated fields' own."""
+    """The answer, with `answered` (response key -> value or exception) as the generated fields' own.
+
+    `context`: what custom root fields' resolvers get as `info.context` (graph.compile.custom).
+    """
     result = execute(
         schema,
         document,
         root_value=Precomputed(answered),
+        context_value=context,
         variable_values=dict(variables or {}),
         operation_name=operation_name,
     )

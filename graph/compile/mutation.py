@@ -13,21 +13,24 @@ variables that do not coerce are the request's errors; a root field that
 fails is an error at its path, the other fields still run, and the whole
 transaction is rolled back (data null); a COMMIT the database refuses, or
 one whose outcome is unknown (the connection lost while committing: never
-run again), is the request's one error. graphql-core executes no mutation:
-a root field the schema builder did not tag is a fault of ours (`unexpected`).
+run again), is the request's one error. graphql-core executes only the
+custom root fields (graph.extend), each in the transaction as a step of the
+job (graph.compile.custom); a root field the schema builder did not tag is a
+fault of ours (`unexpected`).
 """
 
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from graphql import ExecutionResult, GraphQLError, OperationType, get_operation_ast, located_error
 from graphql.execution.values import get_variable_values
 
 from graph.compile._mutation_fields import (
+    CUSTOM,
     INSERT,
     INSERT_ONE,
     TYPENAME,
@@ -47,7 +50,8 @@ if TYPE_CHECKING:
 
     from graph.access import SessionAccess
     from graph.compile._query_backend import Backend
-    from graph.dialect import Driver
+    from graph.compile.custom import Custom
+    from graph.dialect import Driver, Execute
     from graph.model import DatabaseModel
     from graph.sql.compiled import Statements
     from graph.sql.select import Reader
@@ -71,8 +75,10 @@ class MutationPlans:
         driver: Driver,
         on_commit: Callable[[], None],
         backend: Backend,
+        custom: Custom | None = None,
     ) -> None:
         self.model = model
+        self.custom = custom
         self.driver = driver
         self.on_commit = on_commit
         self.writes = Writes(model, tables, reader, statements, backend)
@@ -125,6 +131,16 @@ class MutationPlans:
                 return ExecutionResult(None, coerced)  # as graphql-core's execute answers them
             plan = self.plan(schema, document, query, operation_name, coerced)
             request = Request(schema, plan, [_arguments(f, coerced) for f in plan.fields], coerced, access)
+            custom = self.custom
+            if custom is not None and any(f.kind == CUSTOM for f in plan.fields):
+                found = operation
+
+                def run_custom(field: MutationField, execute: Execute) -> Awaitable[ExecutionResult]:
+                    return custom.mutation_field(
+                        schema, found, plan.fragments, field.nodes, variables, access.session, execute
+                    )
+
+                request.custom = run_custom
             result = await self._run(request)
         except Exception as error:  # noqa: BLE001 - a fault of ours: format_error logs it, the client gets `unexpected`
             return ExecutionResult(None, [GraphQLError(str(error), original_error=error)])

@@ -29,6 +29,7 @@ import re
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,7 @@ from graph.compile._query_variables import (
     probe_slots,
 )
 from graph.config import Limits
+from graph.sql.compiled import Statement
 
 if TYPE_CHECKING:
     from graphql import DocumentNode, GraphQLSchema, OperationDefinitionNode
@@ -76,7 +78,8 @@ if TYPE_CHECKING:
     from graph.access import Access
     from graph.auth import Session
     from graph.compile._query_backend import Backend
-    from graph.dialect import Database
+    from graph.compile.custom import Custom
+    from graph.dialect import Database, Execute
     from graph.execution import Executor, Prepared
     from graph.model import DatabaseModel, Table
     from graph.root_field import RootKind
@@ -96,6 +99,9 @@ BATCH_ROWS = 1_000
 """Requests answered by one batched statement at most (`answer_many`)."""
 CUT_KEYS = 10_000
 """Parent rows per statement of a cut relationship (their keys are its parameters)."""
+IN_TRANSACTION: ContextVar[Execute | None] = ContextVar("forgegraph_reads_in_transaction", default=None)
+"""Set while a custom mutation's rows are read (graph.compile.custom): the statements then run in
+its transaction, which sees what it wrote, instead of on the plans' own connections."""
 
 
 @dataclass(eq=False)
@@ -211,6 +217,8 @@ class QueryPlans:
         self.backend = backend
         self.compiled = 0
         """Plans compiled so far (tests check a document is compiled once)."""
+        self.custom: Custom | None = None
+        """Contexts for custom root fields' resolvers (graph.extend), when the schema has any."""
         # Bounded in bytes like the executors' documents (Limits.document_cache_bytes).
         self._documents: ByteBoundedCache[tuple[Any, ...], Document] = ByteBoundedCache(cache_bytes)
         self._roots: dict[Executor, dict[str, tuple[RootKind, Table]]] = {}
@@ -240,7 +248,22 @@ class QueryPlans:
         answered = await self._run(document, plan, values, self.access.parameters(session), beside)
         if isinstance(answered, bytes):
             return answered
-        return await complete(document.schema, document.document, operation_name, variables, answered)
+        context = self.custom.context(session, variables) if self.custom is not None else None
+        return await complete(document.schema, document.document, operation_name, variables, answered, context)
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> str | None:
+        """The statement's one value: on the plans' connections, or in a transaction (`IN_TRANSACTION`)."""
+        run = IN_TRANSACTION.get()
+        if run is None:
+            return await self.backend.fetch(sql, params)
+        try:
+            rows = await run(Statement(sql, tuple(params)))
+        except Exception as error:  # whatever it is, graph.errors classifies its cause
+            raise QueryFailed(str(error)) from error
+        value = rows[0][0] if rows else None
+        if value is not None and not isinstance(value, str):
+            raise QueryFailed(f"unexpected answer {type(value).__name__}")
+        return value
 
     def tables_read(
         self,
@@ -320,7 +343,12 @@ class QueryPlans:
                 # The answer is one text value: the expression's text and a space go before it.
                 sql = f"SELECT CAST(({beside.sql}) AS TEXT) || ' ' || ({plan.sql})"
             try:
-                text = await self.backend.fetch(sql, plan.bind(values.coerced, session))
+                params = plan.bind(values.coerced, session)
+                # The usual case without a frame of its own: this is every query's path.
+                if IN_TRANSACTION.get() is None:
+                    text = await self.backend.fetch(sql, params)
+                else:
+                    text = await self._fetch(sql, params)
             except QueryFailed as failure:
                 answered = await self._one_by_one(document, plan, values, session, failure)
             else:
@@ -482,7 +510,7 @@ class QueryPlans:
             compiled = stmt.compile(dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True})
             params = _processed(compiled, _values(compiled, session))
             try:
-                text = await self.backend.fetch(compiled.string, params)
+                text = await self._fetch(compiled.string, params)
             except QueryFailed as failure:
                 # The driver's error, for graph.errors to classify (an outage, a refusal).
                 raise (failure.__cause__ if isinstance(failure.__cause__, Exception) else failure) from None
@@ -532,7 +560,7 @@ class QueryPlans:
             compiled = stmt.compile(dialect=self.backend.dialect, compile_kwargs={"render_postcompile": True})
             params = _processed(compiled, _values(compiled, session))
             try:
-                text = await self.backend.fetch(compiled.string, params)
+                text = await self._fetch(compiled.string, params)
             except QueryFailed as failed:
                 answered[root.key] = failed.__cause__ if isinstance(failed.__cause__, Exception) else failed
                 continue

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 
 from graph import deepjson, execute
 from graph.delivery.changes import plan_change_query
+from graph.delivery.custom import is_custom_subscription, run_custom_subscription
 from graph.delivery.live import LiveSubscription, live_queries, live_query
 from graph.delivery.message import Frame, Message
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
@@ -64,6 +65,8 @@ class GraphQLSocket(EventSocket):
         self._streams: dict[str, Stream] = {}
         self.live: dict[str, LiveSubscription] = {}
         """Live queries (graph.delivery.live), by operation id."""
+        self.custom: set[str] = set()
+        """Custom subscriptions (graph.delivery.custom) among `operations`, by operation id."""
         self.acknowledged = False
 
     def send(self, message: dict[str, Any]) -> None:
@@ -160,8 +163,11 @@ class GraphQLSocket(EventSocket):
             task.add_done_callback(lambda _t: self.operations.pop(op_id, None))
             return
         limit = self.runtime.settings.limits.max_subscriptions_per_connection
-        if limit and len(self.subscriptions) + len(self.live) >= limit:
+        if limit and len(self.subscriptions) + len(self.live) + len(self.custom) >= limit:
             self.send_error(op_id, [_validation(f"at most {limit} subscriptions per connection")])
+            return
+        if is_custom_subscription(executor.schema, prepared.document, operation_name, variables):
+            self._start_custom(op_id, executor, prepared.document, operation_name, variables)
             return
         live = live_query(executor.schema, prepared.document, operation_name)
         if live is not None:
@@ -261,6 +267,38 @@ class GraphQLSocket(EventSocket):
             return
         self.live[op_id] = subscription
 
+    def _start_custom(
+        self, op_id: str, executor: Executor, document: Any, operation_name: str | None, variables: dict[str, Any] | None
+    ) -> None:
+        """A custom subscription: the user's generator, its results sent as events are."""
+        prefix = f'{{"id":{_dumps(op_id)},"type":"{self.next_type}","payload":'
+        outbox = self.outbox
+        custom = self.runtime.query_plans.custom
+        context = custom.context(self.session) if custom is not None else None
+
+        def deliver(body: dict[str, Any]) -> None:
+            outbox.push((Message(prefix + _dumps(body) + "}"),))
+
+        def fail(errors: list[dict[str, Any]]) -> None:
+            if op_id in self.custom:
+                self.send_error(op_id, errors)
+
+        def done() -> None:
+            if op_id in self.custom:
+                self.send_complete(op_id)
+
+        def ended(_task: asyncio.Task[None]) -> None:
+            self.custom.discard(op_id)
+            if self.operations.get(op_id) is task:
+                del self.operations[op_id]
+
+        task = asyncio.create_task(run_custom_subscription(
+            executor.schema, document, operation_name, variables, context, deliver, fail, done
+        ))
+        self.custom.add(op_id)
+        self.operations[op_id] = task
+        task.add_done_callback(ended)
+
     async def _execute_once(self, op_id: str, operation: execute.Operation) -> None:
         try:
             answer = await execute.answer(self.runtime, operation, self.transport)
@@ -280,6 +318,7 @@ class GraphQLSocket(EventSocket):
         subscription = self.subscriptions.pop(op_id, None)
         if subscription is not None:
             self.realtime.unsubscribe(subscription)
+        self.custom.discard(op_id)
         operation = self.operations.pop(op_id, None)
         if operation is not None:
             operation.cancel()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from graph.config import DEFAULT_POOL_SIZE
-from graph.dialect._driver import Driver, Job, Rows, StatementObserver, drive
+from graph.dialect._driver import Awaited, Driver, Execute, Job, Rows, StatementObserver, drive
 from graph.dialect._migration import error_reason, migration_engine
 from graph.dialect._url import display_url, normalise_url, sqlite_path
 
@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
+    "Awaited",
     "Database",
     "Driver",
+    "Execute",
     "Job",
     "Reads",
     "Rows",

@@ -5,12 +5,19 @@ what it returns is the transaction's result. The same job runs on either
 database: `transact` wraps it in one transaction, committed only when the
 job returns, rolled back when anything raises. Each dialect's driver runs
 it on connections its `Database` owns (`sqlite.py`, `postgres.py`).
+
+A job may also yield an `Awaited` step: a coroutine (a user's resolver,
+graph.compile.custom) given an `execute` that runs statements in the same
+transaction, awaited by the driver, its result sent back into the job. So
+what a custom mutation writes commits or rolls back with the generated
+ones: one transaction, one path. Such a job is never `short`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -19,7 +26,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("forgegraph")
 T = TypeVar("T")
 Rows = list[Sequence[Any]]
-Job = Callable[[], Generator["Statement", Rows, T]]
+Execute = Callable[["Statement"], Awaitable[Rows]]
+"""Runs one statement in the transaction of the job that yielded an `Awaited`."""
+
+
+@dataclass(frozen=True)
+class Awaited:
+    """A step of a job that awaits: `run(execute)`, whose result is sent back into the job."""
+
+    run: Callable[[Execute], Awaitable[Any]]
+
+
+Job = Callable[[], Generator["Statement | Awaited", Any, T]]
 """Yields statements, is sent their rows (or thrown the statement's error, which it may catch
 and carry on, as graphql-core carries on with the next root field); may be started again
 from scratch (a retry)."""
@@ -50,19 +68,28 @@ class Driver(Protocol):
 
 
 def drive(
-    job: Job[T], execute: Callable[[Statement], Rows], abort: Callable[[Exception], bool] | None = None
+    job: Job[T],
+    execute: Callable[[Statement], Rows],
+    abort: Callable[[Exception], bool] | None = None,
+    wait: Callable[[Awaited], Any] | None = None,
 ) -> T:
     """Run `job` to its end, executing each statement it yields with `execute`.
 
     A statement's error is thrown into the job, unless `abort` says it ends
     the run outright (a busy SQLite database: the job runs again elsewhere).
+    An `Awaited` step is `wait`'s (blocking until the event loop ran it).
     """
     steps = job()
     try:
         statement = next(steps)
         while True:
             try:
-                rows = execute(statement)
+                if isinstance(statement, Awaited):
+                    if wait is None:
+                        raise TypeError("an awaiting job must not be run as a short one")
+                    rows = wait(statement)
+                else:
+                    rows = execute(statement)
             except Exception as error:
                 if abort is not None and abort(error):
                     steps.close()

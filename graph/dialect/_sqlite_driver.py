@@ -7,18 +7,25 @@ while it runs. That connection never waits for a lock (busy timeout 0) and
 never checkpoints on its own: a job that finds the database locked, or one
 that may run long, goes to a thread with an ordinary busy timeout, which
 also checkpoints the write-ahead log.
+
+A job that awaits (`Awaited`: a custom mutation's resolver) runs in that
+thread too, which blocks while the event loop runs the coroutine; the
+statements the coroutine sends run on the loop, on the thread's connection,
+in its open transaction (the thread is waiting, so the connection is not
+shared meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from graph.dialect._driver import committed, drive
+from graph.dialect._driver import Awaited, committed, drive
 from graph.errors import raise_commit_failure
 
 if TYPE_CHECKING:
@@ -75,12 +82,20 @@ class SQLiteDriver:
             observe(statement.sql)
         return conn.execute(statement.sql, statement.args).fetchall()
 
-    def _run(self, conn: sqlite3.Connection, job: Job[T], *, in_loop: bool = False) -> T:
+    def _run(
+        self,
+        conn: sqlite3.Connection,
+        job: Job[T],
+        *,
+        in_loop: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> T:
         conn.execute("BEGIN IMMEDIATE")
         # In the loop a busy database ends the run (transact runs the job again in the thread).
         abort = _busy_error if in_loop else None
+        wait = None if loop is None else functools.partial(self._wait, conn, loop)
         try:
-            result = drive(job, lambda statement: self._execute(conn, statement), abort)
+            result = drive(job, lambda statement: self._execute(conn, statement), abort, wait)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -96,10 +111,18 @@ class SQLiteDriver:
             raise_commit_failure(error, connection_lost=False)
         return result
 
+    def _wait(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, step: Awaited) -> Any:
+        """Run an awaiting step on the loop, its statements on `conn` (this thread waits meanwhile)."""
+
+        async def execute(statement: Statement) -> Rows:
+            return self._execute(conn, statement)
+
+        return asyncio.run_coroutine_threadsafe(_awaited(step, execute), loop).result()
+
     def _in_thread(
         self, job: Job[T], on_commit: Callable[[], None] | None, loop: asyncio.AbstractEventLoop
     ) -> T:
-        result = self._run(self._thread_connection(), job)
+        result = self._run(self._thread_connection(), job, loop=loop)
         if on_commit is not None:
             # Told from here, not by the awaiting request, which may be gone (the
             # client hung up) while the commit stands.
@@ -159,3 +182,7 @@ class SQLiteDriver:
         await loop.run_in_executor(self._thread, close_thread_conn)
         self._thread.shutdown(wait=True)
         self._loop_conn.close()
+
+
+async def _awaited(step: Awaited, execute: Callable[[Statement], Any]) -> Any:
+    return await step.run(execute)

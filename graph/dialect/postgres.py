@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.util import greenlet_spawn
 
-from graph.dialect._driver import committed
+from graph.dialect._driver import Awaited, committed
 from graph.dialect._url import async_engine
 from graph.errors import raise_commit_failure
 
@@ -258,7 +259,11 @@ class PostgresDriver:
                 statement = next(steps)
                 while True:
                     try:
-                        rows = await self._execute(conn, statement)
+                        if isinstance(statement, Awaited):
+                            # A custom resolver: its statements in this transaction.
+                            rows = await statement.run(functools.partial(self._execute, conn))
+                        else:
+                            rows = await self._execute(conn, statement)
                     except Exception as error:  # noqa: BLE001 - the job's to handle, as `drive` does
                         statement = steps.throw(error)
                     else:

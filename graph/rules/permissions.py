@@ -89,6 +89,8 @@ class Permissions:
     source: str | None
     """The file the rules came from; None when open."""
     tables: Mapping[str, TablePermissions]
+    custom: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
+    """Custom root fields (graph.extend) -> the roles granted them (`custom: {checkout: [user]}`)."""
     _unlimited: dict[tuple[str, str, tuple[str, ...]], Any] = field(default_factory=dict, repr=False)
     """The rules of a session no rule limits, per action and table (its columns included, which
     a reflected schema change may alter): asked on every request."""
@@ -107,7 +109,13 @@ class Permissions:
         for rules in self.tables.values():
             for action in (rules.select, rules.insert, rules.update, rules.delete):
                 names.update(action)
+        for roles in self.custom.values():
+            names.update(roles)
         return frozenset(names)
+
+    def custom_granted(self, role: str | None, name: str) -> bool:
+        """Whether `role` (None: the admin secret) has the custom root field `name`; all do without a file."""
+        return self.is_open or role is None or role in self.custom.get(name, ())
 
     # `role` None is the admin secret's session (graph.auth.Session.rules_role),
     # which no rule limits; a role *named* "admin" is looked up like any other.
@@ -164,7 +172,8 @@ def parse_permissions(data: Any, model: DatabaseModel, source: str) -> Permissio
     if isinstance(data, str):
         data = parse_text(data, source)
     tables: dict[str, TablePermissions] = {}
-    for name, actions in _check_rules(data, model, source).items():
+    checked, custom = _check_rules(data, model, source)
+    for name, actions in checked.items():
         tables[name] = TablePermissions(
             select=MappingProxyType(
                 {role: SelectRule(r["filter"], r["columns"]) for role, r in actions.get("select", {}).items()}
@@ -182,7 +191,7 @@ def parse_permissions(data: Any, model: DatabaseModel, source: str) -> Permissio
                 {role: DeleteRule(r["filter"]) for role, r in actions.get("delete", {}).items()}
             ),
         )
-    return Permissions(source=source, tables=MappingProxyType(tables))
+    return Permissions(source=source, tables=MappingProxyType(tables), custom=MappingProxyType(custom))
 
 
 # -- checking the file ----------------------------------------------------------
@@ -191,10 +200,11 @@ Rules = dict[str, dict[str, dict[str, dict[str, Any]]]]
 """table -> action -> role -> {"filter", "check", "columns", "set"}."""
 
 
-def _check_rules(data: Any, model: DatabaseModel, source: str) -> Rules:
-    """The file's rules, validated and normalised, or PermissionsError naming the place."""
+def _check_rules(data: Any, model: DatabaseModel, source: str) -> tuple[Rules, dict[str, frozenset[str]]]:
+    """The file's rules and custom grants, validated and normalised, or PermissionsError naming the place."""
     try:
-        return _Checker(model).document(data)
+        checker = _Checker(model)
+        return checker.document(data), checker.custom(data.get("custom", {}))
     except RuleError as error:
         raise PermissionsError(one_line(f"{source}: {error}")) from None
     except RecursionError:
@@ -207,12 +217,12 @@ class _Checker:
         self.filters = RuleParser(model)
 
     def document(self, data: Any) -> Rules:
-        if not isinstance(data, Mapping) or "tables" not in data:
+        if not isinstance(data, Mapping) or ("tables" not in data and "custom" not in data):
             fail("", "expected a mapping with a 'tables' key")
         for key in data:
-            if key != "tables":
-                fail(str(key), f"unknown key {key!r}; the file holds only 'tables'")
-        tables = data["tables"]
+            if key not in ("tables", "custom"):
+                fail(str(key), f"unknown key {key!r}; the file holds only 'tables' and 'custom'")
+        tables = data.get("tables", {})
         if not isinstance(tables, Mapping):
             fail("tables", "expected a mapping of table names to their rules")
         rules: Rules = {}
@@ -223,6 +233,22 @@ class _Checker:
                 fail(where, f"unknown table {name!r}{hint(name, self.model.tables)}")
             rules[name] = self.table(table, actions, where)
         return rules
+
+    def custom(self, data: Any) -> dict[str, frozenset[str]]:
+        """`custom: {field: [role, ...]}`: which roles have each custom root field (graph.extend)."""
+        if not isinstance(data, Mapping):
+            fail("custom", "expected a mapping of custom root fields to lists of roles")
+        out: dict[str, frozenset[str]] = {}
+        for name, roles in data.items():
+            where = f"custom.{name}"
+            if not isinstance(name, str) or not name:
+                fail("custom", f"custom field names are non-empty strings, got {name!r}")
+            if isinstance(roles, str):
+                roles = [roles]
+            if not isinstance(roles, list) or not all(isinstance(r, str) and r.strip() for r in roles):
+                fail(where, "expected a list of role names")
+            out[name] = frozenset(roles)
+        return out
 
     def table(self, table: Table, actions: Any, where: str) -> dict[str, dict[str, Any]]:
         if not isinstance(actions, Mapping):
