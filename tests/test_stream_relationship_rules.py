@@ -337,6 +337,80 @@ async def test_a_failed_decision_costs_only_the_streams_that_needed_it(
         assert "forgegraph_events_failed_total 1" in metrics
 
 
+async def test_a_stream_that_joins_while_its_batch_is_decided_gets_the_batch_once(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob joins after the batch's statement ran without his values, before it is dispatched."""
+    import threading
+
+    from graph.events.decide import Decider, Shapes
+
+    original = Decider.decide
+    deciding, joined = threading.Event(), threading.Event()
+    asked: list[set[Any]] = []
+
+    async def paused(self: Decider, events: Any, shapes: Shapes) -> Any:
+        decided = await original(self, events, shapes)
+        asked.append({k for by_shape in shapes.by_table.values() for s in by_shape.values() for k in s.operands})
+        if len(asked) == 1:
+            deciding.set()
+            while not joined.is_set():
+                await asyncio.sleep(0.005)
+        return decided
+
+    async with AsyncExitStack() as stack:
+        alice = await shop.customer_ws(stack, 1)
+        await subscribe(alice, "lines", "invoice_lines")
+        monkeypatch.setattr(Decider, "decide", paused)
+        await shop.add_line(70, invoice=2)  # Bob's, committed; its batch is being decided for Alice only
+        while not deciding.is_set():
+            await asyncio.sleep(0.005)
+        bob = await shop.customer_ws(stack, 2)
+        await subscribe(bob, "lines", "invoice_lines")
+        joined.set()
+        await shop.add_line(71, invoice=2)
+        await shop.add_line(72, invoice=1)
+        assert await seen(bob, 2) == [("create", 70), ("create", 71)]
+        assert await seen(alice, 1) == [("create", 72)]
+        # One more statement, for Bob's values only.
+        assert asked[:2] == [{(1,)}, {(2,)}]
+
+
+async def test_more_subscribers_values_than_one_statement_takes(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20,000 sets of values with two parameters each: 40,000 parameters, over either database's limit."""
+    import dataclasses
+
+    from graph.events.decide import Decider, Shapes
+
+    original = Decider.decide
+    answered: list[Any] = []
+
+    async def crowded(self: Decider, events: Any, shapes: Shapes) -> Any:
+        more = Shapes()
+        for by_shape in shapes.by_table.values():
+            for shape in by_shape.values():
+                more.add(dataclasses.replace(shape.part, values=(value,)) for value in range(1000, 21_000))
+                real = [values for values, _count in shape.operands.values()]
+                more.add(dataclasses.replace(shape.part, values=values) for values in [(2,), *real])
+        decided = await original(self, events, more)
+        answered.append(decided)
+        return decided
+
+    async with AsyncExitStack() as stack:
+        alice = await shop.customer_ws(stack, 1)
+        await subscribe(alice, "lines", "invoice_lines")
+        monkeypatch.setattr(Decider, "decide", crowded)
+        shop.server.statements.clear()
+        await shop.admin("mutation { insert_invoice_lines(objects: [{id: 80, invoice_id: 2, amount: 1}, "
+                         "{id: 81, invoice_id: 1, amount: 1}]) { affected_rows } }")
+        assert await seen(alice, 1) == [("create", 81)]
+        ((answers,),) = [list(decided.values()) for decided in answered]
+        assert len(answers.asked) == 20_002
+        assert answers.by_row == {(1,): frozenset({(1,)}), (2,): frozenset({(2,)})}
+        decisions = [s for s in shop.server.statements if "_fg_rows" in s]
+        assert len(decisions) == 5, len(decisions)  # 4,096 sets a statement
+
+
 # -- a client's `where` through a relationship -------------------------------------------
 
 

@@ -34,7 +34,7 @@ from graph.config import Capture
 from graph.errors import StartupError
 from graph.events.broker import make_broadcast
 from graph.events.changelog import NOTIFY_CHANNEL, Batch, ChangeLog, Retention, Undecodable
-from graph.events.decide import Shapes, shapes_of
+from graph.events.decide import Shapes, merged, shapes_of
 from graph.events.hub import Hub
 from graph.metrics import CaptureMeter
 
@@ -185,7 +185,10 @@ class Realtime:
         if self.decider is None or not shapes or not events:
             return None
         try:
-            return await self.decider.decide(events, shapes)
+            decided = await self.decider.decide(events, shapes)
+            if shapes is self.hub.shapes:
+                decided = await self._decide_joined(events, decided)
+            return decided
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - the database failing the statement
@@ -195,6 +198,24 @@ class Realtime:
                 "through relationships miss them: %r", events[0].cursor, events[-1].cursor, error,
             )
             return None
+
+    async def _decide_joined(self, events: list[ChangeEvent], decided: Decided) -> Decided:
+        """`decided`, with the values of the streams that joined while it was being decided.
+
+        The hub dispatches the batch to every stream it has then, so a stream
+        that joined during the statement (with values no other stream has)
+        must not find itself undecided: that would cost it the batch's events,
+        which a stream without relationship parts joining at the same moment
+        receives. Each round decides only the newcomers' values; it ends when
+        none joined during the last one (no await between it and dispatch).
+        """
+        assert self.decider is not None
+        tables = {event.table for event in events}
+        while True:
+            joined = self.hub.shapes.undecided(decided, tables)
+            if not joined:
+                return decided
+            decided = merged(decided, await self.decider.decide(events, joined))
 
     def _dispatch(self, events: list[ChangeEvent], decided: Decided | None = None) -> None:
         """Hand a batch to the hub; a fault there costs this batch, never the loop.

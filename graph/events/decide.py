@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 CACHE_SIZE = 256
 """Compiled statements kept (`Decider._compiled`): a few per live shape."""
 MAX_PARAMETERS = 30_000
-"""Bind parameters per statement, under PostgreSQL's 32,767 and SQLite's 32,766: a bigger batch is split."""
+"""Bind parameters per statement, under PostgreSQL's 32,767 and SQLite's 32,766: a bigger batch
+(row images) or more subscribers' values than fit are split over several statements."""
 
 ROW = "_fg_row"
 SET = "_fg_set"
@@ -100,6 +101,33 @@ class Shapes:
     def __bool__(self) -> bool:
         return bool(self.by_table)
 
+    def undecided(self, decided: Decided, tables: Iterable[str]) -> Shapes:
+        """The operands of `tables`' shapes that `decided` has no answers for (their streams joined meanwhile)."""
+        left = Shapes()
+        for table in tables:
+            for key, shape in self.by_table.get(table, {}).items():
+                answers = decided.get(key)
+                asked = answers.asked if answers is not None else frozenset()
+                operands = {k: v for k, v in shape.operands.items() if k not in asked}
+                if operands:
+                    left.by_table.setdefault(table, {})[key] = Shape(shape.part, operands)
+        return left
+
+
+def merged(decided: Decided, more: Decided) -> Decided:
+    """The answers of both (for disjoint operands of a shape: a stream's values are decided once)."""
+    out = dict(decided)
+    for key, answers in more.items():
+        known = out.get(key)
+        if known is None:
+            out[key] = answers
+            continue
+        by_row = dict(known.by_row)
+        for row, found in answers.by_row.items():
+            by_row[row] = by_row.get(row, frozenset()) | found
+        out[key] = Answers(known.asked | answers.asked, by_row)
+    return out
+
 
 def shapes_of(parts: Iterable[RelatedPart]) -> Shapes:
     shapes = Shapes()
@@ -132,7 +160,8 @@ class Decider:
                 rows.extend(row for row in (event.old, event.new) if row is not None)
         for table_name, rows in images.items():
             table = self.model.table(table_name)
-            for key, shape in list(shapes.by_table[table_name].items()):
+            # .get: the hub's own shapes change while a statement runs (a table's last stream may leave).
+            for key, shape in list(shapes.by_table.get(table_name, {}).items()):
                 decided[key] = await self._decide_shape(table, shape, rows)
         return decided
 
@@ -162,19 +191,26 @@ class Decider:
             (j, *(filters.operand(c, v) for c, v in zip(slots, shape.operands[key][0], strict=True)))
             for j, key in enumerate(wanted)
         ]
-        set_count = _bucket(len(sets))
-        room = max(1, (MAX_PARAMETERS - set_count * (1 + len(slots))) // (1 + len(local)))
-        room = 1 << (room.bit_length() - 1)  # a bucket size itself
-        for start in range(0, len(rows), room):
-            chunk = rows[start : start + room]
-            compiled = self._compiled(table, part, local, slots, _bucket(len(chunk)), set_count)
-            params: dict[str, Any] = {}
-            _fill(params, "r", chunk, _bucket(len(chunk)))
-            _fill(params, "s", sets, set_count)
-            statement = compiled.bind(params)
-            text = await self.backend.fetch(statement.sql, statement.args)
-            for row_index, set_index in orjson.loads(text or "[]"):
-                by_row.setdefault(row_list[row_index], set()).add(wanted[set_index])
+        # Both lists are split to stay under the parameter limit: the sets take at
+        # most half of it (over ~7,500 subscribers' values with one slot), the rows
+        # the rest. Each item carries its index in the whole list, so the answers
+        # of every statement read alike. Sizes are buckets (powers of two).
+        set_width, row_width = 1 + len(slots), 1 + len(local)
+        set_room = _floor_bucket(MAX_PARAMETERS // 2 // set_width)
+        for set_start in range(0, len(sets), set_room):
+            set_chunk = sets[set_start : set_start + set_room]
+            set_count = _bucket(len(set_chunk))
+            room = _floor_bucket((MAX_PARAMETERS - set_count * set_width) // row_width)
+            for start in range(0, len(rows), room):
+                chunk = rows[start : start + room]
+                compiled = self._compiled(table, part, local, slots, _bucket(len(chunk)), set_count)
+                params: dict[str, Any] = {}
+                _fill(params, "r", chunk, _bucket(len(chunk)))
+                _fill(params, "s", set_chunk, set_count)
+                statement = compiled.bind(params)
+                text = await self.backend.fetch(statement.sql, statement.args)
+                for row_index, set_index in orjson.loads(text or "[]"):
+                    by_row.setdefault(row_list[row_index], set()).add(wanted[set_index])
         return Answers(asked, {key: frozenset(found) for key, found in by_row.items()})
 
     def _compiled(
@@ -221,6 +257,11 @@ class Decider:
 
 def _bucket(count: int) -> int:
     return 1 << max(0, count - 1).bit_length()
+
+
+def _floor_bucket(count: int) -> int:
+    """The largest power of two not over `count` (at least 1)."""
+    return 1 << (max(1, count).bit_length() - 1)
 
 
 def _binds(prefix: str, index: int, types: list[Any]) -> tuple[Any, ...]:
