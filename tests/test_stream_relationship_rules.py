@@ -80,7 +80,7 @@ def invoices_url(library_url: str) -> str:
         sa.Table(
             "invoice_lines", metadata,
             sa.Column("id", sa.Integer, primary_key=True),
-            sa.Column("invoice_id", sa.ForeignKey("invoices.id"), nullable=False),
+            sa.Column("invoice_id", sa.ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False),
             sa.Column("amount", sa.Integer, nullable=False),
         )
         engine = create_async_engine(library_url)
@@ -335,6 +335,32 @@ async def test_a_failed_decision_costs_only_the_streams_that_needed_it(
         assert await seen(admin, 1) == [("create", 61)]
         metrics = (await shop.http.get("/metrics")).text
         assert "forgegraph_events_failed_total 1" in metrics
+
+
+async def test_lines_deleted_with_their_invoice_reach_its_owner(shop: Shop) -> None:
+    """ON DELETE CASCADE: the invoice is gone when the batch is decided; its old image in the batch decides."""
+    async with AsyncExitStack() as stack:
+        alice, bob = [await shop.customer_ws(stack, n) for n in (1, 2)]
+        for ws in (alice, bob):
+            await subscribe(ws, "lines", "invoice_lines")
+        await shop.add_line(60, invoice=1)
+        first = (await alice.next())["data"]["tableChanged"]
+        await shop.add_line(61, invoice=1)
+        await shop.add_line(62, invoice=2)
+        await shop.admin("mutation { delete_invoices_by_pk(id: 1) { id } }")  # lines 60 and 61 go with it
+        # Invoice 1 again, now Carol's: a replay reads the live invoice as hers, the deleted one as Alice's.
+        await shop.admin("mutation { insert_invoices(objects: [{id: 1, customer_id: 3}, {id: 7, customer_id: 1}]) "
+                         "{ affected_rows } }")
+        await shop.add_line(63, invoice=7)
+        await shop.add_line(64, invoice=2)
+        live = await seen(alice, 4)
+        assert live[0] == ("create", 61) and sorted(live[1:3]) == [("delete", 60), ("delete", 61)]
+        assert live[3] == ("create", 63)
+        assert await seen(bob, 2) == [("create", 62), ("create", 64)]
+
+        again = await shop.customer_ws(stack, 1)
+        await again.subscribe("lines", CHANGES, {"table": "invoice_lines", "since": first["cursor"]})
+        assert await seen(again, 4) == live
 
 
 async def test_a_stream_that_joins_while_its_batch_is_decided_gets_the_batch_once(

@@ -402,13 +402,19 @@ class Realtime:
         """
         by_table = {s.stream.table.name: s for s in subscriptions}
         shapes = shapes_of(part for s in subscriptions for part in s.stream.parts)
+        # The related tables' changes are read too, not sent: a related row deleted
+        # in the same batch is decided from its old image (graph.events.decide).
+        tables = list(by_table) + sorted(
+            {rel.remote_table for s in subscriptions for rel in s.stream.table.relationships
+             if any(part.relationship == rel.name for part in s.stream.parts)} - set(by_table)
+        )
         after = min(s.last_cursor for s in subscriptions)
         page = sink.replay_page
         while await sink.room(page):
             # Everything dispatched so far was committed before this read starts.
             read_through = self.dispatched_through
             async with self.engine.connect() as conn:
-                batch = await self.changelog.read_retained(conn, after, list(by_table), limit=page)
+                batch = await self.changelog.read_retained(conn, after, tables, limit=page)
             if batch.through == after:
                 if self.hub.go_live(subscriptions, read_through):
                     return
@@ -417,7 +423,9 @@ class Realtime:
             # Decided as live batches are: one statement per shape for the page.
             decided = await self._decide(batch.events, shapes)
             for event in batch.events:
-                self.hub.replayed(by_table[event.table], [event], decided)
+                subscription = by_table.get(event.table)
+                if subscription is not None:
+                    self.hub.replayed(subscription, [event], decided)
         self.hub.go_live(subscriptions)  # the connection is gone: just stop holding
 
     def unsubscribe(self, subscription: Subscription) -> None:

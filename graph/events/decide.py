@@ -36,6 +36,7 @@ from graph.rules.related import (
     Slot,
     operand_keys,
     row_keys,
+    value_key,
 )
 from graph.sql.compiled import Compiled
 from graph.sql.values import to_db
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
     from graph.compile._query_backend import Backend
     from graph.events.change import ChangeEvent
-    from graph.model import Column, DatabaseModel, Table
+    from graph.model import Column, DatabaseModel, Relationship, Table
     from graph.rules.to_sql import Filters
 
 CACHE_SIZE = 256
@@ -154,20 +155,25 @@ class Decider:
         if not shapes:
             return decided
         images: dict[str, list[Mapping[str, Any]]] = {}
+        deleted: dict[str, list[Mapping[str, Any]]] = {}
         for event in events:
             if event.table in shapes.by_table:
                 rows = images.setdefault(event.table, [])
                 rows.extend(row for row in (event.old, event.new) if row is not None)
+            if event.type == "delete" and event.old is not None:
+                deleted.setdefault(event.table, []).append(event.old)
         for table_name, rows in images.items():
             table = self.model.table(table_name)
             # .get: the hub's own shapes change while a statement runs (a table's last stream may leave).
             for key, shape in list(shapes.by_table.get(table_name, {}).items()):
-                decided[key] = await self._decide_shape(table, shape, rows)
+                remote = _relationship(table, shape.part).remote_table
+                decided[key] = await self._decide_shape(table, shape, rows, deleted.get(remote, []))
         return decided
 
     async def _decide_shape(
-        self, table: Table, shape: Shape, images: list[Mapping[str, Any]]
+        self, table: Table, shape: Shape, images: list[Mapping[str, Any]], gone: list[Mapping[str, Any]]
     ) -> Answers:
+        """`gone`: the old images of the related table's rows the batch deletes (see `_compiled`)."""
         part = shape.part
         keyed: dict[tuple[Hashable, ...], Mapping[str, Any]] = {}
         for row in images:
@@ -187,43 +193,77 @@ class Decider:
         rows = [
             (i, *(to_db(c, keyed[k].get(c.name), dialect) for c in local)) for i, k in enumerate(row_list)
         ]
+        rel = _relationship(table, part)
+        gone_columns = gone_columns_of(part, table, self.model)
+        gone_rows: dict[tuple[Hashable, ...], tuple[Any, ...]] = {}
+        for image in gone:
+            if row_keys(image, rel.remote_columns) is not None:
+                values = tuple(image.get(c.name) for c in gone_columns)
+                gone_rows.setdefault(tuple(value_key(v) for v in values), tuple(
+                    to_db(c, v, dialect) for c, v in zip(gone_columns, values, strict=True)))
+        gone_list = list(gone_rows.values())
         sets = [
             (j, *(filters.operand(c, v) for c, v in zip(slots, shape.operands[key][0], strict=True)))
             for j, key in enumerate(wanted)
         ]
-        # Both lists are split to stay under the parameter limit: the sets take at
-        # most half of it (over ~7,500 subscribers' values with one slot), the rows
-        # the rest. Each item carries its index in the whole list, so the answers
-        # of every statement read alike. Sizes are buckets (powers of two).
-        set_width, row_width = 1 + len(slots), 1 + len(local)
-        set_room = _floor_bucket(MAX_PARAMETERS // 2 // set_width)
+        # The lists are split to stay under the parameter limit: the sets take at
+        # most half of it (over ~7,500 subscribers' values with one slot; a quarter
+        # when there are deleted related rows, which take another quarter), the rows
+        # the rest. Each row and set carries its index in the whole list, so the
+        # answers of every statement read alike, and a pair found by any statement
+        # holds (the deleted rows are an OR). Sizes are buckets (powers of two).
+        set_width, row_width, gone_width = 1 + len(slots), 1 + len(local), len(gone_columns)
+        share = MAX_PARAMETERS // (4 if gone_list else 2)
+        set_room = _floor_bucket(share // set_width)
+        gone_room = _floor_bucket(share // gone_width) if gone_list else 1
+        gone_chunks = [gone_list[i : i + gone_room] for i in range(0, len(gone_list), gone_room)] or [[]]
         for set_start in range(0, len(sets), set_room):
             set_chunk = sets[set_start : set_start + set_room]
             set_count = _bucket(len(set_chunk))
-            room = _floor_bucket((MAX_PARAMETERS - set_count * set_width) // row_width)
-            for start in range(0, len(rows), room):
-                chunk = rows[start : start + room]
-                compiled = self._compiled(table, part, local, slots, _bucket(len(chunk)), set_count)
-                params: dict[str, Any] = {}
-                _fill(params, "r", chunk, _bucket(len(chunk)))
-                _fill(params, "s", set_chunk, set_count)
-                statement = compiled.bind(params)
-                text = await self.backend.fetch(statement.sql, statement.args)
-                for row_index, set_index in orjson.loads(text or "[]"):
-                    by_row.setdefault(row_list[row_index], set()).add(wanted[set_index])
+            for gone_chunk in gone_chunks:
+                gone_count = _bucket(len(gone_chunk)) if gone_chunk else 0
+                used = set_count * set_width + gone_count * gone_width
+                room = _floor_bucket((MAX_PARAMETERS - used) // row_width)
+                for start in range(0, len(rows), room):
+                    chunk = rows[start : start + room]
+                    sizes = (_bucket(len(chunk)), set_count, gone_count)
+                    compiled = self._compiled(table, part, local, slots, gone_columns, sizes)
+                    params: dict[str, Any] = {}
+                    _fill(params, "r", chunk, sizes[0])
+                    _fill(params, "s", set_chunk, set_count)
+                    if gone_chunk:
+                        _fill(params, "g", gone_chunk, gone_count)
+                    statement = compiled.bind(params)
+                    text = await self.backend.fetch(statement.sql, statement.args)
+                    for row_index, set_index in orjson.loads(text or "[]"):
+                        by_row.setdefault(row_list[row_index], set()).add(wanted[set_index])
         return Answers(asked, {key: frozenset(found) for key, found in by_row.items()})
 
     def _compiled(
-        self, table: Table, part: RelatedPart, local: list[Column], slots: list[Column], rows: int, sets: int
+        self,
+        table: Table,
+        part: RelatedPart,
+        local: list[Column],
+        slots: list[Column],
+        gone_columns: list[Column],
+        sizes: tuple[int, int, int],
     ) -> Compiled:
-        """The statement of a shape for `rows` row images and `sets` sets of operands, compiled once.
+        """The statement of a shape for `rows` row images, `sets` sets of operands and `gone` deleted rows.
 
-        Both counts are powers of two (a batch's lists are padded by repeating
+        The counts are powers of two (a batch's lists are padded by repeating
         their last item, which adds no pair), so a shape has a few statements
         whatever the batch, each compiled once: compiling costs more than the
         statement.
+
+        `gone`: old images of related rows deleted in the same batch. A line
+        deleted with its invoice (`ON DELETE CASCADE`) finds no invoice after
+        the commit; the part also holds when it holds against the invoice's
+        old image, so the line's `delete` reaches the invoice's owner. One
+        relationship deep: a relationship nested in the part reads its rows as
+        they are after the commit.
         """
-        key = (part.shape, rows, sets)
+        rows, sets, gone = sizes
+        key = (part.shape, rows, sets, gone)
         compiled = self._cache.get(key)
         if compiled is not None:
             self._cache.move_to_end(key)
@@ -246,6 +286,8 @@ class Decider:
             target=row_values,
             slots=[set_values.c[f"_fg_p{i}"] for i in range(len(slots))],
         )
+        if gone:
+            condition = sa.or_(condition, self._gone(table, part, gone_columns, gone, row_values, set_values, slots))
         backend = self.backend
         pairs = backend.answer(backend.json_array(backend.json_list([row_values.c[ROW], set_values.c[SET]])))
         select = sa.select(pairs).select_from(row_values.join(set_values, sa.true())).where(condition)
@@ -253,6 +295,64 @@ class Decider:
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return compiled
+
+
+    def _gone(
+        self,
+        table: Table,
+        part: RelatedPart,
+        columns: list[Column],
+        count: int,
+        row_values: Any,
+        set_values: Any,
+        slots: list[Column],
+    ) -> Any:
+        """EXISTS a deleted related row (an old image of the batch) that joins the row and meets the part."""
+        filters = self.filters
+        rel = _relationship(table, part)
+        types = [filters.operand_type(c) for c in columns]
+        gone_values = sa.values(
+            *(sa.column(c.name, t) for c, t in zip(columns, types, strict=True)), name="_fg_gone"
+        ).data([_binds("g", k, types) for k in range(count)]).cte("_fg_gone")
+        joined = [
+            gone_values.c[remote] == row_values.c[local]
+            for local, remote in zip(rel.local_columns, rel.remote_columns, strict=True)
+        ]
+        inner = filters.compile(
+            rel.remote_table,
+            part.template.exp,
+            target=gone_values,
+            slots=[set_values.c[f"_fg_p{i}"] for i in range(len(slots))],
+        )
+        exists = sa.select(sa.literal(1)).select_from(gone_values).where(*joined, inner)
+        return exists.correlate_except(gone_values).exists()
+
+
+def _relationship(table: Table, part: RelatedPart) -> Relationship:
+    return next(r for r in table.relationships if r.name == part.relationship)
+
+
+def gone_columns_of(part: RelatedPart, table: Table, model: DatabaseModel) -> list[Column]:
+    """The related table's columns the part reads of a related row: its join columns and those it compares."""
+    rel = _relationship(table, part)
+    remote = model.table(rel.remote_table)
+    names = set(rel.remote_columns)
+
+    def walk(exp: BoolExp, table: Table) -> None:
+        for f in exp.fields:
+            if isinstance(f, And | Or):
+                for e in f.exps:
+                    walk(e, table)
+            elif isinstance(f, Not):
+                walk(f.exp, table)
+            elif isinstance(f, Related):
+                inner = next(r for r in table.relationships if r.name == f.relationship)
+                names.update(inner.local_columns)
+            elif isinstance(f, ColumnExp):
+                names.add(f.column)
+
+    walk(part.template.exp, remote)
+    return [c for c in remote.columns if c.name in names]
 
 
 def _bucket(count: int) -> int:
