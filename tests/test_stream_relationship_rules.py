@@ -363,6 +363,22 @@ async def test_lines_deleted_with_their_invoice_reach_its_owner(shop: Shop) -> N
         assert await seen(again, 4) == live
 
 
+async def test_comments_deleted_with_their_post_reach_its_author(shop: Shop) -> None:
+    """Two relationships deep: the deleted post's old image (published, user_id), then its user as it is."""
+    async with AsyncExitStack() as stack:
+        alice, bob = [await shop.customer_ws(stack, n) for n in (1, 2)]
+        for ws in (alice, bob):
+            await subscribe(ws, "comments", "comments")
+        await shop.admin("mutation { delete_posts_by_pk(id: 1) { id } }")  # Alice's published post: comments 1, 2
+        await shop.admin("mutation { update_posts_by_pk(pk_columns: {id: 2}, _set: {published: true}) { id } }")
+        for post in (2, 3):
+            await shop.admin(f'mutation {{ insert_comments_one(object: {{id: {10 + post}, post_id: {post}, '
+                             f'body: "m"}}) {{ id }} }}')
+        got = await seen(alice, 3)
+        assert sorted(got[:2]) == [("delete", 1), ("delete", 2)] and got[2] == ("create", 12)
+        assert await seen(bob, 1) == [("create", 13)]
+
+
 async def test_a_stream_that_joins_while_its_batch_is_decided_gets_the_batch_once(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -66,6 +66,29 @@ class Shape:
     part: RelatedPart
     operands: dict[tuple[Hashable, ...], tuple[tuple[Any, ...], int]] = field(default_factory=dict)
     """value keys -> (the operands, how many streams' parts use them)"""
+    prepared: Prepared | None = None
+    """The operands as the statements bind them, kept while the set of operands stays the same."""
+
+
+@dataclass
+class Prepared:
+    """A shape's operands converted for SQL once, not per batch (most batches meet the same streams)."""
+
+    wanted: list[Operands]
+    sets: list[tuple[Any, ...]]
+    """(index, *operands as bound), in `wanted`'s order."""
+    slots: list[Column]
+    params: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    """(first set, bucket) -> the bind parameters of that chunk of sets."""
+
+    def set_params(self, start: int, room: int) -> dict[str, Any]:
+        key = (start, room)
+        params = self.params.get(key)
+        if params is None:
+            chunk = self.sets[start : start + room]
+            params = self.params[key] = {}
+            _fill(params, "s", chunk, _bucket(len(chunk)))
+        return params
 
 
 class Shapes:
@@ -83,6 +106,8 @@ class Shapes:
             key = operand_keys(part)
             _values, count = shape.operands.get(key, (part.values, 0))
             shape.operands[key] = (part.values, count + 1)
+            if not count:
+                shape.prepared = None
 
     def remove(self, parts: Iterable[RelatedPart]) -> None:
         for part in parts:
@@ -94,6 +119,7 @@ class Shapes:
                 shape.operands[key] = (values, count - 1)
                 continue
             del shape.operands[key]
+            shape.prepared = None
             if not shape.operands:
                 del shapes[part.shape]
                 if not shapes:
@@ -180,15 +206,16 @@ class Decider:
             keys = row_keys(row, part.local_columns)
             if keys is not None and keys not in keyed:
                 keyed[keys] = row
-        wanted = list(shape.operands)
+        prepared = shape.prepared
+        if prepared is None:
+            prepared = shape.prepared = self._prepare(table, shape)
+        wanted, sets, slots = prepared.wanted, prepared.sets, prepared.slots
         asked = frozenset(wanted)
         by_row: dict[RowKey, set[Operands]] = {}
         if not keyed or not wanted:
             return Answers(asked, {})
         local = [table.column(name) for name in part.local_columns]
-        slots = slot_columns(part.template, table, self.model)
         dialect = self.dialect.name
-        filters = self.filters
         row_list = list(keyed)
         rows = [
             (i, *(to_db(c, keyed[k].get(c.name), dialect) for c in local)) for i, k in enumerate(row_list)
@@ -202,10 +229,6 @@ class Decider:
                 gone_rows.setdefault(tuple(value_key(v) for v in values), tuple(
                     to_db(c, v, dialect) for c, v in zip(gone_columns, values, strict=True)))
         gone_list = list(gone_rows.values())
-        sets = [
-            (j, *(filters.operand(c, v) for c, v in zip(slots, shape.operands[key][0], strict=True)))
-            for j, key in enumerate(wanted)
-        ]
         # The lists are split to stay under the parameter limit: the sets take at
         # most half of it (over ~7,500 subscribers' values with one slot; a quarter
         # when there are deleted related rows, which take another quarter), the rows
@@ -218,8 +241,8 @@ class Decider:
         gone_room = _floor_bucket(share // gone_width) if gone_list else 1
         gone_chunks = [gone_list[i : i + gone_room] for i in range(0, len(gone_list), gone_room)] or [[]]
         for set_start in range(0, len(sets), set_room):
-            set_chunk = sets[set_start : set_start + set_room]
-            set_count = _bucket(len(set_chunk))
+            set_count = _bucket(len(sets[set_start : set_start + set_room]))
+            set_params = prepared.set_params(set_start, set_room)
             for gone_chunk in gone_chunks:
                 gone_count = _bucket(len(gone_chunk)) if gone_chunk else 0
                 used = set_count * set_width + gone_count * gone_width
@@ -228,16 +251,25 @@ class Decider:
                     chunk = rows[start : start + room]
                     sizes = (_bucket(len(chunk)), set_count, gone_count)
                     compiled = self._compiled(table, part, local, slots, gone_columns, sizes)
-                    params: dict[str, Any] = {}
+                    params = dict(set_params)
                     _fill(params, "r", chunk, sizes[0])
-                    _fill(params, "s", set_chunk, set_count)
                     if gone_chunk:
                         _fill(params, "g", gone_chunk, gone_count)
-                    statement = compiled.bind(params)
+                    statement = compiled.bind_given(params)
                     text = await self.backend.fetch(statement.sql, statement.args)
                     for row_index, set_index in orjson.loads(text or "[]"):
                         by_row.setdefault(row_list[row_index], set()).add(wanted[set_index])
         return Answers(asked, {key: frozenset(found) for key, found in by_row.items()})
+
+    def _prepare(self, table: Table, shape: Shape) -> Prepared:
+        slots = slot_columns(shape.part.template, table, self.model)
+        wanted = list(shape.operands)
+        operand = self.filters.operand
+        sets = [
+            (j, *(operand(c, v) for c, v in zip(slots, shape.operands[key][0], strict=True)))
+            for j, key in enumerate(wanted)
+        ]
+        return Prepared(wanted, sets, slots)
 
     def _compiled(
         self,
