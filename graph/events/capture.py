@@ -186,18 +186,21 @@ class Realtime:
             return None
         try:
             decided = await self.decider.decide(events, shapes)
-            if shapes is self.hub.shapes:
-                decided = await self._decide_joined(events, decided)
-            return decided
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - the database failing the statement
-            self.meter.failed += len(events)
-            log.error(
-                "deciding relationship filters for changes %d to %d failed; streams filtering "
-                "through relationships miss them: %r", events[0].cursor, events[-1].cursor, error,
-            )
+            self._decision_failed(events, error)
             return None
+        if shapes is self.hub.shapes:
+            decided = await self._decide_joined(events, decided)
+        return decided
+
+    def _decision_failed(self, events: list[ChangeEvent], error: Exception) -> None:
+        self.meter.failed += len(events)
+        log.error(
+            "deciding relationship filters for changes %d to %d failed; streams filtering "
+            "through relationships miss them: %r", events[0].cursor, events[-1].cursor, error,
+        )
 
     async def _decide_joined(self, events: list[ChangeEvent], decided: Decided) -> Decided:
         """`decided`, with the values of the streams that joined while it was being decided.
@@ -208,6 +211,7 @@ class Realtime:
         which a stream without relationship parts joining at the same moment
         receives. Each round decides only the newcomers' values; it ends when
         none joined during the last one (no await between it and dispatch).
+        A failure costs only the newcomers the batch.
         """
         assert self.decider is not None
         tables = {event.table for event in events}
@@ -215,7 +219,13 @@ class Realtime:
             joined = self.hub.shapes.undecided(decided, tables)
             if not joined:
                 return decided
-            decided = merged(decided, await self.decider.decide(events, joined))
+            try:
+                decided = merged(decided, await self.decider.decide(events, joined))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the database failing the statement
+                self._decision_failed(events, error)
+                return decided
 
     def _dispatch(self, events: list[ChangeEvent], decided: Decided | None = None) -> None:
         """Hand a batch to the hub; a fault there costs this batch, never the loop.
