@@ -153,6 +153,8 @@ class ClientFailed(Exception):
 @dataclass
 class RunResult:
     subscribers: int
+    per_event: int = 0
+    """Deliveries each event is owed: every subscriber (0) or its group's (owners-only rules, `Plan.groups`)."""
     connect_s: float = 0.0
     warm_events: int = 0
     events: int = 0
@@ -171,7 +173,7 @@ class RunResult:
 
     @property
     def expected(self) -> int:
-        return self.events * self.subscribers
+        return self.events * (self.per_event or self.subscribers)
 
     @property
     def missing(self) -> int:
@@ -209,8 +211,8 @@ class RunResult:
 class Tally:
     """Shared bookkeeping of one run; the hot path is `delivered`."""
 
-    def __init__(self, subscribers: int) -> None:
-        self.result = RunResult(subscribers)
+    def __init__(self, subscribers: int, per_event: int = 0) -> None:
+        self.result = RunResult(subscribers, per_event)
         self.sent_at: list[float] = []
         self.first_send: float | None = None
         self.last_receive: float | None = None
@@ -244,8 +246,13 @@ class Tally:
 class Subscriber(asyncio.Protocol):
     """One graphql-transport-ws subscriber: websockets' sans-I/O protocol, no tasks."""
 
-    def __init__(self, tally: Tally, url: str, init: bytes, subscribe: bytes) -> None:
+    def __init__(
+        self, tally: Tally, url: str, init: bytes, subscribe: bytes, group: int = 0, groups: int = 0
+    ) -> None:
         self.tally = tally
+        self.group = group
+        self.groups = groups
+        """With groups, event k is owed to group k mod groups only (`Plan.groups`)."""
         self.ws = ClientProtocol(parse_uri(url), subprotocols=[SUBPROTOCOL], max_size=None)
         self.init = init
         self.subscribe = subscribe
@@ -310,6 +317,9 @@ class Subscriber(asyncio.Protocol):
         mark = MARK.search(data)
         if mark is not None:
             seq = int(mark.group(1))
+            if self.groups and seq % self.groups != self.group:
+                self.tally.error(f"misrouted: BENCH{seq}_ reached a subscriber of group {self.group}")
+                return
             if seq >= len(self.seen):
                 self.seen.extend(bytes(seq + 1024 - len(self.seen)))
             self.tally.delivered(self.seen, seq, t)
@@ -354,21 +364,24 @@ class Writer:
         self.writer: asyncio.StreamWriter | None = None
         self.used = 0.0
 
-    async def post(self, title: str, on_sent: Callable[[], None] | None = None) -> str | None:
-        """Send one mutation; the problem with its answer, None when it succeeded."""
+    async def post(
+        self, title: str, on_sent: Callable[[], None] | None = None, uid: int | None = None
+    ) -> str | None:
+        """Send one mutation (`uid`: its `$uid`); the problem with its answer, None when it succeeded."""
         try:
             async with asyncio.timeout(MUTATION_TIMEOUT):
-                return await self._post(title, on_sent)
+                return await self._post(title, on_sent, uid)
         except TimeoutError:
             raise ClientFailed(f"no answer to a mutation in {MUTATION_TIMEOUT:g} s") from None
 
-    async def _post(self, title: str, on_sent: Callable[[], None] | None) -> str | None:
+    async def _post(self, title: str, on_sent: Callable[[], None] | None, uid: int | None) -> str | None:
         if self.writer is not None and now() - self.used > IDLE_RECONNECT:
             self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
         assert self.reader is not None
-        body = orjson.dumps({"query": self.mutation, "variables": {"title": title}})
+        variables: dict[str, object] = {"title": title} if uid is None else {"title": title, "uid": uid}
+        body = orjson.dumps({"query": self.mutation, "variables": variables})
         self.writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
         if on_sent is not None:
             on_sent()
@@ -405,6 +418,10 @@ class Plan:
     server_cpu: Callable[[], float | None]
     rate: float = 0.0  # mutations per second on a fixed schedule; 0: one in flight, windowed
     mutate_path: str = "/graphql"  # the ceiling server's is /publish (it takes any JSON body)
+    groups: int = 0
+    """Owners-only: subscriber i is in group i mod groups, event k is posted with `$uid`
+    k mod groups + 1 and owed to that group alone (0: every event to everyone)."""
+    mutation: str = MUTATION
 
 
 
@@ -422,18 +439,20 @@ async def drain(result: RunResult) -> None:
 
 async def drive(plan: Plan) -> RunResult:
     """Subscribe everyone, warm up, measure; always closes every connection."""
-    tally = Tally(len(plan.init_messages))
+    n = len(plan.init_messages)
+    tally = Tally(n, n // plan.groups if plan.groups else 0)
     result = tally.result
     url = f"ws://{HOST}:{plan.port}/graphql"
     subscribe = orjson.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}})
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     subscribers: list[Subscriber] = []
-    writer = Writer(plan.port, plan.admin_secret, path=plan.mutate_path)
+    writer = Writer(plan.port, plan.admin_secret, plan.mutation, path=plan.mutate_path)
 
-    async def open_one(init: bytes) -> None:
+    async def open_one(index: int, init: bytes) -> None:
         async with gate:
-            sub = Subscriber(tally, url, init, subscribe)
+            groups = plan.groups
+            sub = Subscriber(tally, url, init, subscribe, index % groups if groups else 0, groups)
             subscribers.append(sub)
             await loop.create_connection(lambda: sub, HOST, plan.port)
             await sub.subscribed
@@ -442,13 +461,13 @@ async def drive(plan: Plan) -> RunResult:
         started = now()
         try:
             async with asyncio.timeout(SETUP_TIMEOUT):
-                await asyncio.gather(*(open_one(p) for p in plan.init_messages))
+                await asyncio.gather(*(open_one(i, p) for i, p in enumerate(plan.init_messages)))
         except TimeoutError:
             raise ClientFailed(f"not all subscribed within {SETUP_TIMEOUT:.0f} s") from None
         except OSError as exc:
             raise ClientFailed(f"cannot connect: {exc}") from None
         result.connect_s = now() - started
-        await _warm_up(tally, writer)
+        await _warm_up(tally, writer, subscribers, plan.groups)
         await asyncio.sleep(0.5)  # let warm-up stragglers drain
         await _measure(tally, writer, plan)
     finally:
@@ -461,7 +480,8 @@ async def drive(plan: Plan) -> RunResult:
     return result
 
 
-async def _warm_up(tally: Tally, writer: Writer) -> None:
+async def _warm_up(tally: Tally, writer: Writer, subscribers: list[Subscriber], groups: int = 0) -> None:
+    """Warm events until every subscriber saw one; with groups, one to each group still cold."""
     deadline = now() + SETUP_TIMEOUT
     while not tally.warmed.is_set():
         if tally.result.errors:
@@ -471,10 +491,13 @@ async def _warm_up(tally: Tally, writer: Writer) -> None:
                 f"warm-up: only {tally.warm_count}/{tally.result.subscribers} subscribers "
                 f"received an event in {SETUP_TIMEOUT:.0f} s; first error: {tally.result.first_error}"
             )
-        tally.result.warm_events += 1
-        problem = await writer.post(f"WARM{tally.result.warm_events}_")
-        if problem:
-            raise ClientFailed(f"warm-up mutation failed: {problem}")
+        cold = sorted({s.group for s in subscribers if not s.warm}) if groups else [None]
+        for group in cold:
+            tally.result.warm_events += 1
+            uid = None if group is None else group + 1
+            problem = await writer.post(f"WARM{tally.result.warm_events}_", uid=uid)
+            if problem:
+                raise ClientFailed(f"warm-up mutation failed: {problem}")
         try:
             await asyncio.wait_for(tally.warmed.wait(), 0.3)
         except TimeoutError:
@@ -483,7 +506,7 @@ async def _warm_up(tally: Tally, writer: Writer) -> None:
 
 async def _measure(tally: Tally, writer: Writer, plan: Plan) -> None:
     result = tally.result
-    n = result.subscribers
+    n = result.per_event or result.subscribers
     cpu0 = plan.server_cpu()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     deadline = now() + plan.duration
@@ -510,7 +533,8 @@ async def _measure(tally: Tally, writer: Writer, plan: Plan) -> None:
                 result.window_timeouts += 1
                 break
         tally.wait_until = None
-        problem = await writer.post(f"BENCH{seq}_", sent)
+        uid = seq % plan.groups + 1 if plan.groups else None
+        problem = await writer.post(f"BENCH{seq}_", sent, uid)
         if problem:
             result.mutation_errors += 1
             result.first_mutation_error = result.first_mutation_error or problem

@@ -1,7 +1,8 @@
 """forgegraph benchmarks: start-up time, query throughput and subscription fan-out.
 
 Fan-out is measured for open subscribers (_fanout.py), for subscribers
-under per-role and per-user permission rules (_roles.py), for 1,000
+under per-role and per-user permission rules (_roles.py), owners-only
+rules through a relationship against the same on the row (_owners.py), for 1,000
 subscribers with 1,000 distinct `user_id` filters (_distinct.py, with
 ../shared/bench/native's fanout-go), and over several
 server processes sharing one database, woken through Redis (_scaleout.py).
@@ -57,6 +58,7 @@ from _load import GENERATORS, LoadResult, run_asyncio_load, run_wrk
 from _naive import NAIVE_QUERY, NaiveServer
 from _naive import available as naive_available
 from _naive import report_ratio as report_naive_ratio
+from _owners import bench_owners
 from _report import Report, print_table, write_json
 from _roles import bench_roles
 from _scaleout import bench_scaleout
@@ -492,6 +494,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="measured seconds per role fan-out run (default 8)",
     )
+    add("--skip-owners", action="store_true", help="skip the owners-only rule through a relationship figures")
+    add("--owners-rounds", type=int, default=3, metavar="N", help="rounds per owners case (default 3)")
+    add(
+        "--owners-duration",
+        type=float,
+        default=8.0,
+        metavar="SECONDS",
+        help="measured seconds per owners run (default 8)",
+    )
     add("--skip-scaleout", action="store_true", help="skip the multi-process figures")
     add(
         "--scaleout-duration",
@@ -592,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(bench_distinct)
     if not args.skip_roles:
         phases.append(bench_roles)
+    if not args.skip_owners:
+        phases.append(bench_owners)
     if not args.skip_scaleout:
         phases.append(bench_scaleout)
     if not args.skip_idle:

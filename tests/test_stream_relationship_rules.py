@@ -80,7 +80,7 @@ def invoices_url(library_url: str) -> str:
         sa.Table(
             "invoice_lines", metadata,
             sa.Column("id", sa.Integer, primary_key=True),
-            sa.Column("invoice_id", sa.ForeignKey("invoices.id"), nullable=False),
+            sa.Column("invoice_id", sa.ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False),
             sa.Column("amount", sa.Integer, nullable=False),
         )
         engine = create_async_engine(library_url)
@@ -335,6 +335,122 @@ async def test_a_failed_decision_costs_only_the_streams_that_needed_it(
         assert await seen(admin, 1) == [("create", 61)]
         metrics = (await shop.http.get("/metrics")).text
         assert "forgegraph_events_failed_total 1" in metrics
+
+
+async def test_lines_deleted_with_their_invoice_reach_its_owner(shop: Shop) -> None:
+    """ON DELETE CASCADE: the invoice is gone when the batch is decided; its old image in the batch decides."""
+    async with AsyncExitStack() as stack:
+        alice, bob = [await shop.customer_ws(stack, n) for n in (1, 2)]
+        for ws in (alice, bob):
+            await subscribe(ws, "lines", "invoice_lines")
+        await shop.add_line(60, invoice=1)
+        first = (await alice.next())["data"]["tableChanged"]
+        await shop.add_line(61, invoice=1)
+        await shop.add_line(62, invoice=2)
+        await shop.admin("mutation { delete_invoices_by_pk(id: 1) { id } }")  # lines 60 and 61 go with it
+        # Invoice 1 again, now Carol's: a replay reads the live invoice as hers, the deleted one as Alice's.
+        await shop.admin("mutation { insert_invoices(objects: [{id: 1, customer_id: 3}, {id: 7, customer_id: 1}]) "
+                         "{ affected_rows } }")
+        await shop.add_line(63, invoice=7)
+        await shop.add_line(64, invoice=2)
+        live = await seen(alice, 4)
+        assert live[0] == ("create", 61) and sorted(live[1:3]) == [("delete", 60), ("delete", 61)]
+        assert live[3] == ("create", 63)
+        assert await seen(bob, 2) == [("create", 62), ("create", 64)]
+
+        again = await shop.customer_ws(stack, 1)
+        await again.subscribe("lines", CHANGES, {"table": "invoice_lines", "since": first["cursor"]})
+        assert await seen(again, 4) == live
+
+
+async def test_comments_deleted_with_their_post_reach_its_author(shop: Shop) -> None:
+    """Two relationships deep: the deleted post's old image (published, user_id), then its user as it is."""
+    async with AsyncExitStack() as stack:
+        alice, bob = [await shop.customer_ws(stack, n) for n in (1, 2)]
+        for ws in (alice, bob):
+            await subscribe(ws, "comments", "comments")
+        await shop.admin("mutation { delete_posts_by_pk(id: 1) { id } }")  # Alice's published post: comments 1, 2
+        await shop.admin("mutation { update_posts_by_pk(pk_columns: {id: 2}, _set: {published: true}) { id } }")
+        for post in (2, 3):
+            await shop.admin(f'mutation {{ insert_comments_one(object: {{id: {10 + post}, post_id: {post}, '
+                             f'body: "m"}}) {{ id }} }}')
+        got = await seen(alice, 3)
+        assert sorted(got[:2]) == [("delete", 1), ("delete", 2)] and got[2] == ("create", 12)
+        assert await seen(bob, 1) == [("create", 13)]
+
+
+async def test_a_stream_that_joins_while_its_batch_is_decided_gets_the_batch_once(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob joins after the batch's statement ran without his values, before it is dispatched."""
+    import threading
+
+    from graph.events.decide import Decider, Shapes
+
+    original = Decider.decide
+    deciding, joined = threading.Event(), threading.Event()
+    asked: list[set[Any]] = []
+
+    async def paused(self: Decider, events: Any, shapes: Shapes) -> Any:
+        decided = await original(self, events, shapes)
+        asked.append({k for by_shape in shapes.by_table.values() for s in by_shape.values() for k in s.operands})
+        if len(asked) == 1:
+            deciding.set()
+            while not joined.is_set():
+                await asyncio.sleep(0.005)
+        return decided
+
+    async with AsyncExitStack() as stack:
+        alice = await shop.customer_ws(stack, 1)
+        await subscribe(alice, "lines", "invoice_lines")
+        monkeypatch.setattr(Decider, "decide", paused)
+        await shop.add_line(70, invoice=2)  # Bob's, committed; its batch is being decided for Alice only
+        while not deciding.is_set():
+            await asyncio.sleep(0.005)
+        bob = await shop.customer_ws(stack, 2)
+        await subscribe(bob, "lines", "invoice_lines")
+        joined.set()
+        await shop.add_line(71, invoice=2)
+        await shop.add_line(72, invoice=1)
+        assert await seen(bob, 2) == [("create", 70), ("create", 71)]
+        assert await seen(alice, 1) == [("create", 72)]
+        # One more statement, for Bob's values only.
+        assert asked[:2] == [{(1,)}, {(2,)}]
+
+
+async def test_more_subscribers_values_than_one_statement_takes(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20,000 sets of values with two parameters each: 40,000 parameters, over either database's limit."""
+    import dataclasses
+
+    from graph.events.decide import Decider, Shapes
+
+    original = Decider.decide
+    answered: list[Any] = []
+
+    async def crowded(self: Decider, events: Any, shapes: Shapes) -> Any:
+        more = Shapes()
+        for by_shape in shapes.by_table.values():
+            for shape in by_shape.values():
+                more.add(dataclasses.replace(shape.part, values=(value,)) for value in range(1000, 21_000))
+                real = [values for values, _count in shape.operands.values()]
+                more.add(dataclasses.replace(shape.part, values=values) for values in [(2,), *real])
+        decided = await original(self, events, more)
+        answered.append(decided)
+        return decided
+
+    async with AsyncExitStack() as stack:
+        alice = await shop.customer_ws(stack, 1)
+        await subscribe(alice, "lines", "invoice_lines")
+        monkeypatch.setattr(Decider, "decide", crowded)
+        shop.server.statements.clear()
+        await shop.admin("mutation { insert_invoice_lines(objects: [{id: 80, invoice_id: 2, amount: 1}, "
+                         "{id: 81, invoice_id: 1, amount: 1}]) { affected_rows } }")
+        assert await seen(alice, 1) == [("create", 81)]
+        ((answers,),) = [list(decided.values()) for decided in answered]
+        assert len(answers.asked) == 20_002
+        assert answers.by_row == {(1,): frozenset({(1,)}), (2,): frozenset({(2,)})}
+        decisions = [s for s in shop.server.statements if "_fg_rows" in s]
+        assert len(decisions) == 5, len(decisions)  # 4,096 sets a statement
 
 
 # -- a client's `where` through a relationship -------------------------------------------

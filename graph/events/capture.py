@@ -34,7 +34,7 @@ from graph.config import Capture
 from graph.errors import StartupError
 from graph.events.broker import make_broadcast
 from graph.events.changelog import NOTIFY_CHANNEL, Batch, ChangeLog, Retention, Undecodable
-from graph.events.decide import Shapes, shapes_of
+from graph.events.decide import Shapes, merged, shapes_of
 from graph.events.hub import Hub
 from graph.metrics import CaptureMeter
 
@@ -185,16 +185,47 @@ class Realtime:
         if self.decider is None or not shapes or not events:
             return None
         try:
-            return await self.decider.decide(events, shapes)
+            decided = await self.decider.decide(events, shapes)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - the database failing the statement
-            self.meter.failed += len(events)
-            log.error(
-                "deciding relationship filters for changes %d to %d failed; streams filtering "
-                "through relationships miss them: %r", events[0].cursor, events[-1].cursor, error,
-            )
+            self._decision_failed(events, error)
             return None
+        if shapes is self.hub.shapes:
+            decided = await self._decide_joined(events, decided)
+        return decided
+
+    def _decision_failed(self, events: list[ChangeEvent], error: Exception) -> None:
+        self.meter.failed += len(events)
+        log.error(
+            "deciding relationship filters for changes %d to %d failed; streams filtering "
+            "through relationships miss them: %r", events[0].cursor, events[-1].cursor, error,
+        )
+
+    async def _decide_joined(self, events: list[ChangeEvent], decided: Decided) -> Decided:
+        """`decided`, with the values of the streams that joined while it was being decided.
+
+        The hub dispatches the batch to every stream it has then, so a stream
+        that joined during the statement (with values no other stream has)
+        must not find itself undecided: that would cost it the batch's events,
+        which a stream without relationship parts joining at the same moment
+        receives. Each round decides only the newcomers' values; it ends when
+        none joined during the last one (no await between it and dispatch).
+        A failure costs only the newcomers the batch.
+        """
+        assert self.decider is not None
+        tables = {event.table for event in events}
+        while True:
+            joined = self.hub.shapes.undecided(decided, tables)
+            if not joined:
+                return decided
+            try:
+                decided = merged(decided, await self.decider.decide(events, joined))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the database failing the statement
+                self._decision_failed(events, error)
+                return decided
 
     def _dispatch(self, events: list[ChangeEvent], decided: Decided | None = None) -> None:
         """Hand a batch to the hub; a fault there costs this batch, never the loop.
@@ -381,13 +412,19 @@ class Realtime:
         """
         by_table = {s.stream.table.name: s for s in subscriptions}
         shapes = shapes_of(part for s in subscriptions for part in s.stream.parts)
+        # The related tables' changes are read too, not sent: a related row deleted
+        # in the same batch is decided from its old image (graph.events.decide).
+        tables = list(by_table) + sorted(
+            {rel.remote_table for s in subscriptions for rel in s.stream.table.relationships
+             if any(part.relationship == rel.name for part in s.stream.parts)} - set(by_table)
+        )
         after = min(s.last_cursor for s in subscriptions)
         page = sink.replay_page
         while await sink.room(page):
             # Everything dispatched so far was committed before this read starts.
             read_through = self.dispatched_through
             async with self.engine.connect() as conn:
-                batch = await self.changelog.read_retained(conn, after, list(by_table), limit=page)
+                batch = await self.changelog.read_retained(conn, after, tables, limit=page)
             if batch.through == after:
                 if self.hub.go_live(subscriptions, read_through):
                     return
@@ -396,7 +433,9 @@ class Realtime:
             # Decided as live batches are: one statement per shape for the page.
             decided = await self._decide(batch.events, shapes)
             for event in batch.events:
-                self.hub.replayed(by_table[event.table], [event], decided)
+                subscription = by_table.get(event.table)
+                if subscription is not None:
+                    self.hub.replayed(subscription, [event], decided)
         self.hub.go_live(subscriptions)  # the connection is gone: just stop holding
 
     def unsubscribe(self, subscription: Subscription) -> None:

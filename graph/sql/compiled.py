@@ -44,6 +44,8 @@ class Compiled:
         self.processors: Mapping[str, Callable[[Any], Any]] = compiled._bind_processors  # type: ignore[assignment]
         # `IN` lists of client filters render their elements at execution time.
         self.expanding = bool(compiled.post_compile_params or compiled.literal_execute_params)
+        self._constants: dict[str, Any] | None = None
+        """The values of the parameters `bind_given` is not given (the statement's own literals)."""
 
     def bind(
         self, params: Mapping[str, Any] | None = None, extracted: Sequence[Any] | None = None
@@ -56,6 +58,22 @@ class Compiled:
             return Statement(state.statement, _args(state.positiontup or (), state.parameters, state.processors))
         values = compiled.construct_params(params, extracted_parameters=extracted)
         return Statement(self.sql, _args(self.names, values, self.processors))
+
+    def bind_given(self, params: dict[str, Any]) -> Statement:
+        """`bind(params)` for a statement whose parameters `params` names, but for the statement's
+        own constants: the arguments straight from `params` (which this extends with the
+        constants), without SQLAlchemy's merging of every parameter (graph.events.decide).
+        A statement with IN lists rendered at execution goes through `bind`."""
+        if self.expanding:
+            return self.bind(params)
+        constants = self._constants
+        if constants is None:
+            binds = self.compiled.binds
+            constants = self._constants = {
+                name: binds[name].effective_value for name in self.names if name not in params
+            }
+        params.update(constants)
+        return Statement(self.sql, _args(self.names, params, self.processors))
 
 
 def _args(
