@@ -66,6 +66,11 @@ class GraphQLSocket(EventSocket):
         """Live queries (graph.delivery.live), by operation id."""
         self.acknowledged = False
 
+    @property
+    def subscribed(self) -> int:
+        # A t_stream is in `subscriptions` (its hub subscription); live queries are apart.
+        return len(self.subscriptions) + len(self.live)
+
     def send(self, message: dict[str, Any]) -> None:
         self.outbox.push_one(_dumps(message))
 
@@ -160,7 +165,7 @@ class GraphQLSocket(EventSocket):
             task.add_done_callback(lambda _t: self.operations.pop(op_id, None))
             return
         limit = self.runtime.settings.limits.max_subscriptions_per_connection
-        if limit and len(self.subscriptions) + len(self.live) >= limit:
+        if limit and self.subscribed >= limit:
             self.send_error(op_id, [_validation(f"at most {limit} subscriptions per connection")])
             return
         live = live_query(executor.schema, prepared.document, operation_name)

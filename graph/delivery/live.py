@@ -305,6 +305,9 @@ class LiveQueries:
                 for group in dirty:
                     group.dirty = False
                 self.refreshes += 1
+                meter = self.runtime.metrics.live
+                meter.refreshes += 1
+                meter.answers += len(dirty)
                 answers = await execute.answer_many(
                     self.runtime, [g.operation for g in dirty], family.transport
                 )
