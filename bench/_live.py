@@ -305,8 +305,8 @@ class LiveSocket(Socket):
             if not self.ready.done():
                 self.ready.set_result(None)
             return
-        if b'"pong"' in data and not self.answered:
-            return  # ready with the answer, not with the pong
+        if b'"pong"' in data:
+            return  # ready with the first answer, not with the pong
         super()._message(data, t)
 
 
