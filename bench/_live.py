@@ -231,16 +231,21 @@ def _run(
                 if "measuring" in line and not before:
                     before.append(_scrape(server.port).get(REFRESHES))
 
+        # stderr is the follower's alone (communicate() would read it too, and take the line).
         reader = threading.Thread(target=follow, daemon=True)
         reader.start()
+        timer = threading.Timer(duration + TIMEOUT_SLACK_SECONDS + 60, process.kill)
+        timer.start()
         try:
-            stdout, _ = process.communicate(timeout=duration + TIMEOUT_SLACK_SECONDS + 60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+            assert process.stdout is not None
+            stdout = process.stdout.read()
+            process.wait()
+        finally:
+            timer.cancel()
+        reader.join(timeout=5)
+        if process.returncode < 0:
             report.error(f"live queries, {label}: fanout-go did not finish")
             return None
-        reader.join(timeout=5)
         after = _scrape(server.port).get(REFRESHES)
         alive = server.alive() and healthz_ok(server.port, timeout=5.0)
         if not alive:
