@@ -447,7 +447,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--skip-startup", action="store_true", help="skip the start-up figures")
     add("--skip-queries", action="store_true", help="skip all query throughput figures")
-    add("--skip-postgres", action="store_true", help="skip the PostgreSQL throughput figures")
+    add("--skip-postgres", action="store_true", help="skip the PostgreSQL figures (query throughput, live queries)")
     add(
         "--postgres",
         metavar="URL",
