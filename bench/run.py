@@ -4,7 +4,8 @@ Fan-out is measured for open subscribers (_fanout.py), for subscribers
 under per-role and per-user permission rules (_roles.py), owners-only
 rules through a relationship against the same on the row (_owners.py), for 1,000
 subscribers with 1,000 distinct `user_id` filters (_distinct.py, with
-../shared/bench/native's fanout-go), and over several
+../shared/bench/native's fanout-go), for 10,000 live-query subscribers
+over 1,000 variable sets and their idle memory (_live.py), and over several
 server processes sharing one database, woken through Redis (_scaleout.py).
 A shortened soak (_soak.py; `make soak` runs it for 3 minutes) reports the
 memory per idle connection and the RSS growth under a steady stream;
@@ -54,6 +55,8 @@ from _distinct import bench_distinct
 from _fanout import bench_fanout
 from _idle import STEPS as IDLE_STEPS
 from _idle import bench_idle
+from _live import SUBSCRIBERS as LIVE_SUBSCRIBERS
+from _live import bench_live
 from _load import GENERATORS, LoadResult, run_asyncio_load, run_wrk
 from _naive import NAIVE_QUERY, NaiveServer
 from _naive import available as naive_available
@@ -446,7 +449,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--skip-startup", action="store_true", help="skip the start-up figures")
     add("--skip-queries", action="store_true", help="skip all query throughput figures")
-    add("--skip-postgres", action="store_true", help="skip the PostgreSQL throughput figures")
+    add("--skip-postgres", action="store_true", help="skip the PostgreSQL figures (query throughput, live queries)")
     add(
         "--postgres",
         metavar="URL",
@@ -485,6 +488,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="../shared/bench/native's fanout-go, built by its build.sh (default $FANOUT_GO, "
         "then ../shared/bench/native/bin/fanout-go, ~/.cache/forgegraph-bench-native/fanout-go)",
+    )
+    add("--skip-live", action="store_true", help="skip the live-query figures (refresh latency, idle memory)")
+    add(
+        "--live-duration",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="measured seconds per live-query run at 20 mutations/s (default 20)",
+    )
+    add("--live-rounds", type=int, default=3, metavar="N", help="live-query runs per database (default 3)")
+    add(
+        "--live-subscribers",
+        type=int,
+        default=LIVE_SUBSCRIBERS,
+        metavar="N",
+        help=f"live-query subscribers over 1,000 variable sets, one connection each (default {LIVE_SUBSCRIBERS:,})",
     )
     add("--skip-roles", action="store_true", help="skip the per-user rule fan-out figures")
     add(
@@ -536,10 +555,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "mutations at N=1) right after each forgegraph run, for ratios",
     )
     args = parser.parse_args(argv)
-    durations = (args.fanout_duration, args.distinct_duration, args.roles_duration, args.scaleout_duration, args.soak_duration)
+    durations = (args.fanout_duration, args.distinct_duration, args.live_duration, args.roles_duration,
+                 args.scaleout_duration, args.soak_duration)
     if min(durations) <= 0:
         parser.error(
-            "--fanout-duration, --distinct-duration, --roles-duration, --scaleout-duration and --soak-duration "
+            "--fanout-duration, --distinct-duration, --live-duration, --roles-duration, --scaleout-duration and "
+            "--soak-duration "
             "must be positive"
         )
     idle = list(args.idle_subscribers)
@@ -547,6 +568,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--idle-subscribers must be ascending counts of at least 2")
     if args.distinct_rounds < 1:
         parser.error("--distinct-rounds must be at least 1")
+    if args.live_rounds < 1 or args.live_subscribers < 2:
+        parser.error("--live-rounds must be at least 1, --live-subscribers at least 2")
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--concurrency and --duration must be positive, --warmup not negative")
     args.wrk = shutil.which("wrk")
@@ -601,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(bench_fanout)
     if not args.skip_distinct:
         phases.append(bench_distinct)
+    if not args.skip_live:
+        phases.append(bench_live)
     if not args.skip_roles:
         phases.append(bench_roles)
     if not args.skip_owners:

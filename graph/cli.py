@@ -285,8 +285,10 @@ async def serve_on(settings: Settings, sockets: list[socket.socket], *, announce
     import uvicorn
 
     from graph.delivery.wire import PROTOCOL
+    from graph.gc_pace import pace_for_serving
 
     app = await _started_app(settings)
+    pace_for_serving()
     try:
         if announce:
             _announce(settings, sockets)

@@ -17,7 +17,7 @@ so it is served without authentication, like /healthz.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator, Sized
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -51,7 +51,9 @@ class Observed(Protocol):
     def transport(self) -> str: ...
 
     @property
-    def subscriptions(self) -> Sized: ...
+    def subscribed(self) -> int:
+        """Its subscriptions of every kind: events, live queries, streams."""
+        ...
 
     @property
     def outbox(self) -> Queue: ...
@@ -80,10 +82,21 @@ class CaptureMeter:
     """Values delivered as stored because they do not fit their column's declared type."""
 
 
+@dataclass
+class LiveMeter:
+    """Counts added by the live queries (graph.delivery.live)."""
+
+    refreshes: int = 0
+    """Refreshes of a family (document and role): one batched answer of its dirty groups."""
+    answers: int = 0
+    """Group answers those refreshes computed (one per variable set and session values)."""
+
+
 class Metrics:
     def __init__(self, connections: Collection[Observed]) -> None:
         self.registry = CollectorRegistry()
         self.capture = CaptureMeter()
+        self.live = LiveMeter()
         self.transports = {name: TransportMeter() for name in TRANSPORTS}
         # Every combination from the start, so that a rate over any of them starts at 0.
         self.operations: dict[tuple[str, str, str], int] = {
@@ -155,6 +168,18 @@ class _Live:
             "Values delivered as stored because they do not fit their column's declared type.",
             value=capture.unconvertible_values,
         )
+        live = self.metrics.live
+        yield CounterMetricFamily(
+            "forgegraph_live_query_refreshes",
+            "Live-query refreshes: one per document and role whose answers a commit may change, "
+            "each one batched statement per plan, whatever the number of its subscribers.",
+            value=live.refreshes,
+        )
+        yield CounterMetricFamily(
+            "forgegraph_live_query_answers",
+            "Answers those refreshes computed: one per distinct variables and session values.",
+            value=live.answers,
+        )
         operations = CounterMetricFamily(
             "forgegraph_operations",
             "Queries and mutations answered, by operation kind, by what answered them "
@@ -172,7 +197,7 @@ class _Live:
             name = connection.transport
             depth = connection.outbox.waiting  # held back by a replay too
             counts[name] += 1
-            subscriptions[name] += len(connection.subscriptions)
+            subscriptions[name] += connection.subscribed
             queued[name] += depth
             deepest[name] = max(deepest[name], depth)
         meters = self.metrics.transports
@@ -192,7 +217,8 @@ class _Live:
         )
         yield _by_transport(
             GaugeMetricFamily, "forgegraph_subscriptions",
-            "Live subscriptions, by transport (an SSE stream has one per table).", subscriptions,
+            "Live subscriptions (tableChanged, live queries, t_stream), by transport (an SSE stream has one per table).",
+            subscriptions,
         )
         yield _by_transport(
             GaugeMetricFamily, "forgegraph_send_queue_depth",

@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # It builds the event side, and delivery's handlers are given it.
     ("graph.runtime",),
     ("graph.delivery",),
-    ("graph.http", "graph.cors", "graph.playground", "graph.app", "graph.cli", "graph.workers", "graph.__main__"),
+    ("graph.http", "graph.cors", "graph.playground", "graph.app", "graph.cli", "graph.workers", "graph.__main__", "graph.gc_pace"),
 )
 """Earliest first. A module may import its own layer and earlier ones; an entry covers its submodules."""
 

@@ -403,3 +403,114 @@ async def test_a_burst_of_commits_is_coalesced_and_ends_on_the_last(api: Api) ->
             received.append(await data(ws, "n"))
         assert len(received) <= 30
         assert len({str(answer) for answer in received}) == len(received)  # never the same answer twice
+
+
+async def test_metrics_count_live_queries_and_streams_as_subscriptions(api: Api) -> None:
+    from tests.test_metrics import by_transport, scrape
+
+    stream = "subscription { posts_stream(batch_size: 10, cursor: [{initial_value: {id: 0}, ordering: ASC}]) { id } }"
+    gauge = "forgegraph_subscriptions"
+    async with api.ws() as ws, api.ws(protocol=LEGACY_WS) as legacy:
+        # A connection's messages are handled in order: the live query's answer
+        # comes after the others were joined.
+        await ws.subscribe("t", 'subscription { tableChanged(table: "users") { type } }')
+        await ws.subscribe("s", stream)
+        assert [row["id"] for row in (await data(ws, "s"))["posts_stream"]] == [1, 2, 3, 4]
+        assert await live(ws, "q", "subscription { posts_by_pk(id: 1) { id } }") == {"posts_by_pk": {"id": 1}}
+        assert await live(legacy, "q", "subscription($id: Int!) { posts_by_pk(id: $id) { id } }", {"id": 2}) == {
+            "posts_by_pk": {"id": 2}
+        }
+        samples = await scrape(api.server)
+        assert by_transport(samples, gauge)[TRANSPORT_WS] == 3
+        assert by_transport(samples, gauge)[LEGACY_WS] == 1
+        refreshes = samples[("forgegraph_live_query_refreshes_total", ())]
+        assert refreshes >= 2  # the first answers
+
+        # A commit to posts refreshes both (each selects `id` only: no message).
+        await api('mutation { update_posts_by_pk(pk_columns: {id: 1}, _set: {title: "x"}) { id } }')
+        await ws.complete("q")
+        for _ in range(100):
+            samples = await scrape(api.server)
+            after = samples[("forgegraph_live_query_refreshes_total", ())]
+            if by_transport(samples, gauge)[TRANSPORT_WS] == 2 and after > refreshes:
+                break
+            await asyncio.sleep(0.05)
+        assert by_transport(samples, gauge)[TRANSPORT_WS] == 2
+        assert after > refreshes
+        assert samples[("forgegraph_live_query_answers_total", ())] >= after
+
+
+RULE_ON_PUBLISHED = """
+tables:
+  posts:
+    select:
+      user: {filter: {_and: [{user_id: {_eq: X-User-Id}}, {published: {_eq: true}}]}, columns: [id, title]}
+  users:
+    select:
+      user: {filter: {}, columns: [id, name]}
+"""
+
+
+async def test_a_rule_that_no_longer_compiles_ends_its_live_queries_only(
+    launch: Launch, tmp_path: Path, library_url: str
+) -> None:
+    """The column a rule reads is renamed under the server: the SQL it compiled to fails.
+
+    Two users of one document are one family, answered by one batched
+    statement: that fails, then each group alone, and each ends with its
+    errors and `complete`. A live query the rule does not touch carries on.
+    (Rules are read at start-up, so a change under the server is how a rule
+    stops compiling; the dropped-table case is test_a_failed_refresh_ends_that_live_query_only.)
+    """
+    api = await secured(launch, tmp_path, RULE_ON_PUBLISHED)
+    mine = "subscription { posts(order_by: {id: asc}) { id title } }"
+    async with api.ws(init=False) as alice, api.ws(init=False) as bob:
+        await alice.init({"Authorization": f"Bearer {token(1)}"})
+        await bob.init({"Authorization": f"Bearer {token(2)}"})
+        assert await live(alice, "mine", mine) == {"posts": [{"id": 1, "title": "Hello World"}]}
+        assert await live(bob, "mine", mine) == {"posts": [{"id": 3, "title": "Third"}]}
+        names = "subscription { users(order_by: {id: asc}) { id name } }"
+        first = await live(alice, "users", names)
+        families = live_queries(api.server.app.state.runtime).families
+        assert sorted(len(f.groups) for f in families.values()) == [1, 2]
+
+        engine = create_async_engine(library_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("ALTER TABLE posts RENAME COLUMN published TO was_published"))
+            # Written beside the server (its own insert names the old column too).
+            async with engine.begin() as conn:
+                await conn.execute(sa.text(
+                    "INSERT INTO posts (id, title, user_id, was_published) VALUES (70, 'z', 2, true)"
+                ))
+        finally:
+            await engine.dispose()
+        for ws in (alice, bob):
+            failed = await ws.receive()
+            assert failed["id"] == "mine" and failed["type"] == ws.next_type, failed
+            assert failed["payload"]["errors"], failed
+            assert await ws.receive() == {"id": "mine", "type": "complete"}
+        await admin(api, 'mutation { update_users_by_pk(pk_columns: {id: 1}, _set: {name: "Alicia"}) { id } }')
+        renamed = await data(alice, "users")
+        assert renamed["users"][0] == {"id": 1, "name": "Alicia"}
+        assert renamed["users"][1:] == first["users"][1:]
+        assert [len(f.groups) for f in families.values()] == [1]
+
+
+async def test_a_refresh_does_not_coerce_or_plan_again(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each variable set's plan and coerced values are kept from its first answer: a refresh
+    of many groups only binds and runs (they were three quarters of its CPU, `make bench`)."""
+    from graph.compile.query_plans import Document
+
+    query = "subscription($uid: Int!) { posts(where: {user_id: {_eq: $uid}}, order_by: {id: asc}) { id } }"
+    async with api.ws() as ws:
+        for uid in (1, 2, 3):
+            await live(ws, str(uid), query, {"uid": uid})
+        coerced: list[Any] = []
+        original = Document.coerce
+        monkeypatch.setattr(Document, "coerce", lambda self, raw: coerced.append(raw) or original(self, raw))
+        await api('mutation { insert_posts_one(object: {id: 30, title: "x", user_id: 2}) { id } }')
+        assert await data(ws, "2") == {"posts": [{"id": 3}, {"id": 30}]}
+        await api('mutation { insert_posts_one(object: {id: 31, title: "y", user_id: 1}) { id } }')
+        assert await data(ws, "1") == {"posts": [{"id": 1}, {"id": 2}, {"id": 31}]}
+        assert coerced == []

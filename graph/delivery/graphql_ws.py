@@ -69,6 +69,11 @@ class GraphQLSocket(EventSocket):
         """Custom subscriptions (graph.delivery.custom) among `operations`, by operation id."""
         self.acknowledged = False
 
+    @property
+    def subscribed(self) -> int:
+        # A t_stream is in `subscriptions` (its hub subscription); live queries and custom ones are apart.
+        return len(self.subscriptions) + len(self.live) + len(self.custom)
+
     def send(self, message: dict[str, Any]) -> None:
         self.outbox.push_one(_dumps(message))
 
@@ -163,7 +168,7 @@ class GraphQLSocket(EventSocket):
             task.add_done_callback(lambda _t: self.operations.pop(op_id, None))
             return
         limit = self.runtime.settings.limits.max_subscriptions_per_connection
-        if limit and len(self.subscriptions) + len(self.live) + len(self.custom) >= limit:
+        if limit and self.subscribed >= limit:
             self.send_error(op_id, [_validation(f"at most {limit} subscriptions per connection")])
             return
         if is_custom_subscription(executor.schema, prepared.document, operation_name, variables):

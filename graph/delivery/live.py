@@ -191,6 +191,8 @@ class LiveQueries:
         self._any_table: set[Group] = set()
         self._reads: dict[tuple[Any, ...], Reads] = {}
         """What each live query's answer depends on, as its plan says (the oldest dropped first)."""
+        self._shared_reads: dict[Reads, Reads] = {}
+        """Each distinct Reads once (a handful: the tables of each document)."""
         self.refreshes = 0
         """Statements' worth of refreshes so far: one per family refresh (tests check they are shared)."""
         realtime.watchers.append(self.changed)
@@ -226,16 +228,21 @@ class LiveQueries:
         if isinstance(coerced, list):
             raise coerced[0]
         family_key = (executor, query, operation_name, session.rules_role)
+        family = self.families.get(family_key)
+        if family is not None:
+            # Each subscribe prints its own copy of the text: the family's is kept, once.
+            family_key = family.key
+            query = family_key[1]
         query_key = (*family_key, _json_key(variables))
         reads = self._reads.get(query_key)
         if reads is None:
-            reads = self.runtime.query_plans.tables_read(executor, session, query, operation_name, variables, prepared)
-            self._reads[query_key] = reads
+            found = self.runtime.query_plans.tables_read(executor, session, query, operation_name, variables, prepared)
+            # Most variable sets of a document read the same tables: one Reads for them all.
+            reads = self._reads[query_key] = self._shared_reads.setdefault(found, found)
             if len(self._reads) > READS_KEPT:
                 del self._reads[next(iter(self._reads))]
         # Sessions of one role share the answer unless its plan binds their values.
         key = (*query_key, tuple(sorted(session.variables.items())) if reads.session else None)
-        family = self.families.get(family_key)
         if family is None:
             family = self.families[family_key] = Family(family_key, transport)
         group = family.groups.get(key)
@@ -305,6 +312,9 @@ class LiveQueries:
                 for group in dirty:
                     group.dirty = False
                 self.refreshes += 1
+                meter = self.runtime.metrics.live
+                meter.refreshes += 1
+                meter.answers += len(dirty)
                 answers = await execute.answer_many(
                     self.runtime, [g.operation for g in dirty], family.transport
                 )
@@ -336,9 +346,10 @@ class LiveQueries:
                 subscription.deliver(body)
 
 
-def _json_key(variables: dict[str, Any] | None) -> bytes | str:
+def _json_key(variables: dict[str, Any] | None) -> str:
     try:
-        return orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+        # As text: orjson's bytes keep the capacity of its write buffer (4 KiB a group, kept for its life).
+        return orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS).decode()
     except (orjson.JSONEncodeError, TypeError):
         return repr(sorted((variables or {}).items()))
 

@@ -57,6 +57,11 @@ class EventSocket:
         self._expiry: asyncio.TimerHandle | None = None
         self.message_rate = TokenBucket(runtime.settings.limits.max_messages_per_second)
 
+    @property
+    def subscribed(self) -> int:
+        """Its subscriptions of every kind (/metrics, the per-connection limit)."""
+        return len(self.subscriptions)
+
     async def read_messages(self) -> None:
         """Read and act on client messages until the socket ends; raise CloseConnection to end it."""
         raise NotImplementedError

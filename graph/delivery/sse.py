@@ -93,6 +93,10 @@ class EventStream:
         self.cut = asyncio.Event()
         """Set when the stream must end without waiting for the body to finish writing."""
 
+    @property
+    def subscribed(self) -> int:
+        return len(self.subscriptions)
+
     def open(self) -> None:
         # Joining takes no await: the streams are live before the response
         # headers go out, so a client that has its headers misses nothing.
