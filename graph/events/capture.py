@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING
 from graph.config import Capture
 from graph.errors import StartupError
 from graph.events.broker import make_broadcast
-from graph.events.changelog import NOTIFY_CHANNEL, Batch, ChangeLog, Retention, Undecodable
+from graph.events.changelog import (
+    NOTIFY_CHANNEL,
+    READ_LIMIT,
+    Batch,
+    ChangeLog,
+    Retention,
+    Undecodable,
+)
 from graph.events.decide import Shapes, merged, shapes_of
 from graph.events.hub import Hub
 from graph.metrics import CaptureMeter
@@ -169,6 +176,11 @@ class Realtime:
                     decided = await self._decide(batch.events, self.hub.shapes)
                     self._dispatch(batch.events, decided)
                     self._tell_watchers(batch)
+                    if batch.rows < READ_LIMIT:
+                        # The log held no more when read. A commit since has set `_wake`
+                        # again (its nudge, the broker, or the poll), so reading once
+                        # more now would mostly find nothing: one statement per wake.
+                        break
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -173,7 +173,12 @@ class Batch:
     through: int
     """The last cursor read, converted or not: where the next read starts."""
     failed: list[Undecodable]
+    rows: int = 0
+    """How many rows of the log the read returned (a read of `limit` rows may have left more)."""
 
+
+READ_LIMIT = 1000
+"""Rows of the log one read of the capture loop takes at most."""
 
 LATEST_CURSOR_SQL = (
     f"coalesce((SELECT max(cursor) FROM {LOG}), "
@@ -321,7 +326,7 @@ class ChangeLog:
                 continue
             if event is not None:
                 events.append(event)
-        return Batch(events, through, failed)
+        return Batch(events, through, failed, len(rows))
 
     async def read_retained(
         self, conn: AsyncConnection, after: int, tables: list[str], *, limit: int = 1000
@@ -336,7 +341,7 @@ class ChangeLog:
             raise InvalidCursor(_older_than_retained(after))
         return self._decode(after, [row[1:] for row in rows if row[1] is not None])
 
-    async def read_new(self, after: int, *, limit: int = 1000) -> Batch:
+    async def read_new(self, after: int, *, limit: int = READ_LIMIT) -> Batch:
         """The events after cursor `after`, on the driver when there is one (the capture loop).
 
         A failure to read raises (the caller retries); a row that cannot be
