@@ -101,11 +101,9 @@ class Orderings:
         visible: Visible | None,
     ) -> list[tuple[Any, str]]:
         """Terms ordering by aggregates of the rows of array relationship `rel` the session may select."""
-        remote, joined = self._joined(rel, target, visible)
+        remote, joined = related_rows(self.tables, rel, target, visible)
         model = self.model.table(rel.remote_table)
-
-        def of(value: Any) -> Any:
-            return wrap(sa.select(value).select_from(remote).where(*joined).scalar_subquery())
+        of = _over_related(remote, joined, wrap)
 
         terms: list[tuple[Any, str]] = []
         for function, direction in item.items():
@@ -127,11 +125,6 @@ class Orderings:
                 terms.append((of(aggregate(function, value, self.model.dialect)), column_direction))
         return terms
 
-    def _joined(
-        self, rel: Relationship, target: FromClause, visible: Visible | None
-    ) -> tuple[FromClause, list[Any]]:
-        return related_rows(self.tables, rel, target, visible)
-
     def _related(
         self,
         rel: Relationship,
@@ -141,12 +134,8 @@ class Orderings:
         visible: Visible | None,
     ) -> list[tuple[Any, str]]:
         # A related row the session may not select orders as if absent (NULL).
-        remote, joined = self._joined(rel, target, visible)
-
-        def through(value: Any) -> Any:
-            return wrap(sa.select(value).select_from(remote).where(*joined).scalar_subquery())
-
-        return self._terms(rel.remote_table, item, remote, through, visible)
+        remote, joined = related_rows(self.tables, rel, target, visible)
+        return self._terms(rel.remote_table, item, remote, _over_related(remote, joined, wrap), visible)
 
 
 DISTINCT_ON_NOT_LEADING = '"distinct_on" columns must match initial "order_by" columns'
@@ -174,3 +163,12 @@ def order_clause(value: Any, direction: str) -> Any:
     nulls_first = direction.endswith("nulls_first") or direction == "desc"
     ordered = value.desc() if descending else value.asc()
     return ordered.nulls_first() if nulls_first else ordered.nulls_last()
+
+
+def _over_related(remote: FromClause, joined: list[Any], wrap: Any) -> Any:
+    """A value of the related rows as a scalar subquery of the ordered row (`wrap`ped)."""
+
+    def over(value: Any) -> Any:
+        return wrap(sa.select(value).select_from(remote).where(*joined).scalar_subquery())
+
+    return over
