@@ -379,3 +379,31 @@ async def test_no_capture_events_carry_values_as_queries_return_them(launch: Lau
         assert event["old_record"] == row
         assert event["record"]["score"] == (await api(f"{{ users_by_pk(id: {row['id']}) {{ score }} }}"))[
             "users_by_pk"]["score"]
+
+
+def test_sqlite_uninstall_refuses_while_a_server_has_the_file_open(tmp_path: Path, serve: Any) -> None:
+    served = AppDatabase("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'served.db'}")
+    served.run(*APP_SCHEMA["sqlite"])
+    server = serve(database=served.url)
+    installed = objects_of_forgegraph(served)
+    result = forgegraph("uninstall", "--database", served.url)
+    assert result.returncode == 2
+    assert result.stderr.startswith("forgegraph: error: cannot switch") and "nothing was removed" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert objects_of_forgegraph(served) == installed
+    server.stop()
+    assert "journal mode delete restored" in succeeded(forgegraph("uninstall", "--database", served.url))
+    assert objects_of_forgegraph(served) == 0 and served.journal_mode() == "delete"
+
+
+def test_no_capture_flag_and_variable() -> None:
+    from graph.cli import UsageError, build_parser, resolve_settings
+
+    parser = build_parser()
+    assert resolve_settings("serve", parser.parse_args(["serve", "--no-capture"]), {}).no_capture
+    assert not resolve_settings("serve", parser.parse_args(["serve"]), {}).no_capture
+    for value, expected in (("1", True), ("true", True), ("ON", True), ("0", False), ("no", False)):
+        namespace = parser.parse_args(["serve"])
+        assert resolve_settings("serve", namespace, {"FORGEGRAPH_NO_CAPTURE": value}).no_capture is expected
+    with pytest.raises(UsageError, match="FORGEGRAPH_NO_CAPTURE"):
+        resolve_settings("serve", parser.parse_args(["serve"]), {"FORGEGRAPH_NO_CAPTURE": "maybe"})

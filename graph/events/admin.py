@@ -53,8 +53,6 @@ class Removed:
     triggers: int = 0
     functions: int = 0
     tables: list[str] = field(default_factory=list)
-    journal_mode: str | None = None
-    """The journal mode restored (SQLite), when it was changed."""
 
 
 def _sqlite_triggers(conn: sa.Connection) -> list[str]:
@@ -101,10 +99,9 @@ def _lock(conn: sa.Connection, dialect: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('forgegraph-install'))"))
 
 
-def _uninstall(conn: sa.Connection, dialect: str) -> tuple[Removed, str | None]:
+def _uninstall(conn: sa.Connection, dialect: str) -> Removed:
     _lock(conn, dialect)
     removed = Removed()
-    journal = meta_value(conn, JOURNAL_KEY)
     removed.triggers = _drop_triggers(conn, dialect)
     if dialect == "postgresql":
         events = conn.execute(
@@ -132,7 +129,7 @@ def _uninstall(conn: sa.Connection, dialect: str) -> tuple[Removed, str | None]:
         # A log made by a version whose log was AUTOINCREMENT: its counter goes too
         # (the table itself SQLite never drops).
         conn.execute(sa.text("DELETE FROM sqlite_sequence WHERE name = :n"), {"n": LOG})
-    return removed, journal
+    return removed
 
 
 def _pause(conn: sa.Connection, dialect: str) -> int:
@@ -162,25 +159,30 @@ async def _run_sync(database: Database, work: Callable[[sa.Connection], T]) -> T
 
 
 async def uninstall(url: str) -> str:
-    """Remove everything capture added to the database; the one line that says what it did."""
+    """Remove everything capture added to the database; the one line that says what it did.
+
+    On SQLite the journal mode goes back first: leaving WAL needs the file to
+    itself, so a server still using it is found before anything is removed.
+    """
     database = open_database(url, pool_size=1, wal=False)
     dialect = database.name
+    restored = ""
     try:
-        removed, journal = await _run_sync(database, lambda conn: _uninstall(conn, dialect))
+        journal = await _run_sync(database, lambda conn: meta_value(conn, JOURNAL_KEY))
+        if isinstance(database, SQLiteDatabase) and journal is not None and journal != "wal":
+            await database.engine.dispose()  # the file to itself: none of our own connections either
+            mode = database.set_journal_mode(journal)
+            if mode != journal:
+                raise StartupError(
+                    f"cannot switch {display_url(url)} back to journal mode {journal}: another program "
+                    "(a forgegraph server?) has it open; stop it and run uninstall again (nothing was removed)"
+                )
+            restored = f"; journal mode {journal} restored"
+        removed = await _run_sync(database, lambda conn: _uninstall(conn, dialect))
     finally:
         await database.close()
-    restored = ""
-    if isinstance(database, SQLiteDatabase) and journal is not None and journal != "wal":
-        mode = database.set_journal_mode(journal)
-        if mode != journal:
-            raise StartupError(
-                f"removed capture, but could not switch the journal mode back to {journal} (it is {mode}): "
-                f"the database is in use; stop every program using it and run "
-                f"`PRAGMA journal_mode={journal.upper()}`"
-            )
-        restored = f"; journal mode {journal} restored"
     if not (removed.triggers or removed.functions or removed.tables):
-        return f"nothing of forgegraph's capture is installed in {display_url(url)}"
+        return f"nothing of forgegraph's capture is installed in {display_url(url)}{restored}"
     return (
         f"removed {removed.triggers} trigger(s), {removed.functions} function(s) and "
         f"table(s) {', '.join(removed.tables) or 'none'} from {display_url(url)}{restored}"
