@@ -251,7 +251,11 @@ def test_migrations_while_serving_then_uninstall_leave_the_schema_as_found(
 
     for migration in (ADD_COLUMN, RENAME_COLUMN, DROP_COLUMN, DROP_TABLE, CREATE_TABLE[backend], WRITE_AFTER):
         reference.run(migration)
-    assert served.schema() == reference.schema()
+    expected = reference.schema()
+    # The dump holds the migrated schema itself (a dump that read nothing would compare equal too).
+    assert any("full_name" in " ".join(map(str, row)) for row in expected)
+    assert not any("fax" in " ".join(map(str, row)) or "shop_legacy" in " ".join(map(str, row)) for row in expected)
+    assert served.schema() == expected
     if backend == "sqlite":
         assert served.journal_mode() == journal_before == reference.journal_mode() == "delete"
     # Again: nothing left to remove, and saying so is not an error.
