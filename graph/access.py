@@ -141,6 +141,9 @@ class SessionAccess:
         self.rules = access.for_role(self.role)
         """The role's conditions, their session variables bound with `parameters`."""
         self.parameters = access.parameters(session)
+        self.written: list[tuple[Table, str, list[Any]]] | None = None
+        """The rows this operation's mutation wrote (table, change type, rows; an update's as
+        (old, new) pairs), kept only when the process makes its events from them (`--no-capture`)."""
 
     def _table(self, name: str) -> Table:
         return self.access.model.table(name)

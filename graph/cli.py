@@ -1,4 +1,4 @@
-"""The `forgegraph` command: serve, migrate, export-schema.
+"""The `forgegraph` command: serve, migrate, export-schema, uninstall, capture pause|resume.
 
 Each flag falls back to `FORGEGRAPH_<FLAG>` in the environment, then to the
 defaults in `graph.config.Settings`. User errors (bad URL, unreachable
@@ -46,6 +46,8 @@ class Option:
     kind: Callable[[str], Any] = str
     expected: str = ""
     """What a valid value is, told with the error for an invalid one."""
+    switch: bool = False
+    """A flag without a value (`--no-capture`); its variable takes 1/true/yes/on or 0/false/no/off."""
 
     @property
     def dest(self) -> str:
@@ -84,6 +86,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _switch(text: str) -> bool:
+    try:
+        return SWITCH_VALUES[text.strip().lower()]
+    except KeyError:
+        raise ValueError(text) from None
+
+
 DATABASE = Option("--database", "URL", "SQLAlchemy async URL (default: the embedded demo SQLite)")
 SERVE_OPTIONS = (
     DATABASE,
@@ -111,6 +123,14 @@ SERVE_OPTIONS = (
         "ORIGINS",
         "comma-separated origins whose pages may use the API, or * (default: none)",
         parse_origins,
+    ),
+    Option(
+        "--no-capture",
+        "",
+        "add no triggers or tables to the database: events only for writes made through the API",
+        _switch,
+        expected="1, true, yes, on, 0, false, no or off",
+        switch=True,
     ),
 )
 # The fields of graph.config.Limits, each under its own name; 0 turns a limit off.
@@ -153,7 +173,16 @@ COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
         "print the GraphQL SDL to stdout",
         (DATABASE, Option("--extend", "MODULE:ATTR", "a strawberry.Schema whose root fields join the API")),
     ),
+    "uninstall": (
+        "remove every trigger, function and table change capture added (and restore SQLite's journal mode)",
+        (DATABASE,),
+    ),
+    "capture": (
+        "pause (remove the triggers; writes are not events) or resume change capture",
+        (DATABASE,),
+    ),
 }
+CAPTURE_ACTIONS = ("pause", "resume")
 
 
 class UsageError(Exception):
@@ -173,9 +202,16 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (help_text, options) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name == "capture":
+            sub.add_argument("action", choices=CAPTURE_ACTIONS, help="pause or resume")
         for option in options:
             # Values stay strings here so flags and environment variables go
             # through the same conversion and the same error message.
+            if option.switch:
+                sub.add_argument(
+                    option.flag, action="store_const", const="1", help=f"{option.help} [env {option.env}]"
+                )
+                continue
             sub.add_argument(
                 option.flag, metavar=option.metavar, help=f"{option.help} [env {option.env}]"
             )
@@ -331,6 +367,18 @@ async def migrate(settings: Settings) -> None:
         print(f"{url} is already at the latest revision ({revisions.after})")
 
 
+async def uninstall(settings: Settings) -> None:
+    from graph.events.admin import uninstall as remove_capture
+
+    print(await remove_capture(settings.database_url))
+
+
+async def capture(settings: Settings, action: str) -> None:
+    from graph.events.admin import pause, resume
+
+    print(await (pause if action == "pause" else resume)(settings.database_url))
+
+
 def _port_of(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
 
@@ -440,6 +488,7 @@ COMMAND_FUNCTIONS: dict[str, Callable[[Settings], Coroutine[Any, Any, None]]] = 
     "serve": serve,
     "migrate": migrate,
     "export-schema": export_schema,
+    "uninstall": uninstall,
 }
 
 
@@ -455,7 +504,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_settings(settings)
             if settings.workers > 1:
                 return serve_workers(settings)
-        _run(COMMAND_FUNCTIONS[namespace.command](settings))
+        if namespace.command == "capture":
+            _run(capture(settings, namespace.action))
+        else:
+            _run(COMMAND_FUNCTIONS[namespace.command](settings))
     except (UsageError, StartupError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

@@ -109,6 +109,9 @@ class Settings:
     `module:attribute` naming one (`--extend`)."""
     limits: Limits = field(default_factory=Limits)
     capture: Capture = field(default_factory=Capture)
+    no_capture: bool = False
+    """Serve with no triggers, no change log and SQLite's journal mode untouched (`--no-capture`):
+    events only for the writes made through this process's API (graph.events.capture)."""
 
     def __post_init__(self) -> None:
         # create_app(cors_origins="https://a.example,https://b.example") or a list, as the flag.

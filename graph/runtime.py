@@ -137,7 +137,8 @@ class Runtime:
             from graph.migrate import ensure_demo_database
 
             await ensure_demo_database(url)
-        database = open_database(url, pool_size=self.settings.pool_size)
+        # Without capture SQLite keeps the journal mode it has (graph.dialect.sqlite).
+        database = open_database(url, pool_size=self.settings.pool_size, wal=not self.settings.no_capture)
         try:
             await self._start(database, realtime=realtime)
         except BaseException:
@@ -163,7 +164,11 @@ class Runtime:
         tables = core_tables(model)
         reader = Reader(model, tables, max_rows=self.settings.limits.max_limit)
 
+        capture = not self.settings.no_capture
+
         async def change_cursor() -> str:
+            if not capture:
+                return str(changes.latest_direct)
             async with engine.connect() as conn:
                 return str(await latest_cursor(conn))
 
@@ -171,8 +176,9 @@ class Runtime:
         self.permissions = permissions
         self.access = Access(model, permissions, reader.filters)
         changes = Realtime(
-            engine, model, self.settings.broadcast, self.settings.capture, self.metrics.capture
+            engine, model, self.settings.broadcast, self.settings.capture, self.metrics.capture, capture=capture
         )
+        changes.changelog.journal_mode_found = database.journal_mode_found
         try:
             if realtime:
                 await changes.start()
@@ -199,7 +205,8 @@ class Runtime:
             query_plans.custom = custom
             # The query plans' rendering reads the relationships a mutation's answer selects.
             self._mutations = MutationPlans(
-                model, tables, reader, statements, driver, changes.nudge, query_plans.backend, custom
+                model, tables, reader, statements, driver, changes.nudge, query_plans.backend, custom,
+                written=None if capture else changes.written,
             )
         except BaseException:
             await changes.stop()

@@ -131,6 +131,8 @@ class Writes:
 
         def run() -> Steps:
             request.returned = False
+            if request.access.written is not None:
+                request.access.written.clear()  # a job run again (SQLite: it found the database locked)
             errors: list[GraphQLError] = []
             data: dict[str, Any] = {}
             for field, args in zip(request.plan.fields, request.arguments, strict=True):
@@ -393,6 +395,8 @@ class Writes:
                 rows.extend(found)
                 aligned[n] = found[0] if found else None
         yield from self._check(table, access.rules.insert_check(table), rows, "insert", access)
+        if access.written is not None:
+            access.written.append((table, "create", rows))
         return rows, aligned
 
     def _upsert(
@@ -466,6 +470,10 @@ class Writes:
                 (updated if existed else inserted).append(row)
         yield from self._check(table, checks[0], inserted, "insert", access)
         yield from self._check(table, checks[1], updated, "update", access)
+        if access.written is not None:
+            # Told apart only where a check needed it: otherwise every row an upsert returned is a create.
+            access.written.append((table, "create", inserted))
+            access.written.append((table, "update", [(None, row) for row in updated]))
         return rows, aligned
 
     def _existing(self, table: Table, condition: Condition) -> Condition:
@@ -517,6 +525,16 @@ class Writes:
         allowed = access.rules.update_filter(table)
         if not changes and not added:
             return []
+        old: list[Row] | None = None
+        if access.written is not None:
+            # Without capture (`serve --no-capture`) the events' old images are read here, locked.
+            before = self.reader.pk_condition(table, where) if isinstance(where, Mapping) else where
+            if allowed is not None:
+                before = sa.and_(before, allowed)
+            select = sa.select(*core.c).where(before)
+            if self.model.dialect == "postgresql":
+                select = select.with_for_update()
+            old = yield self.statements.bind(select, access.parameters)
         if isinstance(where, Mapping) and not any(operator in JSON_EDITS for operator in named):
             # By primary key with values only (the common update): one statement
             # compiled per shape, bound with this request's values.
@@ -543,6 +561,9 @@ class Writes:
         self._check_range(table, increments, rows)
         self._check_json_edits(table, [name for op in named if op in JSON_EDITS for name in args[op]], rows)
         yield from self._check(table, access.rules.update_check(table), rows, "update", access)
+        if access.written is not None and old is not None:
+            olds = {self._key(table, row): row for row in old}
+            access.written.append((table, "update", [(olds.get(self._key(table, row)), row) for row in rows]))
         return rows
 
     def _prepared_update(
@@ -629,6 +650,8 @@ class Writes:
         core = self.tables[table.name]
         delete = sa.delete(core).where(where).returning(*core.c)
         rows: list[Row] = yield self.statements.bind(delete, access.parameters)
+        if access.written is not None:
+            access.written.append((table, "delete", rows))
         if visible is None:
             return rows, rows
         return rows, [row for row in rows if self._key(table, row) in visible]

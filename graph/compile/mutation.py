@@ -76,8 +76,11 @@ class MutationPlans:
         on_commit: Callable[[], None],
         backend: Backend,
         custom: Custom | None = None,
+        written: Callable[[list[tuple[Any, str, list[Any]]], str], None] | None = None,
     ) -> None:
         self.model = model
+        self.written = written
+        """Told each committed mutation's rows, when they are the events (`serve --no-capture`)."""
         self.custom = custom
         self.driver = driver
         self.on_commit = on_commit
@@ -147,6 +150,8 @@ class MutationPlans:
         return result
 
     async def _run(self, request: Request) -> ExecutionResult:
+        if self.written is not None:
+            request.access.written = []
         try:
             data = await self.driver.transact(
                 self.writes.job(request), on_commit=self.on_commit, short=_short(request)
@@ -164,6 +169,8 @@ class MutationPlans:
             if field is None:
                 raise
             return ExecutionResult(None, [located_error(error, list(field.nodes), [field.key])])
+        if self.written is not None and request.access.written:
+            self.written(request.access.written, self.model.dialect)
         return ExecutionResult(data, None)
 
 

@@ -285,7 +285,11 @@ class Stream:
         self, where: dict[str, Any], limit: int | None, *, beside: bool = True
     ) -> tuple[list[tuple[Key, Any, dict[str, Any]]], int]:
         """(key, cursor value, row as sent) of the rows read, and the log's cursor in their snapshot."""
-        side = Beside(LATEST_CURSOR_SQL) if beside else None
+        realtime = self.runtime.realtime
+        # Without capture no log to read beside the rows: the newest event dispatched
+        # before the read is in its snapshot (one after it may be too, and sent again).
+        side = Beside(LATEST_CURSOR_SQL) if beside and realtime.capture else None
+        before = realtime.dispatched_through
         answer = await self.runtime.query_plans.answer(
             self.executor, self.session, self.query.document, None,
             self.query.variables_for(where, limit), beside=side,
@@ -307,6 +311,8 @@ class Stream:
         for row in data[ROWS]:
             key = tuple(row.pop(f"{KEY_PREFIX}{i}") for i in range(width))
             out.append((key, row.pop(CURSOR_KEY), row))
+        if beside and not realtime.capture:
+            return out, before
         return out, int(side.value) if side is not None and side.value is not None else 0
 
     async def _send(self, rows: list[dict[str, Any]]) -> None:

@@ -73,6 +73,8 @@ class Database(Protocol):
     url: URL
     pool_size: int
     engine: AsyncEngine
+    journal_mode_found: str | None
+    """SQLite's journal mode before this process switched it to WAL; None on PostgreSQL."""
 
     @property
     def driver(self) -> Driver:
@@ -92,15 +94,20 @@ class Database(Protocol):
         ...
 
 
-def open_database(url: str, *, pool_size: int = DEFAULT_POOL_SIZE, must_exist: bool = True) -> Database:
-    """The `Database` for `url`; StartupError when the URL is unusable (nothing is connected yet)."""
+def open_database(
+    url: str, *, pool_size: int = DEFAULT_POOL_SIZE, must_exist: bool = True, wal: bool = True
+) -> Database:
+    """The `Database` for `url`; StartupError when the URL is unusable (nothing is connected yet).
+
+    `wal`: switch SQLite to write-ahead logging (capture's mode); False leaves its journal mode as it is.
+    """
     if pool_size < 1:
         raise ValueError(f"pool_size must be at least 1: {pool_size}")
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         from graph.dialect.sqlite import SQLiteDatabase
 
-        return SQLiteDatabase(url, parsed, pool_size, must_exist=must_exist)
+        return SQLiteDatabase(url, parsed, pool_size, must_exist=must_exist, wal=wal)
     from graph.dialect.postgres import PostgresDatabase
 
     return PostgresDatabase(url, parsed, pool_size)

@@ -64,6 +64,7 @@ ENGINE_RESERVE = 2
 
 class PostgresDatabase:
     name = "postgresql"
+    journal_mode_found: str | None = None
 
     def __init__(self, text: str, url: URL, pool_size: int) -> None:
         self.url = url

@@ -14,6 +14,7 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -46,17 +47,21 @@ SQLITE_BUSY = 5
 SQLITE_INTERRUPT = 9
 
 
-def configure_sqlite(dbapi_connection: Any) -> None:
+def configure_sqlite(dbapi_connection: Any, *, wal: bool = True) -> None:
     """What every SQLite connection of ours needs, pooled or not."""
     cursor = dbapi_connection.cursor()
     # SQLite ignores foreign keys unless asked, per connection (SPEC: enforced).
     cursor.execute("PRAGMA foreign_keys=ON")
-    # Write-ahead logging lets the change capture and queries read while a
-    # writer commits, and with synchronous=NORMAL a commit needs no fsync
-    # (a power cut may lose the last commits, never corrupt the file). This
-    # is the journal mode every SQLite-backed server uses; it is persistent.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    if wal:
+        # Write-ahead logging lets the change capture and queries read while a
+        # writer commits, and with synchronous=NORMAL a commit needs no fsync
+        # (a power cut may lose the last commits, never corrupt the file). This
+        # is the journal mode every SQLite-backed server uses; it is persistent
+        # (the mode found is kept in the change log's meta table, and
+        # `forgegraph uninstall` restores it). Without capture
+        # (`serve --no-capture`) the database keeps the mode it has.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
     # A filter's `_ilike` calls it (graph/rules/to_sql.py), on whichever connection runs the filter.
     dbapi_connection.create_function(ILIKE_FUNCTION, 2, ilike, deterministic=True)
@@ -64,10 +69,42 @@ def configure_sqlite(dbapi_connection: Any) -> None:
     dbapi_connection.create_function(INSTANT_FUNCTION, 2, instant_sql, deterministic=True)
 
 
-def _connect(database: str, **options: Any) -> sqlite3.Connection:
+def _connect(database: str, *, wal: bool = True, **options: Any) -> sqlite3.Connection:
     conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, **options)
-    configure_sqlite(conn)
+    configure_sqlite(conn, wal=wal)
     return conn
+
+
+WAL_HEADER_VERSION = 2
+"""Bytes 18 and 19 of a database file in WAL mode (1 in the rollback journal modes)."""
+
+
+def journal_mode_of(path: Path | None) -> str:
+    """The file's journal mode as a new connection finds it, read without connecting ("wal" or "delete").
+
+    WAL is the only mode kept in the file; every other starts as DELETE. A
+    file that does not exist yet (or is not a plain path) starts as DELETE.
+    """
+    if path is None:
+        return "delete"
+    try:
+        with path.open("rb") as file:
+            header = file.read(20)
+    except OSError:
+        return "delete"
+    return "wal" if len(header) == 20 and header[18] == header[19] == WAL_HEADER_VERSION else "delete"
+
+
+def set_journal_mode(database: str, mode: str, *, uri: bool = False) -> str:
+    """Switch the file's journal mode; the mode it is in after (unchanged while others use it)."""
+    conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, isolation_level=None, uri=uri)
+    try:
+        row = conn.execute(f"PRAGMA journal_mode={mode}").fetchone()
+    except sqlite3.OperationalError:
+        return "wal"
+    finally:
+        conn.close()
+    return str(row[0]).lower() if row else ""
 
 
 def _install(conn: sqlite3.Connection, functions: Sequence[SQLFunction]) -> None:
@@ -82,15 +119,14 @@ def _in_memory(database: str) -> bool:
     return database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in database
 
 
-def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-    configure_sqlite(dbapi_connection)
-
-
 class SQLiteDatabase:
     name = "sqlite"
 
-    def __init__(self, text: str, url: URL, pool_size: int, *, must_exist: bool = True) -> None:
+    def __init__(
+        self, text: str, url: URL, pool_size: int, *, must_exist: bool = True, wal: bool = True
+    ) -> None:
         self.url = url
+        self.wal = wal
         self.pool_size = pool_size
         self.engine = async_engine(text, url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
         args, options = self.engine.dialect.create_connect_args(url)
@@ -108,11 +144,21 @@ class SQLiteDatabase:
         path = sqlite_path(url)
         if must_exist and path is not None and not path.exists():
             raise StartupError(f"database file {str(path)!r} does not exist")
-        event.listen(self.engine.sync_engine, "connect", _on_connect)
+        self.journal_mode_found: str | None = journal_mode_of(path)
+        """The journal mode before any connection of ours (which switch to WAL unless `wal` is False)."""
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            configure_sqlite(dbapi_connection, wal=wal)
+
+        event.listen(self.engine.sync_engine, "connect", on_connect)
         self._driver: SQLiteDriver | None = None
         self._reads: list[SQLiteReads] = []
         self._functions: tuple[SQLFunction, ...] = ()
         """Those the reads call: a mutation's answer runs the same SQL on the driver's connections."""
+
+    def set_journal_mode(self, mode: str) -> str:
+        """Switch the file's journal mode (no connection of ours may be open); the mode after."""
+        return set_journal_mode(self._database, mode, uri=bool(self._options.get("uri")))
 
     @property
     def driver(self) -> Driver:
@@ -121,7 +167,7 @@ class SQLiteDatabase:
         return self._driver
 
     def _connect_driver(self, database: str, **options: Any) -> sqlite3.Connection:
-        conn = _connect(database, **options)
+        conn = _connect(database, wal=self.wal, **options)
         _install(conn, self._functions)
         return conn
 

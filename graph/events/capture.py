@@ -15,6 +15,11 @@ process for any writer. This keeps wide rows clear of NOTIFY's 8000-byte
 payload limit and lets a broker outage cost latency, never events. The
 publishing is a task of its own, so a slow broker never delays local delivery.
 
+Without capture (`serve --no-capture`) there is no trigger and no log: the
+mutations tell `written` the rows they wrote, once committed, and those are
+the events, numbered by this process from 1 (see `written` for what that
+costs: nothing from other programs, no replay).
+
 A change that cannot be turned into events (a captured row that will not
 convert, a filter or renderer that raises on it) is contained to that
 change: logged once with its cursor, counted in `/metrics`
@@ -28,12 +33,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from graph.config import Capture
-from graph.errors import StartupError
+from graph.errors import InvalidCursor, StartupError
 from graph.events.broker import make_broadcast
+from graph.events.change import ChangeEvent, driver_row_image
 from graph.events.changelog import (
+    LOG,
     NOTIFY_CHANNEL,
     READ_LIMIT,
     Batch,
@@ -50,7 +59,6 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from graph.events.change import ChangeEvent
     from graph.events.decide import Decider
     from graph.events.hub import Render, StreamKey, Subscription
     from graph.events.sink import Framing, Sink
@@ -73,8 +81,12 @@ class Realtime:
         broadcast_url: str,
         settings: Capture | None = None,
         meter: CaptureMeter | None = None,
+        *,
+        capture: bool = True,
     ) -> None:
         self.engine = engine
+        self.capture = capture
+        """False: no triggers, no log; the events are the API's writes (`written`)."""
         self.model = model
         self.settings = settings or Capture()
         self.meter = meter or CaptureMeter()
@@ -101,12 +113,19 @@ class Realtime:
         self._broker_failing = False
         self.broker_healthy = True
         self.decider: Decider | None = None
+        self._direct_cursor = 0
+        self._direct_events: asyncio.Queue[list[ChangeEvent]] = asyncio.Queue()
 
     def use_decider(self, decider: Decider) -> None:
         """Decide the relationship parts of stream filters on these connections (graph.events.decide)."""
         self.decider = decider
 
     async def start(self) -> None:
+        if not self.capture:
+            # Nothing in the database: events are what `written` is told, in its order.
+            await self._warn_if_installed()
+            self._tasks = [asyncio.create_task(self._direct(), name="forgegraph-direct-events")]
+            return
         await self.changelog.install()
         try:
             await self.broadcast.connect()
@@ -122,6 +141,20 @@ class Realtime:
             self._tasks.append(asyncio.create_task(self._publish(), name="forgegraph-publish"))
             self._tasks.append(asyncio.create_task(self._listen(), name="forgegraph-listen"))
             await self._listening.wait()
+
+    async def _warn_if_installed(self) -> None:
+        """Triggers an earlier `serve` installed go on logging every write, which nobody prunes now."""
+
+        def installed(sync_conn: sa.Connection) -> bool:
+            return bool(sa.inspect(sync_conn).has_table(LOG))
+
+        async with self.engine.connect() as conn:
+            if await conn.run_sync(installed):
+                log.warning(
+                    "--no-capture, but capture is installed in this database (%s and its triggers): "
+                    "they log every write and nothing prunes the log; remove them with `forgegraph uninstall`",
+                    LOG,
+                )
 
     async def stop(self) -> None:
         if not self._tasks:
@@ -150,6 +183,45 @@ class Realtime:
     def nudge(self) -> None:
         """A transaction that may have changed captured rows has committed."""
         self._wake.set()
+
+    def written(self, changes: Sequence[tuple[Table, str, list[Any]]], dialect: str) -> None:
+        """A committed mutation's rows (without capture): its events, dispatched in commit order.
+
+        (table, type, rows as the driver returned them): new rows for creates,
+        (old, new) pairs for updates, old rows for deletes. What the write did
+        not return is not known: rows changed by ON DELETE CASCADE or by a
+        custom mutation's own statements, and the old image of a row an upsert
+        updated (an upsert's rows are creates unless a permission check needed
+        them told apart).
+        """
+        events: list[ChangeEvent] = []
+        for table, op, rows in changes:
+            for row in rows:
+                old: Any = row if op == "delete" else row[0] if op == "update" else None
+                new: Any = None if op == "delete" else row[1] if op == "update" else row
+                old_image, old_bad = driver_row_image(table, old, dialect) if old is not None else (None, [])
+                new_image, new_bad = driver_row_image(table, new, dialect) if new is not None else (None, [])
+                self._direct_cursor += 1
+                events.append(ChangeEvent(
+                    self._direct_cursor, table.name, op,  # type: ignore[arg-type]
+                    old_image, new_image, (*old_bad, *new_bad),
+                ))
+        if events:
+            self._direct_events.put_nowait(events)
+
+    async def _direct(self) -> None:
+        while True:
+            events = await self._direct_events.get()
+            self.dispatched_through = events[-1].cursor
+            self.meter.captured += len(events)
+            decided = await self._decide(events, self.hub.shapes)
+            self._dispatch(events, decided)
+            self._tell_watchers(Batch(events, events[-1].cursor, []))
+
+    @property
+    def latest_direct(self) -> int:
+        """The newest cursor this process has handed out without capture (`changeCursor`)."""
+        return self._direct_cursor
 
     async def _capture(self) -> None:
         while True:
@@ -380,9 +452,28 @@ class Realtime:
                 log.exception("pruning the change log failed")
 
     async def check_cursor(self, since: str) -> int:
-        """The cursor `since` names; InvalidCursor when it cannot be resumed from."""
+        """The cursor `since` names; InvalidCursor when it cannot be resumed from.
+
+        Without capture nothing is kept to replay: only "0" and this process's
+        newest cursor (nothing missed) can be resumed from.
+        """
+        if not self.capture:
+            return self._check_direct(since)
         async with self.engine.connect() as conn:
             return await self.changelog.check_cursor(conn, since)
+
+    def _check_direct(self, since: str) -> int:
+        if not (since.isascii() and since.isdigit()) or len(since) > 19:
+            raise InvalidCursor(f"malformed cursor {since!r}: expected decimal digits")
+        cursor = int(since)
+        if cursor > self._direct_cursor:
+            raise InvalidCursor(f"cursor {since} was never issued by this server")
+        if cursor not in (0, self._direct_cursor):
+            raise InvalidCursor(
+                f"cursor {since} cannot be resumed from: this server keeps no change log (--no-capture); "
+                "query the current rows instead"
+            )
+        return cursor
 
     async def subscribe(
         self,
@@ -421,7 +512,12 @@ class Realtime:
         frames held meanwhile count against the send queue (`Subscription.hold`).
         Each page checks, in the snapshot it reads, that the pruner has not
         overtaken the cursor it continues from: InvalidCursor then, never a gap.
+        Without capture there is nothing to replay (`check_cursor` let only
+        cursors through that miss nothing): live at once.
         """
+        if not self.capture:
+            self.hub.go_live(subscriptions)
+            return
         by_table = {s.stream.table.name: s for s in subscriptions}
         shapes = shapes_of(part for s in subscriptions for part in s.stream.parts)
         # The related tables' changes are read too, not sent: a related row deleted

@@ -28,6 +28,8 @@ from graph.sql.values import PARSERS, UNCONVERTIBLE, to_api
 from graph.temporal import answer_zoned, zoned
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from graph.model import Column, DatabaseModel, Table
 
 ChangeType = Literal["create", "update", "delete"]
@@ -88,6 +90,36 @@ def row_image(table: Table, raw: Any, dialect: str = "sqlite") -> tuple[dict[str
             out[column.name] = _api_value(column, stored, postgres)
         except (*UNCONVERTIBLE, GraphQLError):
             out[column.name] = _as_stored(stored, postgres)
+            unconvertible.append(column.name)
+    return out, unconvertible
+
+
+def driver_row_image(table: Table, row: Sequence[Any], dialect: str) -> tuple[dict[str, Any], list[str]]:
+    """A row as the driver returned it (RETURNING, in column order), with values as queries answer them.
+
+    For the events of `serve --no-capture` (graph.events.capture.Realtime.written).
+    """
+    postgres = dialect == "postgresql"
+    out: dict[str, Any] = {}
+    unconvertible: list[str] = []
+    for column, value in zip(table.columns, row, strict=False):
+        try:
+            if value is None:
+                out[column.name] = None
+                continue
+            if postgres and column.kind is Kind.JSON and isinstance(value, str):
+                value = json.loads(value)  # asyncpg hands json over as its text
+            elif not postgres and isinstance(value, str) and zoned(column):
+                value = answer_zoned(value)
+            out[column.name] = scalar_of(column.kind).serialize(to_api(column.kind, value))
+        except (*UNCONVERTIBLE, GraphQLError):
+            # As the log would carry it: a blob as base64, anything else JSON has no value for as text.
+            if isinstance(value, bytes):
+                out[column.name] = base64.b64encode(value).decode()
+            elif isinstance(value, str | int | float | bool | list | dict):
+                out[column.name] = _plain_numbers(value)
+            else:
+                out[column.name] = str(value)
             unconvertible.append(column.name)
     return out, unconvertible
 

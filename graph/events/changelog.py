@@ -41,15 +41,31 @@ NOTIFY_CHANNEL = "forgegraph_changes"
 SQLITE_COLUMNS_PER_CALL = 60
 MAX_DOUBLE = "1.7976931348623157e308"
 
+PAUSED_KEY = "capture_paused"
+"""Set in the meta table by `forgegraph capture pause`: no process installs triggers until `resume`."""
+JOURNAL_KEY = "journal_mode_found"
+"""SQLite's journal mode before forgegraph first switched it to WAL, for `forgegraph uninstall`."""
+PREFIX = "_forgegraph"
+"""Every object capture adds to a database is named with it (graph.events.admin removes them)."""
+
+META_SCHEMA = f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+PRUNED_OP = "pruned"
+"""The op of the SQLite log's newest row once pruned: kept, emptied, for its cursor (SQLITE_SCHEMA)."""
+
+# No AUTOINCREMENT: it would create `sqlite_sequence`, which SQLite never lets
+# anyone drop, so `forgegraph uninstall` could not leave the schema as found.
+# The rowid is then the largest one + 1, never reused as long as the newest row
+# stays in the log (`ChangeLog.prune` keeps it on SQLite, emptied: `PRUNED_OP`).
 SQLITE_SCHEMA = (
     f"""CREATE TABLE IF NOT EXISTS {LOG} (
-        cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+        cursor INTEGER PRIMARY KEY,
         table_name TEXT NOT NULL,
         op TEXT NOT NULL,
         old TEXT,
         new TEXT,
         created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0))""",
-    f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    META_SCHEMA,
 )
 POSTGRES_SCHEMA = (
     f"""CREATE TABLE IF NOT EXISTS {LOG} (
@@ -59,7 +75,7 @@ POSTGRES_SCHEMA = (
         old JSON,
         new JSON,
         created_at DOUBLE PRECISION NOT NULL DEFAULT extract(epoch from clock_timestamp()))""",
-    f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    META_SCHEMA,
     # JSON, not JSONB, and row_to_json, not to_jsonb: a json column's value is
     # kept as written (JSONB reorders its keys), as queries answer it. Logs made
     # by earlier versions (JSONB) are converted once.
@@ -70,6 +86,9 @@ POSTGRES_SCHEMA = (
             ALTER TABLE {LOG} ALTER COLUMN old TYPE json USING old::json, ALTER COLUMN new TYPE json USING new::json;
         END IF;
     END $$""",
+    # One function for every table, reading the row as a whole (row_to_json),
+    # never its columns by name: the application's ALTER TABLE ... DROP/RENAME
+    # COLUMN and DROP TABLE go through, and the events follow the new columns.
     # The function's own settings, whatever the writer's session says: floats
     # with the shortest exact digits, timestamptz in UTC, bytea as hex; so an
     # event's values are the ones queries answer (graph.events.change).
@@ -149,11 +168,28 @@ def sqlite_triggers(table: Table) -> list[str]:
     return statements
 
 
+
+
 def postgres_triggers(table: Table) -> list[str]:
     return [
         f"CREATE OR REPLACE TRIGGER _forgegraph_capture AFTER INSERT OR UPDATE OR DELETE "
         f"ON public.{_quote(table.name)} FOR EACH ROW EXECUTE FUNCTION _forgegraph_capture()"
     ]
+
+
+def meta_value(sync_conn: sa.Connection, key: str) -> str | None:
+    """A value of the meta table; None when it or the table is absent."""
+    if not sa.inspect(sync_conn).has_table(META):
+        return None
+    value = sync_conn.execute(sa.text(f"SELECT value FROM {META} WHERE key = :k"), {"k": key}).scalar()
+    return None if value is None else str(value)
+
+
+def set_meta(sync_conn: sa.Connection, key: str, value: str | None) -> None:
+    """Set (or with None, remove) a value of the meta table, which must exist."""
+    sync_conn.execute(sa.text(f"DELETE FROM {META} WHERE key = :k"), {"k": key})
+    if value is not None:
+        sync_conn.execute(sa.text(f"INSERT INTO {META} (key, value) VALUES (:k, :v)"), {"k": key, "v": value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +254,10 @@ class ChangeLog:
         self.dialect = model.dialect
         self.meter = meter if meter is not None else CaptureMeter()
         self._driver: tuple[Driver, Compiled] | None = None
+        self.paused = False
+        """Whether the last `install` found capture paused (and so installed no trigger)."""
+        self.journal_mode_found: str | None = None
+        """SQLite's journal mode as this process found it, before switching to WAL (graph.dialect.sqlite)."""
 
     def use_driver(self, driver: Driver, statements: Statements) -> None:
         """Read new events on the driver's connections (`read_new`): one statement, no pool checkout."""
@@ -228,9 +268,12 @@ class ChangeLog:
         # cannot be named in an event.
         return [t for t in self.model.tables.values() if t.primary_key and not t.is_view]
 
+    def _schema(self) -> list[str]:
+        return list(POSTGRES_SCHEMA if self.dialect == "postgresql" else SQLITE_SCHEMA)
+
     def _statements(self) -> list[str]:
         postgres = self.dialect == "postgresql"
-        statements = list(POSTGRES_SCHEMA if postgres else SQLITE_SCHEMA)
+        statements = self._schema()
         for table in self.captured_tables():
             statements.extend(postgres_triggers(table) if postgres else sqlite_triggers(table))
         return statements
@@ -240,6 +283,9 @@ class ChangeLog:
 
         A digest of the DDL is kept in the meta table, so a restart on an
         unchanged schema costs one query instead of rewriting every trigger.
+        While capture is paused (`forgegraph capture pause`) only the log and
+        the meta table are made: no trigger, whoever calls this (start-up or a
+        re-install after a schema change); `self.paused` tells which it was.
         """
         statements = self._statements()
         digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
@@ -248,24 +294,31 @@ class ChangeLog:
             if self.dialect == "postgresql":
                 # Two processes starting at once must not interleave DDL.
                 sync_conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('forgegraph-install'))"))
-            if self._installed_digest(sync_conn) == digest:
+            self.paused = meta_value(sync_conn, PAUSED_KEY) is not None
+            if self.paused:
+                for statement in self._schema():
+                    sync_conn.exec_driver_sql(statement)
+                self._record_journal_mode(sync_conn)
+                return
+            if meta_value(sync_conn, "ddl_digest") == digest:
                 return
             for statement in statements:
                 sync_conn.exec_driver_sql(statement)
-            sync_conn.execute(sa.text(f"DELETE FROM {META} WHERE key = 'ddl_digest'"))
-            sync_conn.execute(
-                sa.text(f"INSERT INTO {META} (key, value) VALUES ('ddl_digest', :d)"), {"d": digest}
-            )
+            self._record_journal_mode(sync_conn)
+            set_meta(sync_conn, "ddl_digest", digest)
 
         async with self.engine.begin() as conn:
             await conn.run_sync(apply)
+        if self.paused:
+            log.warning(
+                "change capture is paused in this database (forgegraph capture pause): "
+                "writes are not events until `forgegraph capture resume`"
+            )
 
-    @staticmethod
-    def _installed_digest(sync_conn: sa.Connection) -> str | None:
-        if not sa.inspect(sync_conn).has_table(META):
-            return None
-        value = sync_conn.execute(sa.text(f"SELECT value FROM {META} WHERE key = 'ddl_digest'")).scalar()
-        return None if value is None else str(value)
+    def _record_journal_mode(self, sync_conn: sa.Connection) -> None:
+        # The first install's: a later one finds the WAL mode forgegraph switched on.
+        if self.journal_mode_found is not None and meta_value(sync_conn, JOURNAL_KEY) is None:
+            set_meta(sync_conn, JOURNAL_KEY, self.journal_mode_found)
 
     async def latest(self, conn: AsyncConnection) -> int:
         return await latest_cursor(conn)
@@ -400,9 +453,25 @@ class ChangeLog:
             ).scalar()
             if horizon is None:
                 return 0
-            result = await conn.execute(sa.text(f"DELETE FROM {LOG} WHERE cursor <= :h"), {"h": horizon})
+            removed = 0
+            if self.dialect == "sqlite" and int(horizon) == int(latest):
+                # The newest row stays, emptied (no table: no event): SQLite numbers the
+                # next row after the largest one left (SQLITE_SCHEMA has no AUTOINCREMENT).
+                emptied = await conn.execute(
+                    sa.text(
+                        f"UPDATE {LOG} SET table_name = '', op = '{PRUNED_OP}', old = NULL, new = NULL "
+                        f"WHERE cursor = :h AND op <> '{PRUNED_OP}'"
+                    ),
+                    {"h": horizon},
+                )
+                removed = int(emptied.rowcount or 0)
+                horizon_rows = f"cursor < {int(horizon)}"
+            else:
+                horizon_rows = f"cursor <= {int(horizon)}"
+            result = await conn.execute(sa.text(f"DELETE FROM {LOG} WHERE {horizon_rows}"))
+            removed += int(result.rowcount or 0)
             await conn.execute(sa.text(f"DELETE FROM {META} WHERE key = 'pruned_through'"))
             await conn.execute(
                 sa.text(f"INSERT INTO {META} (key, value) VALUES ('pruned_through', :v)"), {"v": str(horizon)}
             )
-            return int(result.rowcount or 0)
+            return removed
