@@ -81,7 +81,7 @@ def property_name(name: str) -> str:
 
 def export_types(schema: GraphQLSchema, model: DatabaseModel) -> str:
     """The module: `Json`, `Database` with each table's `Row`, `Insert` and `Update`, and helpers."""
-    lines = [HEADER, JSON_TYPE, "export interface Database {"]
+    lines = [HEADER, JSON_TYPE, "export type Database = {"]
     writes = _write_inputs(schema)
     for name, field in schema.query_type.fields.items() if schema.query_type else ():
         tag = root_field(field)
@@ -98,10 +98,12 @@ def export_types(schema: GraphQLSchema, model: DatabaseModel) -> str:
             f"    Update: {'never' if update is None else _shape(_update(update, table))};",
             "  };",
         ]
+    # A type alias, not an interface: an interface has no implicit index signature, so it
+    # would not satisfy a client's `DB extends {[table: string]: ...}` bound.
     if lines[-1].endswith("{"):  # a role that may select no table
-        lines[-1] += "}"
+        lines[-1] += "};"
     else:
-        lines.append("}")
+        lines.append("};")
     lines += HELPERS
     return "\n".join(lines) + "\n"
 

@@ -66,7 +66,7 @@ export type TableUpdate<T extends TableName> = Database[T]["Update"];
 """
 
 USER_TYPES = HEADER + """\
-export interface Database {
+export type Database = {
   posts: {
     Row: { id: number; title: string; body: string; published: boolean; user_id: number };
     Insert: { title: string; body?: string; published?: boolean };
@@ -77,12 +77,12 @@ export interface Database {
     Insert: never;
     Update: never;
   };
-}
+};
 """ + HELPERS
 
 # tests/library.py's tables plus `counters` (bigint, numeric with a default): every scalar.
 LIBRARY_TYPES = HEADER + """\
-export interface Database {
+export type Database = {
   audit_log: {
     Row: { message: string; level: number | null };
     Insert: never;
@@ -119,7 +119,7 @@ born?: string | null; created_at?: string | null; profile?: Json | null };
     Update: { id?: number; name?: string; email?: string | null; score?: number | null; active?: boolean; \
 born?: string | null; created_at?: string | null; profile?: Json | null };
   };
-}
+};
 """ + HELPERS
 
 
@@ -180,20 +180,20 @@ def test_anonymous_sees_only_what_it_may_select(demo: Demo) -> None:
     result = demo.export_types("--lang", "ts", "--role", "anonymous", "--permissions", str(demo.permissions))
     assert result.returncode == 0, result.stderr
     assert result.stdout == HEADER + """\
-export interface Database {
+export type Database = {
   comments: {
     Row: { id: number; post_id: number; user_id: number | null; body: string; created_at: string | null };
     Insert: never;
     Update: never;
   };
-}
+};
 """ + HELPERS
 
 
 def test_a_role_the_rules_do_not_name_sees_no_table(demo: Demo) -> None:
     result = demo.export_types("--lang", "ts", "--role", "usr", "--permissions", str(demo.permissions))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == HEADER + "export interface Database {}\n" + HELPERS
+    assert result.stdout == HEADER + "export type Database = {};\n" + HELPERS
     assert result.stderr == f"warning: {demo.permissions} names no role 'usr': it sees no table\n"
 
 
