@@ -1,4 +1,4 @@
-"""The `forgegraph` command: serve, migrate, export-schema, uninstall, capture pause|resume.
+"""The `forgegraph` command: serve, migrate, export-schema, export-types, uninstall, capture pause|resume.
 
 Each flag falls back to `FORGEGRAPH_<FLAG>` in the environment, then to the
 defaults in `graph.config.Settings`. User errors (bad URL, unreachable
@@ -48,6 +48,8 @@ class Option:
     """What a valid value is, told with the error for an invalid one."""
     switch: bool = False
     """A flag without a value (`--no-capture`); its variable takes 1/true/yes/on or 0/false/no/off."""
+    setting: bool = True
+    """A field of graph.config.Settings; else an argument of its command alone (export-types --role)."""
 
     @property
     def dest(self) -> str:
@@ -79,6 +81,12 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _language(text: str) -> str:
+    if text not in TYPE_LANGUAGES:
+        raise ValueError(f"not a supported language: {text!r}")
+    return text
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not 0 <= value < math.inf:  # also refuses nan
@@ -97,6 +105,7 @@ def _switch(text: str) -> bool:
 
 
 DATABASE = Option("--database", "URL", "SQLAlchemy async URL (default: the embedded demo SQLite)")
+TYPE_LANGUAGES = ("ts",)
 SERVE_OPTIONS = (
     DATABASE,
     Option("--host", "HOST", "interface to listen on (default 127.0.0.1)"),
@@ -181,6 +190,20 @@ COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
         "pause (remove the triggers; writes are not events) or resume change capture",
         (DATABASE,),
     ),
+    "export-types": (
+        "print the types of every table's rows, inserts and updates as a role sees them",
+        (
+            Option("--lang", "LANG", "the language of the types: ts (TypeScript)", _language,
+                   expected="ts", setting=False),
+            Option("--role", "ROLE",
+                   "the role whose view to print, as the permissions file names it "
+                   "(default: the admin secret's, every table and column)", setting=False),
+            DATABASE,
+            Option("--permissions", "FILE", "YAML/JSON permission rules the role's view follows"),
+            Option("--extend", "MODULE:ATTR",
+                   "the strawberry.Schema serve is given, if the rules grant its fields"),
+        ),
+    ),
 }
 CAPTURE_ACTIONS = ("pause", "resume")
 
@@ -221,8 +244,24 @@ def build_parser() -> Parser:
 def resolve_settings(
     command: str, namespace: argparse.Namespace, environ: Mapping[str, str]
 ) -> Settings:
+    values = _values(command, namespace, environ, settings=True)
+    return Settings().with_overrides(**values)
+
+
+def resolve_arguments(
+    command: str, namespace: argparse.Namespace, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """The command's flags that are not settings (`export-types --role`) by name, given ones only."""
+    return _values(command, namespace, environ, settings=False)
+
+
+def _values(
+    command: str, namespace: argparse.Namespace, environ: Mapping[str, str], *, settings: bool
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for option in COMMANDS[command][1]:
+        if option.setting is not settings:
+            continue
         raw = getattr(namespace, option.dest, None)
         source = option.flag
         if raw is None:
@@ -235,7 +274,7 @@ def resolve_settings(
         except ValueError:
             expected = f" (expected {option.expected})" if option.expected else ""
             raise UsageError(f"invalid value for {source}: {raw!r}{expected}") from None
-    return Settings().with_overrides(**values)
+    return values
 
 
 def check_settings(settings: Settings) -> None:
@@ -352,6 +391,29 @@ async def export_schema(settings: Settings) -> None:
     finally:
         await app.state.runtime.stop()
     sys.stdout.write(sdl if sdl.endswith("\n") else sdl + "\n")
+
+
+async def export_types(settings: Settings, *, lang: str | None = None, role: str | None = None) -> None:
+    """Print the types of the role's view (None: the admin secret's), read from its GraphQL schema."""
+    from graph.export_types import export_types as render
+
+    if lang is None:
+        raise UsageError(f"export-types needs --lang ({', '.join(TYPE_LANGUAGES)})")
+    check_settings(settings)
+    app = await _started_app(settings, realtime=False)
+    try:
+        runtime = app.state.runtime
+        if role is not None and settings.permissions is None:
+            print(f"warning: no --permissions file: role {role!r} sees every table", file=sys.stderr)
+        elif role is not None and role not in runtime.permissions.roles():
+            print(
+                f"warning: {settings.permissions} names no role {role!r}: it sees no table",
+                file=sys.stderr,
+            )
+        text = render(runtime.schemas.executor(role).schema, runtime.model)
+    finally:
+        await app.state.runtime.stop()
+    sys.stdout.write(text)
 
 
 async def migrate(settings: Settings) -> None:
@@ -504,6 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_settings(settings)
             if settings.workers > 1:
                 return serve_workers(settings)
+        if namespace.command == "export-types":
+            _run(export_types(settings, **resolve_arguments(namespace.command, namespace, os.environ)))
+            return 0
         if namespace.command == "capture":
             _run(capture(settings, namespace.action))
         else:
