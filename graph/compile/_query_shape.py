@@ -222,6 +222,11 @@ class Reading:
         self.variables = variables
         self.operation = operation
 
+
+    @property
+    def names(self) -> naming.Inflection:
+        return naming.inflection_of(self.model)
+
     def read(self) -> tuple[Root, ...]:
         out: list[Root] = []
         query = self.schema.query_type
@@ -271,11 +276,11 @@ class Reading:
         return collect_fields(self.fragments, self.variables, sets)
 
     def _row(self, table: Table, nodes: list[FieldNode]) -> RowSelection:
-        object_type = self.schema.get_type(table.name)
+        object_type = self.schema.get_type(self.names.object(table.name))
         if not isinstance(object_type, GraphQLObjectType):
             raise Unsupported(f"no object type {table.name!r}")
         relationships = {r.name: r for r in table.relationships}
-        aggregates = {naming.aggregate(r.name): r for r in table.relationships if r.is_array}
+        aggregates = {self.names.aggregate_field(r.name): r for r in table.relationships if r.is_array}
         columns = {c.name: c for c in table.columns}
         fields: list[Field] = []
         for key, field_nodes in self._collect(n.selection_set for n in nodes).items():
@@ -324,9 +329,9 @@ class Reading:
         for key, field_nodes in self._collect(n.selection_set for n in nodes).items():
             name = field_nodes[0].name.value
             if name == TYPENAME:
-                out.append(Typename(key, naming.aggregate(table.name)))
+                out.append(Typename(key, self.names.aggregate(table.name)))
             elif name == "aggregate":
-                fields_type = self.schema.get_type(naming.aggregate_fields(table.name))
+                fields_type = self.schema.get_type(self.names.aggregate_fields(table.name))
                 assert isinstance(fields_type, GraphQLObjectType)
                 inner: list[CountField | FunctionField | Typename] = []
                 for inner_key, inner_nodes in self._collect(n.selection_set for n in field_nodes).items():
@@ -346,7 +351,7 @@ class Reading:
             elif name == "nodes":
                 out.append(NodesField(key, self._row(table, field_nodes)))
             else:
-                raise Unsupported(f"field {name!r} of {naming.aggregate(table.name)!r}")
+                raise Unsupported(f"field {name!r} of {self.names.aggregate(table.name)!r}")
         return tuple(out)
 
 
@@ -358,7 +363,7 @@ class Reading:
         nodes: list[FieldNode],
         columns: Mapping[str, Column],
     ) -> FunctionField:
-        type_name = naming.aggregate_function_fields(table.name, function)
+        type_name = self.names.aggregate_function_fields(table.name, function)
         fields: list[ColumnField | Typename] = []
         for column_key, column_nodes in self._collect(n.selection_set for n in nodes).items():
             name = column_nodes[0].name.value

@@ -135,7 +135,7 @@ def plan_stream(
         raise ValidationFailed(f"batch_size must be at least 1, not {batch_size}")
     cursors = [c for c in args["cursor"] if c is not None]
     if len(cursors) != 1:
-        raise ValidationFailed(f"{naming.stream(table.name)} takes exactly one cursor, not {len(cursors)}")
+        raise ValidationFailed(f"{naming.inflection_of(model).root(table, 'select_stream')} takes exactly one cursor, not {len(cursors)}")
     initial_value = cursors[0]["initial_value"]
     if len(initial_value) != 1:
         raise ValidationFailed(
@@ -146,7 +146,7 @@ def plan_stream(
         raise ValidationFailed(f"the cursor's initial value of column {column!r} must not be null")
     used_variables, used_fragments = _used(nodes, fragments)
     definitions = [d for d in operation.variable_definitions or () if d.variable.name.value in used_variables]
-    text = _document(table, column, cursors[0].get("ordering") == "DESC", nodes, definitions,
+    text = _document(naming.inflection_of(model), table, column, cursors[0].get("ordering") == "DESC", nodes, definitions,
                      [fragments[name] for name in used_fragments if name in fragments])
     given = variables or {}
     return StreamQuery(
@@ -191,6 +191,7 @@ def _used(nodes: list[FieldNode], fragments: dict[str, FragmentDefinitionNode]) 
 
 
 def _document(
+    names: naming.Inflection,
     table: Table,
     column: str,
     descending: bool,
@@ -206,11 +207,11 @@ def _document(
     )
     selections = " ".join(print_ast(n.selection_set)[1:-1] for n in nodes if n.selection_set is not None)
     declared = ", ".join(
-        [f"$forgegraph_where: {naming.bool_exp(table.name)}", "$forgegraph_limit: Int",
+        [f"$forgegraph_where: {names.bool_exp(table.name)}", "$forgegraph_limit: Int",
          *(print_ast(d) for d in definitions)]
     )
     query = (
-        f"query ForgegraphStream({declared}) {{ {ROWS}: {table.name}(where: $forgegraph_where, "
+        f"query ForgegraphStream({declared}) {{ {ROWS}: {names.root(table, 'select')}(where: $forgegraph_where, "
         f"order_by: [{order_by}], limit: $forgegraph_limit) {{ {selections} {extra} }} }}"
     )
     return "\n".join([query, *(print_ast(f) for f in fragments)])
