@@ -263,6 +263,18 @@ class Inflection:
     def array_relationship(self, table: str, columns: tuple[str, ...], several: bool) -> str:
         return f"{table}_by_{'_'.join(columns)}" if several else table
 
+    def argument(self, name: str) -> str:
+        """A fixed argument or input field (`order_by`, `_is_null`, `update_columns`) as served."""
+        return name
+
+    def order_direction(self, direction: str) -> str:
+        """An `order_by` enum value (`asc`, `desc_nulls_first`, ...) as served."""
+        return direction
+
+    def function(self, field: str) -> str:
+        """The aggregate function (`stddev_pop`) an aggregate field names as served (`stddevPop`)."""
+        return field
+
     def renamed_relationship(self, name: str, columns: tuple[str, ...]) -> str:
         """The relationship's name when a column has `name` already."""
         return f"{name}_by_{'_'.join(columns)}"
@@ -378,6 +390,15 @@ class GraphQLDefault(Inflection):
 
     def renamed_relationship(self, name: str, columns: tuple[str, ...]) -> str:
         return name + "By" + "".join(pascal(c) for c in columns)
+
+    def argument(self, name: str) -> str:
+        return camel(name)
+
+    def order_direction(self, direction: str) -> str:
+        return direction.upper()
+
+    def function(self, field: str) -> str:
+        return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), field)
 
 
 HASURA = Inflection()

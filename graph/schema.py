@@ -178,6 +178,19 @@ CursorOrdering = GraphQLEnumType(
 )
 
 
+# graphql-default's (Hasura's): the type Pascal-cased and its values upper-cased, meaning the same.
+OrderByUpper = GraphQLEnumType(
+    "OrderBy",
+    {name.upper(): GraphQLEnumValue(name) for name in DIRECTIONS},
+    description=OrderBy.description,
+)
+CursorOrderingPascal = GraphQLEnumType("CursorOrdering", CursorOrdering.values, description=CursorOrdering.description)
+ENUMS: dict[str, tuple[GraphQLEnumType, GraphQLEnumType]] = {
+    "hasura": (OrderBy, CursorOrdering),
+    "graphql-default": (OrderByUpper, CursorOrderingPascal),
+}
+
+
 ChangeTypeEnum = GraphQLEnumType(
     "ChangeType",
     {name: GraphQLEnumValue(name) for name in ("create", "update", "delete")},
@@ -274,6 +287,7 @@ class SchemaBuilder:
         self.model = visible_model(model, dict(self.grants))
         self.change_cursor = change_cursor
         self.names = naming.inflection_of(model)
+        self.order_by, self.cursor_ordering = ENUMS[self.names.name]
         self.comparisons: dict[str, GraphQLInputObjectType] = {}
         self.objects: dict[str, GraphQLObjectType] = {}
         self.bool_exps: dict[str, GraphQLInputObjectType] = {}
@@ -329,6 +343,32 @@ class SchemaBuilder:
             subscription=GraphQLObjectType("subscription_root", subscription),
         )
 
+    # -- names of arguments and input fields ----------------------------------
+
+    def _args(self, args: dict[str, GraphQLArgument]) -> dict[str, GraphQLArgument]:
+        """Fixed argument names as the inflection spells them; the compiled path reads Hasura's (`out_name`)."""
+        if self.names is naming.HASURA:
+            return args
+        out = {}
+        for name, arg in args.items():
+            shown = self.names.argument(name)
+            if shown != name:
+                arg = GraphQLArgument(arg.type, arg.default_value, arg.description, out_name=name)
+            out[shown] = arg
+        return out
+
+    def _inputs(self, fields: dict[str, GraphQLInputField]) -> dict[str, GraphQLInputField]:
+        """`_args` for input fields (operators, `update_columns`, `on_conflict`, ...), never columns."""
+        if self.names is naming.HASURA:
+            return fields
+        out = {}
+        for name, field in fields.items():
+            shown = self.names.argument(name)
+            if shown != name:
+                field = GraphQLInputField(field.type, field.default_value, field.description, out_name=name)
+            out[shown] = field
+        return out
+
     # -- per-table types -------------------------------------------------
 
     def _comparison(self, kind: Kind) -> GraphQLInputObjectType:
@@ -340,7 +380,7 @@ class SchemaBuilder:
                 Takes.BOOLEAN: GraphQLBoolean,
                 Takes.PATTERN: GraphQLString,
             }
-            fields = {op: GraphQLInputField(types[takes]) for op, takes in operators_for(kind).items()}
+            fields = self._inputs({op: GraphQLInputField(types[takes]) for op, takes in operators_for(kind).items()})
             self.comparisons[scalar.name] = GraphQLInputObjectType(
                 self.names.comparison_exp(scalar.name), fields
             )
@@ -396,7 +436,7 @@ class SchemaBuilder:
 
     def _order_by(self, table: Table) -> GraphQLInputObjectType:
         def fields() -> dict[str, GraphQLInputField]:
-            out = {c.name: GraphQLInputField(OrderBy) for c in table.columns}
+            out = {c.name: GraphQLInputField(self.order_by) for c in table.columns}
             for rel in table.relationships:
                 if rel.is_array:
                     out[self.names.aggregate_field(rel.name)] = GraphQLInputField(self.aggregate_order_bys[rel.remote_table])
@@ -421,7 +461,7 @@ class SchemaBuilder:
                 if aggregated(function, c.kind)
             }
             if columns:
-                fields[function] = GraphQLField(
+                fields[self.names.field(function)] = GraphQLField(
                     GraphQLObjectType(self.names.aggregate_function_fields(table.name, function), columns),
                     resolve=by_response_key,
                 )
@@ -436,14 +476,14 @@ class SchemaBuilder:
 
     def _aggregate_order_by(self, table: Table) -> GraphQLInputObjectType:
         """`t_aggregate_order_by`: ordering parents by an aggregate of their related rows of `table`."""
-        fields: dict[str, GraphQLInputField] = {"count": GraphQLInputField(OrderBy)}
+        fields: dict[str, GraphQLInputField] = {"count": GraphQLInputField(self.order_by)}
         for function in FUNCTIONS:
-            columns = {c.name: GraphQLInputField(OrderBy) for c in table.columns if aggregated(function, c.kind)}
+            columns = {c.name: GraphQLInputField(self.order_by) for c in table.columns if aggregated(function, c.kind)}
             if columns:
                 fields[function] = GraphQLInputField(
                     GraphQLInputObjectType(self.names.aggregate_function_order_by(table.name, function), columns)
                 )
-        return GraphQLInputObjectType(self.names.aggregate_order_by(table.name), fields)
+        return GraphQLInputObjectType(self.names.aggregate_order_by(table.name), self._inputs(fields))
 
     def _select_column(self, table: Table) -> GraphQLEnumType | None:
         """`t_select_column`: the columns the role may select, as `distinct_on` names them."""
@@ -467,7 +507,7 @@ class SchemaBuilder:
         if table_name in self.select_columns:
             # Its columns must lead order_by (Hasura's rule, graph.sql.order.check_distinct_on).
             args["distinct_on"] = GraphQLArgument(GraphQLList(_nn(self.select_columns[table_name])))
-        return args
+        return self._args(args)
 
     def _pk_args(self, table: Table) -> dict[str, GraphQLArgument]:
         return {
@@ -522,20 +562,20 @@ class SchemaBuilder:
         value.description = "Initial value of the column from where the streaming should start"
         cursor = GraphQLInputObjectType(
             self.names.stream_cursor_input(table.name),
-            {
+            self._inputs({
                 "initial_value": GraphQLInputField(_nn(value), description="Stream column input with initial value"),
-                "ordering": GraphQLInputField(CursorOrdering, description="cursor ordering"),
-            },
+                "ordering": GraphQLInputField(self.cursor_ordering, description="cursor ordering"),
+            }),
             description=f'Streaming cursor of the table "{table.name}"',
         )
         return {
             self.names.root(table, "select_stream"): GraphQLField(
                 _list_nn(self.objects[table.name]),
-                args={
+                args=self._args({
                     "batch_size": GraphQLArgument(_nn(Int), description="maximum number of rows returned in a single batch"),
                     "cursor": GraphQLArgument(_nn(GraphQLList(cursor)), description="cursor to stream the results returned by the query"),
                     "where": GraphQLArgument(self.bool_exps[table.name], description="filter the rows returned"),
-                },
+                }),
                 extensions=tagged(RootKind.STREAM, table.name),
                 # Hasura's words; what is sent, and in which order: graph.delivery.streams.
                 description=f'fetch data from the table in a streaming manner: "{table.name}"',
@@ -550,7 +590,7 @@ class SchemaBuilder:
         if grants.insert is None and not may_update and not may_delete:
             return {}
         # Shapes only: graphql-core validates mutations, graph.compile.mutation answers them.
-        response_fields = {"affected_rows": GraphQLField(_nn(Int))}
+        response_fields = {self.names.field("affected_rows"): GraphQLField(_nn(Int))}
         if visible:
             response_fields["returning"] = GraphQLField(_list_nn(self.objects[table.name]))
         response = GraphQLObjectType(self.names.mutation_response(table.name), response_fields)
@@ -558,7 +598,7 @@ class SchemaBuilder:
         if grants.insert is not None:
             insert_input = self._insert_input(table)
             on_conflict = self._on_conflict(table)
-            upsert = {} if on_conflict is None else {"on_conflict": GraphQLArgument(on_conflict)}
+            upsert = {} if on_conflict is None else self._args({"on_conflict": GraphQLArgument(on_conflict)})
             fields[self.names.root(table, "insert")] = GraphQLField(
                 response,
                 args={"objects": GraphQLArgument(_list_nn(insert_input)), **upsert},
@@ -622,7 +662,7 @@ class SchemaBuilder:
             if on_conflict is not None:
                 fields["on_conflict"] = GraphQLInputField(on_conflict)
             name = self.names.arr_rel_insert_input(table.name) if is_array else self.names.obj_rel_insert_input(table.name)
-            self.rel_inserts[key] = GraphQLInputObjectType(name, fields)
+            self.rel_inserts[key] = GraphQLInputObjectType(name, self._inputs(fields))
         return self.rel_inserts[key]
 
     def _on_conflict(self, table: Table) -> GraphQLInputObjectType | None:
@@ -656,7 +696,7 @@ class SchemaBuilder:
         }
         if table.name in self.bool_exps:
             fields["where"] = GraphQLInputField(self.bool_exps[table.name])
-        built = GraphQLInputObjectType(self.names.on_conflict(table.name), fields)
+        built = GraphQLInputObjectType(self.names.on_conflict(table.name), self._inputs(fields))
         self.on_conflicts[table.name] = built
         return built
 
@@ -683,7 +723,7 @@ class SchemaBuilder:
             self.names.updates_input(table.name),
             {
                 "where": GraphQLInputField(_nn(bool_exp)),
-                **{name: GraphQLInputField(argument.type) for name, argument in operators.items()},
+                **self._inputs({name: GraphQLInputField(argument.type) for name, argument in operators.items()}),
             },
         )
         pk_input = GraphQLInputObjectType(
@@ -696,12 +736,12 @@ class SchemaBuilder:
         return {
             self.names.root(table, "update"): GraphQLField(
                 response,
-                args={"where": GraphQLArgument(_nn(bool_exp)), **operators},
+                args={"where": GraphQLArgument(_nn(bool_exp)), **self._args(operators)},
                 extensions=tagged(RootKind.UPDATE, table.name),
             ),
             self.names.root(table, "update_by_pk"): GraphQLField(
                 obj,
-                args={"pk_columns": GraphQLArgument(_nn(pk_input)), **operators},
+                args=self._args({"pk_columns": GraphQLArgument(_nn(pk_input)), **operators}),
                 extensions=tagged(RootKind.UPDATE_BY_PK, table.name),
             ),
             self.names.root(table, "update_many"): GraphQLField(

@@ -263,3 +263,53 @@ async def test_events_use_the_graphql_names(chinook_url: str, serve: Any, tmp_pa
             assert odd["record"]["unit_price"] == 3 and "grosse" in odd["record"]
     finally:
         gql.http.close()
+
+
+def test_graphql_default_serves_camel_case_arguments_and_fields(chinook_url: str, serve: Any, tmp_path: Path) -> None:
+    gql = GraphQL(serve(database=chinook_url, metadata=_file(tmp_path, "inflection: graphql-default\n")))
+    try:
+        data = gql("""{ chinookArtist(orderBy: {artistId: DESC}, where: {name: {_isNull: false}}, limit: 1) {
+            name chinookAlbums(orderBy: {albumId: ASC}) { title artist { name } }
+            chinookAlbumsAggregate { aggregate { count max { albumId } stddevPop { albumId } } } }
+          chinookEmployeeByPk(employeeId: 3) { chinookEmployee { firstName chinookEmployee { firstName } } }
+          chinookCustomer { supportRep { lastName } }
+          chinookArtistAggregate(distinctOn: [name]) { aggregate { count } } }""")
+        assert data["chinookArtist"] == [{
+            "name": "Accept",
+            "chinookAlbums": [{"title": "Balls to the Wall", "artist": {"name": "Accept"}},
+                              {"title": "Restless and Wild", "artist": {"name": "Accept"}}],
+            "chinookAlbumsAggregate": {"aggregate": {"count": 2, "max": {"albumId": 3}, "stddevPop": {"albumId": 0.5}}},
+        }]
+        assert data["chinookEmployeeByPk"] == {"chinookEmployee": {"firstName": "Nancy", "chinookEmployee": {"firstName": "Andrew"}}}
+        assert data["chinookCustomer"] == [{"supportRep": {"lastName": "Peacock"}}]
+        added = gql('mutation { insertChinookArtistOne(object: {name: "Queen"}, '
+                    'onConflict: {constraint: chinook_artist_pkey, updateColumns: [name]}) { artistId } }')
+        new_id = added["insertChinookArtistOne"]["artistId"]
+        moved = gql("mutation($id: Int!) { updateChinookAlbumByPk(pkColumns: {albumId: 3}, _set: {artistId: $id}) "
+                    "{ artist { name } } }", {"id": new_id})
+        assert moved == {"updateChinookAlbumByPk": {"artist": {"name": "Queen"}}}
+        gone = gql("mutation { deleteChinookTrack(where: {albumId: {_eq: 2}}) { affectedRows returning { name } } }")
+        assert gone == {"deleteChinookTrack": {"affectedRows": 1, "returning": [{"name": "Balls to the Wall"}]}}
+        assert "validation-failed" in gql.error_codes("{ chinookArtist(order_by: {name: asc}) { name } }")
+    finally:
+        gql.http.close()
+
+
+async def test_graphql_default_streams_and_events(chinook_url: str, serve: Any, tmp_path: Path) -> None:
+    server = serve(database=chinook_url, metadata=_file(tmp_path, "inflection: graphql-default\n"))
+    gql = GraphQL(server)
+    try:
+        async with GraphQLWS.open(server) as ws:
+            await ws.subscribe("s", "subscription { chinookArtistStream(batchSize: 10, "
+                                    "cursor: {initialValue: {artistId: 0}, ordering: ASC}) { artistId name } }")
+            first = (await ws.next("s", timeout=10))["data"]["chinookArtistStream"]
+            assert [row["artistId"] for row in first] == [1, 2]
+            await ws.subscribe("e", 'subscription { tableChanged(table: "chinookArtist") { table record } }')
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(gql, 'mutation { insertChinookArtistOne(object: {name: "Queen"}) { artistId } }')
+            event = (await ws.next("e", timeout=10))["data"]["tableChanged"]
+            assert event == {"table": "chinookArtist", "record": {"artistId": 3, "name": "Queen"}}
+            streamed = (await ws.next("s", timeout=10))["data"]["chinookArtistStream"]
+            assert streamed == [{"artistId": 3, "name": "Queen"}]
+    finally:
+        gql.http.close()

@@ -339,6 +339,6 @@ class _Reader:
             name = field_nodes[0].name.value
             if name == "returning":
                 parts.append(ResponsePart(key, name, self.picker(table, field_nodes)))
-            else:  # affected_rows, __typename: validation allows nothing else
-                parts.append(ResponsePart(key, name))
+            else:  # affected_rows (as the inflection spells it), __typename: validation allows nothing else
+                parts.append(ResponsePart(key, name if name == TYPENAME else "affected_rows"))
         return tuple(parts)

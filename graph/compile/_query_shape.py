@@ -343,8 +343,9 @@ class Reading:
                         inner.append(
                             CountField(inner_key, tuple(args.get("columns") or ()), bool(args.get("distinct")))
                         )
-                    elif inner_name in FUNCTIONS and inner_name in fields_type.fields:
-                        inner.append(self._function(table, inner_key, inner_name, inner_nodes, columns))
+                    elif inner_name in fields_type.fields and self.names.function(inner_name) in FUNCTIONS:
+                        function = self.names.function(inner_name)
+                        inner.append(self._function(table, inner_key, function, inner_nodes, columns))
                     else:
                         raise Unsupported(f"aggregate field {inner_name!r}")
                 out.append(AggregateField(key, tuple(inner)))

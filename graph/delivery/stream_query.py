@@ -199,7 +199,7 @@ def _document(
     definitions: list[Any],
     fragments: list[FragmentDefinitionNode],
 ) -> str:
-    direction = "desc" if descending else "asc"
+    direction = names.order_direction("desc" if descending else "asc")
     order = [column, *(c for c in table.primary_key if c != column)]
     order_by = ", ".join(f"{{{name}: {direction}}}" for name in order)
     extra = " ".join(
@@ -212,6 +212,6 @@ def _document(
     )
     query = (
         f"query ForgegraphStream({declared}) {{ {ROWS}: {names.root(table, 'select')}(where: $forgegraph_where, "
-        f"order_by: [{order_by}], limit: $forgegraph_limit) {{ {selections} {extra} }} }}"
+        f"{names.argument('order_by')}: [{order_by}], limit: $forgegraph_limit) {{ {selections} {extra} }} }}"
     )
     return "\n".join([query, *(print_ast(f) for f in fragments)])
