@@ -28,6 +28,8 @@ def ddl(dialect: str) -> list[str]:
         ' "CustomerId" INTEGER NOT NULL REFERENCES chinook_customer ("CustomerId"),'
         f' "InvoiceDate" {stamp} NOT NULL, "Total" NUMERIC(10, 2) NOT NULL)',
         f'CREATE TABLE "order items" ("Id" {key}, "unit ""price""" INTEGER NOT NULL, "größe" TEXT)',
+        f'CREATE TABLE django_migrations (id {key}, app VARCHAR(255) NOT NULL, name VARCHAR(255) NOT NULL,'
+        f' applied {stamp} NOT NULL)',
     ]
 
 

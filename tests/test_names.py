@@ -131,6 +131,24 @@ def test_bad_metadata_stops_the_cli_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_the_readme_metadata_serves_chinook(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Names"):]
+    example = section[section.index("```yaml\n") + len("```yaml\n"):]
+    example = example[: example.index("```")]
+    url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
+    asyncio.run(chinook.create(url))
+    path = _file(tmp_path, example)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "graph", "export-schema", "--database", url, "--metadata", path],
+        capture_output=True, text=True, env=env, timeout=60, check=True,
+    )
+    assert "artists(" in done.stdout and "artist(id: Int!): Artist" in done.stdout
+    assert "manager: ChinookEmployee" in done.stdout and "reports(" in done.stdout
+    assert "django" not in done.stdout.lower()
+
+
 # -- the golden SDL of graphql-default on Chinook -------------------------------------
 
 
