@@ -24,14 +24,11 @@ from types import MappingProxyType
 from typing import Any
 
 from graph.errors import StartupError
-from graph.naming import is_graphql_name
+from graph.inflection import ROOT_FIELDS, is_graphql_name
 from graph.rules._text import PermissionsError, parse_text
 
 INFLECTIONS = ("hasura", "graphql-default")
-ROOT_FIELD_KINDS = (
-    "select", "select_by_pk", "select_aggregate", "select_stream",
-    "insert", "insert_one", "update", "update_by_pk", "update_many", "delete", "delete_by_pk",
-)
+ROOT_FIELD_KINDS = tuple(ROOT_FIELDS)
 TABLE_KEYS = frozenset(
     {"custom_name", "custom_root_fields", "column_config", "custom_column_names", "relationships", "exclude",
      "configuration"}

@@ -150,7 +150,7 @@ class DatabaseModel:
     skipped: tuple[str, ...] = ()
     """Human-readable reasons for tables or columns left out of the API."""
     inflection: str = "hasura"
-    """The naming convention (graph.naming.Inflection): `hasura` or `graphql-default`."""
+    """The naming convention (graph.inflection.Inflection): `hasura` or `graphql-default`."""
     problems: tuple[Problem, ...] = ()
     """What was left out of the API by name (database names), as `GET /schema/problems` lists it."""
 

@@ -23,8 +23,8 @@ from graph.events.capture import Realtime
 from graph.events.changelog import latest_cursor
 from graph.events.decide import Decider
 from graph.extend import Extension, load_extension
-from graph.metrics import Metrics, Observed
 from graph.metadata import Metadata, load_metadata
+from graph.metrics import Metrics, Observed
 from graph.naming import name_model
 from graph.reflect import reflect
 from graph.role_schemas import RoleSchemas

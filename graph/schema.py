@@ -43,7 +43,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from graph import _graphql_int, naming  # noqa: F401 - _graphql_int widens Int on import
+from graph import _graphql_int, inflection  # noqa: F401 - _graphql_int widens Int on import
 from graph.grants import TableGrants, all_grants, visible_model
 from graph.model import DatabaseModel, Kind, Table
 from graph.root_field import RootKind, tagged
@@ -286,7 +286,7 @@ class SchemaBuilder:
         # Object types, filters and orderings show only what the role may select.
         self.model = visible_model(model, dict(self.grants))
         self.change_cursor = change_cursor
-        self.names = naming.inflection_of(model)
+        self.names = inflection.inflection_of(model)
         self.order_by, self.cursor_ordering = ENUMS[self.names.name]
         self.comparisons: dict[str, GraphQLInputObjectType] = {}
         self.objects: dict[str, GraphQLObjectType] = {}
@@ -347,7 +347,7 @@ class SchemaBuilder:
 
     def _args(self, args: dict[str, GraphQLArgument]) -> dict[str, GraphQLArgument]:
         """Fixed argument names as the inflection spells them; the compiled path reads Hasura's (`out_name`)."""
-        if self.names is naming.HASURA:
+        if self.names is inflection.HASURA:
             return args
         out = {}
         for name, arg in args.items():
@@ -359,7 +359,7 @@ class SchemaBuilder:
 
     def _inputs(self, fields: dict[str, GraphQLInputField]) -> dict[str, GraphQLInputField]:
         """`_args` for input fields (operators, `update_columns`, `on_conflict`, ...), never columns."""
-        if self.names is naming.HASURA:
+        if self.names is inflection.HASURA:
             return fields
         out = {}
         for name, field in fields.items():

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from graph.inflection import graphql_safe
 from graph.metadata import MetadataError, parse_metadata
 from graph.model import Column, DatabaseModel, ForeignKey, Kind, Table
-from graph.naming import graphql_safe, name_model
+from graph.naming import name_model
 from tests import chinook
 from tests.conftest import GraphQL, GraphQLWS
 
@@ -253,8 +254,8 @@ def test_permission_rules_name_the_graphql_names(chinook_url: str, serve: Any, t
 
 
 def test_a_rule_naming_a_database_name_is_refused(tmp_path: Path) -> None:
-    from graph.rules.permissions import load_permissions
     from graph.rules._text import PermissionsError
+    from graph.rules.permissions import load_permissions
 
     model = name_model(_model(), parse_metadata(METADATA.replace("  chinook_invoice: {exclude: true}\n", "")))
     rules = PERMISSIONS.replace("columns: [id, name]", "columns: [ArtistId, name]")

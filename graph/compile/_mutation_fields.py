@@ -34,7 +34,7 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values
 
-from graph import naming
+from graph import inflection
 from graph.compile.selection import collect_fields
 from graph.root_field import RootKind, root_field
 from graph.sql.values import to_api_or_stored
@@ -311,12 +311,12 @@ class _Reader:
         return collect_fields(self.fragments, self.variables, [s for s in selection_sets if s is not None])
 
     def picker(self, table: Table, nodes: Sequence[FieldNode]) -> Picker:
-        object_type = self.schema.get_type(naming.inflection_of(self.model).object(table.name))
+        object_type = self.schema.get_type(inflection.inflection_of(self.model).object(table.name))
         if not isinstance(object_type, GraphQLObjectType):
             raise NotPlanned(f"no object type {table.name!r}")
         index = {c.name: i for i, c in enumerate(table.columns)}
         relationships = {r.name for r in table.relationships}
-        relationships |= {naming.inflection_of(self.model).aggregate_field(r.name) for r in table.relationships if r.is_array}
+        relationships |= {inflection.inflection_of(self.model).aggregate_field(r.name) for r in table.relationships if r.is_array}
         fields: list[Leaf | Related] = []
         for key, field_nodes in self.collect([n.selection_set for n in nodes]).items():
             name = field_nodes[0].name.value

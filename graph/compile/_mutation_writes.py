@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from graphql import located_error
 from sqlalchemy.dialects import postgresql, sqlite
 
-from graph import naming
+from graph import inflection
 from graph.compile import _mutation_nested as nested
 from graph.compile._mutation_fields import (
     CUSTOM,
@@ -239,7 +239,7 @@ class Writes:
             if part.name == "affected_rows":
                 out[part.key] = len(rows) if affected is None else affected
             elif part.name == TYPENAME:
-                out[part.key] = naming.inflection_of(self.model).mutation_response(table.name)
+                out[part.key] = inflection.inflection_of(self.model).mutation_response(table.name)
             else:
                 assert part.returning is not None
                 listed, related = next(returned)

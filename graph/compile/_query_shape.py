@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import GraphQLObjectType, OperationType
 from graphql.execution.values import get_argument_values
 
-from graph import naming
+from graph import inflection
 from graph.compile.selection import collect_fields
 from graph.root_field import RootKind, root_field
 from graph.sql.order import check_distinct_on
@@ -222,10 +222,9 @@ class Reading:
         self.variables = variables
         self.operation = operation
 
-
     @property
-    def names(self) -> naming.Inflection:
-        return naming.inflection_of(self.model)
+    def names(self) -> inflection.Inflection:
+        return inflection.inflection_of(self.model)
 
     def read(self) -> tuple[Root, ...]:
         out: list[Root] = []
@@ -354,7 +353,6 @@ class Reading:
             else:
                 raise Unsupported(f"field {name!r} of {self.names.aggregate(table.name)!r}")
         return tuple(out)
-
 
     def _function(
         self,

@@ -26,7 +26,7 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.language import Visitor
 
-from graph import naming
+from graph import inflection
 from graph.compile.selection import collect_fields
 from graph.errors import ValidationFailed
 from graph.root_field import RootKind, root_field
@@ -135,7 +135,7 @@ def plan_stream(
         raise ValidationFailed(f"batch_size must be at least 1, not {batch_size}")
     cursors = [c for c in args["cursor"] if c is not None]
     if len(cursors) != 1:
-        raise ValidationFailed(f"{naming.inflection_of(model).root(table, 'select_stream')} takes exactly one cursor, not {len(cursors)}")
+        raise ValidationFailed(f"{inflection.inflection_of(model).root(table, 'select_stream')} takes exactly one cursor, not {len(cursors)}")
     initial_value = cursors[0]["initial_value"]
     if len(initial_value) != 1:
         raise ValidationFailed(
@@ -146,7 +146,7 @@ def plan_stream(
         raise ValidationFailed(f"the cursor's initial value of column {column!r} must not be null")
     used_variables, used_fragments = _used(nodes, fragments)
     definitions = [d for d in operation.variable_definitions or () if d.variable.name.value in used_variables]
-    text = _document(naming.inflection_of(model), table, column, cursors[0].get("ordering") == "DESC", nodes, definitions,
+    text = _document(inflection.inflection_of(model), table, column, cursors[0].get("ordering") == "DESC", nodes, definitions,
                      [fragments[name] for name in used_fragments if name in fragments])
     given = variables or {}
     return StreamQuery(
@@ -191,7 +191,7 @@ def _used(nodes: list[FieldNode], fragments: dict[str, FragmentDefinitionNode]) 
 
 
 def _document(
-    names: naming.Inflection,
+    names: inflection.Inflection,
     table: Table,
     column: str,
     descending: bool,
