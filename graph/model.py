@@ -96,16 +96,11 @@ class Table:
     sql_name: str = ""
     """The database's name (defaults to `name`). Columns, keys and relationships name columns by `name`."""
     root_fields: tuple[tuple[str, str], ...] = ()
-    """Custom root field names by kind (`select_by_pk`, ...: graph.naming.ROOT_FIELDS), from metadata."""
+    """Custom root field names by kind (`select_by_pk`, ...: graph.inflection.ROOT_FIELDS), from metadata."""
 
     def __post_init__(self) -> None:
         if not self.sql_name:
             object.__setattr__(self, "sql_name", self.name)
-
-    @cached_property
-    def renamed(self) -> bool:
-        """Whether any column's GraphQL name differs from the database's (events then translate keys)."""
-        return any(c.name != c.sql_name for c in self.columns)
 
     @property
     def is_writable(self) -> bool:
