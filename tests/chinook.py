@@ -12,6 +12,7 @@ import sqlalchemy as sa
 def ddl(dialect: str) -> list[str]:
     key = "SERIAL PRIMARY KEY" if dialect == "postgresql" else "INTEGER PRIMARY KEY"
     stamp = "TIMESTAMP" if dialect == "postgresql" else "DATETIME"
+    json = "JSONB" if dialect == "postgresql" else "JSON"
     return [
         f'CREATE TABLE chinook_artist ("ArtistId" {key}, "Name" VARCHAR(120))',
         f'CREATE TABLE chinook_album ("AlbumId" {key}, "Title" VARCHAR(160) NOT NULL,'
@@ -27,7 +28,7 @@ def ddl(dialect: str) -> list[str]:
         f'CREATE TABLE chinook_invoice ("InvoiceId" {key},'
         ' "CustomerId" INTEGER NOT NULL REFERENCES chinook_customer ("CustomerId"),'
         f' "InvoiceDate" {stamp} NOT NULL, "Total" NUMERIC(10, 2) NOT NULL)',
-        f'CREATE TABLE "order items" ("Id" {key}, "unit ""price""" INTEGER NOT NULL, "größe" TEXT)',
+        f'CREATE TABLE "order items" ("Id" {key}, "unit ""price""" INTEGER NOT NULL, "größe" TEXT, "meta data" {json})',
         f'CREATE TABLE django_migrations (id {key}, app VARCHAR(255) NOT NULL, name VARCHAR(255) NOT NULL,'
         f' applied {stamp} NOT NULL)',
     ]

@@ -204,21 +204,47 @@ def test_renamed_tables_columns_root_fields_and_relationships(chinook_url: str, 
 
 
 def test_odd_identifiers_are_served_with_quoting_right(chinook_url: str, serve: Any) -> None:
+    asyncio.run(_run_sql(
+        chinook_url,
+        'CREATE TABLE "€" (id INTEGER PRIMARY KEY)',
+        'CREATE TABLE "twins" (id INTEGER PRIMARY KEY, "a b" INTEGER, "a_b" INTEGER)',
+    ))
     gql = GraphQL(serve(database=chinook_url))
     try:
-        assert gql("{ order_items { Id unit_price grosse } }") == {
-            "order_items": [{"Id": 1, "unit_price": 5, "grosse": "XL"}]
+        assert gql("{ order_items { Id unit_price grosse meta_data } }") == {
+            "order_items": [{"Id": 1, "unit_price": 5, "grosse": "XL", "meta_data": None}]
         }
-        inserted = gql('mutation { insert_order_items_one(object: {unit_price: 7, grosse: "S"}) { Id unit_price } }')
+        inserted = gql('mutation($m: JSON) { insert_order_items_one(object: {unit_price: 7, grosse: "S", meta_data: $m}) '
+                       "{ Id unit_price } }", {"m": {"a": 1}})
         assert inserted["insert_order_items_one"]["unit_price"] == 7
         updated = gql(
-            "mutation { update_order_items(where: {grosse: {_eq: \"S\"}}, _inc: {unit_price: 1}) { returning { unit_price } } }"
+            'mutation($m: JSON) { update_order_items(where: {grosse: {_eq: "S"}}, _inc: {unit_price: 1}, '
+            "_append: {meta_data: $m}) { returning { unit_price meta_data } } }", {"m": {"b": 2}}
         )
-        assert updated == {"update_order_items": {"returning": [{"unit_price": 8}]}}
+        assert updated == {"update_order_items": {"returning": [{"unit_price": 8, "meta_data": {"a": 1, "b": 2}}]}}
+        by_pk = gql("mutation { update_order_items_by_pk(pk_columns: {Id: 1}, _set: {unit_price: 6}) { unit_price } }")
+        assert by_pk == {"update_order_items_by_pk": {"unit_price": 6}}
+        assert gql("{ twins { id a_b } }") == {"twins": []}
         problems = gql.http.get("/schema/problems").json()
-        assert problems == []
+        assert sorted(problems, key=str) == sorted([
+            {"table": "€", "reason": "its name has nothing GraphQL can carry"},
+            {"table": "twins", "column": "a b", "reason": "its GraphQL name 'a_b' is taken by column 'a_b'"},
+        ], key=str)
     finally:
         gql.http.close()
+
+
+async def _run_sql(url: str, *statements: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
 
 
 PERMISSIONS = """
@@ -268,12 +294,20 @@ async def test_events_use_the_graphql_names(chinook_url: str, serve: Any, tmp_pa
     gql = GraphQL(server)
     try:
         async with GraphQLWS.open(server) as ws:
-            await ws.subscribe("1", 'subscription { tableChanged(table: "artist") { type table record } }')
+            await ws.subscribe("1", 'subscription { tableChanged(table: "artist") { type table record old_record } }')
             await asyncio.sleep(0.3)
             await asyncio.to_thread(gql, 'mutation { add_artist(object: {name: "Queen"}) { id } }')
             event = (await ws.next("1", timeout=10))["data"]["tableChanged"]
             assert event["type"] == "create" and event["table"] == "artist"
             assert set(event["record"]) == {"id", "name"} and event["record"]["name"] == "Queen"
+            await asyncio.to_thread(
+                gql, 'mutation($id: Int!) { update_artist_by_pk(pk_columns: {id: $id}, _set: {name: "Queen II"}) { id } }',
+                {"id": event["record"]["id"]},
+            )
+            changed = (await ws.next("1", timeout=10))["data"]["tableChanged"]
+            assert changed["type"] == "update" and changed["table"] == "artist"
+            assert changed["record"] == {"id": event["record"]["id"], "name": "Queen II"}
+            assert changed["old_record"] == {"id": event["record"]["id"], "name": "Queen"}
             await ws.subscribe("2", 'subscription { tableChanged(table: "order_items") { table record } }')
             await asyncio.sleep(0.3)
             await asyncio.to_thread(gql, "mutation { insert_order_items_one(object: {unit_price: 3}) { Id } }")
