@@ -118,7 +118,7 @@ class Inflection:
         return f"{table}_by_{'_'.join(columns)}" if several else table
 
     def argument(self, name: str) -> str:
-        """A fixed argument or input field (`order_by`, `_is_null`, `update_columns`) as served."""
+        """A fixed argument, input or output field (`order_by`, `_is_null`, `affected_rows`, `stddev_pop`) as served."""
         return name
 
     def order_direction(self, direction: str) -> str:
@@ -227,8 +227,10 @@ class GraphQLDefault(Inflection):
         return pascal(table) + (pascal(suffix) if suffix else "")
 
     def field(self, *parts: str) -> str:
+        # The first part is a served name or a prefix (`insert`), kept as it is: a name
+        # chosen in the metadata stays as written (`my_albums` -> `my_albumsAggregate`).
         words = [p for p in parts if p]
-        return camel(words[0]) + "".join(pascal(w) for w in words[1:])
+        return words[0] + "".join(pascal(w) for w in words[1:])
 
     def object_relationship(self, columns: tuple[str, ...], referred_table: str) -> str:
         if len(columns) == 1:

@@ -461,7 +461,7 @@ class SchemaBuilder:
                 if aggregated(function, c.kind)
             }
             if columns:
-                fields[self.names.field(function)] = GraphQLField(
+                fields[self.names.argument(function)] = GraphQLField(
                     GraphQLObjectType(self.names.aggregate_function_fields(table.name, function), columns),
                     resolve=by_response_key,
                 )
@@ -590,7 +590,7 @@ class SchemaBuilder:
         if grants.insert is None and not may_update and not may_delete:
             return {}
         # Shapes only: graphql-core validates mutations, graph.compile.mutation answers them.
-        response_fields = {self.names.field("affected_rows"): GraphQLField(_nn(Int))}
+        response_fields = {self.names.argument("affected_rows"): GraphQLField(_nn(Int))}
         if visible:
             response_fields["returning"] = GraphQLField(_list_nn(self.objects[table.name]))
         response = GraphQLObjectType(self.names.mutation_response(table.name), response_fields)

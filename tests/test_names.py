@@ -366,3 +366,25 @@ async def test_graphql_default_streams_and_events(chinook_url: str, serve: Any, 
             assert streamed == [{"artistId": 3, "name": "Queen"}]
     finally:
         gql.http.close()
+
+
+def test_names_chosen_under_graphql_default_are_served_as_written() -> None:
+    from graph.schema import build_schema
+
+    async def cursor() -> str:
+        return "0"
+
+    meta = parse_metadata(
+        "inflection: graphql-default\n"
+        "tables:\n"
+        "  chinook_artist: {custom_name: music_artist, relationships: {chinookAlbums: the_albums},\n"
+        "                   custom_root_fields: {select_by_pk: one_artist}}\n"
+    )
+    schema = build_schema(name_model(_model(), meta), cursor)
+    artist = schema.type_map["MusicArtist"]
+    assert {"artistId", "name", "the_albums", "the_albumsAggregate"} <= set(artist.fields)  # type: ignore[attr-defined]
+    query = schema.query_type
+    assert query is not None
+    assert {"music_artist", "one_artist", "music_artistAggregate", "chinookAlbum"} <= set(query.fields)
+    assert "insertMusic_artistOne" not in schema.mutation_type.fields  # type: ignore[union-attr]
+    assert "insertMusicArtistOne" in schema.mutation_type.fields  # type: ignore[union-attr]
