@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import strawberry
+from strawberry.schema.config import StrawberryConfig
 
+from graph.extend import table
 from graph.inflection import graphql_safe
 from graph.metadata import MetadataError, parse_metadata
 from graph.model import Column, DatabaseModel, ForeignKey, Kind, Table
@@ -388,3 +391,26 @@ def test_names_chosen_under_graphql_default_are_served_as_written() -> None:
     assert {"music_artist", "one_artist", "music_artistAggregate", "chinookAlbum"} <= set(query.fields)
     assert "insertMusic_artistOne" not in schema.mutation_type.fields  # type: ignore[union-attr]
     assert "insertMusicArtistOne" in schema.mutation_type.fields  # type: ignore[union-attr]
+
+
+Artist = table("artist")
+
+
+@strawberry.type
+class FavouritesQuery:
+    @strawberry.field
+    def favourite_artists(self) -> list[Artist]:  # type: ignore[valid-type]
+        return [2, 1]  # type: ignore[return-value] - keys: the API reads the rows
+
+
+def test_custom_fields_return_renamed_tables(chinook_url: str, serve: Any, tmp_path: Path) -> None:
+    extension = strawberry.Schema(query=FavouritesQuery, config=StrawberryConfig(auto_camel_case=False))
+    metadata = "inflection: graphql-default\ntables:\n  chinook_artist: {custom_name: artist, column_config: {ArtistId: {custom_name: id}}}\n"
+    gql = GraphQL(serve(database=chinook_url, metadata=_file(tmp_path, metadata), extend=extension))
+    try:
+        assert gql("{ favourite_artists { id name chinookAlbums { title } } }") == {"favourite_artists": [
+            {"id": 2, "name": "Accept", "chinookAlbums": [{"title": "Balls to the Wall"}, {"title": "Restless and Wild"}]},
+            {"id": 1, "name": "AC/DC", "chinookAlbums": [{"title": "For Those About To Rock We Salute You"}]},
+        ]}
+    finally:
+        gql.http.close()
