@@ -21,9 +21,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 
-from graph.inflection import INFLECTIONS, ROOT_FIELDS, Inflection, is_graphql_name
+from graph.inflection import INFLECTIONS, ROOT_FIELDS, Inflection, graphql_safe, is_graphql_name
 from graph.metadata import Metadata, TableMetadata
-from graph.model import DatabaseModel, Problem, Relationship, Table
+from graph.model import DatabaseModel, Problem, Relationship, Table, UniqueConstraint
 
 # -- the model's names -------------------------------------------------------------
 
@@ -88,11 +88,7 @@ def name_model(model: DatabaseModel, metadata: Metadata | None = None) -> Databa
     for sql_name, table in tables.items():
         served = column_maps[sql_name]
         # `on_conflict` names a constraint by an enum value; its columns must be served to be set.
-        constraints = tuple(
-            replace(c, columns=tuple(served[n] for n in c.columns))
-            for c in table.constraints
-            if is_graphql_name(c.name) and set(c.columns) <= set(served)
-        )
+        constraints = _constraints(table, served)
         foreign_keys = []
         for fk in table.foreign_keys:
             target = column_maps.get(fk.referred_table)
@@ -127,6 +123,21 @@ def name_model(model: DatabaseModel, metadata: Metadata | None = None) -> Databa
     return replace(
         model, tables=named, skipped=skipped, inflection=names.name, problems=(*model.problems, *problems)
     )
+
+
+def _constraints(table: Table, served: dict[str, str]) -> tuple[UniqueConstraint, ...]:
+    """The constraints `on_conflict` may name, by an enum value: a safe form of the database's name.
+
+    Only the name's columns reach SQL (`ON CONFLICT (columns)`), so a safe form
+    loses nothing; a constraint whose columns are not all served is left out.
+    """
+    out: dict[str, UniqueConstraint] = {}
+    for constraint in table.constraints:
+        name = graphql_safe(constraint.name)
+        if name is None or name in out or not set(constraint.columns) <= set(served):
+            continue
+        out[name] = replace(constraint, name=name, columns=tuple(served[n] for n in constraint.columns))
+    return tuple(out.values())
 
 
 def _column_names(

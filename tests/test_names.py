@@ -227,6 +227,9 @@ def test_odd_identifiers_are_served_with_quoting_right(chinook_url: str, serve: 
         assert updated == {"update_order_items": {"returning": [{"unit_price": 8, "meta_data": {"a": 1, "b": 2}}]}}
         by_pk = gql("mutation { update_order_items_by_pk(pk_columns: {Id: 1}, _set: {unit_price: 6}) { unit_price } }")
         assert by_pk == {"update_order_items_by_pk": {"unit_price": 6}}
+        upserted = gql('mutation { insert_order_items_one(object: {Id: 1, unit_price: 9}, on_conflict: '
+                       "{constraint: order_items_pkey, update_columns: [unit_price]}) { Id unit_price grosse } }")
+        assert upserted == {"insert_order_items_one": {"Id": 1, "unit_price": 9, "grosse": "XL"}}
         assert gql("{ twins { id a_b } }") == {"twins": []}
         problems = gql.http.get("/schema/problems").json()
         assert sorted(problems, key=str) == sorted([
