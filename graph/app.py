@@ -68,6 +68,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", **parts}, status_code=503)
 
+    async def schema_problems(_request: Request) -> JSONResponse:
+        """What of the database is not served, and why (database names)."""
+        problems = runtime.model.problems if runtime.started else ()
+        return JSONResponse([
+            {"table": p.table, **({"column": p.column} if p.column is not None else {}), "reason": p.reason}
+            for p in problems
+        ])
+
     async def graphql_ws(websocket: WebSocket) -> None:
         await graphql_websocket(runtime, websocket)
 
@@ -91,6 +99,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             WebSocketRoute("/realtime", realtime_ws),
             Route(SSE_PATH, SSEEndpoint(runtime).handle, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/schema/problems", schema_problems, methods=["GET"]),
             Route("/metrics", runtime.metrics.handle, methods=["GET"]),
             *playground_routes(),
         ],

@@ -127,6 +127,7 @@ SERVE_OPTIONS = (
         expected="a whole number of connections, at least 1",
     ),
     Option("--extend", "MODULE:ATTR", "a strawberry.Schema whose root fields join the API (e.g. app.api:schema)"),
+    Option("--metadata", "FILE", "YAML names for tables, root fields, columns and relationships, and the inflection"),
     Option(
         "--cors-origins",
         "ORIGINS",
@@ -180,7 +181,11 @@ COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
     "migrate": ("apply the bundled migrations (the demo schema)", (DATABASE,)),
     "export-schema": (
         "print the GraphQL SDL to stdout",
-        (DATABASE, Option("--extend", "MODULE:ATTR", "a strawberry.Schema whose root fields join the API")),
+        (
+            DATABASE,
+            Option("--extend", "MODULE:ATTR", "a strawberry.Schema whose root fields join the API"),
+            Option("--metadata", "FILE", "YAML names for tables, root fields, columns and relationships"),
+        ),
     ),
     "uninstall": (
         "remove every trigger, function and table change capture added (and restore SQLite's journal mode)",

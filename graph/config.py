@@ -104,6 +104,8 @@ class Settings:
     Empty (the default): no cross-origin access over HTTP, and handshakes are
     not checked (graph.cors).
     """
+    metadata: Any = None
+    """Names users choose (graph.metadata): a metadata file's path (`--metadata`), or a `Metadata`."""
     extend: Any = None
     """The user's strawberry schema merged into the API (graph.extend): a strawberry.Schema, or
     `module:attribute` naming one (`--extend`)."""

@@ -52,7 +52,7 @@ from graphql import (
 from graphql.pyutils import is_awaitable
 
 from graph.errors import StartupError
-from graph.root_field import RootKind, root_field, tagged
+from graph.root_field import RootKind, root_field, table_type, tagged
 
 if TYPE_CHECKING:
     from graph.rules.permissions import Permissions
@@ -249,8 +249,8 @@ def merge(
                 fields[name] = field
                 added = True
                 continue
-            own_type = generated.type_map.get(returned)
-            if isinstance(own_type, GraphQLObjectType):  # else the role cannot see the table
+            own_type = table_type(generated, returned)
+            if own_type is not None:  # else the role cannot see the table
                 fields[name] = _returning(field, returned, own_type)
                 added = True
         if own is None and not fields:

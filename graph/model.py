@@ -31,10 +31,17 @@ class Kind(enum.Enum):
 @dataclass(frozen=True)
 class Column:
     name: str
+    """The GraphQL field's name (graph.naming); the database's, unless renamed."""
     kind: Kind
     nullable: bool
     has_default: bool = False
     db_type: str = ""
+    sql_name: str = ""
+    """The database's name, which every statement written by hand quotes (defaults to `name`)."""
+
+    def __post_init__(self) -> None:
+        if not self.sql_name:
+            object.__setattr__(self, "sql_name", self.name)
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ class Relationship:
 @dataclass(frozen=True)
 class Table:
     name: str
+    """The table's GraphQL name (graph.naming): events' `table`, permission rules' key."""
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     foreign_keys: tuple[ForeignKey, ...] = ()
@@ -85,6 +93,14 @@ class Table:
     is_view: bool = False
     constraints: tuple[UniqueConstraint, ...] = ()
     """The primary key's first, then the UNIQUE constraints, by name."""
+    sql_name: str = ""
+    """The database's name (defaults to `name`). Columns, keys and relationships name columns by `name`."""
+    root_fields: tuple[tuple[str, str], ...] = ()
+    """Custom root field names by kind (`select_by_pk`, ...: graph.inflection.ROOT_FIELDS), from metadata."""
+
+    def __post_init__(self) -> None:
+        if not self.sql_name:
+            object.__setattr__(self, "sql_name", self.name)
 
     @property
     def is_writable(self) -> bool:
@@ -110,11 +126,33 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Problem:
+    """A table, column or relationship left out of the API, and why (`GET /schema/problems`)."""
+
+    table: str
+    reason: str
+    column: str | None = None
+
+    def __str__(self) -> str:
+        where = f"table {self.table!r}" if self.column is None else f"column {self.table}.{self.column}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class DatabaseModel:
     dialect: str
     tables: dict[str, Table] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
     """Human-readable reasons for tables or columns left out of the API."""
+    inflection: str = "hasura"
+    """The naming convention (graph.inflection.Inflection): `hasura` or `graphql-default`."""
+    problems: tuple[Problem, ...] = ()
+    """What was left out of the API by name (database names), as `GET /schema/problems` lists it."""
 
     def table(self, name: str) -> Table:
         return self.tables[name]
+
+    @cached_property
+    def by_sql_name(self) -> dict[str, Table]:
+        """The served tables by their database names (the change log's `table_name`)."""
+        return {t.sql_name: t for t in self.tables.values()}

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from graphql import GraphQLField
+    from graphql import GraphQLField, GraphQLObjectType, GraphQLSchema
 
 EXTENSION = "forgegraph"
 """The key of the tag in a field's `extensions`."""
@@ -54,3 +54,19 @@ def root_field(field: GraphQLField) -> RootField | None:
     """The tag of a generated root field; None for any other field."""
     tag = (field.extensions or {}).get(EXTENSION)
     return tag if isinstance(tag, RootField) else None
+
+
+def table_type(schema: GraphQLSchema, table: str) -> GraphQLObjectType | None:
+    """The object type of `table` in `schema` (its name follows the inflection), read off its list field.
+
+    None where the schema has no list of the table (the role may not select it).
+    """
+    from graphql import GraphQLObjectType, get_named_type
+
+    query = schema.query_type
+    for field in (query.fields if query is not None else {}).values():
+        tag = root_field(field)
+        if tag is not None and tag.kind is RootKind.SELECT and tag.table == table:
+            named = get_named_type(field.type)
+            return named if isinstance(named, GraphQLObjectType) else None
+    return None

@@ -23,6 +23,7 @@ from graph.events.capture import Realtime
 from graph.events.changelog import latest_cursor
 from graph.events.decide import Decider
 from graph.extend import Extension, load_extension
+from graph.metadata import Metadata, load_metadata
 from graph.metrics import Metrics, Observed
 from graph.naming import name_model
 from graph.reflect import reflect
@@ -57,6 +58,7 @@ class Runtime:
         """The one owner of this process's connections to the database (graph.dialect)."""
         self._schemas: RoleSchemas | None = None
         self._extension: Extension | None = None
+        self._metadata: Metadata | None = None
         self.authenticator = Authenticator(settings.jwt_secret, settings.admin_secret)
         self._realtime: Realtime | None = None
         self._model: DatabaseModel | None = None
@@ -132,6 +134,8 @@ class Runtime:
             return
         # The user's module first: a bad --extend is told before any database is touched.
         self._extension = load_extension(self.settings.extend)
+        given = self.settings.metadata
+        self._metadata = load_metadata(given) if isinstance(given, str) else given
         url = self.settings.database_url
         if self.settings.uses_default_database:
             from graph.migrate import ensure_demo_database
@@ -150,10 +154,11 @@ class Runtime:
         url = self.settings.database_url
         engine = database.engine
         try:
-            model = name_model(await reflect(engine))
+            reflected = await reflect(engine)
         except (exc.DBAPIError, OSError) as error:
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             raise StartupError(f"cannot connect to database {url!r}: {reason}") from None
+        model = name_model(reflected, self._metadata)
         for reason in model.skipped:
             log.warning("not served: %s", reason)
         permissions = (

@@ -43,7 +43,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from graph import _graphql_int, naming  # noqa: F401 - _graphql_int widens Int on import
+from graph import _graphql_int, inflection  # noqa: F401 - _graphql_int widens Int on import
 from graph.grants import TableGrants, all_grants, visible_model
 from graph.model import DatabaseModel, Kind, Table
 from graph.root_field import RootKind, tagged
@@ -178,6 +178,19 @@ CursorOrdering = GraphQLEnumType(
 )
 
 
+# graphql-default's (Hasura's): the type Pascal-cased and its values upper-cased, meaning the same.
+OrderByUpper = GraphQLEnumType(
+    "OrderBy",
+    {name.upper(): GraphQLEnumValue(name) for name in DIRECTIONS},
+    description=OrderBy.description,
+)
+CursorOrderingPascal = GraphQLEnumType("CursorOrdering", CursorOrdering.values, description=CursorOrdering.description)
+ENUMS: dict[str, tuple[GraphQLEnumType, GraphQLEnumType]] = {
+    "hasura": (OrderBy, CursorOrdering),
+    "graphql-default": (OrderByUpper, CursorOrderingPascal),
+}
+
+
 ChangeTypeEnum = GraphQLEnumType(
     "ChangeType",
     {name: GraphQLEnumValue(name) for name in ("create", "update", "delete")},
@@ -273,6 +286,8 @@ class SchemaBuilder:
         # Object types, filters and orderings show only what the role may select.
         self.model = visible_model(model, dict(self.grants))
         self.change_cursor = change_cursor
+        self.names = inflection.inflection_of(model)
+        self.order_by, self.cursor_ordering = ENUMS[self.names.name]
         self.comparisons: dict[str, GraphQLInputObjectType] = {}
         self.objects: dict[str, GraphQLObjectType] = {}
         self.bool_exps: dict[str, GraphQLInputObjectType] = {}
@@ -328,6 +343,32 @@ class SchemaBuilder:
             subscription=GraphQLObjectType("subscription_root", subscription),
         )
 
+    # -- names of arguments and input fields ----------------------------------
+
+    def _args(self, args: dict[str, GraphQLArgument]) -> dict[str, GraphQLArgument]:
+        """Fixed argument names as the inflection spells them; the compiled path reads Hasura's (`out_name`)."""
+        if self.names is inflection.HASURA:
+            return args
+        out = {}
+        for name, arg in args.items():
+            shown = self.names.argument(name)
+            if shown != name:
+                arg = GraphQLArgument(arg.type, arg.default_value, arg.description, out_name=name)
+            out[shown] = arg
+        return out
+
+    def _inputs(self, fields: dict[str, GraphQLInputField]) -> dict[str, GraphQLInputField]:
+        """`_args` for input fields (operators, `update_columns`, `on_conflict`, ...), never columns."""
+        if self.names is inflection.HASURA:
+            return fields
+        out = {}
+        for name, field in fields.items():
+            shown = self.names.argument(name)
+            if shown != name:
+                field = GraphQLInputField(field.type, field.default_value, field.description, out_name=name)
+            out[shown] = field
+        return out
+
     # -- per-table types -------------------------------------------------
 
     def _comparison(self, kind: Kind) -> GraphQLInputObjectType:
@@ -339,9 +380,9 @@ class SchemaBuilder:
                 Takes.BOOLEAN: GraphQLBoolean,
                 Takes.PATTERN: GraphQLString,
             }
-            fields = {op: GraphQLInputField(types[takes]) for op, takes in operators_for(kind).items()}
+            fields = self._inputs({op: GraphQLInputField(types[takes]) for op, takes in operators_for(kind).items()})
             self.comparisons[scalar.name] = GraphQLInputObjectType(
-                naming.comparison_exp(scalar.name), fields
+                self.names.comparison_exp(scalar.name), fields
             )
         return self.comparisons[scalar.name]
 
@@ -362,7 +403,7 @@ class SchemaBuilder:
                         args=self._list_args(rel.remote_table),
                         resolve=by_response_key,
                     )
-                    out[naming.aggregate(rel.name)] = GraphQLField(
+                    out[self.names.aggregate_field(rel.name)] = GraphQLField(
                         _nn(self.aggregates[rel.remote_table]),
                         args=self._list_args(rel.remote_table),
                         resolve=by_response_key,
@@ -371,7 +412,7 @@ class SchemaBuilder:
                     out[rel.name] = GraphQLField(remote, resolve=by_response_key)
             return out
 
-        return GraphQLObjectType(table.name, fields)
+        return GraphQLObjectType(self.names.object(table.name), fields)
 
     def _bool_exp(self, table: Table) -> GraphQLInputObjectType:
         def fields() -> dict[str, GraphQLInputField]:
@@ -388,22 +429,22 @@ class SchemaBuilder:
             return out
 
         return GraphQLInputObjectType(
-            naming.bool_exp(table.name),
+            self.names.bool_exp(table.name),
             fields,
             description=f"Boolean expression to filter rows from the table {table.name!r}.",
         )
 
     def _order_by(self, table: Table) -> GraphQLInputObjectType:
         def fields() -> dict[str, GraphQLInputField]:
-            out = {c.name: GraphQLInputField(OrderBy) for c in table.columns}
+            out = {c.name: GraphQLInputField(self.order_by) for c in table.columns}
             for rel in table.relationships:
                 if rel.is_array:
-                    out[naming.aggregate(rel.name)] = GraphQLInputField(self.aggregate_order_bys[rel.remote_table])
+                    out[self.names.aggregate_field(rel.name)] = GraphQLInputField(self.aggregate_order_bys[rel.remote_table])
                 else:
                     out[rel.name] = GraphQLInputField(self.order_bys[rel.remote_table])
             return out
 
-        return GraphQLInputObjectType(naming.order_by(table.name), fields)
+        return GraphQLInputObjectType(self.names.order_by(table.name), fields)
 
     def _aggregate(self, table: Table) -> GraphQLObjectType:
         """`t_aggregate { aggregate { count sum {..} avg {..} ... } nodes }`, typed per column as Hasura types them."""
@@ -420,13 +461,13 @@ class SchemaBuilder:
                 if aggregated(function, c.kind)
             }
             if columns:
-                fields[function] = GraphQLField(
-                    GraphQLObjectType(naming.aggregate_function_fields(table.name, function), columns),
+                fields[self.names.argument(function)] = GraphQLField(
+                    GraphQLObjectType(self.names.aggregate_function_fields(table.name, function), columns),
                     resolve=by_response_key,
                 )
-        aggregate_fields = GraphQLObjectType(naming.aggregate_fields(table.name), fields)
+        aggregate_fields = GraphQLObjectType(self.names.aggregate_fields(table.name), fields)
         return GraphQLObjectType(
-            naming.aggregate(table.name),
+            self.names.aggregate(table.name),
             {
                 "aggregate": GraphQLField(aggregate_fields, resolve=by_response_key),
                 "nodes": GraphQLField(_list_nn(self.objects[table.name]), resolve=by_response_key),
@@ -435,14 +476,14 @@ class SchemaBuilder:
 
     def _aggregate_order_by(self, table: Table) -> GraphQLInputObjectType:
         """`t_aggregate_order_by`: ordering parents by an aggregate of their related rows of `table`."""
-        fields: dict[str, GraphQLInputField] = {"count": GraphQLInputField(OrderBy)}
+        fields: dict[str, GraphQLInputField] = {"count": GraphQLInputField(self.order_by)}
         for function in FUNCTIONS:
-            columns = {c.name: GraphQLInputField(OrderBy) for c in table.columns if aggregated(function, c.kind)}
+            columns = {c.name: GraphQLInputField(self.order_by) for c in table.columns if aggregated(function, c.kind)}
             if columns:
                 fields[function] = GraphQLInputField(
-                    GraphQLInputObjectType(naming.aggregate_function_order_by(table.name, function), columns)
+                    GraphQLInputObjectType(self.names.aggregate_function_order_by(table.name, function), columns)
                 )
-        return GraphQLInputObjectType(naming.aggregate_order_by(table.name), fields)
+        return GraphQLInputObjectType(self.names.aggregate_order_by(table.name), self._inputs(fields))
 
     def _select_column(self, table: Table) -> GraphQLEnumType | None:
         """`t_select_column`: the columns the role may select, as `distinct_on` names them."""
@@ -451,7 +492,7 @@ class SchemaBuilder:
         if not names:
             return None
         return GraphQLEnumType(
-            naming.select_column(table.name),
+            self.names.select_column(table.name),
             {name: GraphQLEnumValue(name) for name in names},
             description=f"Select columns of the table {table.name!r}.",
         )
@@ -466,7 +507,7 @@ class SchemaBuilder:
         if table_name in self.select_columns:
             # Its columns must lead order_by (Hasura's rule, graph.sql.order.check_distinct_on).
             args["distinct_on"] = GraphQLArgument(GraphQLList(_nn(self.select_columns[table_name])))
-        return args
+        return self._args(args)
 
     def _pk_args(self, table: Table) -> dict[str, GraphQLArgument]:
         return {
@@ -485,14 +526,14 @@ class SchemaBuilder:
         obj = self.objects[table.name]
         aggregate = self.aggregates[table.name]
         fields = {
-            table.name: GraphQLField(
+            self.names.root(table, "select"): GraphQLField(
                 _list_nn(obj),
                 args=self._list_args(table.name),
                 resolve=by_response_key,
                 extensions=tagged(RootKind.SELECT, table.name),
                 description=f"Rows of the table {table.name!r}.",
             ),
-            naming.aggregate(table.name): GraphQLField(
+            self.names.root(table, "select_aggregate"): GraphQLField(
                 _nn(aggregate),
                 args=self._list_args(table.name),
                 resolve=by_response_key,
@@ -500,7 +541,7 @@ class SchemaBuilder:
             ),
         }
         if table.primary_key and set(table.primary_key) <= set(table.column_names):
-            fields[naming.by_pk(table.name)] = GraphQLField(
+            fields[self.names.root(table, "select_by_pk")] = GraphQLField(
                 obj,
                 args=self._pk_args(table),
                 resolve=by_response_key,
@@ -517,24 +558,24 @@ class SchemaBuilder:
         """
         if table.is_view or not table.primary_key or not set(table.primary_key) <= set(table.column_names):
             return {}
-        value = self._columns_input(naming.stream_cursor_value_input(table.name), table)
+        value = self._columns_input(self.names.stream_cursor_value_input(table.name), table)
         value.description = "Initial value of the column from where the streaming should start"
         cursor = GraphQLInputObjectType(
-            naming.stream_cursor_input(table.name),
-            {
+            self.names.stream_cursor_input(table.name),
+            self._inputs({
                 "initial_value": GraphQLInputField(_nn(value), description="Stream column input with initial value"),
-                "ordering": GraphQLInputField(CursorOrdering, description="cursor ordering"),
-            },
+                "ordering": GraphQLInputField(self.cursor_ordering, description="cursor ordering"),
+            }),
             description=f'Streaming cursor of the table "{table.name}"',
         )
         return {
-            naming.stream(table.name): GraphQLField(
+            self.names.root(table, "select_stream"): GraphQLField(
                 _list_nn(self.objects[table.name]),
-                args={
+                args=self._args({
                     "batch_size": GraphQLArgument(_nn(Int), description="maximum number of rows returned in a single batch"),
                     "cursor": GraphQLArgument(_nn(GraphQLList(cursor)), description="cursor to stream the results returned by the query"),
                     "where": GraphQLArgument(self.bool_exps[table.name], description="filter the rows returned"),
-                },
+                }),
                 extensions=tagged(RootKind.STREAM, table.name),
                 # Hasura's words; what is sent, and in which order: graph.delivery.streams.
                 description=f'fetch data from the table in a streaming manner: "{table.name}"',
@@ -549,22 +590,22 @@ class SchemaBuilder:
         if grants.insert is None and not may_update and not may_delete:
             return {}
         # Shapes only: graphql-core validates mutations, graph.compile.mutation answers them.
-        response_fields = {"affected_rows": GraphQLField(_nn(Int))}
+        response_fields = {self.names.argument("affected_rows"): GraphQLField(_nn(Int))}
         if visible:
             response_fields["returning"] = GraphQLField(_list_nn(self.objects[table.name]))
-        response = GraphQLObjectType(naming.mutation_response(table.name), response_fields)
+        response = GraphQLObjectType(self.names.mutation_response(table.name), response_fields)
         fields: dict[str, GraphQLField] = {}
         if grants.insert is not None:
             insert_input = self._insert_input(table)
             on_conflict = self._on_conflict(table)
-            upsert = {} if on_conflict is None else {"on_conflict": GraphQLArgument(on_conflict)}
-            fields[naming.insert(table.name)] = GraphQLField(
+            upsert = {} if on_conflict is None else self._args({"on_conflict": GraphQLArgument(on_conflict)})
+            fields[self.names.root(table, "insert")] = GraphQLField(
                 response,
                 args={"objects": GraphQLArgument(_list_nn(insert_input)), **upsert},
                 extensions=tagged(RootKind.INSERT, table.name),
             )
             if visible:
-                fields[naming.insert_one(table.name)] = GraphQLField(
+                fields[self.names.root(table, "insert_one")] = GraphQLField(
                     self.objects[table.name],
                     args={"object": GraphQLArgument(_nn(insert_input)), **upsert},
                     extensions=tagged(RootKind.INSERT_ONE, table.name),
@@ -573,12 +614,12 @@ class SchemaBuilder:
             fields.update(self._update_fields(table, _only(table, grants.update or ()), response))
         if may_delete:
             obj = self.objects[table.name]
-            fields[naming.delete(table.name)] = GraphQLField(
+            fields[self.names.root(table, "delete")] = GraphQLField(
                 response,
                 args={"where": GraphQLArgument(_nn(self.bool_exps[table.name]))},
                 extensions=tagged(RootKind.DELETE, table.name),
             )
-            fields[naming.delete_by_pk(table.name)] = GraphQLField(
+            fields[self.names.root(table, "delete_by_pk")] = GraphQLField(
                 obj,
                 args=self._pk_args(table),
                 extensions=tagged(RootKind.DELETE_BY_PK, table.name),
@@ -608,7 +649,7 @@ class SchemaBuilder:
                     out[relationship.name] = GraphQLInputField(self._rel_insert(remote, relationship.is_array))
                 return out
 
-            self.insert_inputs[name] = GraphQLInputObjectType(naming.insert_input(name), fields)
+            self.insert_inputs[name] = GraphQLInputObjectType(self.names.insert_input(name), fields)
         return self.insert_inputs[name]
 
     def _rel_insert(self, table: Table, is_array: bool) -> GraphQLInputObjectType:
@@ -620,8 +661,8 @@ class SchemaBuilder:
             on_conflict = self._on_conflict(table)
             if on_conflict is not None:
                 fields["on_conflict"] = GraphQLInputField(on_conflict)
-            name = naming.arr_rel_insert_input(table.name) if is_array else naming.obj_rel_insert_input(table.name)
-            self.rel_inserts[key] = GraphQLInputObjectType(name, fields)
+            name = self.names.arr_rel_insert_input(table.name) if is_array else self.names.obj_rel_insert_input(table.name)
+            self.rel_inserts[key] = GraphQLInputObjectType(name, self._inputs(fields))
         return self.rel_inserts[key]
 
     def _on_conflict(self, table: Table) -> GraphQLInputObjectType | None:
@@ -640,13 +681,13 @@ class SchemaBuilder:
             return None
         grants = self.grants[table.name]
         constraint = GraphQLEnumType(
-            naming.constraint(table.name),
+            self.names.constraint(table.name),
             {c.name: GraphQLEnumValue(c.name) for c in sorted(table.constraints, key=lambda c: c.name)},
             description=f"Unique or primary key constraints on the table {table.name!r}.",
         )
         columns = sorted(grants.update or ())
         update_column = GraphQLEnumType(
-            naming.update_column(table.name),
+            self.names.update_column(table.name),
             {name: GraphQLEnumValue(name) for name in columns} or {PLACEHOLDER: GraphQLEnumValue(PLACEHOLDER)},
         )
         fields = {
@@ -655,7 +696,7 @@ class SchemaBuilder:
         }
         if table.name in self.bool_exps:
             fields["where"] = GraphQLInputField(self.bool_exps[table.name])
-        built = GraphQLInputObjectType(naming.on_conflict(table.name), fields)
+        built = GraphQLInputObjectType(self.names.on_conflict(table.name), self._inputs(fields))
         self.on_conflicts[table.name] = built
         return built
 
@@ -664,46 +705,46 @@ class SchemaBuilder:
     ) -> dict[str, GraphQLField]:
         obj = self.objects[table.name]
         bool_exp = self.bool_exps[table.name]
-        set_input = self._columns_input(naming.set_input(table.name), columns)
+        set_input = self._columns_input(self.names.set_input(table.name), columns)
         operators = {"_set": GraphQLArgument(set_input)}
         numeric = {c.name: GraphQLInputField(INCREMENTS[c.kind]) for c in columns.columns if c.kind in INCREMENTS}
         if numeric:  # an input type needs a field: no `_inc` on a table without numeric columns
-            operators["_inc"] = GraphQLArgument(GraphQLInputObjectType(naming.inc_input(table.name), numeric))
+            operators["_inc"] = GraphQLArgument(GraphQLInputObjectType(self.names.inc_input(table.name), numeric))
         json_columns = [c.name for c in columns.columns if c.kind is Kind.JSON]
         if json_columns:  # likewise: no JSON operator on a table without JSON columns
             for operator, value_type in JSON_OPERATORS.items():
                 operators[operator] = GraphQLArgument(
                     GraphQLInputObjectType(
-                        naming.json_operator_input(table.name, operator),
+                        self.names.json_operator_input(table.name, operator),
                         {name: GraphQLInputField(value_type) for name in json_columns},
                     )
                 )
         updates = GraphQLInputObjectType(
-            naming.updates_input(table.name),
+            self.names.updates_input(table.name),
             {
                 "where": GraphQLInputField(_nn(bool_exp)),
-                **{name: GraphQLInputField(argument.type) for name, argument in operators.items()},
+                **self._inputs({name: GraphQLInputField(argument.type) for name, argument in operators.items()}),
             },
         )
         pk_input = GraphQLInputObjectType(
-            naming.pk_columns_input(table.name),
+            self.names.pk_columns_input(table.name),
             {
                 name: GraphQLInputField(_nn(scalar_of(table.column(name).kind)))
                 for name in table.primary_key
             },
         )
         return {
-            naming.update(table.name): GraphQLField(
+            self.names.root(table, "update"): GraphQLField(
                 response,
-                args={"where": GraphQLArgument(_nn(bool_exp)), **operators},
+                args={"where": GraphQLArgument(_nn(bool_exp)), **self._args(operators)},
                 extensions=tagged(RootKind.UPDATE, table.name),
             ),
-            naming.update_by_pk(table.name): GraphQLField(
+            self.names.root(table, "update_by_pk"): GraphQLField(
                 obj,
-                args={"pk_columns": GraphQLArgument(_nn(pk_input)), **operators},
+                args=self._args({"pk_columns": GraphQLArgument(_nn(pk_input)), **operators}),
                 extensions=tagged(RootKind.UPDATE_BY_PK, table.name),
             ),
-            naming.update_many(table.name): GraphQLField(
+            self.names.root(table, "update_many"): GraphQLField(
                 GraphQLList(response),
                 args={"updates": GraphQLArgument(_list_nn(updates))},
                 extensions=tagged(RootKind.UPDATE_MANY, table.name),

@@ -423,7 +423,7 @@ async def _run_sql(url: str, *statements: str) -> None:
 
 
 def test_names_that_need_quoting(library_url: str, backend: str, request: pytest.FixtureRequest) -> None:
-    """SQL keywords, upper case, and a column GraphQL cannot name (left out of RETURNING's answer)."""
+    """SQL keywords, upper case, and a column GraphQL cannot name as it is (served as `group_by`)."""
     asyncio.run(_run_sql(library_url, ODD_TABLE))
     with _serve(library_url, _golden_name(request, backend)) as served:
         served.run([

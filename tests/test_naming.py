@@ -59,13 +59,27 @@ def test_a_relationship_whose_name_is_a_column_is_renamed() -> None:
     assert relationships(model, "users") == {"posts_by_user_id": (True, "posts")}
 
 
-def test_names_graphql_cannot_carry_are_reported_not_fatal() -> None:
+def test_names_graphql_cannot_carry_are_served_under_a_safe_form() -> None:
     model = name_model(DatabaseModel("sqlite", {
         "good": table("good", "bad-column"),
         "bad table": table("bad table"),
         "__reserved": table("__reserved"),
     }))
-    assert set(model.tables) == {"good"}
-    assert model.tables["good"].column_names == ("id",)
+    assert set(model.tables) == {"good", "bad_table", "reserved"}
+    assert model.tables["bad_table"].sql_name == "bad table"
+    assert [(c.name, c.sql_name) for c in model.tables["good"].columns] == [("id", "id"), ("bad_column", "bad-column")]
+    assert model.skipped == ()
+
+
+def test_names_that_still_cannot_be_served_are_reported_not_fatal() -> None:
+    model = name_model(DatabaseModel("sqlite", {
+        "good": table("good", "a b", "a_b"),
+        "a b": table("a b"),
+        "a_b": table("a_b"),
+        "€": table("€"),
+    }))
+    assert set(model.tables) == {"good", "a_b"}
+    assert model.tables["a_b"].sql_name == "a_b"  # the name as the database has it wins
+    assert model.tables["good"].column_names == ("id", "a_b")
+    assert {(p.table, p.column) for p in model.problems} == {("good", "a b"), ("a b", None), ("€", None)}
     assert len(model.skipped) == 3
-    assert any("bad-column" in s for s in model.skipped)

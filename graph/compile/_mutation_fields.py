@@ -34,7 +34,7 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values
 
-from graph import naming
+from graph import inflection
 from graph.compile.selection import collect_fields
 from graph.root_field import RootKind, root_field
 from graph.sql.values import to_api_or_stored
@@ -311,12 +311,12 @@ class _Reader:
         return collect_fields(self.fragments, self.variables, [s for s in selection_sets if s is not None])
 
     def picker(self, table: Table, nodes: Sequence[FieldNode]) -> Picker:
-        object_type = self.schema.get_type(table.name)
+        object_type = self.schema.get_type(inflection.inflection_of(self.model).object(table.name))
         if not isinstance(object_type, GraphQLObjectType):
             raise NotPlanned(f"no object type {table.name!r}")
         index = {c.name: i for i, c in enumerate(table.columns)}
         relationships = {r.name for r in table.relationships}
-        relationships |= {naming.aggregate(r.name) for r in table.relationships if r.is_array}
+        relationships |= {inflection.inflection_of(self.model).aggregate_field(r.name) for r in table.relationships if r.is_array}
         fields: list[Leaf | Related] = []
         for key, field_nodes in self.collect([n.selection_set for n in nodes]).items():
             name = field_nodes[0].name.value
@@ -339,6 +339,6 @@ class _Reader:
             name = field_nodes[0].name.value
             if name == "returning":
                 parts.append(ResponsePart(key, name, self.picker(table, field_nodes)))
-            else:  # affected_rows, __typename: validation allows nothing else
-                parts.append(ResponsePart(key, name))
+            else:  # affected_rows (as the inflection spells it), __typename: validation allows nothing else
+                parts.append(ResponsePart(key, name if name == TYPENAME else "affected_rows"))
         return tuple(parts)

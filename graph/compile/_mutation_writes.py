@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from graphql import located_error
 from sqlalchemy.dialects import postgresql, sqlite
 
-from graph import naming
+from graph import inflection
 from graph.compile import _mutation_nested as nested
 from graph.compile._mutation_fields import (
     CUSTOM,
@@ -241,7 +241,7 @@ class Writes:
             if part.name == "affected_rows":
                 out[part.key] = len(rows) if affected is None else affected
             elif part.name == TYPENAME:
-                out[part.key] = naming.mutation_response(table.name)
+                out[part.key] = inflection.inflection_of(self.model).mutation_response(table.name)
             else:
                 assert part.returning is not None
                 listed, related = next(returned)
@@ -601,7 +601,7 @@ class Writes:
     def _json_edit(self, table: Table, name: str, operator: str, value: Any) -> Any:
         """The new value of JSON column `name` under a JSON update operator (graph.sql.json_edits)."""
         column = table.column(name)
-        quoted = self.statements.dialect.identifier_preparer.quote(name)
+        quoted = self.statements.dialect.identifier_preparer.quote(column.sql_name)
         if value is None:
             # PostgreSQL's jsonb operators are strict: a null operand makes the column NULL.
             return sa.null()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import GraphQLObjectType, OperationType
 from graphql.execution.values import get_argument_values
 
-from graph import naming
+from graph import inflection
 from graph.compile.selection import collect_fields
 from graph.root_field import RootKind, root_field
 from graph.sql.order import check_distinct_on
@@ -222,6 +222,10 @@ class Reading:
         self.variables = variables
         self.operation = operation
 
+    @property
+    def names(self) -> inflection.Inflection:
+        return inflection.inflection_of(self.model)
+
     def read(self) -> tuple[Root, ...]:
         out: list[Root] = []
         query = self.schema.query_type
@@ -271,11 +275,11 @@ class Reading:
         return collect_fields(self.fragments, self.variables, sets)
 
     def _row(self, table: Table, nodes: list[FieldNode]) -> RowSelection:
-        object_type = self.schema.get_type(table.name)
+        object_type = self.schema.get_type(self.names.object(table.name))
         if not isinstance(object_type, GraphQLObjectType):
             raise Unsupported(f"no object type {table.name!r}")
         relationships = {r.name: r for r in table.relationships}
-        aggregates = {naming.aggregate(r.name): r for r in table.relationships if r.is_array}
+        aggregates = {self.names.aggregate_field(r.name): r for r in table.relationships if r.is_array}
         columns = {c.name: c for c in table.columns}
         fields: list[Field] = []
         for key, field_nodes in self._collect(n.selection_set for n in nodes).items():
@@ -324,9 +328,9 @@ class Reading:
         for key, field_nodes in self._collect(n.selection_set for n in nodes).items():
             name = field_nodes[0].name.value
             if name == TYPENAME:
-                out.append(Typename(key, naming.aggregate(table.name)))
+                out.append(Typename(key, self.names.aggregate(table.name)))
             elif name == "aggregate":
-                fields_type = self.schema.get_type(naming.aggregate_fields(table.name))
+                fields_type = self.schema.get_type(self.names.aggregate_fields(table.name))
                 assert isinstance(fields_type, GraphQLObjectType)
                 inner: list[CountField | FunctionField | Typename] = []
                 for inner_key, inner_nodes in self._collect(n.selection_set for n in field_nodes).items():
@@ -338,17 +342,17 @@ class Reading:
                         inner.append(
                             CountField(inner_key, tuple(args.get("columns") or ()), bool(args.get("distinct")))
                         )
-                    elif inner_name in FUNCTIONS and inner_name in fields_type.fields:
-                        inner.append(self._function(table, inner_key, inner_name, inner_nodes, columns))
+                    elif inner_name in fields_type.fields and self.names.function(inner_name) in FUNCTIONS:
+                        function = self.names.function(inner_name)
+                        inner.append(self._function(table, inner_key, function, inner_nodes, columns))
                     else:
                         raise Unsupported(f"aggregate field {inner_name!r}")
                 out.append(AggregateField(key, tuple(inner)))
             elif name == "nodes":
                 out.append(NodesField(key, self._row(table, field_nodes)))
             else:
-                raise Unsupported(f"field {name!r} of {naming.aggregate(table.name)!r}")
+                raise Unsupported(f"field {name!r} of {self.names.aggregate(table.name)!r}")
         return tuple(out)
-
 
     def _function(
         self,
@@ -358,7 +362,7 @@ class Reading:
         nodes: list[FieldNode],
         columns: Mapping[str, Column],
     ) -> FunctionField:
-        type_name = naming.aggregate_function_fields(table.name, function)
+        type_name = self.names.aggregate_function_fields(table.name, function)
         fields: list[ColumnField | Typename] = []
         for column_key, column_nodes in self._collect(n.selection_set for n in nodes).items():
             name = column_nodes[0].name.value

@@ -50,7 +50,7 @@ from graphql.validation import NoUnusedFragmentsRule, NoUnusedVariablesRule
 
 from graph.compile.query_plans import IN_TRANSACTION
 from graph.execution import Prepared
-from graph.root_field import RootKind, root_field
+from graph.root_field import RootKind, root_field, table_type
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -166,8 +166,8 @@ class Custom:
             where: dict[str, Any] = {primary_key[0]: {"_in": [k[0] for k in tuples]}}
         else:
             where = {"_or": [{c: {"_eq": v} for c, v in zip(primary_key, k, strict=True)} for k in tuples]}
-        own = info.schema.type_map[table]
-        keyed = all(c in getattr(own, "fields", {}) for c in primary_key)
+        own = table_type(info.schema, table)
+        keyed = own is not None and all(c in own.fields for c in primary_key)
         text, prepared = self._row_query(info, table, primary_key if keyed else ())
         variables = {**(context.variables or {}), WHERE: where}
         executor = self.executor_of(info.schema)

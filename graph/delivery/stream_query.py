@@ -26,7 +26,7 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.language import Visitor
 
-from graph import naming
+from graph import inflection
 from graph.compile.selection import collect_fields
 from graph.errors import ValidationFailed
 from graph.root_field import RootKind, root_field
@@ -135,7 +135,7 @@ def plan_stream(
         raise ValidationFailed(f"batch_size must be at least 1, not {batch_size}")
     cursors = [c for c in args["cursor"] if c is not None]
     if len(cursors) != 1:
-        raise ValidationFailed(f"{naming.stream(table.name)} takes exactly one cursor, not {len(cursors)}")
+        raise ValidationFailed(f"{inflection.inflection_of(model).root(table, 'select_stream')} takes exactly one cursor, not {len(cursors)}")
     initial_value = cursors[0]["initial_value"]
     if len(initial_value) != 1:
         raise ValidationFailed(
@@ -146,7 +146,7 @@ def plan_stream(
         raise ValidationFailed(f"the cursor's initial value of column {column!r} must not be null")
     used_variables, used_fragments = _used(nodes, fragments)
     definitions = [d for d in operation.variable_definitions or () if d.variable.name.value in used_variables]
-    text = _document(table, column, cursors[0].get("ordering") == "DESC", nodes, definitions,
+    text = _document(inflection.inflection_of(model), table, column, cursors[0].get("ordering") == "DESC", nodes, definitions,
                      [fragments[name] for name in used_fragments if name in fragments])
     given = variables or {}
     return StreamQuery(
@@ -191,6 +191,7 @@ def _used(nodes: list[FieldNode], fragments: dict[str, FragmentDefinitionNode]) 
 
 
 def _document(
+    names: inflection.Inflection,
     table: Table,
     column: str,
     descending: bool,
@@ -198,7 +199,7 @@ def _document(
     definitions: list[Any],
     fragments: list[FragmentDefinitionNode],
 ) -> str:
-    direction = "desc" if descending else "asc"
+    direction = names.order_direction("desc" if descending else "asc")
     order = [column, *(c for c in table.primary_key if c != column)]
     order_by = ", ".join(f"{{{name}: {direction}}}" for name in order)
     extra = " ".join(
@@ -206,11 +207,11 @@ def _document(
     )
     selections = " ".join(print_ast(n.selection_set)[1:-1] for n in nodes if n.selection_set is not None)
     declared = ", ".join(
-        [f"$forgegraph_where: {naming.bool_exp(table.name)}", "$forgegraph_limit: Int",
+        [f"$forgegraph_where: {names.bool_exp(table.name)}", "$forgegraph_limit: Int",
          *(print_ast(d) for d in definitions)]
     )
     query = (
-        f"query ForgegraphStream({declared}) {{ {ROWS}: {table.name}(where: $forgegraph_where, "
-        f"order_by: [{order_by}], limit: $forgegraph_limit) {{ {selections} {extra} }} }}"
+        f"query ForgegraphStream({declared}) {{ {ROWS}: {names.root(table, 'select')}(where: $forgegraph_where, "
+        f"{names.argument('order_by')}: [{order_by}], limit: $forgegraph_limit) {{ {selections} {extra} }} }}"
     )
     return "\n".join([query, *(print_ast(f) for f in fragments)])

@@ -85,7 +85,7 @@ def row_image(table: Table, raw: Any, dialect: str = "sqlite") -> tuple[dict[str
     out: dict[str, Any] = {}
     unconvertible: list[str] = []
     for column in table.columns:
-        stored = data.get(column.name)
+        stored = data.get(column.sql_name)
         try:
             out[column.name] = _api_value(column, stored, postgres)
         except (*UNCONVERTIBLE, GraphQLError):
@@ -195,14 +195,14 @@ def _plain_numbers(value: Any) -> Any:
 
 
 def decode_row(model: DatabaseModel, cursor: int, table_name: str, op: str, old: Any, new: Any) -> ChangeEvent | None:
-    table = model.tables.get(table_name)
+    table = model.by_sql_name.get(table_name)
     if table is None:
         return None  # a table served before a schema change, or one we do not serve
     old_image, old_bad = row_image(table, old, model.dialect)
     new_image, new_bad = row_image(table, new, model.dialect)
     return ChangeEvent(
         cursor=int(cursor),
-        table=table_name,
+        table=table.name,
         type=op,  # type: ignore[arg-type]
         old=old_image,
         new=new_image,

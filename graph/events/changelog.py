@@ -142,7 +142,8 @@ def _sqlite_value(ref: str) -> str:
 
 
 def _sqlite_row_json(table: Table, row: str) -> str:
-    columns = [(c.name, _sqlite_value(f"{row}.{_quote(c.name)}")) for c in table.columns]
+    # Keyed by the database's names, as PostgreSQL's row_to_json keys them (graph.events.change reads them).
+    columns = [(c.sql_name, _sqlite_value(f"{row}.{_quote(c.sql_name)}")) for c in table.columns]
     first, rest = columns[:SQLITE_COLUMNS_PER_CALL], columns[SQLITE_COLUMNS_PER_CALL:]
     expr = "json_object(" + ", ".join(f"{_literal(n)}, {v}" for n, v in first) + ")"
     while rest:
@@ -153,7 +154,7 @@ def _sqlite_row_json(table: Table, row: str) -> str:
 
 
 def sqlite_triggers(table: Table) -> list[str]:
-    name, quoted = table.name, _quote(table.name)
+    name, quoted = table.sql_name, _quote(table.sql_name)
     insert_log = f"INSERT INTO {LOG} (table_name, op, old, new) VALUES ({_literal(name)}, "
     bodies = {
         "insert": f"{insert_log}'create', NULL, {_sqlite_row_json(table, 'NEW')})",
@@ -173,7 +174,7 @@ def sqlite_triggers(table: Table) -> list[str]:
 def postgres_triggers(table: Table) -> list[str]:
     return [
         f"CREATE OR REPLACE TRIGGER _forgegraph_capture AFTER INSERT OR UPDATE OR DELETE "
-        f"ON public.{_quote(table.name)} FOR EACH ROW EXECUTE FUNCTION _forgegraph_capture()"
+        f"ON public.{_quote(table.sql_name)} FOR EACH ROW EXECUTE FUNCTION _forgegraph_capture()"
     ]
 
 
@@ -375,7 +376,8 @@ class ChangeLog:
             try:
                 event = decode_row(self.model, *row)
             except Exception as error:  # noqa: BLE001 - any failure is this change's alone
-                failed.append(Undecodable(through, str(row[1]), error))
+                served = self.model.by_sql_name.get(str(row[1]))
+                failed.append(Undecodable(through, str(row[1]) if served is None else served.name, error))
                 continue
             if event is not None:
                 events.append(event)
@@ -388,7 +390,9 @@ class ChangeLog:
 
         `after` 0 is the start of whatever is still retained, never overtaken.
         """
-        params = {"after": after, "tables": tuple(tables), "limit": limit}
+        # The log names tables as the database does.
+        served = self.model.tables
+        params = {"after": after, "tables": tuple(served[t].sql_name if t in served else t for t in tables), "limit": limit}
         rows = (await conn.execute(self._select_retained(), params)).all()
         if after and int(rows[0][0]) > after:
             raise InvalidCursor(_older_than_retained(after))

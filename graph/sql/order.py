@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from graph import naming
+from graph import inflection
 from graph.errors import ValidationFailed
 from graph.rules.to_sql import comparable, related_rows
 from graph.sql.aggregates import aggregate
@@ -72,7 +72,7 @@ class Orderings:
     ) -> list[tuple[Any, str]]:
         model = self.model.table(table)
         relationships = {r.name: r for r in model.relationships if not r.is_array}
-        aggregates = {naming.aggregate(r.name): r for r in model.relationships if r.is_array}
+        aggregates = {inflection.inflection_of(self.model).aggregate_field(r.name): r for r in model.relationships if r.is_array}
         terms: list[tuple[Any, str]] = []
         for name, direction in item.items():
             if direction is None:
@@ -119,7 +119,7 @@ class Orderings:
                     continue
                 if name not in model.column_names:
                     raise ValidationFailed(
-                        f"field {name!r} not found in type: '{naming.aggregate_function_order_by(model.name, function)}'"
+                        f"field {name!r} not found in type: '{inflection.inflection_of(self.model).aggregate_function_order_by(model.name, function)}'"
                     )
                 value = comparable(remote.c[name], model.column(name).kind, self.model.dialect)
                 terms.append((of(aggregate(function, value, self.model.dialect)), column_direction))

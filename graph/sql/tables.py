@@ -15,13 +15,15 @@ def core_tables(model: DatabaseModel) -> dict[str, sa.Table]:
     metadata = sa.MetaData()
     schema = "public" if model.dialect == "postgresql" else None
     return {
+        # Keyed by GraphQL names (`core.c[column.name]`), written with the database's.
         table.name: sa.Table(
-            table.name,
+            table.sql_name,
             metadata,
             *(
                 sa.Column(
-                    c.name,
+                    c.sql_name,
                     sa.types.NullType(),
+                    key=c.name,
                     primary_key=c.name in table.primary_key,
                     # The database fills these in; saying so keeps SQLAlchemy from warning.
                     server_default=sa.FetchedValue() if c.has_default else None,
