@@ -207,6 +207,7 @@ COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
             Option("--permissions", "FILE", "YAML/JSON permission rules the role's view follows"),
             Option("--extend", "MODULE:ATTR",
                    "the strawberry.Schema serve is given, if the rules grant its fields"),
+            Option("--metadata", "FILE", "YAML names for tables, root fields, columns and relationships"),
         ),
     ),
 }
