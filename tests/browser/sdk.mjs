@@ -1,12 +1,12 @@
 // Loads clients/js/dist/forgegraph.browser.js in headless chromium for
-// tests/test_js_sdk.py: a page served (by a route of this test only) from the
-// forgegraph server's own origin imports the bundle with no bundler and no
-// CDN, subscribes to posts, inserts a post, and selects it back.
+// tests/test_js_sdk.py: the page at <url>/sdk-test/ (a route that test adds to
+// the forgegraph server it starts) imports the bundle with no bundler and no
+// CDN, subscribes to posts; this script then inserts a post and selects it
+// back through the page's client.
 //
-//   node sdk.mjs '{"url": ..., "bundle": <path>, "adminSecret": ...}'
+//   node sdk.mjs '{"url": ...}'
 //
 // It prints one JSON line: {events, selected, blocked, console}.
-import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const config = JSON.parse(process.argv[2]);
@@ -14,21 +14,6 @@ const LOCAL = new Set(['127.0.0.1', 'localhost', '[::1]']);
 const WAIT = 30_000;
 const TITLE = 'from the browser test';
 
-const PAGE = `<!doctype html>
-<html><head><meta charset="utf-8"><title>forgegraph SDK</title></head><body>
-<script type="module">
-import { createClient } from './forgegraph.browser.js';
-const db = createClient(location.origin, { adminSecret: ${JSON.stringify(config.adminSecret)} });
-window.events = [];
-window.errors = [];
-const unsubscribe = db.table('posts').subscribe((event) => window.events.push(event), {
-  where: { title: { _eq: ${JSON.stringify(TITLE)} } },
-  onError: (error) => window.errors.push(error.code + ': ' + error.message),
-});
-window.db = db;
-await unsubscribe.ready;
-window.ready = true;
-</script></body></html>`;
 
 const browser = await chromium.launch({
   executablePath: process.env.FORGEGRAPH_CHROMIUM || '/usr/bin/chromium',
@@ -43,12 +28,6 @@ try {
     if (!LOCAL.has(url.hostname)) {
       seen.blocked.push(url.href);
       return route.abort('blockedbyclient');
-    }
-    if (url.pathname === '/sdk-test/') {
-      return route.fulfill({ contentType: 'text/html', body: PAGE });
-    }
-    if (url.pathname === '/sdk-test/forgegraph.browser.js') {
-      return route.fulfill({ contentType: 'text/javascript', body: readFileSync(config.bundle, 'utf8') });
     }
     return route.continue();
   });
@@ -66,6 +45,8 @@ try {
   );
   seen.events = await page.evaluate(() => window.events);
   seen.console.push(...(await page.evaluate(() => window.errors)));
+} catch (error) {
+  seen.error = String(error);
 } finally {
   await browser.close();
 }

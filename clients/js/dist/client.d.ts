@@ -40,6 +40,7 @@ export declare class Client<DB extends SchemaOf<DB> = AnySchema> {
     readonly backoff: Backoff;
     private readonly options;
     private readonly columnCache;
+    private readonly open;
     constructor(url: string, options?: ClientOptions);
     table<K extends keyof DB & string>(name: K): Table<DB[K]>;
     /** The credentials of a request or a socket, asking `getToken` afresh. */
@@ -51,7 +52,9 @@ export declare class Client<DB extends SchemaOf<DB> = AnySchema> {
     /** The table's columns this client's role may read (learned once, by introspection). */
     columns(table: string): Promise<string[]>;
     private introspect;
-    /** End every subscription and close the socket. */
+    /** Keep `stop` until it is called or the client closes; returns `stop`, untracking itself. */
+    track(stop: () => void): () => void;
+    /** End every subscription and live query, and close the socket. */
     close(): Promise<void>;
 }
 /** A table's three shapes, as `SchemaOf` checks them. */

@@ -27,6 +27,7 @@ export function createClient(url, options = {}) {
 export class Client {
     constructor(url, options = {}) {
         this.columnCache = new Map();
+        this.open = new Set();
         const { http, ws } = endpoints(url);
         this.httpUrl = http;
         this.wsUrl = ws;
@@ -108,8 +109,19 @@ export class Client {
         const leaf = (t) => (t.kind === "NON_NULL" ? t.ofType?.kind : t.kind);
         return fields.filter((f) => leaf(f.type) === "SCALAR" || leaf(f.type) === "ENUM").map((f) => f.name);
     }
-    /** End every subscription and close the socket. */
+    /** Keep `stop` until it is called or the client closes; returns `stop`, untracking itself. */
+    track(stop) {
+        const tracked = () => {
+            this.open.delete(tracked);
+            stop();
+        };
+        this.open.add(tracked);
+        return tracked;
+    }
+    /** End every subscription and live query, and close the socket. */
     async close() {
+        for (const stop of [...this.open])
+            stop();
         await this.realtime.close();
     }
 }
@@ -194,7 +206,8 @@ export class Table {
      */
     subscribe(callback, options = {}) {
         const subscription = new ChangeSubscription(this.client, this.name, callback, options);
-        const unsubscribe = (() => subscription.stop());
+        const stop = this.client.track(() => subscription.stop());
+        const unsubscribe = (() => stop());
         Object.defineProperty(unsubscribe, "cursor", { get: () => subscription.cursor });
         Object.defineProperty(unsubscribe, "ready", { value: subscription.ready });
         return unsubscribe;
@@ -250,10 +263,10 @@ export class Table {
                 onError(asError(error));
             }
         });
-        return () => {
+        return this.client.track(() => {
             stopped = true;
             dispose?.();
-        };
+        });
     }
 }
 /** One `tableChanged` subscription: its cursor, its dedup, its delivery chain. */

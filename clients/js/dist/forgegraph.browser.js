@@ -934,6 +934,7 @@ function createClient2(url, options = {}) {
 var Client = class {
   constructor(url, options = {}) {
     this.columnCache = /* @__PURE__ */ new Map();
+    this.open = /* @__PURE__ */ new Set();
     const { http, ws } = endpoints(url);
     this.httpUrl = http;
     this.wsUrl = ws;
@@ -1009,8 +1010,18 @@ var Client = class {
     const leaf = (t) => t.kind === "NON_NULL" ? t.ofType?.kind : t.kind;
     return fields.filter((f) => leaf(f.type) === "SCALAR" || leaf(f.type) === "ENUM").map((f) => f.name);
   }
-  /** End every subscription and close the socket. */
+  /** Keep `stop` until it is called or the client closes; returns `stop`, untracking itself. */
+  track(stop) {
+    const tracked = () => {
+      this.open.delete(tracked);
+      stop();
+    };
+    this.open.add(tracked);
+    return tracked;
+  }
+  /** End every subscription and live query, and close the socket. */
   async close() {
+    for (const stop of [...this.open]) stop();
     await this.realtime.close();
   }
 };
@@ -1093,7 +1104,8 @@ var Table = class {
    */
   subscribe(callback, options = {}) {
     const subscription = new ChangeSubscription(this.client, this.name, callback, options);
-    const unsubscribe = (() => subscription.stop());
+    const stop = this.client.track(() => subscription.stop());
+    const unsubscribe = (() => stop());
     Object.defineProperty(unsubscribe, "cursor", { get: () => subscription.cursor });
     Object.defineProperty(unsubscribe, "ready", { value: subscription.ready });
     return unsubscribe;
@@ -1149,10 +1161,10 @@ var Table = class {
         onError(asError(error));
       }
     });
-    return () => {
+    return this.client.track(() => {
       stopped = true;
       dispose?.();
-    };
+    });
   }
 };
 var ChangeSubscription = class {

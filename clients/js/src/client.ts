@@ -74,6 +74,7 @@ export class Client<DB extends SchemaOf<DB> = AnySchema> {
   readonly backoff: Backoff;
   private readonly options: ClientOptions;
   private readonly columnCache = new Map<string, Promise<string[]>>();
+  private readonly open = new Set<() => void>();
 
   constructor(url: string, options: ClientOptions = {}) {
     const { http, ws } = endpoints(url);
@@ -159,8 +160,19 @@ export class Client<DB extends SchemaOf<DB> = AnySchema> {
     return fields.filter((f) => leaf(f.type) === "SCALAR" || leaf(f.type) === "ENUM").map((f) => f.name);
   }
 
-  /** End every subscription and close the socket. */
+  /** Keep `stop` until it is called or the client closes; returns `stop`, untracking itself. */
+  track(stop: () => void): () => void {
+    const tracked = () => {
+      this.open.delete(tracked);
+      stop();
+    };
+    this.open.add(tracked);
+    return tracked;
+  }
+
+  /** End every subscription and live query, and close the socket. */
   async close(): Promise<void> {
+    for (const stop of [...this.open]) stop();
     await this.realtime.close();
   }
 }
@@ -260,7 +272,8 @@ export class Table<T extends TableLike = AnyTable> {
    */
   subscribe(callback: (event: ChangeEvent<T["Row"]>) => unknown, options: SubscribeOptions<T["Row"]> = {}): Unsubscribe {
     const subscription = new ChangeSubscription<T["Row"]>(this.client, this.name, callback, options);
-    const unsubscribe = (() => subscription.stop()) as Unsubscribe;
+    const stop = this.client.track(() => subscription.stop());
+    const unsubscribe = (() => stop()) as Unsubscribe;
     Object.defineProperty(unsubscribe, "cursor", { get: () => subscription.cursor });
     Object.defineProperty(unsubscribe, "ready", { value: subscription.ready });
     return unsubscribe;
@@ -316,10 +329,10 @@ export class Table<T extends TableLike = AnyTable> {
         onError(asError(error));
       }
     });
-    return () => {
+    return this.client.track(() => {
       stopped = true;
       dispose?.();
-    };
+    });
   }
 }
 
