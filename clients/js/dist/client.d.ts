@@ -1,5 +1,5 @@
 /** `createClient` and `Table`: the SDK's public face over HTTP (reads, writes) and WebSocket (changes). */
-import { Realtime, type Backoff } from "./realtime.js";
+import { Realtime, type Backoff, type ConnectionListeners } from "./realtime.js";
 import type { AggregateOptions, AggregateResult, AnySchema, ChangeEvent, Column, DeleteOptions, InsertOptions, LiveOptions, SchemaOf, SelectOptions, SubscribeOptions, Unsubscribe, UpdateOptions, Where } from "./types.js";
 type Fetch = typeof globalThis.fetch;
 type Json = Record<string, unknown>;
@@ -21,6 +21,8 @@ export interface ClientOptions {
     webSocketImpl?: unknown;
     /** Reconnection waits, in milliseconds; see `Backoff`. */
     backoff?: Partial<Backoff>;
+    /** Listeners for the socket's state (`connecting`, `connected`, `closed`), e.g. for a status badge. */
+    on?: ConnectionListeners;
 }
 /** The HTTP and WebSocket URLs of /graphql, from the server's base URL (or /graphql itself). */
 export declare function endpoints(url: string): {

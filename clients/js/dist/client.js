@@ -1,7 +1,7 @@
 /** `createClient` and `Table`: the SDK's public face over HTTP (reads, writes) and WebSocket (changes). */
 import * as documents from "./documents.js";
 import { ConnectionFailed, ForgegraphError } from "./errors.js";
-import { DEFAULT_BACKOFF, Realtime, asError, backoffDelay, sleep } from "./realtime.js";
+import { DEFAULT_BACKOFF, Realtime, asError, backoffDelay, sleep, } from "./realtime.js";
 /** The HTTP and WebSocket URLs of /graphql, from the server's base URL (or /graphql itself). */
 export function endpoints(url) {
     const parsed = new URL(url);
@@ -39,6 +39,7 @@ export class Client {
             refreshable: options.getToken !== undefined,
             webSocketImpl: options.webSocketImpl,
             backoff: this.backoff,
+            on: options.on,
         });
     }
     table(name) {

@@ -876,7 +876,7 @@ var Realtime = class {
   }
   client() {
     if (this.ws) return this.ws;
-    const { url, headers, webSocketImpl, backoff } = this.options;
+    const { url, headers, webSocketImpl, backoff, on } = this.options;
     this.ws = createClient({
       url,
       webSocketImpl,
@@ -888,12 +888,15 @@ var Realtime = class {
       on: {
         connecting: () => {
           this.acknowledged = false;
+          on?.connecting?.();
         },
         connected: () => {
           this.acknowledged = true;
           this.refusedInARow = 0;
           this.opened += 1;
-        }
+          on?.connected?.();
+        },
+        closed: (event) => on?.closed?.(event)
       }
     });
     return this.ws;
@@ -945,7 +948,8 @@ var Client = class {
       headers: () => this.headers(),
       refreshable: options.getToken !== void 0,
       webSocketImpl: options.webSocketImpl,
-      backoff: this.backoff
+      backoff: this.backoff,
+      on: options.on
     });
   }
   table(name) {

@@ -38,6 +38,16 @@ export interface RealtimeOptions {
     refreshable: boolean;
     webSocketImpl?: unknown;
     backoff: Backoff;
+    on?: ConnectionListeners;
+}
+/** What the socket is doing, for a status display. */
+export interface ConnectionListeners {
+    /** A socket is being opened (after a backoff wait, on a reconnect). */
+    connecting?: () => void;
+    /** The server accepted the socket (connection_ack). */
+    connected?: () => void;
+    /** The socket closed (a CloseEvent, or an error before it opened). */
+    closed?: (event: unknown) => void;
 }
 export interface ExecutionPayload {
     data?: Record<string, unknown> | null;

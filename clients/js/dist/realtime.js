@@ -73,7 +73,7 @@ export class Realtime {
     client() {
         if (this.ws)
             return this.ws;
-        const { url, headers, webSocketImpl, backoff } = this.options;
+        const { url, headers, webSocketImpl, backoff, on } = this.options;
         this.ws = createWsClient({
             url,
             webSocketImpl,
@@ -85,12 +85,15 @@ export class Realtime {
             on: {
                 connecting: () => {
                     this.acknowledged = false;
+                    on?.connecting?.();
                 },
                 connected: () => {
                     this.acknowledged = true;
                     this.refusedInARow = 0;
                     this.opened += 1;
+                    on?.connected?.();
                 },
+                closed: (event) => on?.closed?.(event),
             },
         });
         return this.ws;

@@ -2,7 +2,16 @@
 
 import * as documents from "./documents.js";
 import { ConnectionFailed, ForgegraphError } from "./errors.js";
-import { DEFAULT_BACKOFF, Realtime, asError, backoffDelay, sleep, type Backoff, type ExecutionPayload } from "./realtime.js";
+import {
+  DEFAULT_BACKOFF,
+  Realtime,
+  asError,
+  backoffDelay,
+  sleep,
+  type Backoff,
+  type ConnectionListeners,
+  type ExecutionPayload,
+} from "./realtime.js";
 import type {
   AggregateOptions,
   AggregateResult,
@@ -41,6 +50,8 @@ export interface ClientOptions {
   webSocketImpl?: unknown;
   /** Reconnection waits, in milliseconds; see `Backoff`. */
   backoff?: Partial<Backoff>;
+  /** Listeners for the socket's state (`connecting`, `connected`, `closed`), e.g. for a status badge. */
+  on?: ConnectionListeners;
 }
 
 /** The HTTP and WebSocket URLs of /graphql, from the server's base URL (or /graphql itself). */
@@ -88,6 +99,7 @@ export class Client<DB extends SchemaOf<DB> = AnySchema> {
       refreshable: options.getToken !== undefined,
       webSocketImpl: options.webSocketImpl,
       backoff: this.backoff,
+      on: options.on,
     });
   }
 

@@ -8,5 +8,5 @@ export type { ClientOptions } from "./client.js";
 export { ForgegraphError, ConnectionFailed } from "./errors.js";
 export type { GraphQLErrorShape } from "./errors.js";
 export { DEFAULT_BACKOFF } from "./realtime.js";
-export type { Backoff } from "./realtime.js";
+export type { Backoff, ConnectionListeners } from "./realtime.js";
 export type * from "./types.js";

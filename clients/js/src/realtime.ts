@@ -82,6 +82,17 @@ export interface RealtimeOptions {
   refreshable: boolean;
   webSocketImpl?: unknown;
   backoff: Backoff;
+  on?: ConnectionListeners;
+}
+
+/** What the socket is doing, for a status display. */
+export interface ConnectionListeners {
+  /** A socket is being opened (after a backoff wait, on a reconnect). */
+  connecting?: () => void;
+  /** The server accepted the socket (connection_ack). */
+  connected?: () => void;
+  /** The socket closed (a CloseEvent, or an error before it opened). */
+  closed?: (event: unknown) => void;
 }
 
 export interface ExecutionPayload {
@@ -112,7 +123,7 @@ export class Realtime {
 
   private client(): WsClient {
     if (this.ws) return this.ws;
-    const { url, headers, webSocketImpl, backoff } = this.options;
+    const { url, headers, webSocketImpl, backoff, on } = this.options;
     this.ws = createWsClient({
       url,
       webSocketImpl,
@@ -124,12 +135,15 @@ export class Realtime {
       on: {
         connecting: () => {
           this.acknowledged = false;
+          on?.connecting?.();
         },
         connected: () => {
           this.acknowledged = true;
           this.refusedInARow = 0;
           this.opened += 1;
+          on?.connected?.();
         },
+        closed: (event) => on?.closed?.(event),
       },
     });
     return this.ws;
