@@ -302,13 +302,21 @@ class ChangeSubscription {
         if (this.stopped)
             return;
         this.payload.variables.since = since;
-        this.dispose = this.client.realtime.subscribe(this.payload, {
-            next: (result) => this.next(result),
-            error: (error) => this.fail(asError(error)),
-            complete: () => {
-                this.stopped = true;
-            },
-        });
+        try {
+            this.dispose = this.client.realtime.subscribe(this.payload, {
+                next: (result) => this.next(result),
+                error: (error) => this.fail(asError(error)),
+                complete: () => {
+                    this.stopped = true;
+                },
+            });
+        }
+        catch (error) {
+            // No WebSocket implementation (Node 20 without `webSocketImpl`), a bad URL...
+            const failure = new ForgegraphError(error?.message ?? String(error));
+            this.fail(failure);
+            throw failure;
+        }
     }
     /** `changeCursor`, retried while the server cannot be reached; other errors end the subscription. */
     async startingCursor() {

@@ -162,8 +162,11 @@ export interface Unsubscribe {
     /** The cursor the subscription would resume after (the last event delivered), or null. */
     readonly cursor: string | null;
     /**
-     * Resolves once the subscription's starting cursor is fixed: every change
-     * committed after that is delivered. Rejects if it could not start.
+     * Resolves once the subscription's starting cursor is fixed (read with
+     * `changeCursor`, retried while the server cannot be reached): every change
+     * committed after that is delivered. Rejects, as `onError` is called, when
+     * the cursor cannot be read (an invalid token...) or no socket can be made.
+     * A table or filter the server refuses goes to `onError` only.
      */
     readonly ready: Promise<void>;
 }

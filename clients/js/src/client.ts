@@ -385,13 +385,20 @@ class ChangeSubscription<Row> {
     }
     if (this.stopped) return;
     this.payload.variables.since = since;
-    this.dispose = this.client.realtime.subscribe(this.payload, {
-      next: (result) => this.next(result),
-      error: (error) => this.fail(asError(error)),
-      complete: () => {
-        this.stopped = true;
-      },
-    });
+    try {
+      this.dispose = this.client.realtime.subscribe(this.payload, {
+        next: (result) => this.next(result),
+        error: (error) => this.fail(asError(error)),
+        complete: () => {
+          this.stopped = true;
+        },
+      });
+    } catch (error) {
+      // No WebSocket implementation (Node 20 without `webSocketImpl`), a bad URL...
+      const failure = new ForgegraphError((error as Error)?.message ?? String(error));
+      this.fail(failure);
+      throw failure;
+    }
   }
 
   /** `changeCursor`, retried while the server cannot be reached; other errors end the subscription. */

@@ -207,3 +207,13 @@ test("one WebSocket carries every subscription of a client", async () => {
   ub();
   await c.close();
 });
+
+test("without a WebSocket implementation the subscription fails through onError, not silently", async () => {
+  if (typeof globalThis.WebSocket !== "undefined") return; // Node 22+: there is one
+  const errors = [];
+  const db = createClient(env.url, { adminSecret: env.adminSecret });
+  const unsubscribe = db.table("posts").subscribe(() => {}, { onError: (e) => errors.push(e) });
+  await assert.rejects(unsubscribe.ready, /WebSocket implementation missing/);
+  await until(() => errors.length === 1, "the error");
+  assert.ok(errors[0] instanceof ForgegraphError);
+});
