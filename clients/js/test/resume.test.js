@@ -56,7 +56,9 @@ test("a proxy resetting the connection 4 times during 200 mutations costs the ca
   await sleep(200); // a duplicate would arrive here
   exactlyOnce(got, expected);
   assert.equal(proxy.cuts, 4);
-  assert.ok(through.realtime.opened >= 4, `reopened ${through.realtime.opened} times`);
+  // A reset may land while the socket is already being reopened (two cuts in one
+  // received batch): at least one reopening, however the cuts fell.
+  assert.ok(through.realtime.opened >= 2, `opened ${through.realtime.opened} times`);
   unsubscribe();
 });
 
