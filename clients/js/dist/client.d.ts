@@ -79,11 +79,11 @@ export declare class Table<T extends TableLike = AnyTable> {
     byPk(pk: Partial<T["Row"]>, options?: {
         columns?: Column<T["Row"]>[];
     }): Promise<T["Row"] | null>;
-    /** T["Insert"] one row or several, in one transaction; the rows as stored. */
+    /** Insert one row or several, in one transaction; the rows as stored. */
     insert(objects: T["Insert"] | T["Insert"][], options?: InsertOptions<T["Row"]>): Promise<T["Row"][]>;
     /** Set `set` (and add `inc`) on every row matching `where`; the rows after the change. */
     update(where: Where<T["Row"]>, set: T["Update"], options?: UpdateOptions<T["Row"]>): Promise<T["Row"][]>;
-    /** T["Update"] the row whose primary key is `pk`; the row after the change, or null when there is none. */
+    /** Update the row whose primary key is `pk`; the row after the change, or null when there is none. */
     updateByPk(pk: Partial<T["Row"]>, set: T["Update"], options?: UpdateOptions<T["Row"]>): Promise<T["Row"] | null>;
     /** Delete every row matching `where` (`{}` matches all); the rows as they were. */
     delete(where: Where<T["Row"]>, options?: DeleteOptions<T["Row"]>): Promise<T["Row"][]>;

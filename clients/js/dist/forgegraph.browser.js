@@ -1058,7 +1058,7 @@ var Table = class {
     const rows = await this.select({ where, limit: 1, columns: options.columns });
     return rows[0] ?? null;
   }
-  /** T["Insert"] one row or several, in one transaction; the rows as stored. */
+  /** Insert one row or several, in one transaction; the rows as stored. */
   async insert(objects, options = {}) {
     const variables = defined({
       objects: Array.isArray(objects) ? objects : [objects],
@@ -1073,7 +1073,7 @@ var Table = class {
     const query = update(this.name, await this.columns(options.returning), variables);
     return this.mutate(`update_${this.name}`, query, variables);
   }
-  /** T["Update"] the row whose primary key is `pk`; the row after the change, or null when there is none. */
+  /** Update the row whose primary key is `pk`; the row after the change, or null when there is none. */
   async updateByPk(pk, set, options = {}) {
     const where = Object.fromEntries(Object.entries(pk).map(([k, v]) => [k, { _eq: v }]));
     const rows = await this.update(where, set, options);
@@ -1234,6 +1234,10 @@ var ChangeSubscription = class {
     const data = result.data?.tableChanged;
     if (!data) return;
     const cursor = String(data.cursor);
+    if (!/^\d+$/.test(cursor)) {
+      this.fail(new ForgegraphError(`the server sent a cursor that is not decimal digits: ${JSON.stringify(cursor)}`));
+      return;
+    }
     const position = BigInt(cursor);
     if (this.last !== null && position <= this.last) return;
     this.last = position;

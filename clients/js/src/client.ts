@@ -228,7 +228,7 @@ export class Table<T extends TableLike = AnyTable> {
     return rows[0] ?? null;
   }
 
-  /** T["Insert"] one row or several, in one transaction; the rows as stored. */
+  /** Insert one row or several, in one transaction; the rows as stored. */
   async insert(objects: T["Insert"] | T["Insert"][], options: InsertOptions<T["Row"]> = {}): Promise<T["Row"][]> {
     const variables = defined({
       objects: Array.isArray(objects) ? objects : [objects],
@@ -245,7 +245,7 @@ export class Table<T extends TableLike = AnyTable> {
     return this.mutate(`update_${this.name}`, query, variables);
   }
 
-  /** T["Update"] the row whose primary key is `pk`; the row after the change, or null when there is none. */
+  /** Update the row whose primary key is `pk`; the row after the change, or null when there is none. */
   async updateByPk(pk: Partial<T["Row"]>, set: T["Update"], options: UpdateOptions<T["Row"]> = {}): Promise<T["Row"] | null> {
     const where = Object.fromEntries(Object.entries(pk).map(([k, v]) => [k, { _eq: v }]));
     const rows = await this.update(where as Where<T["Row"]>, set, options);
@@ -425,6 +425,11 @@ class ChangeSubscription<Row> {
     const data = result.data?.tableChanged as Json | undefined;
     if (!data) return;
     const cursor = String(data.cursor);
+    if (!/^\d+$/.test(cursor)) {
+      // A throw here would make graphql-ws close the socket shared by every subscription.
+      this.fail(new ForgegraphError(`the server sent a cursor that is not decimal digits: ${JSON.stringify(cursor)}`));
+      return;
+    }
     const position = BigInt(cursor);
     if (this.last !== null && position <= this.last) return; // seen before: a replay overlapping a delivery
     this.last = position;
