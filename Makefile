@@ -10,9 +10,11 @@ CLIENTS := tests/clients
 CLIENTS_STAMP := $(CLIENTS)/node_modules/.installed
 BROWSER := tests/browser
 BROWSER_STAMP := $(BROWSER)/node_modules/.installed
+SDK := clients/js
+SDK_STAMP := $(SDK)/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test node-deps browser-deps playground conformance bench bench-compare soak mutate lint clean
+.PHONY: install run test node-deps sdk-deps browser-deps playground conformance bench bench-compare soak mutate lint clean
 
 install: $(STAMP)
 
@@ -29,7 +31,7 @@ $(VENV): $(STAMP)
 run: $(STAMP)
 	$(BIN)/forgegraph serve
 
-test: $(STAMP) node-deps browser-deps
+test: $(STAMP) node-deps sdk-deps browser-deps
 	$(BIN)/ruff check graph tests migrations bench
 	$(BIN)/mypy graph
 	$(BIN)/pytest -q
@@ -44,6 +46,17 @@ $(CLIENTS_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
 		cd $(CLIENTS) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
 	else \
 		echo "node-deps: skipped (npm not found)"; \
+	fi
+
+# The TypeScript SDK's node tests (tests/test_js_sdk.py) need its dev
+# dependencies (typescript, esbuild, ws); npm ci again only when its lock changes.
+sdk-deps: $(SDK_STAMP)
+
+$(SDK_STAMP): $(SDK)/package.json $(SDK)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(SDK) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else \
+		echo "sdk-deps: skipped (npm not found)"; \
 	fi
 
 # tests/test_playground.py drives Debian's chromium with playwright-core.

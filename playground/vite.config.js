@@ -10,7 +10,9 @@ import { defineConfig } from 'vite';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
 const outDir = join(root, '..', 'graph', 'playground_dist');
-const SOURCES = ['index.html', 'package.json', 'package-lock.json', 'vite.config.js', 'src'];
+// The live panel uses the SDK's sources (clients/js/src), built in with the page.
+const SDK_SOURCES = join(root, '..', 'clients', 'js', 'src');
+const SOURCES = ['index.html', 'package.json', 'package-lock.json', 'vite.config.js', 'src', '../clients/js/src'];
 
 function files(path) {
   if (!statSync(path).isDirectory()) return [path];
@@ -42,6 +44,11 @@ export default defineConfig({
   // Absolute, so the page works at /playground as well as /playground/.
   base: '/playground/',
   plugins: [react(), stamp],
+  resolve: {
+    alias: { forgegraph: join(SDK_SOURCES, 'index.ts') },
+    // The SDK's own imports (graphql-ws/client) resolve to this package's node_modules.
+    dedupe: ['graphql-ws'],
+  },
   worker: { format: 'es' },
   // `npm run dev`: the page at http://localhost:5173/playground/ talks to a
   // `forgegraph serve` on the default port.

@@ -46,14 +46,19 @@ INSERT = {
 def sources_digest() -> str:
     """The sha256 that playground/vite.config.js writes into stamp.json (same recipe)."""
     names = ["index.html", "package.json", "package-lock.json", "vite.config.js"]
+    trees = [SOURCES / "src", ROOT / "clients" / "js" / "src"]  # the live panel builds the SDK in
+
+    def name(path: Path) -> str:
+        return Path(os.path.relpath(path, SOURCES)).as_posix()
+
     paths = sorted(
-        [SOURCES / name for name in names] + [p for p in (SOURCES / "src").rglob("*") if p.is_file()],
-        key=lambda p: p.relative_to(SOURCES).as_posix(),
+        [SOURCES / name for name in names] + [p for tree in trees for p in tree.rglob("*") if p.is_file()],
+        key=name,
     )
     whole = hashlib.sha256()
     for path in paths:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        whole.update(f"{path.relative_to(SOURCES).as_posix()}\0{digest}\n".encode())
+        whole.update(f"{name(path)}\0{digest}\n".encode())
     return whole.hexdigest()
 
 

@@ -1,12 +1,11 @@
 // The latest table changes, newest first: one `tableChanged` subscription per
-// table, over a graphql-ws connection of its own that follows the token.
+// table through the forgegraph SDK (clients/js), whose client follows the token:
+// one socket for all tables, each resumed from its last cursor after a drop.
 import { useEffect, useState } from 'react';
-import { connect, describe } from './connection.js';
+import { createClient } from 'forgegraph';
+import { authHeaders, describe, httpUrl } from './connection.js';
 
 const LIMIT = 100;
-const SUBSCRIPTION = `subscription LivePanel($table: String!) {
-  tableChanged(table: $table) { type table id cursor }
-}`;
 
 function useTableChanges(auth, tables) {
   const [changes, setChanges] = useState([]);
@@ -18,29 +17,28 @@ function useTableChanges(auth, tables) {
     setStatus({ state: 'connecting' });
     if (!tables.length) return undefined;
     let open = true;
-    const client = connect(auth, (next) => open && setStatus(next));
-    const stops = tables.map((table) =>
-      client.subscribe(
-        { query: SUBSCRIPTION, variables: { table } },
-        {
-          next: ({ data, errors }) => {
-            if (!open) return;
-            if (errors?.length) setProblems((all) => ({ ...all, [table]: describe(errors) }));
-            const change = data?.tableChanged;
-            if (change) {
-              const row = { ...change, at: new Date(), key: `${change.table}:${change.cursor}` };
-              setChanges((all) => [row, ...all].slice(0, LIMIT));
-            }
-          },
-          error: (error) => open && setProblems((all) => ({ ...all, [table]: describe(error) })),
-          complete: () => {},
+    const db = createClient(httpUrl, {
+      headers: authHeaders(auth),
+      backoff: { initial: 500, maximum: 8000 },
+      on: {
+        connecting: () => open && setStatus({ state: 'connecting' }),
+        connected: () => open && setStatus({ state: 'connected' }),
+        closed: (event) => open && setStatus({ state: 'closed', message: describe(event) }),
+      },
+    });
+    for (const table of tables) {
+      db.table(table).subscribe(
+        (change) => {
+          if (!open) return;
+          const row = { ...change, at: new Date(), key: `${change.table}:${change.cursor}` };
+          setChanges((all) => [row, ...all].slice(0, LIMIT));
         },
-      ),
-    );
+        { onError: (error) => open && setProblems((all) => ({ ...all, [table]: describe(error) })) },
+      );
+    }
     return () => {
       open = false;
-      stops.forEach((stop) => stop());
-      client.dispose();
+      db.close();
     };
   }, [auth, tables]);
 

@@ -95,7 +95,8 @@ export function describe(error) {
     return `connection closed: ${error.code}${error.reason ? ` ${error.reason}` : ''}${why}`;
   }
   if (error?.message) {
-    const code = error.extensions?.code;
+    // A GraphQL error has extensions.code; the SDK's ForgegraphError has code.
+    const code = error.extensions?.code ?? (typeof error.code === 'string' ? error.code : undefined);
     return code ? `${code}: ${error.message}` : error.message;
   }
   return String(error);

@@ -1,0 +1,7 @@
+/**
+ * forgegraph: typed tables and change subscriptions that resume without loss,
+ * for a forgegraph server (SPEC section 10), in browsers and Node 20+.
+ */
+export { createClient, endpoints, Client, Table } from "./client.js";
+export { ForgegraphError, ConnectionFailed } from "./errors.js";
+export { DEFAULT_BACKOFF } from "./realtime.js";
