@@ -11,7 +11,7 @@ export async function main(): Promise<string[]> {
   const rows = await posts.select({ where: { published: { _eq: true } }, limit: 10 });
   const titles: string[] = rows.map((row) => row.title);
   const body: string = rows[0].body;
-  const created = await posts.insert({ title: "Hello", user_id: 1 });
+  const [created] = await posts.insert({ title: "Hello", user_id: 1 });
   const id: number = created.id;
   await posts.update({ id: { _eq: id } }, { title: "Hello again", published: true });
   const unsubscribe = posts.subscribe((event) => {
