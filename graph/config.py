@@ -109,6 +109,9 @@ class Settings:
     `module:attribute` naming one (`--extend`)."""
     limits: Limits = field(default_factory=Limits)
     capture: Capture = field(default_factory=Capture)
+    schema_poll: float = 0.5
+    """Seconds between checks of the database's schema for DDL (graph.schema_watch); 0: only on
+    SIGHUP and `forgegraph reload`."""
 
     def __post_init__(self) -> None:
         # create_app(cors_origins="https://a.example,https://b.example") or a list, as the flag.

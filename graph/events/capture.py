@@ -106,6 +106,24 @@ class Realtime:
         """Decide the relationship parts of stream filters on these connections (graph.events.decide)."""
         self.decider = decider
 
+    def use_model(self, model: DatabaseModel, decider: Decider) -> None:
+        """Read the log with a new schema's model from the next batch on (graph.generation).
+
+        Streams go on from their cursors: an added column is in the images of
+        changes captured from now on, a dropped one is no longer.
+        """
+        self.model = model
+        self.changelog.model = model
+        self.decider = decider
+
+    @property
+    def started(self) -> bool:
+        return bool(self._tasks)
+
+    def end_table(self, name: str, reason: str) -> None:
+        """End every subscription to table `name` (dropped): each transport tells its client `reason`."""
+        self.hub.end_table(name, reason)
+
     async def start(self) -> None:
         await self.changelog.install()
         try:

@@ -112,6 +112,8 @@ class Subscription:
     """When that was (time.monotonic)."""
     owed: int = 0
     """Live frames held or let go since then."""
+    ended: Callable[[str], None] | None = None
+    """Told why, when the hub ends the subscription (its table was dropped); set by its transport."""
 
     def hold(self, cursor: int, message: Message) -> None:
         """Keep a live frame for when the replay ends, within the connection's send-queue limit.
@@ -203,6 +205,17 @@ class Hub:
             streams.remove(stream)
             if not streams:
                 del self._by_table[stream.table.name]
+
+    def end_table(self, name: str, reason: str) -> None:
+        """End every subscription to table `name`, telling each `ended` (the table was dropped)."""
+        for stream in [s for s in self.streams.values() if s.table.name == name]:
+            for subscription in list(stream.members):
+                self.leave(subscription)
+                if subscription.ended is not None:
+                    try:
+                        subscription.ended(reason)
+                    except Exception:
+                        log.exception("ending a subscription to dropped table %r failed", name)
 
     @property
     def subscriptions(self) -> int:
