@@ -1,0 +1,315 @@
+"""The schema follows the database (SPEC section 4): DDL made by another program while serving.
+
+The DDL runs through `sqlite3` / `psql`, never the server's connections. The
+server notices it by polling (graph.schema_watch), or on SIGHUP and
+`forgegraph reload`; tests wait for the outcome with a generous bound, never
+a timed assertion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from graph.reload import RELOAD_PATH
+from tests.conftest import Api, Launch, free_port
+from tests.test_forgebase import RawClient, ws_url
+from tests.test_realtime import CHANGES, change, subscribe
+
+WAIT_SECONDS = 20
+ADMIN = "s3cret"
+
+
+async def ddl(url: str, sql: str) -> None:
+    """Run `sql` with the database's own command-line client, as another program would."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        command = ["sqlite3", str(parsed.database), sql]
+        env = None
+    else:
+        command = ["psql", "-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432),
+                   "-U", parsed.username or "postgres", "-d", str(parsed.database),
+                   "-v", "ON_ERROR_STOP=1", "-c", sql]
+        env = {**os.environ, "PGPASSWORD": parsed.password or ""}
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, (sql, out, err)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait until `check()` holds (the server polls the schema every half second)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {WAIT_SECONDS} s")
+        await asyncio.sleep(0.05)
+
+
+def answers(api: Api, query: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return "errors" not in await api.raw(query)
+
+    return check
+
+
+@contextlib.asynccontextmanager
+async def traffic(api: Api) -> AsyncIterator[list[Any]]:
+    """Queries and mutations in a loop while the block runs; the failures they met, after."""
+    failures: list[Any] = []
+    stop = asyncio.Event()
+
+    async def loop() -> None:
+        turn = 0
+        while not stop.is_set():
+            turn += 1
+            for body in (
+                await api.raw("{ posts(order_by: {id: asc}, limit: 2) { id title } users { id name } }"),
+                await api.raw(f'mutation {{ update_users_by_pk(pk_columns: {{id: 2}}, _set: {{name: "Bob {turn}"}}) '
+                              "{ id name } }"),
+            ):
+                if "errors" in body:
+                    failures.append(body)
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield failures
+    finally:
+        stop.set()
+        await task
+
+
+async def test_an_added_column_and_table_are_served_and_in_events(api: Api, library_url: str) -> None:
+    async with api.ws() as ws:
+        await subscribe(ws, "posts", "posts")
+        async with traffic(api) as failures:
+            await ddl(library_url, "ALTER TABLE posts ADD COLUMN subtitle TEXT")
+            await ddl(library_url, "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")
+            await eventually(answers(api, "{ posts_by_pk(id: 1) { subtitle } notes { id } }"), "the new schema")
+            await asyncio.sleep(0.3)  # a few more rounds of traffic on the new schema
+        assert failures == []
+        assert (await api("{ posts_by_pk(id: 1) { id subtitle } }"))["posts_by_pk"] == {"id": 1, "subtitle": None}
+
+        # The old subscription goes on, and its events carry the new column.
+        await api('mutation { update_posts_by_pk(pk_columns: {id: 1}, _set: {subtitle: "sub"}) { id } }')
+        event = await change(ws, "posts")
+        assert event["type"] == "update" and event["id"] == 1
+        assert event["record"]["subtitle"] == "sub"
+        assert event["old_record"]["subtitle"] is None
+
+        # The new table can be written, queried and subscribed to.
+        await subscribe(ws, "notes", "notes")
+        inserted = await api('mutation { insert_notes_one(object: {id: 7, text: "hi"}) { id text } }')
+        assert inserted == {"insert_notes_one": {"id": 7, "text": "hi"}}
+        event = await change(ws, "notes")
+        assert event["type"] == "create" and event["record"] == {"id": 7, "text": "hi"}
+        assert (await api("{ notes { id text } }"))["notes"] == [{"id": 7, "text": "hi"}]
+
+
+async def test_a_write_by_another_program_after_the_change_carries_the_new_column(
+    api: Api, library_url: str
+) -> None:
+    async with api.ws() as ws:
+        await subscribe(ws, "1", "posts")
+        await ddl(library_url, "ALTER TABLE posts ADD COLUMN mood TEXT")
+        await eventually(answers(api, "{ posts_by_pk(id: 1) { mood } }"), "the new column")
+        await ddl(library_url, "INSERT INTO posts (id, title, user_id, published, mood) VALUES (90, 'x', 1, true, 'calm')")
+        event = await change(ws, "1")
+        assert event["type"] == "create" and event["record"]["mood"] == "calm"
+
+
+async def test_a_renamed_column_keeps_subscriptions_and_records_follow(api: Api, library_url: str) -> None:
+    async with api.ws() as ws:
+        await subscribe(ws, "1", "posts")
+        await ddl(library_url, "ALTER TABLE posts RENAME COLUMN body TO content")
+        await eventually(answers(api, "{ posts_by_pk(id: 1) { content } }"), "the renamed column")
+        assert "errors" in await api.raw("{ posts_by_pk(id: 1) { body } }")
+        await api('mutation { update_posts_by_pk(pk_columns: {id: 1}, _set: {content: "new"}) { id } }')
+        event = await change(ws, "1")
+        assert event["record"]["content"] == "new"
+        assert "body" not in event["record"]
+
+
+async def test_a_dropped_table_ends_its_subscriptions_with_an_error(api: Api, library_url: str) -> None:
+    async with api.ws() as ws, RawClient.open(ws_url(api.server)) as raw:
+        await subscribe(ws, "comments", "comments")
+        await subscribe(ws, "posts", "posts")
+        await raw.subscribe("comments")
+        await raw.subscribe("posts")
+        await ddl(library_url, "DROP TABLE comments")
+        message = await ws.receive(timeout=WAIT_SECONDS)
+        assert message == {"id": "comments", "type": "error", "payload": [
+            {"message": "table 'comments' was dropped", "extensions": {"code": "not-found"}}]}
+        assert await raw.receive(timeout=WAIT_SECONDS) == {"type": "error", "message": "table 'comments' was dropped"}
+
+        # The other table's subscriptions go on, from where they were.
+        await api('mutation { update_posts_by_pk(pk_columns: {id: 2}, _set: {title: "still here"}) { id } }')
+        event = await change(ws, "posts")
+        assert event["record"]["title"] == "still here"
+        raw_event = await raw.receive()
+        assert raw_event["type"] == "update" and raw_event["record"]["title"] == "still here"
+        assert raw_event["cursor"] == event["cursor"]
+
+        # The id is free again, and the table is gone for new subscriptions too.
+        await ws.subscribe("comments", CHANGES, {"table": "comments"})
+        gone = await ws.receive()
+        assert gone["id"] == "comments" and gone["type"] == "error", gone
+        assert "errors" in await api.raw("{ comments { id } }")
+
+
+async def test_an_sse_stream_of_a_dropped_table_says_so_and_ends(api: Api, library_url: str) -> None:
+    async with api.http.stream("GET", "/realtime/sse", params={"table": "comments"}) as response:
+        assert response.status_code == 200
+        await ddl(library_url, "DROP TABLE comments")
+        lines = []
+        async with asyncio.timeout(WAIT_SECONDS):
+            async for line in response.aiter_lines():
+                lines.append(line)
+    assert 'data: {"type":"error","message":"table \'comments\' was dropped"}' in lines
+
+
+RULES = """
+tables:
+  posts:
+    select:
+      anonymous: {filter: {published: {_eq: true}}, columns: [id, title, body]}
+  comments:
+    select:
+      anonymous: {columns: "*"}
+"""
+
+
+async def test_a_change_that_breaks_a_rule_denies_it_and_healthz_lists_it(
+    launch: Launch, library_url: str, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    api = await launch(permissions=str(rules), admin_secret=ADMIN)
+    assert (await api("{ posts(where: {id: {_eq: 1}}) { id body } }"))["posts"] == [{"id": 1, "body": "first"}]
+    health = await api.http.get("/healthz")
+    assert health.json() == {"status": "ok"}
+
+    await ddl(library_url, "ALTER TABLE posts RENAME COLUMN body TO content")
+
+    async def denied() -> bool:
+        return "errors" in await api.raw("{ posts { id } }")
+
+    await eventually(denied, "the broken rule denied")
+    # Never wider: the role sees no posts at all now; its other rules still hold.
+    assert (await api("{ comments(limit: 1) { id } }"))["comments"]
+    admin = await api.http.post("/graphql", json={"query": "{ posts_by_pk(id: 1) { content } }"},
+                                headers={"X-Admin-Secret": ADMIN})
+    assert admin.json() == {"data": {"posts_by_pk": {"content": "first"}}}
+    health = await api.http.get("/healthz")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] == "ok"
+    [broken] = body["broken_rules"]
+    assert "tables.posts.select.anonymous.columns: unknown column 'body'" in broken
+
+
+async def test_reload_endpoint_rereads_on_demand_with_the_admin_secret(launch: Launch, library_url: str) -> None:
+    api = await launch(schema_poll=0, admin_secret=ADMIN)
+    await ddl(library_url, "ALTER TABLE users ADD COLUMN nickname TEXT")
+    await asyncio.sleep(1)  # nothing polls: still the old schema
+    assert "errors" in await api.raw("{ users { nickname } }")
+
+    assert (await api.http.post(RELOAD_PATH)).status_code == 401
+    assert (await api.http.post(RELOAD_PATH, headers={"X-Admin-Secret": "wrong"})).status_code == 403
+    answer = await api.http.post(RELOAD_PATH, headers={"X-Admin-Secret": ADMIN})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"changed": True, "generation": 2, "tables": 5, "broken_rules": []}
+    assert (await api("{ users_by_pk(id: 1) { nickname } }")) == {"users_by_pk": {"nickname": None}}
+
+    again = await api.http.post(RELOAD_PATH, headers={"X-Admin-Secret": ADMIN})
+    assert again.json()["changed"] is False
+
+
+def _server(url: str, port: int, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "graph", "serve", "--database", url, "--port", str(port), "--schema-poll", "0",
+         *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+
+
+def _wait_serving(base: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, process.communicate()
+        try:
+            if httpx.get(base + "/healthz", timeout=2, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
+
+
+def _query(base: str, query: str) -> dict[str, Any]:
+    return httpx.post(base + "/graphql", json={"query": query}, timeout=10, trust_env=False).json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_and_forgegraph_reload_reread_a_running_servers_schema(library_url: str, workers: int) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = _server(library_url, port, "--workers", str(workers))
+    try:
+        _wait_serving(base, process)
+        asyncio.run(ddl(library_url, "ALTER TABLE users ADD COLUMN nickname TEXT"))
+        assert "errors" in _query(base, "{ users { nickname } }")
+
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + WAIT_SECONDS
+        # Every worker: the answers come from either.
+        seen = 0
+        while seen < 10:
+            body = _query(base, "{ users(limit: 1) { nickname } }")
+            seen = seen + 1 if "errors" not in body else 0
+            assert time.monotonic() < deadline, body
+            time.sleep(0.05)
+
+        asyncio.run(ddl(library_url, "ALTER TABLE users ADD COLUMN motto TEXT"))
+        done = subprocess.run(
+            [sys.executable, "-m", "graph", "reload", "--url", base], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"reloaded {base}: schema changed, 5 tables\n"
+        deadline = time.monotonic() + WAIT_SECONDS
+        seen = 0
+        while seen < 10:
+            body = _query(base, "{ users(limit: 1) { motto } }")
+            seen = seen + 1 if "errors" not in body else 0
+            assert time.monotonic() < deadline, body
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
+def test_forgegraph_reload_says_when_no_server_answers() -> None:
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "graph", "reload", "--url", f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"forgegraph: error: cannot reach a server at http://127.0.0.1:{port}")
