@@ -228,7 +228,13 @@ class GraphQLSocket(EventSocket):
         self.subscriptions[op_id] = stream.subscription
         self.operations[op_id] = stream.task
         self._streams[op_id] = stream
-        stream.subscription.ended = lambda reason: self._stream_failed(op_id, [_dropped(reason)])
+        stream.subscription.ended = lambda reason: self._stream_dropped(op_id, stream, reason)
+
+    def _stream_dropped(self, op_id: str, stream: Stream, reason: str) -> None:
+        """The hub ended a stream's subscription: its table is gone, so its reads end too."""
+        if self._streams.get(op_id) is stream:
+            stream.stop()
+            self._stream_failed(op_id, [_dropped(reason)])
 
     def _table_dropped(self, op_id: str, subscription: Subscription, reason: str) -> None:
         """The hub ended a `tableChanged` subscription: its table is gone."""

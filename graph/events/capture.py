@@ -121,8 +121,17 @@ class Realtime:
         return bool(self._tasks)
 
     def end_table(self, name: str, reason: str) -> None:
-        """End every subscription to table `name` (dropped): each transport tells its client `reason`."""
+        """End every subscription to table `name` (dropped): each transport tells its client `reason`.
+
+        Live queries reading it are refreshed, and end with the error their
+        statement now meets.
+        """
         self.hub.end_table(name, reason)
+        for watcher in list(self.watchers):
+            try:
+                watcher(frozenset((name,)))
+            except Exception:
+                log.exception("a watcher of dropped table %r failed", name)
 
     async def start(self) -> None:
         await self.changelog.install()
