@@ -235,6 +235,8 @@ class Runtime:
                     # with its new columns. Compares a digest: only a changed schema
                     # rewrites triggers (and a paused capture is left paused).
                     await changes.changelog.install()
+                    if dropped:  # or renamed, which leaves SQLite triggers logging the old name
+                        await changes.changelog.drop_stale_triggers()
                 except Exception:
                     log.exception("re-installing change capture after a schema change failed")
             self._generation = generation

@@ -84,6 +84,8 @@ class SchemaWatch:
         self.changed = changed
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self.polls = 0
+        """Checks made so far."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="forgegraph-schema-watch")
@@ -102,6 +104,7 @@ class SchemaWatch:
         version: int | None = None
         while True:
             await asyncio.sleep(self.interval)
+            self.polls += 1
             try:
                 if sqlite:
                     # One cheap statement per poll; the schema is read only when it moved.

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -48,6 +50,20 @@ async def ddl(url: str, sql: str) -> None:
     )
     out, err = await process.communicate()
     assert process.returncode == 0, (sql, out, err)
+
+
+async def scalar(url: str, sql: str) -> Any:
+    """One value read on a connection of the test's own (not the server's)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        with contextlib.closing(sqlite3.connect(str(parsed.database))) as conn:
+            return conn.execute(sql).fetchone()[0]
+    conn = await asyncpg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username or "postgres",
+                                 password=parsed.password, database=parsed.database)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -118,6 +134,36 @@ async def test_an_added_column_and_table_are_served_and_in_events(api: Api, libr
         event = await change(ws, "notes")
         assert event["type"] == "create" and event["record"] == {"id": 7, "text": "hi"}
         assert (await api("{ notes { id text } }"))["notes"] == [{"id": 7, "text": "hi"}]
+
+
+async def test_a_renamed_table_is_served_under_its_new_name_and_logged_once(api: Api, library_url: str) -> None:
+    async with api.ws() as ws:
+        await subscribe(ws, "comments", "comments")
+        await ddl(library_url, "ALTER TABLE comments RENAME TO remarks")
+        message = await ws.receive(timeout=WAIT_SECONDS)
+        assert message["id"] == "comments" and message["type"] == "error", message
+        await eventually(answers(api, "{ remarks(limit: 1) { id } }"), "the renamed table")
+        await subscribe(ws, "remarks", "remarks")
+        await api('mutation { insert_remarks_one(object: {id: 50, post_id: 1, body: "b"}) { id } }')
+        event = await change(ws, "remarks")
+        assert event["type"] == "create" and event["record"]["id"] == 50
+    # Under its new name only: a table created later under the old one gets none of its changes.
+    logged = await scalar(library_url, "SELECT count(*) FROM _forgegraph_changes WHERE table_name = 'comments'")
+    assert logged == 0
+
+
+async def test_installing_capture_after_a_change_is_not_itself_a_change(api: Api, library_url: str) -> None:
+    runtime = api.server.app.state.runtime
+    assert runtime.generation.number == 1
+    await ddl(library_url, "CREATE TABLE extra (id INTEGER PRIMARY KEY)")
+    await eventually(answers(api, "{ extra { id } }"), "the new table")
+    # The triggers installed for it changed the schema too, which the watch ignores:
+    # once it has polled again, the reflection of the change is still the last one.
+    assert runtime.generation.number == 2
+    polls = runtime._watch.polls
+    while runtime._watch.polls < polls + 3:
+        await asyncio.sleep(0.1)
+    assert runtime.generation.number == 2
 
 
 async def test_a_write_by_another_program_after_the_change_carries_the_new_column(

@@ -260,6 +260,28 @@ class ChangeLog:
         async with self.engine.begin() as conn:
             await conn.run_sync(apply)
 
+    async def drop_stale_triggers(self) -> list[str]:
+        """Drop the SQLite capture triggers of tables renamed since they were made; their names.
+
+        SQLite keeps a renamed table's triggers, which go on logging its
+        changes under the old name (`sqlite_triggers` writes it as a literal):
+        a table later created with that name would receive them as its events.
+        PostgreSQL's trigger reads the table's name as it fires: nothing to do.
+        """
+        if self.dialect != "sqlite":
+            return []
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(sa.text(
+                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, 12) = '_forgegraph_'"
+            ))).all()
+            stale = [
+                str(name) for name, table in rows
+                if name not in {f"_forgegraph_{table}_{event}" for event in ("insert", "update", "delete")}
+            ]
+            for name in stale:
+                await conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_quote(name)}")
+        return stale
+
     @staticmethod
     def _installed_digest(sync_conn: sa.Connection) -> str | None:
         if not sa.inspect(sync_conn).has_table(META):
