@@ -40,7 +40,7 @@ from graph.rules.bool_exp import canonical
 if TYPE_CHECKING:
     from graph.access import EventView
     from graph.events.change import ChangeEvent, ChangeType
-    from graph.events.hub import Render, Subscription
+    from graph.events.hub import Render
     from graph.model import Table
     from graph.runtime import Runtime
 
@@ -193,13 +193,10 @@ class ForgeBaseSocket(EventSocket):
             # An error message for this subscribe; the connection and its other tables live on.
             raise contained(error, "subscribing") from None
         self.subscriptions[name] = subscription
-        subscription.ended = lambda reason: self._table_dropped(name, subscription, reason)
+        subscription.ended = self.ended
 
-    def _table_dropped(self, name: str, subscription: Subscription, reason: str) -> None:
-        """The hub ended this table's subscription: the table is gone; the connection lives on."""
-        if self.subscriptions.get(name) is subscription:
-            del self.subscriptions[name]
-            self.send_error(reason)
+    def table_dropped(self, key: str, reason: str) -> None:
+        self.send_error(reason)  # the connection and its other tables live on
 
     def unsubscribe(self, message: dict[str, Any]) -> None:
         name = _table_name(message)

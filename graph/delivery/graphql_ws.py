@@ -31,7 +31,6 @@ from graph.execution import format_error
 from graph.nesting import MAX_FILTER_DEPTH
 
 if TYPE_CHECKING:
-    from graph.events.hub import Subscription
     from graph.execution import Executor
     from graph.generation import Generation
     from graph.runtime import Runtime
@@ -209,7 +208,7 @@ class GraphQLSocket(EventSocket):
                 self._frame(op_id),
                 since=query.since,
             )
-            subscription.ended = lambda reason: self._table_dropped(op_id, subscription, reason)
+            subscription.ended = self.ended
         except ForgeError as error:
             self.send_error(op_id, [error.to_graphql()])
         except GraphQLError as error:
@@ -228,19 +227,16 @@ class GraphQLSocket(EventSocket):
         self.subscriptions[op_id] = stream.subscription
         self.operations[op_id] = stream.task
         self._streams[op_id] = stream
-        stream.subscription.ended = lambda reason: self._stream_dropped(op_id, stream, reason)
+        stream.subscription.ended = self.ended
 
-    def _stream_dropped(self, op_id: str, stream: Stream, reason: str) -> None:
-        """The hub ended a stream's subscription: its table is gone, so its reads end too."""
-        if self._streams.get(op_id) is stream:
+    def table_dropped(self, key: str, reason: str) -> None:
+        # A `t_stream` stops reading too; a `tableChanged` subscription just ends.
+        stream = self._streams.pop(key, None)
+        if stream is not None:
             stream.stop()
-            self._stream_failed(op_id, [_dropped(reason)])
-
-    def _table_dropped(self, op_id: str, subscription: Subscription, reason: str) -> None:
-        """The hub ended a `tableChanged` subscription: its table is gone."""
-        if self.subscriptions.get(op_id) is subscription:
-            del self.subscriptions[op_id]
-            self.send_error(op_id, [_dropped(reason)])
+            if self.operations.get(key) is stream.task:
+                del self.operations[key]
+        self.send_error(key, [_dropped(reason)])
 
     def _stream_failed(self, op_id: str, errors: list[dict[str, Any]]) -> None:
         """A stream's reads failed (the database went away, a rule no longer compiles): it ends, with its errors."""

@@ -56,6 +56,8 @@ class EventSocket:
         self.session: Session = ANONYMOUS_SESSION
         self._expiry: asyncio.TimerHandle | None = None
         self.message_rate = TokenBucket(runtime.settings.limits.max_messages_per_second)
+        self.ended = self.subscription_ended
+        """What each of its hub subscriptions is told when it is ended: bound once, shared by all."""
 
     @property
     def subscribed(self) -> int:
@@ -119,6 +121,18 @@ class EventSocket:
         """Over --max-messages-per-second: close with 4429, on every protocol alike."""
         rate = self.message_rate.rate
         raise CloseConnection(TooManyRequests.close_code, f"Too many messages: at most {rate} per second")
+
+    def subscription_ended(self, subscription: Subscription, reason: str) -> None:
+        """The hub ended one of its subscriptions (its table was dropped): tell the client `reason`."""
+        for key, held in self.subscriptions.items():
+            if held is subscription:
+                del self.subscriptions[key]
+                self.table_dropped(key, reason)
+                return
+
+    def table_dropped(self, key: str, reason: str) -> None:
+        """Tell the client that subscription `key` (an operation id, a table) ended: its table is gone."""
+        raise NotImplementedError
 
     async def close_for_shutdown(self) -> None:
         self.outbox.fail(1001, "server shutting down")

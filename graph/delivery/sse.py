@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -93,6 +92,8 @@ class EventStream:
         self.subscriptions: list[Subscription] = []
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
         self._tasks: list[asyncio.Task[None]] = []
+        self._ended = self._table_dropped
+        """What each of its hub subscriptions is told when its table is dropped: bound once."""
         self.cut = asyncio.Event()
         """Set when the stream must end without waiting for the body to finish writing."""
 
@@ -111,7 +112,7 @@ class EventStream:
             )
             if self.after is not None:
                 subscription.last_cursor = self.after
-            subscription.ended = functools.partial(self._table_dropped, subscription)
+            subscription.ended = self._ended
             self.subscriptions.append(subscription)
         self.runtime.connections.add(self)
         left = self.session.seconds_left()

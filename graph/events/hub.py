@@ -51,6 +51,8 @@ Render = Callable[["ChangeEvent", "ChangeType"], str]
 """The payload of an event for a stream, given the change type as the stream sees it."""
 Failed = Callable[["ChangeEvent", Exception], None]
 """Told once per event that some stream could not match or render."""
+Ended = Callable[["Subscription", str], None]
+"""Told that the hub ended a subscription, and why (graph.events.capture.Realtime.end_table)."""
 
 log = logging.getLogger("forgegraph.realtime")
 
@@ -112,8 +114,9 @@ class Subscription:
     """When that was (time.monotonic)."""
     owed: int = 0
     """Live frames held or let go since then."""
-    ended: Callable[[str], None] | None = None
-    """Told why, when the hub ends the subscription (its table was dropped); set by its transport."""
+    ended: Ended | None = None
+    """Told why, when the hub ends the subscription (its table was dropped): its connection's one
+    callback, set by the transport (a pointer per subscription, no closure)."""
 
     def hold(self, cursor: int, message: Message) -> None:
         """Keep a live frame for when the replay ends, within the connection's send-queue limit.
@@ -213,7 +216,7 @@ class Hub:
                 self.leave(subscription)
                 if subscription.ended is not None:
                     try:
-                        subscription.ended(reason)
+                        subscription.ended(subscription, reason)
                     except Exception:
                         log.exception("ending a subscription to dropped table %r failed", name)
 
