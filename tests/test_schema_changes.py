@@ -25,7 +25,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from graph.model import Column, DatabaseModel, Kind, Table
+from graph.naming import name_model
 from graph.reload import RELOAD_PATH
+from graph.rules.permissions import (
+    PermissionsError,
+    parse_permissions,
+    parse_permissions_after_change,
+)
 from tests.conftest import Api, Launch, free_port
 from tests.test_forgebase import RawClient, ws_url
 from tests.test_realtime import CHANGES, change, subscribe
@@ -413,3 +420,51 @@ def test_forgegraph_reload_says_when_no_server_answers() -> None:
     )
     assert done.returncode == 2
     assert done.stderr.startswith(f"forgegraph: error: cannot reach a server at http://127.0.0.1:{port}")
+
+
+# -- rules after a change (pure) ------------------------------------------------------
+
+
+def _model(*, body: bool, users: bool) -> DatabaseModel:
+    def col(name: str, kind: Kind) -> Column:
+        return Column(name, kind, name != "body")
+
+    posts = (col("id", Kind.INTEGER), col("title", Kind.STRING), *((col("body", Kind.STRING),) if body else ()))
+    tables = {"posts": Table("posts", posts, ("id",))}
+    if users:
+        tables["users"] = Table("users", (col("id", Kind.INTEGER), col("name", Kind.STRING)), ("id",))
+    return name_model(DatabaseModel("sqlite", tables))
+
+
+CHANGED_RULES = {"tables": {
+    "posts": {
+        "select": {"anonymous": {"columns": ["id", "body"]}, "user": {"columns": "*"}},
+        "update": {"user": {"filter": {"body": {"_eq": "x"}}, "columns": ["title"]}},
+    },
+    "users": {"select": {"user": {"columns": "*"}}},
+}}
+
+
+def test_rules_a_change_breaks_are_left_out_denying_what_they_granted() -> None:
+    assert parse_permissions(CHANGED_RULES, _model(body=True, users=True), "rules.yaml")
+    after = _model(body=False, users=False)
+    with pytest.raises(PermissionsError):  # at start-up: refused
+        parse_permissions(CHANGED_RULES, after, "rules.yaml")
+    permissions, broken = parse_permissions_after_change(CHANGED_RULES, after, "rules.yaml")
+    assert [b.split(":")[1].strip() for b in broken] == [
+        "tables.posts.select.anonymous.columns", "tables.posts.update.user.filter", "tables.users"]
+    assert all(b.startswith("rules.yaml: ") for b in broken)
+    posts = after.tables["posts"]
+    assert permissions.select("anonymous", posts) is None
+    assert permissions.update("user", posts) is None
+    user = permissions.select("user", posts)
+    assert user is not None and user.columns == ("id", "title")  # "*": the columns there are now
+    assert permissions.roles() == {"anonymous", "user"}
+
+
+def test_rules_a_change_leaves_whole_are_kept_as_they_are() -> None:
+    model = _model(body=True, users=True)
+    permissions, broken = parse_permissions_after_change(CHANGED_RULES, model, "rules.yaml")
+    assert broken == ()
+    select = permissions.select("anonymous", model.tables["posts"])
+    assert select is not None and select.columns == ("id", "body")
