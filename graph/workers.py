@@ -33,8 +33,10 @@ def supervise(count: int, work: Callable[[], int]) -> int:
         pid = os.fork()
         if pid == 0:
             supervisor = os.getppid()
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
+            # Until the worker's loop takes it (a reload): a SIGHUP while starting must not end it.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             code = 1
             try:
                 code = work()

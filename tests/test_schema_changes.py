@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -162,8 +164,12 @@ async def test_a_renamed_table_is_served_under_its_new_name_and_logged_once(api:
 async def test_installing_capture_after_a_change_is_not_itself_a_change(api: Api, library_url: str) -> None:
     runtime = api.server.app.state.runtime
     assert runtime.generation.number == 1
+    first = weakref.ref(runtime.generation)
+    await api("{ posts { id } }")
     await ddl(library_url, "CREATE TABLE extra (id INTEGER PRIMARY KEY)")
     await eventually(answers(api, "{ extra { id } }"), "the new table")
+    gc.collect()
+    assert first() is None, gc.get_referrers(first())  # nothing keeps a replaced generation
     # The triggers installed for it changed the schema too, which the watch ignores:
     # once it has polled again, the reflection of the change is still the last one.
     assert runtime.generation.number == 2
