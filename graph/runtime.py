@@ -165,7 +165,7 @@ class Runtime:
         engine = database.engine
         try:
             before = await fingerprint(engine)
-            model = name_model(await reflect(engine))
+            model = await self._reflect(engine)
         except (exc.DBAPIError, OSError) as error:
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             raise StartupError(f"cannot connect to database {url!r}: {reason}") from None
@@ -192,6 +192,10 @@ class Runtime:
         self._driver = driver
         self._realtime = changes
         self._generation = generation
+
+    async def _reflect(self, engine: AsyncEngine) -> DatabaseModel:
+        """The database's schema as served: at start-up and at each rebuild alike."""
+        return name_model(await reflect(engine))
 
     def _build(
         self, database: Database, model: DatabaseModel, changes: Realtime, before: str, number: int
@@ -224,7 +228,7 @@ class Runtime:
             changed = before != old.fingerprint
             if not changed and not force:
                 return False
-            model = name_model(await reflect(database.engine))
+            model = await self._reflect(database.engine)
             changes = self.realtime
             generation = self._build(database, model, changes, before, old.number + 1)
             dropped = sorted(set(old.model.tables) - set(model.tables))
@@ -242,6 +246,9 @@ class Runtime:
             self._generation = generation
             for name in dropped:
                 changes.end_table(name, f"table {name!r} was dropped")
+            for skipped in model.skipped:
+                if skipped not in old.model.skipped:
+                    log.warning("not served: %s", skipped)
             for rule in generation.broken_rules:
                 if rule not in old.broken_rules:
                     log.warning("permission rule denied after a schema change: %s", rule)
@@ -253,12 +260,7 @@ class Runtime:
             return changed
 
     async def _schema_moved(self) -> None:
-        try:
-            await self.reload("noticed a schema change", force=False)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("rebuilding the schema after a change failed; serving the previous one")
+        await self.reload("noticed a schema change", force=False)
 
     def request_reload(self) -> None:
         """Re-read the schema soon (SIGHUP): a task of its own, failures logged."""

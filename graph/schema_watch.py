@@ -84,6 +84,8 @@ class SchemaWatch:
         self.changed = changed
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._failed: str | None = None
+        """The schema whose rebuild failed: not tried again until it changes."""
         self.polls = 0
         """Checks made so far."""
 
@@ -108,12 +110,20 @@ class SchemaWatch:
             try:
                 if sqlite:
                     # One cheap statement per poll; the schema is read only when it moved.
-                    now = await _sqlite_version(self.engine)
-                    if now == version:
+                    current = await _sqlite_version(self.engine)
+                    if current == version:
                         continue
-                    version = now
-                if await fingerprint(self.engine) != self.current():
-                    await self.changed()
+                    version = current
+                now = await fingerprint(self.engine)
+                if now != self.current() and now != self._failed:
+                    try:
+                        await self.changed()
+                    except (asyncio.CancelledError, sa.exc.DBAPIError, OSError):
+                        raise  # the database away: the next poll tries again
+                    except Exception:
+                        # Once per schema: the next change is tried again (as SIGHUP always is).
+                        self._failed = now
+                        log.exception("rebuilding the schema after a change failed; serving the previous one")
                 if self._failing:
                     log.info("watching the database schema again")
                 self._failing = False

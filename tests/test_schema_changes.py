@@ -26,6 +26,7 @@ import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from graph.model import Column, DatabaseModel, Kind, Table
 from graph.naming import name_model
@@ -35,6 +36,7 @@ from graph.rules.permissions import (
     parse_permissions,
     parse_permissions_after_change,
 )
+from graph.schema_watch import SchemaWatch, fingerprint
 from tests.conftest import Api, Launch, free_port
 from tests.test_forgebase import RawClient, ws_url
 from tests.test_realtime import CHANGES, change, subscribe
@@ -474,3 +476,46 @@ def test_rules_a_change_leaves_whole_are_kept_as_they_are() -> None:
     assert broken == ()
     select = permissions.select("anonymous", model.tables["posts"])
     assert select is not None and select.columns == ("id", "body")
+
+
+# -- the watch ---------------------------------------------------------------------------
+
+
+async def test_a_rebuild_that_fails_is_tried_once_per_schema(tmp_path: Path) -> None:
+    path = tmp_path / "watched.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE a (id INTEGER PRIMARY KEY)")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    served = await fingerprint(engine)
+    calls: list[str] = []
+
+    async def changed() -> None:
+        calls.append(await fingerprint(engine))
+        raise RuntimeError("this schema cannot be served")
+
+    watch = SchemaWatch(engine, 0.01, lambda: served, changed)
+
+    async def polled(count: int) -> None:
+        start = watch.polls
+        while watch.polls < start + count:
+            await asyncio.sleep(0.01)
+
+    watch.start()
+    try:
+        await polled(3)
+        assert calls == []  # unchanged: nothing to rebuild
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("ALTER TABLE a ADD COLUMN b TEXT")
+        await polled(5)
+        assert len(calls) == 1 and calls[0] != served
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("CREATE TABLE _forgegraph_x (id INTEGER)")  # ours: not a change
+        await polled(5)
+        assert len(calls) == 1
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("ALTER TABLE a ADD COLUMN c TEXT")
+        await polled(5)
+        assert len(calls) == 2 and calls[1] != calls[0]
+    finally:
+        await watch.stop()
+        await engine.dispose()
