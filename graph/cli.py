@@ -470,7 +470,12 @@ def reload(namespace: argparse.Namespace, environ: Mapping[str, str]) -> None:
         host = environ.get(ENV_PREFIX + "HOST") or Settings.host
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
-        url = endpoint_url("http", host, int(environ.get(ENV_PREFIX + "PORT") or Settings.port), "")
+        raw_port = environ.get(ENV_PREFIX + "PORT") or str(Settings.port)
+        try:
+            port = _port(raw_port)
+        except ValueError:
+            raise UsageError(f"invalid value for {ENV_PREFIX}PORT: {raw_port!r}") from None
+        url = endpoint_url("http", host, port, "")
     secret = namespace.admin_secret or environ.get(ENV_PREFIX + "ADMIN_SECRET") or None
     answer = request_reload(url, secret)
     changed = "changed" if answer.get("changed") else "unchanged"
