@@ -302,7 +302,14 @@ async def serve_on(settings: Settings, sockets: list[socket.socket], *, announce
     from graph.delivery.wire import PROTOCOL
     from graph.gc_pace import pace_for_serving
 
-    app = await _started_app(settings)
+    # A SIGHUP while starting (another worker already serves) is kept for when we do.
+    hangups: list[int] = []
+    previous = signal.signal(signal.SIGHUP, lambda signum, _frame: hangups.append(signum))
+    try:
+        app = await _started_app(settings)
+    except BaseException:
+        signal.signal(signal.SIGHUP, previous)
+        raise
     pace_for_serving()
     try:
         if announce:
@@ -317,7 +324,7 @@ async def serve_on(settings: Settings, sockets: list[socket.socket], *, announce
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             ws_max_size=settings.limits.max_message_bytes,
         )
-        with _signals_end_serving(), _sighup_reloads(app.state.runtime):
+        with _signals_end_serving(), _sighup_reloads(app.state.runtime, bool(hangups)):
             await uvicorn.Server(config).serve(sockets=sockets)
     finally:
         await app.state.runtime.stop()
@@ -368,10 +375,15 @@ def _announce(settings: Settings, sockets: list[socket.socket]) -> None:
 
 
 @contextmanager
-def _sighup_reloads(runtime: Any) -> Iterator[None]:
-    """SIGHUP re-reads the schema (graph.runtime.Runtime.request_reload), as `forgegraph reload` does."""
+def _sighup_reloads(runtime: Any, pending: bool) -> Iterator[None]:
+    """SIGHUP re-reads the schema (graph.runtime.Runtime.request_reload), as `forgegraph reload` does.
+
+    `pending`: one arrived while the server was starting, perhaps after it reflected.
+    """
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, runtime.request_reload)
+    if pending:
+        runtime.request_reload()
     try:
         yield
     finally:

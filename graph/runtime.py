@@ -48,6 +48,9 @@ class Connection(Observed, Protocol):
 
     async def close_for_shutdown(self) -> None: ...
 
+    def rules_withdrawn(self, tables: frozenset[str], access: Access) -> None:
+        """A schema change broke the select rules of `tables`: end what the session may no longer see."""
+
 
 class Runtime:
     def __init__(self, settings: Settings) -> None:
@@ -246,6 +249,11 @@ class Runtime:
             self._generation = generation
             for name in dropped:
                 changes.end_table(name, f"table {name!r} was dropped")
+            withdrawn = _withdrawn(old.permissions, generation.permissions)
+            if withdrawn:
+                # Subscriptions answer on what they began with: never past a rule that is gone.
+                for connection in list(self.connections):
+                    connection.rules_withdrawn(withdrawn, generation.access)
             for skipped in model.skipped:
                 if skipped not in old.model.skipped:
                     log.warning("not served: %s", skipped)
@@ -312,3 +320,13 @@ class Runtime:
 
     def schema_sdl(self) -> str:
         return print_schema(self.schema) + "\n"
+
+
+def _withdrawn(before: Permissions, after: Permissions) -> frozenset[str]:
+    """The tables some role lost its select rule on (a schema change broke it)."""
+    lost = set()
+    for name, rules in before.tables.items():
+        now = after.tables.get(name)
+        if any(now is None or role not in now.select for role in rules.select):
+            lost.add(name)
+    return frozenset(lost)

@@ -337,6 +337,41 @@ async def test_a_change_that_breaks_a_rule_denies_it_and_healthz_lists_it(
     assert (await api.http.get("/healthz")).json() == {"status": "ok"}
 
 
+async def test_subscriptions_under_a_rule_a_change_breaks_end_and_the_admins_go_on(
+    launch: Launch, library_url: str, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    api = await launch(permissions=str(rules), admin_secret=ADMIN)
+    denied = {"message": "table 'posts' is no longer available to this role: a schema change broke its "
+                         "permission rule", "extensions": {"code": "permission-denied"}}
+    async with api.ws() as ws, api.ws(init=False) as admin, RawClient.open(ws_url(api.server)) as raw:
+        await admin.init({"headers": {"X-Admin-Secret": ADMIN}})
+        await subscribe(ws, "changes", "posts")
+        await subscribe(ws, "comments", "comments")
+        await ws.subscribe("live", "subscription { posts(where: {id: {_eq: 1}}) { id title } }")
+        assert (await ws.next("live"))["data"]["posts"] == [{"id": 1, "title": "Hello World"}]
+        await subscribe(admin, "changes", "posts")
+        await raw.subscribe("posts")
+        await ddl(library_url, "ALTER TABLE posts RENAME COLUMN body TO content")
+        ended = {}
+        while len(ended) < 2:
+            message = await ws.receive(timeout=WAIT_SECONDS)
+            assert message["type"] == "error", message
+            ended[message["id"]] = message["payload"]
+        assert ended == {"changes": [denied], "live": [denied]}
+        assert await raw.receive(timeout=WAIT_SECONDS) == {"type": "error", "message": denied["message"]}
+
+        # The admin's subscription and the session's others go on.
+        await api.http.post("/graphql", headers={"X-Admin-Secret": ADMIN}, json={"query":
+            'mutation { update_posts_by_pk(pk_columns: {id: 1}, _set: {content: "c"}) { id } }'})
+        event = await change(admin, "changes")
+        assert event["record"]["content"] == "c"
+        await api.http.post("/graphql", headers={"X-Admin-Secret": ADMIN}, json={"query":
+            'mutation { update_comments_by_pk(pk_columns: {id: 1}, _set: {body: "b"}) { id } }'})
+        assert (await change(ws, "comments"))["record"]["body"] == "b"
+
+
 async def test_reload_endpoint_rereads_on_demand_with_the_admin_secret(launch: Launch, library_url: str) -> None:
     api = await launch(schema_poll=0, admin_secret=ADMIN)
     await ddl(library_url, "ALTER TABLE users ADD COLUMN nickname TEXT")

@@ -195,8 +195,8 @@ class ForgeBaseSocket(EventSocket):
         self.subscriptions[name] = subscription
         subscription.ended = self.ended
 
-    def table_dropped(self, key: str, reason: str) -> None:
-        self.send_error(reason)  # the connection and its other tables live on
+    def end_subscription(self, key: str, error: ForgeError) -> None:
+        self.send_error(error.message)  # the connection and its other tables live on
 
     def unsubscribe(self, message: dict[str, Any]) -> None:
         name = _table_name(message)

@@ -19,18 +19,19 @@ from graphql import GraphQLError, OperationType
 from starlette.websockets import WebSocket
 
 from graph import deepjson, execute
-from graph.delivery.changes import plan_change_query
+from graph.delivery.changes import plan_change_query, withdrawn
 from graph.delivery.custom import is_custom_subscription, run_custom_subscription
 from graph.delivery.live import LiveSubscription, live_queries, live_query
 from graph.delivery.message import Frame, Message
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.delivery.stream_query import plan_stream
 from graph.delivery.streams import Stream
-from graph.errors import ForgeError, InvalidJWT, NotFound, contained
+from graph.errors import ForgeError, InvalidJWT, PermissionDenied, contained
 from graph.execution import format_error
 from graph.nesting import MAX_FILTER_DEPTH
 
 if TYPE_CHECKING:
+    from graph.access import Access
     from graph.execution import Executor
     from graph.generation import Generation
     from graph.runtime import Runtime
@@ -229,14 +230,27 @@ class GraphQLSocket(EventSocket):
         self._streams[op_id] = stream
         stream.subscription.ended = self.ended
 
-    def table_dropped(self, key: str, reason: str) -> None:
+    def end_subscription(self, key: str, error: ForgeError) -> None:
         # A `t_stream` stops reading too; a `tableChanged` subscription just ends.
         stream = self._streams.pop(key, None)
         if stream is not None:
             stream.stop()
             if self.operations.get(key) is stream.task:
                 del self.operations[key]
-        self.send_error(key, [_dropped(reason)])
+        self.send_error(key, [error.to_graphql()])
+
+    def rules_withdrawn(self, tables: frozenset[str], access: Access) -> None:
+        super().rules_withdrawn(tables, access)
+        # Live queries answer on the schema they began with: end those reading what is withdrawn.
+        view = access.for_session(self.session)
+        for op_id, live in list(self.live.items()):
+            group = live.group
+            read = tables if group is None or group.tables is None else tables & group.tables
+            lost = [n for n in sorted(read) if n in access.model.tables and view.event_view(n) is None]
+            if lost:
+                del self.live[op_id]
+                live_queries(self.runtime).unsubscribe(live)
+                self.send_error(op_id, [PermissionDenied(withdrawn(lost[0])).to_graphql()])
 
     def _stream_failed(self, op_id: str, errors: list[dict[str, Any]]) -> None:
         """A stream's reads failed (the database went away, a rule no longer compiles): it ends, with its errors."""
@@ -368,11 +382,6 @@ def _too_deep() -> str:
         f"nested more than {deepjson.JSON_DEPTH_LIMIT} levels deep"
         f" (a filter may nest no more than {MAX_FILTER_DEPTH} levels)"
     )
-
-
-def _dropped(reason: str) -> dict[str, Any]:
-    # The table is gone: `not-found`, as a subscription to it now would be refused.
-    return NotFound(reason).to_graphql()
 
 
 def _validation(message: str) -> dict[str, Any]:

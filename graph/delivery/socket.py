@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, ClassVar, NoReturn
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from graph.auth import ANONYMOUS_SESSION, Session
+from graph.delivery.changes import withdrawn
 from graph.delivery.outbox import Outbox
 from graph.delivery.ratelimit import TokenBucket
 from graph.delivery.wire import wire_of
-from graph.errors import TooManyRequests
+from graph.errors import ForgeError, NotFound, PermissionDenied, TooManyRequests
 
 if TYPE_CHECKING:
+    from graph.access import Access
     from graph.delivery.message import Message
     from graph.events.hub import Subscription
     from graph.runtime import Runtime
@@ -127,11 +129,21 @@ class EventSocket:
         for key, held in self.subscriptions.items():
             if held is subscription:
                 del self.subscriptions[key]
-                self.table_dropped(key, reason)
+                self.end_subscription(key, NotFound(reason))
                 return
 
-    def table_dropped(self, key: str, reason: str) -> None:
-        """Tell the client that subscription `key` (an operation id, a table) ended: its table is gone."""
+    def rules_withdrawn(self, tables: frozenset[str], access: Access) -> None:
+        """A schema change broke the select rules of `tables`: end what this session may no longer see."""
+        view = access.for_session(self.session)
+        for key, subscription in list(self.subscriptions.items()):
+            name = subscription.stream.table.name
+            if name in tables and name in access.model.tables and view.event_view(name) is None:
+                self.realtime.unsubscribe(subscription)
+                del self.subscriptions[key]
+                self.end_subscription(key, PermissionDenied(withdrawn(name)))
+
+    def end_subscription(self, key: str, error: ForgeError) -> None:
+        """Tell the client that subscription `key` (an operation id, a table) was ended by the server."""
         raise NotImplementedError
 
     async def close_for_shutdown(self) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import orjson
 from starlette.responses import Response, StreamingResponse
 
+from graph.delivery.changes import withdrawn
 from graph.delivery.forgebase import error_message, renderer, served_table, stream_key
 from graph.delivery.message import Frame, Message
 from graph.delivery.outbox import Outbox
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import Receive, Scope, Send
 
-    from graph.access import EventView
+    from graph.access import Access, EventView
     from graph.auth import Session
     from graph.events.hub import Subscription
     from graph.model import Table
@@ -139,6 +140,15 @@ class EventStream:
                 await task
         self._tasks.clear()
         await self.outbox.stop()
+
+    def rules_withdrawn(self, tables: frozenset[str], access: Access) -> None:
+        """A schema change broke the select rules of `tables`: end what this session may no longer see."""
+        view = access.for_session(self.session)
+        for subscription in list(self.subscriptions):
+            name = subscription.stream.table.name
+            if name in tables and name in access.model.tables and view.event_view(name) is None:
+                self.realtime.unsubscribe(subscription)
+                self._table_dropped(subscription, withdrawn(name))
 
     def _table_dropped(self, subscription: Subscription, reason: str) -> None:
         """The hub ended one table's subscription: an error event; the stream ends with its last table."""
