@@ -159,7 +159,8 @@ class Runtime:
         self._database = database
         if realtime and self.settings.schema_poll > 0:
             self._watch = SchemaWatch(
-                database.engine, self.settings.schema_poll, lambda: self.generation.fingerprint, self._schema_moved
+                database.engine, self.settings.schema_poll, lambda: self.generation.fingerprint,
+                self._schema_moved, self._recapture,
             )
             self._watch.start()
 
@@ -244,6 +245,7 @@ class Runtime:
                     await changes.changelog.install()
                     if dropped:  # or renamed, which leaves SQLite triggers logging the old name
                         await changes.changelog.drop_stale_triggers()
+                    await self._install_missing(changes)
                 except Exception:
                     log.exception("re-installing change capture after a schema change failed")
             self._generation = generation
@@ -269,6 +271,21 @@ class Runtime:
 
     async def _schema_moved(self) -> None:
         await self.reload("noticed a schema change", force=False)
+
+    async def _recapture(self) -> None:
+        """Re-install capture triggers a table took with it when it was made again just as it was."""
+        async with self._reloading:
+            changes = self.realtime
+            if changes.started:
+                await self._install_missing(changes)
+
+    @staticmethod
+    async def _install_missing(changes: Realtime) -> None:
+        missing = await changes.changelog.missing_triggers()
+        if missing:  # a table made again under its name took its triggers with it
+            log.info("re-installing change capture for %s", ", ".join(missing))
+            await changes.changelog.forget_installed()
+            await changes.changelog.install()
 
     def request_reload(self) -> None:
         """Re-read the schema soon (SIGHUP): a task of its own, failures logged."""

@@ -4,10 +4,13 @@ SQLite bumps `PRAGMA schema_version` on every change to its schema, which
 costs one cheap statement to read; only when it moved is the schema itself
 read (`fingerprint`). PostgreSQL has no such counter short of an event
 trigger (superuser only, and one more object to uninstall), so its
-fingerprint is one catalog query over the current schema's tables, columns
-and keys. Either way forgegraph's own objects (the change log, its meta
-table, the capture triggers) are left out, so installing triggers after a
-change is not itself a change.
+fingerprint is one catalog query over the current schema's tables (by oid:
+one made again under its name is a change), columns and keys. Either way
+forgegraph's own objects (the change log, its meta table, the capture
+triggers) are left out, so installing triggers after a change is not itself
+a change. On SQLite a table dropped and made again just as it was may read
+as before; the version moved all the same, so the runtime is told (`moved`)
+and puts back the capture triggers that went with the table.
 
 Each server process watches for itself (`--workers`, several hosts alike).
 """
@@ -31,12 +34,12 @@ log = logging.getLogger("forgegraph")
 OURS = "_forgegraph"
 SQLITE_VERSION = "PRAGMA schema_version"
 SQLITE_FINGERPRINT = f"""
-SELECT type, name, tbl_name, sql FROM sqlite_master
+SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master
 WHERE substr(name, 1, {len(OURS)}) <> '{OURS}' AND substr(name, 1, 7) <> 'sqlite_'
 ORDER BY type, name"""
 POSTGRES_FINGERPRINT = f"""
 SELECT md5(coalesce(string_agg(part, '|' ORDER BY part), '')) FROM (
-    SELECT concat_ws(':', c.relname, c.relkind, a.attnum, a.attname, a.atttypid, a.atttypmod,
+    SELECT concat_ws(':', c.oid, c.relname, c.relkind, a.attnum, a.attname, a.atttypid, a.atttypmod,
                      a.attnotnull, a.atthasdef) AS part
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -77,11 +80,15 @@ class SchemaWatch:
         interval: float,
         current: Callable[[], str],
         changed: Callable[[], Awaitable[object]],
+        moved: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.engine = engine
         self.interval = interval
         self.current = current
         self.changed = changed
+        self.moved = moved
+        """SQLite: told when the schema version moved but the schema reads as before (a table
+        dropped and made again just as it was, which took forgegraph's triggers with it)."""
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self._failed: str | None = None
@@ -115,7 +122,10 @@ class SchemaWatch:
                         continue
                     version = current
                 now = await fingerprint(self.engine)
-                if now != self.current() and now != self._failed:
+                if now == self.current():
+                    if sqlite and self.moved is not None:
+                        await self.moved()
+                elif now != self._failed:
                     try:
                         await self.changed()
                     except (asyncio.CancelledError, sa.exc.DBAPIError, OSError):

@@ -181,6 +181,30 @@ async def test_installing_capture_after_a_change_is_not_itself_a_change(api: Api
     assert runtime.generation.number == 2
 
 
+async def test_a_table_made_again_under_its_name_is_captured_again(api: Api, library_url: str) -> None:
+    sqlite = sa.make_url(library_url).get_backend_name() == "sqlite"
+    # The very same definition: as a migration that rebuilds a table leaves it.
+    definition = (
+        await scalar(library_url, "SELECT sql FROM sqlite_master WHERE name = 'tags'") if sqlite
+        else "CREATE TABLE tags (post_id integer REFERENCES posts(id) ON DELETE CASCADE, name text, "
+             "weight integer, PRIMARY KEY (post_id, name))"
+    )
+    async with api.ws() as ws:
+        await subscribe(ws, "tags", "tags")
+        await ddl(library_url, f"BEGIN; DROP TABLE tags; {definition}; COMMIT;")
+
+        async def captured() -> bool:
+            triggers = await scalar(library_url, (
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'tags'" if sqlite
+                else "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'tags'::regclass AND NOT tgisinternal"))
+            return bool(triggers)
+
+        await eventually(captured, "the table made again captured again")
+        await api('mutation { insert_tags_one(object: {post_id: 1, name: "again", weight: 3}) { name } }')
+        event = await change(ws, "tags")
+        assert event["type"] == "create" and event["record"] == {"post_id": 1, "name": "again", "weight": 3}
+
+
 async def test_a_write_by_another_program_after_the_change_carries_the_new_column(
     api: Api, library_url: str
 ) -> None:
@@ -518,7 +542,7 @@ def test_rules_a_change_leaves_whole_are_kept_as_they_are() -> None:
 
 async def test_a_rebuild_that_fails_is_tried_once_per_schema(tmp_path: Path) -> None:
     path = tmp_path / "watched.db"
-    with contextlib.closing(sqlite3.connect(path)) as conn:
+    with contextlib.closing(sqlite3.connect(path, timeout=WAIT_SECONDS)) as conn:
         conn.execute("CREATE TABLE a (id INTEGER PRIMARY KEY)")
     engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
     served = await fingerprint(engine)
@@ -539,15 +563,15 @@ async def test_a_rebuild_that_fails_is_tried_once_per_schema(tmp_path: Path) -> 
     try:
         await polled(3)
         assert calls == []  # unchanged: nothing to rebuild
-        with contextlib.closing(sqlite3.connect(path)) as conn:
+        with contextlib.closing(sqlite3.connect(path, timeout=WAIT_SECONDS)) as conn:
             conn.execute("ALTER TABLE a ADD COLUMN b TEXT")
         await polled(5)
         assert len(calls) == 1 and calls[0] != served
-        with contextlib.closing(sqlite3.connect(path)) as conn:
+        with contextlib.closing(sqlite3.connect(path, timeout=WAIT_SECONDS)) as conn:
             conn.execute("CREATE TABLE _forgegraph_x (id INTEGER)")  # ours: not a change
         await polled(5)
         assert len(calls) == 1
-        with contextlib.closing(sqlite3.connect(path)) as conn:
+        with contextlib.closing(sqlite3.connect(path, timeout=WAIT_SECONDS)) as conn:
             conn.execute("ALTER TABLE a ADD COLUMN c TEXT")
         await polled(5)
         assert len(calls) == 2 and calls[1] != calls[0]

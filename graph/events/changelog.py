@@ -260,6 +260,31 @@ class ChangeLog:
         async with self.engine.begin() as conn:
             await conn.run_sync(apply)
 
+    async def missing_triggers(self) -> list[str]:
+        """The captured tables whose capture triggers are gone: dropped with their table, which was
+        created again since under the same name (a migration rebuilding a table), so the installed
+        digest still reads as current."""
+        async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                found = {str(name) for name in (await conn.execute(sa.text(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, 12) = '_forgegraph_'"
+                ))).scalars()}
+                return [
+                    t.name for t in self.captured_tables()
+                    if any(f"_forgegraph_{t.name}_{event}" not in found for event in ("insert", "update", "delete"))
+                ]
+            found = {str(name) for name in (await conn.execute(sa.text(
+                "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE t.tgname = '_forgegraph_capture' AND n.nspname = current_schema()"
+            ))).scalars()}
+            return [t.name for t in self.captured_tables() if t.name not in found]
+
+    async def forget_installed(self) -> None:
+        """Make the next `install` write every trigger, whatever the digest said."""
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.text(f"DELETE FROM {META} WHERE key = 'ddl_digest'"))
+
     async def drop_stale_triggers(self) -> list[str]:
         """Drop the SQLite capture triggers of tables renamed since they were made; their names.
 
