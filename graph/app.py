@@ -24,6 +24,7 @@ from graph.delivery.graphql_ws import graphql_websocket
 from graph.delivery.sse import SSEEndpoint
 from graph.http import GraphQLEndpoint
 from graph.playground import playground_routes
+from graph.reload import RELOAD_PATH, reload_endpoint
 from graph.runtime import Runtime
 
 SSE_PATH = "/realtime/sse"
@@ -64,9 +65,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
 
     async def healthz(_request: Request) -> JSONResponse:
         parts = await runtime.health()
+        # Rules a schema change broke deny what they granted: reported, still healthy.
+        problems = {"broken_rules": broken} if (broken := runtime.schema_problems()) else {}
         if all(state == "ok" for state in parts.values()):
-            return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "unavailable", **parts}, status_code=503)
+            return JSONResponse({"status": "ok", **problems})
+        return JSONResponse({"status": "unavailable", **parts, **problems}, status_code=503)
 
     async def schema_problems(_request: Request) -> JSONResponse:
         """What of the database is not served, and why (database names)."""
@@ -100,6 +103,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Starlette:
             Route(SSE_PATH, SSEEndpoint(runtime).handle, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/schema/problems", schema_problems, methods=["GET"]),
+            Route(RELOAD_PATH, reload_endpoint(runtime), methods=["POST"]),
             Route("/metrics", runtime.metrics.handle, methods=["GET"]),
             *playground_routes(),
         ],

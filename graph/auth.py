@@ -99,6 +99,10 @@ class Authenticator:
             claims=claims,
         )
 
+    def is_admin_secret(self, secret: str | None) -> bool:
+        """Whether `secret` was sent (False: absent); InvalidJWT when it is not the admin secret."""
+        return self._admin(secret)
+
     def _admin(self, secret: str | None) -> bool:
         if secret is None:
             return False

@@ -1,4 +1,4 @@
-"""The `forgegraph` command: serve, migrate, export-schema, export-types, uninstall, capture pause|resume.
+"""The `forgegraph` command: serve, migrate, export-schema, export-types, reload, uninstall, capture.
 
 Each flag falls back to `FORGEGRAPH_<FLAG>` in the environment, then to the
 defaults in `graph.config.Settings`. User errors (bad URL, unreachable
@@ -129,6 +129,13 @@ SERVE_OPTIONS = (
     Option("--extend", "MODULE:ATTR", "a strawberry.Schema whose root fields join the API (e.g. app.api:schema)"),
     Option("--metadata", "FILE", "YAML names for tables, root fields, columns and relationships, and the inflection"),
     Option(
+        "--schema-poll",
+        "SECONDS",
+        "how often to check the database's schema for changes (default 0.5; 0: only on SIGHUP and "
+        "forgegraph reload)",
+        _seconds,
+    ),
+    Option(
         "--cors-origins",
         "ORIGINS",
         "comma-separated origins whose pages may use the API, or * (default: none)",
@@ -208,6 +215,14 @@ COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
             Option("--extend", "MODULE:ATTR",
                    "the strawberry.Schema serve is given, if the rules grant its fields"),
             Option("--metadata", "FILE", "YAML names for tables, root fields, columns and relationships"),
+        ),
+    ),
+    "reload": (
+        "re-read the schema of a running server",
+        (
+            Option("--url", "URL", "the server (default http://HOST:PORT of FORGEGRAPH_HOST and FORGEGRAPH_PORT, "
+                   "else http://127.0.0.1:8000)"),
+            Option("--admin-secret", "SECRET", "the server's admin secret, when it has one"),
         ),
     ),
 }
@@ -368,7 +383,14 @@ async def serve_on(settings: Settings, sockets: list[socket.socket], *, announce
     from graph.delivery.wire import PROTOCOL
     from graph.gc_pace import pace_for_serving
 
-    app = await _started_app(settings)
+    # A SIGHUP while starting (another worker already serves) is kept for when we do.
+    hangups: list[int] = []
+    previous = signal.signal(signal.SIGHUP, lambda signum, _frame: hangups.append(signum))
+    try:
+        app = await _started_app(settings)
+    except BaseException:
+        signal.signal(signal.SIGHUP, previous)
+        raise
     pace_for_serving()
     try:
         if announce:
@@ -383,7 +405,7 @@ async def serve_on(settings: Settings, sockets: list[socket.socket], *, announce
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             ws_max_size=settings.limits.max_message_bytes,
         )
-        with _signals_end_serving():
+        with _signals_end_serving(), _sighup_reloads(app.state.runtime, bool(hangups)):
             await uvicorn.Server(config).serve(sockets=sockets)
     finally:
         await app.state.runtime.stop()
@@ -466,6 +488,22 @@ def _announce(settings: Settings, sockets: list[socket.socket]) -> None:
     print("\n".join(lines), flush=True)
     if settings.permissions is None:
         print(OPEN_API_WARNING, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _sighup_reloads(runtime: Any, pending: bool) -> Iterator[None]:
+    """SIGHUP re-reads the schema (graph.runtime.Runtime.request_reload), as `forgegraph reload` does.
+
+    `pending`: one arrived while the server was starting, perhaps after it reflected.
+    """
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, runtime.request_reload)
+    if pending:
+        runtime.request_reload()
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 @contextmanager
@@ -552,6 +590,28 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
+def reload(namespace: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    from graph.reload import request_reload
+
+    url = namespace.url or environ.get(ENV_PREFIX + "URL")
+    if not url:
+        host = environ.get(ENV_PREFIX + "HOST") or Settings.host
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        raw_port = environ.get(ENV_PREFIX + "PORT") or str(Settings.port)
+        try:
+            port = _port(raw_port)
+        except ValueError:
+            raise UsageError(f"invalid value for {ENV_PREFIX}PORT: {raw_port!r}") from None
+        url = endpoint_url("http", host, port, "")
+    secret = namespace.admin_secret or environ.get(ENV_PREFIX + "ADMIN_SECRET") or None
+    answer = request_reload(url, secret)
+    changed = "changed" if answer.get("changed") else "unchanged"
+    print(f"reloaded {url}: schema {changed}, {answer.get('tables')} tables")
+    for rule in answer.get("broken_rules") or ():  # type: ignore[attr-defined]
+        print(f"denied after a schema change: {rule}", file=sys.stderr)
+
+
 COMMAND_FUNCTIONS: dict[str, Callable[[Settings], Coroutine[Any, Any, None]]] = {
     "serve": serve,
     "migrate": migrate,
@@ -567,6 +627,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if namespace.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
+        if namespace.command == "reload":
+            reload(namespace, os.environ)
+            return 0
         settings = resolve_settings(namespace.command, namespace, os.environ)
         if namespace.command == "serve":
             check_settings(settings)

@@ -114,6 +114,9 @@ class Settings:
     no_capture: bool = False
     """Serve with no triggers, no change log and SQLite's journal mode untouched (`--no-capture`):
     events only for the writes made through this process's API (graph.events.capture)."""
+    schema_poll: float = 0.5
+    """Seconds between checks of the database's schema for DDL (graph.schema_watch); 0: only on
+    SIGHUP and `forgegraph reload`."""
 
     def __post_init__(self) -> None:
         # create_app(cors_origins="https://a.example,https://b.example") or a list, as the flag.

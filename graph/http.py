@@ -117,7 +117,9 @@ class GraphQLEndpoint:
             session = self.runtime.authenticator.from_headers(request.headers)
         except InvalidJWT as error:
             return _respond({"errors": [error.to_graphql()]}, error.http_status, media_type)
-        executor = self.runtime.executor_for(session)
+        # Read once: the request runs on this schema, whatever changes meanwhile (graph.generation).
+        generation = self.runtime.generation
+        executor = generation.executor_for(session)
         prepared = await executor.prepare_async(query)
         request_error_status = 400 if media_type == GRAPHQL_RESPONSE else 200
         if prepared.document is None:
@@ -132,7 +134,7 @@ class GraphQLEndpoint:
             raise RequestError(400, "subscriptions are served over WebSocket at /graphql")
         request.state.operation = operation.value  # "query" or "mutation", for /metrics
         answer = await execute.answer(
-            self.runtime,
+            generation,
             execute.Operation(
                 executor, prepared, prepared.document, operation, query, variables, operation_name, session
             ),

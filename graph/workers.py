@@ -2,7 +2,7 @@
 
 The parent binds the sockets and checks the configuration once (so user
 errors are one line, before anything forks), then forks the workers and
-supervises them: SIGINT/SIGTERM go to every worker, and a worker that dies
+supervises them: SIGINT/SIGTERM/SIGHUP go to every worker, and a worker that dies
 unexpectedly is replaced. Each worker is a complete server reading the
 shared change log (graph/events/capture.py), so every subscriber gets every event
 whichever worker took the mutation.
@@ -19,6 +19,9 @@ from collections.abc import Callable
 # A worker that dies this soon after starting is not restarted in a loop.
 RESTART_BACKOFF_SECONDS = 1.0
 
+supervisor: int | None = None
+"""In a worker, the supervising process's pid: a SIGHUP to it re-reads every worker's schema."""
+
 
 def supervise(count: int, work: Callable[[], int]) -> int:
     """Run `work` in `count` forked processes until a signal ends them; the worst exit code."""
@@ -26,10 +29,14 @@ def supervise(count: int, work: Callable[[], int]) -> int:
     children: dict[int, float] = {}
 
     def fork() -> None:
+        global supervisor
         pid = os.fork()
         if pid == 0:
+            supervisor = os.getppid()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
+            # Until the worker's loop takes it (a reload): a SIGHUP while starting must not end it.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             code = 1
             try:
                 code = work()
@@ -46,9 +53,18 @@ def supervise(count: int, work: Callable[[], int]) -> int:
             except ProcessLookupError:
                 pass
 
+    def reload(_signum: int, _frame: object) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
+    hangup = signal.signal(signal.SIGHUP, reload)
     for _ in range(count):
         fork()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = hangup
     worst = 0
     try:
         while children:

@@ -29,9 +29,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("graph.execute",),
     ("graph.events",),
     # It builds the event side, and delivery's handlers are given it.
-    ("graph.runtime",),
+    ("graph.runtime", "graph.generation", "graph.schema_watch"),
     ("graph.delivery",),
-    ("graph.http", "graph.cors", "graph.playground", "graph.app", "graph.cli", "graph.workers", "graph.__main__", "graph.gc_pace"),
+    ("graph.http", "graph.cors", "graph.playground", "graph.app", "graph.cli", "graph.workers", "graph.__main__", "graph.gc_pace",
+     "graph.reload"),
 )
 """Earliest first. A module may import its own layer and earlier ones; an entry covers its submodules."""
 

@@ -36,6 +36,11 @@ def unknown_table(name: str) -> ValidationFailed:
     return ValidationFailed(f"table {name!r} does not exist or is not available to this role")
 
 
+def withdrawn(name: str) -> str:
+    """Why a subscription a schema change left without a select rule ends (it never widens access)."""
+    return f"table {name!r} is no longer available to this role: a schema change broke its permission rule"
+
+
 def combine(view: EventView, where: BoolExp | None) -> BoolExp | None:
     """The session's row rule and the subscriber's own filter, as one bool_exp."""
     parts = tuple(exp for exp in (view.filter, where) if exp)

@@ -193,6 +193,10 @@ class ForgeBaseSocket(EventSocket):
             # An error message for this subscribe; the connection and its other tables live on.
             raise contained(error, "subscribing") from None
         self.subscriptions[name] = subscription
+        subscription.ended = self.ended
+
+    def end_subscription(self, key: str, error: ForgeError) -> None:
+        self.send_error(error.message)  # the connection and its other tables live on
 
     def unsubscribe(self, message: dict[str, Any]) -> None:
         name = _table_name(message)

@@ -19,19 +19,21 @@ from graphql import GraphQLError, OperationType
 from starlette.websockets import WebSocket
 
 from graph import deepjson, execute
-from graph.delivery.changes import plan_change_query
+from graph.delivery.changes import plan_change_query, withdrawn
 from graph.delivery.custom import is_custom_subscription, run_custom_subscription
 from graph.delivery.live import LiveSubscription, live_queries, live_query
 from graph.delivery.message import Frame, Message
 from graph.delivery.socket import FORBIDDEN, CloseConnection, EventSocket
 from graph.delivery.stream_query import plan_stream
 from graph.delivery.streams import Stream
-from graph.errors import ForgeError, InvalidJWT, contained
+from graph.errors import ForgeError, InvalidJWT, PermissionDenied, contained
 from graph.execution import format_error
 from graph.nesting import MAX_FILTER_DEPTH
 
 if TYPE_CHECKING:
+    from graph.access import Access
     from graph.execution import Executor
+    from graph.generation import Generation
     from graph.runtime import Runtime
 
 log = logging.getLogger("forgegraph.delivery")
@@ -149,7 +151,9 @@ class GraphQLSocket(EventSocket):
         operation_name = payload.get("operationName")
         if variables is not None and not isinstance(variables, dict):
             raise ProtocolError(BAD_REQUEST, "Invalid message received: variables must be an object")
-        executor = self.runtime.executor_for(self.session)
+        # Read once: the whole operation runs on this schema, whatever changes meanwhile.
+        generation = self.runtime.generation
+        executor = generation.executor_for(self.session)
         prepared = await executor.prepare_async(payload["query"])
         if prepared.document is None:
             self.send_error(op_id, [format_error(e) for e in prepared.errors])
@@ -163,7 +167,7 @@ class GraphQLSocket(EventSocket):
                 executor, prepared, prepared.document, operation,
                 payload["query"], variables, operation_name, self.session,
             )
-            task = asyncio.create_task(self._execute_once(op_id, once))
+            task = asyncio.create_task(self._execute_once(op_id, once, generation))
             self.operations[op_id] = task
             task.add_done_callback(lambda _t: self.operations.pop(op_id, None))
             return
@@ -176,27 +180,27 @@ class GraphQLSocket(EventSocket):
             return
         live = live_query(executor.schema, prepared.document, operation_name)
         if live is not None:
-            self._start_live(op_id, executor, live, operation_name, variables)
+            self._start_live(op_id, generation, executor, live, operation_name, variables)
             return
         try:
             stream = plan_stream(
-                executor.schema, self.runtime.model, prepared.document, variables, operation_name
+                executor.schema, generation.model, prepared.document, variables, operation_name
             )
             if stream is not None:
                 await self._start_stream(op_id, Stream(
-                    self.runtime, executor, self.session, stream, self.outbox, self._frame(op_id),
+                    self.runtime, generation, executor, self.session, stream, self.outbox, self._frame(op_id),
                     lambda errors: self._stream_failed(op_id, errors),
                 ))
                 return
             query = plan_change_query(
                 executor.schema,
-                self.runtime.model,
+                generation.model,
                 prepared.document,
                 variables,
                 operation_name,
-                self.runtime.access.for_session(self.session),
+                generation.access.for_session(self.session),
             )
-            self.subscriptions[op_id] = await self.realtime.subscribe(
+            subscription = self.subscriptions[op_id] = await self.realtime.subscribe(
                 query.stream_key("graphql"),
                 query.table,
                 query.where,
@@ -205,6 +209,7 @@ class GraphQLSocket(EventSocket):
                 self._frame(op_id),
                 since=query.since,
             )
+            subscription.ended = self.ended
         except ForgeError as error:
             self.send_error(op_id, [error.to_graphql()])
         except GraphQLError as error:
@@ -223,6 +228,29 @@ class GraphQLSocket(EventSocket):
         self.subscriptions[op_id] = stream.subscription
         self.operations[op_id] = stream.task
         self._streams[op_id] = stream
+        stream.subscription.ended = self.ended
+
+    def end_subscription(self, key: str, error: ForgeError) -> None:
+        # A `t_stream` stops reading too; a `tableChanged` subscription just ends.
+        stream = self._streams.pop(key, None)
+        if stream is not None:
+            stream.stop()
+            if self.operations.get(key) is stream.task:
+                del self.operations[key]
+        self.send_error(key, [error.to_graphql()])
+
+    def rules_withdrawn(self, tables: frozenset[str], access: Access) -> None:
+        super().rules_withdrawn(tables, access)
+        # Live queries answer on the schema they began with: end those reading what is withdrawn.
+        view = access.for_session(self.session)
+        for op_id, live in list(self.live.items()):
+            group = live.group
+            read = tables if group is None or group.tables is None else tables & group.tables
+            lost = [n for n in sorted(read) if n in access.model.tables and view.event_view(n) is None]
+            if lost:
+                del self.live[op_id]
+                live_queries(self.runtime).unsubscribe(live)
+                self.send_error(op_id, [PermissionDenied(withdrawn(lost[0])).to_graphql()])
 
     def _stream_failed(self, op_id: str, errors: list[dict[str, Any]]) -> None:
         """A stream's reads failed (the database went away, a rule no longer compiles): it ends, with its errors."""
@@ -236,7 +264,13 @@ class GraphQLSocket(EventSocket):
         self.send_error(op_id, errors)
 
     def _start_live(
-        self, op_id: str, executor: Executor, query: str, operation_name: str | None, variables: dict[str, Any] | None
+        self,
+        op_id: str,
+        generation: Generation,
+        executor: Executor,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
     ) -> None:
         """Join a live query: its answer now and after every commit that changes it."""
         prefix = f'{{"id":{_dumps(op_id)},"type":"{self.next_type}","payload":'
@@ -259,7 +293,7 @@ class GraphQLSocket(EventSocket):
 
         try:
             subscription = live_queries(self.runtime).subscribe(
-                executor, self.session, query, operation_name, variables, deliver, finish, self.transport
+                generation, executor, self.session, query, operation_name, variables, deliver, finish, self.transport
             )
         except ForgeError as error:
             self.send_error(op_id, [error.to_graphql()])
@@ -304,9 +338,9 @@ class GraphQLSocket(EventSocket):
         self.operations[op_id] = task
         task.add_done_callback(ended)
 
-    async def _execute_once(self, op_id: str, operation: execute.Operation) -> None:
+    async def _execute_once(self, op_id: str, operation: execute.Operation, generation: Generation) -> None:
         try:
-            answer = await execute.answer(self.runtime, operation, self.transport)
+            answer = await execute.answer(generation, operation, self.transport)
         except Exception as error:  # noqa: BLE001 - reported to the client, logged by format_error
             # Contained to this operation: it still ends with its result and
             # `complete` (format_error logs the error and tells the client its code).

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from graph.compile.query_plans import Reads
     from graph.events.capture import Realtime
     from graph.execution import Executor
+    from graph.generation import Generation
     from graph.runtime import Runtime
 
 log = logging.getLogger("forgegraph.delivery")
@@ -176,6 +177,8 @@ class Family:
     key: tuple[Any, ...]
     transport: str
     """Its first subscriber's protocol: each answer counts as one of its operations in /metrics."""
+    generation: Generation
+    """The schema its document was validated on: its answers stay on it (graph.generation)."""
     groups: dict[tuple[Any, ...], Group] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     """The refresh in flight: at most one."""
@@ -204,6 +207,7 @@ class LiveQueries:
 
     def subscribe(
         self,
+        generation: Generation,
         executor: Executor,
         session: Session,
         query: str,
@@ -236,7 +240,7 @@ class LiveQueries:
         query_key = (*family_key, _json_key(variables))
         reads = self._reads.get(query_key)
         if reads is None:
-            found = self.runtime.query_plans.tables_read(executor, session, query, operation_name, variables, prepared)
+            found = generation.query_plans.tables_read(executor, session, query, operation_name, variables, prepared)
             # Most variable sets of a document read the same tables: one Reads for them all.
             reads = self._reads[query_key] = self._shared_reads.setdefault(found, found)
             if len(self._reads) > READS_KEPT:
@@ -244,7 +248,7 @@ class LiveQueries:
         # Sessions of one role share the answer unless its plan binds their values.
         key = (*query_key, tuple(sorted(session.variables.items())) if reads.session else None)
         if family is None:
-            family = self.families[family_key] = Family(family_key, transport)
+            family = self.families[family_key] = Family(family_key, transport, generation)
         group = family.groups.get(key)
         if group is None:
             once = execute.Operation(
@@ -316,7 +320,7 @@ class LiveQueries:
                 meter.refreshes += 1
                 meter.answers += len(dirty)
                 answers = await execute.answer_many(
-                    self.runtime, [g.operation for g in dirty], family.transport
+                    family.generation, [g.operation for g in dirty], family.transport
                 )
                 for group, answer in zip(dirty, answers, strict=True):
                     self._send(group, answer.body)

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, ClassVar, NoReturn
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from graph.auth import ANONYMOUS_SESSION, Session
+from graph.delivery.changes import withdrawn
 from graph.delivery.outbox import Outbox
 from graph.delivery.ratelimit import TokenBucket
 from graph.delivery.wire import wire_of
-from graph.errors import TooManyRequests
+from graph.errors import ForgeError, NotFound, PermissionDenied, TooManyRequests
 
 if TYPE_CHECKING:
+    from graph.access import Access
     from graph.delivery.message import Message
     from graph.events.hub import Subscription
     from graph.runtime import Runtime
@@ -56,6 +58,8 @@ class EventSocket:
         self.session: Session = ANONYMOUS_SESSION
         self._expiry: asyncio.TimerHandle | None = None
         self.message_rate = TokenBucket(runtime.settings.limits.max_messages_per_second)
+        self.ended = self.subscription_ended
+        """What each of its hub subscriptions is told when it is ended: bound once, shared by all."""
 
     @property
     def subscribed(self) -> int:
@@ -119,6 +123,28 @@ class EventSocket:
         """Over --max-messages-per-second: close with 4429, on every protocol alike."""
         rate = self.message_rate.rate
         raise CloseConnection(TooManyRequests.close_code, f"Too many messages: at most {rate} per second")
+
+    def subscription_ended(self, subscription: Subscription, reason: str) -> None:
+        """The hub ended one of its subscriptions (its table was dropped): tell the client `reason`."""
+        for key, held in self.subscriptions.items():
+            if held is subscription:
+                del self.subscriptions[key]
+                self.end_subscription(key, NotFound(reason))
+                return
+
+    def rules_withdrawn(self, tables: frozenset[str], access: Access) -> None:
+        """A schema change broke the select rules of `tables`: end what this session may no longer see."""
+        view = access.for_session(self.session)
+        for key, subscription in list(self.subscriptions.items()):
+            name = subscription.stream.table.name
+            if name in tables and name in access.model.tables and view.event_view(name) is None:
+                self.realtime.unsubscribe(subscription)
+                del self.subscriptions[key]
+                self.end_subscription(key, PermissionDenied(withdrawn(name)))
+
+    def end_subscription(self, key: str, error: ForgeError) -> None:
+        """Tell the client that subscription `key` (an operation id, a table) was ended by the server."""
+        raise NotImplementedError
 
     async def close_for_shutdown(self) -> None:
         self.outbox.fail(1001, "server shutting down")

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from graph.delivery.forgebase import renderer, served_table, stream_key
+from graph.delivery.changes import withdrawn
+from graph.delivery.forgebase import error_message, renderer, served_table, stream_key
 from graph.delivery.message import Frame, Message
 from graph.delivery.outbox import Outbox
 from graph.errors import ForgeError, InvalidCursor, ValidationFailed, contained
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import Receive, Scope, Send
 
-    from graph.access import EventView
+    from graph.access import Access, EventView
     from graph.auth import Session
     from graph.events.hub import Subscription
     from graph.model import Table
@@ -42,6 +43,8 @@ KEEP_ALIVE = ": keep-alive\n\n"
 # No caching, and no buffering by nginx-style proxies: events must flow as they happen.
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MEDIA_TYPE = "text/event-stream"
+ENDED = 1000
+"""The close code of a stream that ended normally (its tables were dropped), as a WebSocket's."""
 
 
 class SSEFrame(Frame):
@@ -90,6 +93,8 @@ class EventStream:
         self.subscriptions: list[Subscription] = []
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
         self._tasks: list[asyncio.Task[None]] = []
+        self._ended = self._table_dropped
+        """What each of its hub subscriptions is told when its table is dropped: bound once."""
         self.cut = asyncio.Event()
         """Set when the stream must end without waiting for the body to finish writing."""
 
@@ -108,6 +113,7 @@ class EventStream:
             )
             if self.after is not None:
                 subscription.last_cursor = self.after
+            subscription.ended = self._ended
             self.subscriptions.append(subscription)
         self.runtime.connections.add(self)
         left = self.session.seconds_left()
@@ -135,6 +141,24 @@ class EventStream:
         self._tasks.clear()
         await self.outbox.stop()
 
+    def rules_withdrawn(self, tables: frozenset[str], access: Access) -> None:
+        """A schema change broke the select rules of `tables`: end what this session may no longer see."""
+        view = access.for_session(self.session)
+        for subscription in list(self.subscriptions):
+            name = subscription.stream.table.name
+            if name in tables and name in access.model.tables and view.event_view(name) is None:
+                self.realtime.unsubscribe(subscription)
+                self._table_dropped(subscription, withdrawn(name))
+
+    def _table_dropped(self, subscription: Subscription, reason: str) -> None:
+        """The hub ended one table's subscription: an error event; the stream ends with its last table."""
+        if subscription not in self.subscriptions:
+            return
+        self.subscriptions.remove(subscription)
+        self.outbox.push_one(f"data: {error_message(reason)}\n\n")
+        if not self.subscriptions:
+            self.outbox.fail(ENDED, reason, flush=True)
+
     async def close_for_shutdown(self) -> None:
         self.outbox.fail(1001, "server shutting down")
 
@@ -155,10 +179,16 @@ class EventStream:
     async def _write(self, messages: list[Message]) -> None:
         await self._chunks.put("".join([message.text for message in messages]))
 
-    async def _close(self, _code: int, _reason: str) -> None:
+    async def _close(self, code: int, _reason: str) -> None:
         # The end of the body; the outbox has logged why. A hand-over still
         # not taken means the body is stuck writing to a reader that does not
         # read: waiting for it would keep the stream, and its memory, forever.
+        if code == ENDED:
+            # Its last table was dropped: the reader gets the error event, then the end.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.heartbeat):
+                    await self._chunks.put(None)
+                    return
         try:
             self._chunks.put_nowait(None)
         except asyncio.QueueFull:

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from graph.events.change import ChangeEvent, ChangeType
     from graph.events.hub import Subscription
     from graph.execution import Executor
+    from graph.generation import Generation
     from graph.model import Table
     from graph.runtime import Runtime
 
@@ -161,6 +162,7 @@ class Stream:
     def __init__(
         self,
         runtime: Runtime,
+        generation: Generation,
         executor: Executor,
         session: Session,
         query: StreamQuery,
@@ -169,6 +171,8 @@ class Stream:
         failed: Failed,
     ) -> None:
         self.runtime = runtime
+        self.generation = generation
+        """The schema the stream was planned on: its reads stay on it (graph.generation)."""
         self.executor = executor
         self.session = session
         self.query = query
@@ -290,7 +294,7 @@ class Stream:
         # before the read is in its snapshot (one after it may be too, and sent again).
         side = Beside(LATEST_CURSOR_SQL) if beside and realtime.capture else None
         before = realtime.dispatched_through
-        answer = await self.runtime.query_plans.answer(
+        answer = await self.generation.query_plans.answer(
             self.executor, self.session, self.query.document, None,
             self.query.variables_for(where, limit), beside=side,
         )

@@ -120,6 +120,33 @@ class Realtime:
         """Decide the relationship parts of stream filters on these connections (graph.events.decide)."""
         self.decider = decider
 
+    def use_model(self, model: DatabaseModel, decider: Decider) -> None:
+        """Read the log with a new schema's model from the next batch on (graph.generation).
+
+        Streams go on from their cursors: an added column is in the images of
+        changes captured from now on, a dropped one is no longer.
+        """
+        self.model = model
+        self.changelog.model = model
+        self.decider = decider
+
+    @property
+    def started(self) -> bool:
+        return bool(self._tasks)
+
+    def end_table(self, name: str, reason: str) -> None:
+        """End every subscription to table `name` (dropped): each transport tells its client `reason`.
+
+        Live queries reading it are refreshed, and end with the error their
+        statement now meets.
+        """
+        self.hub.end_table(name, reason)
+        for watcher in list(self.watchers):
+            try:
+                watcher(frozenset((name,)))
+            except Exception:
+                log.exception("a watcher of dropped table %r failed", name)
+
     async def start(self) -> None:
         if not self.capture:
             # Nothing in the database: events are what `written` is told, in its order.

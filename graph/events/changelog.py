@@ -169,8 +169,6 @@ def sqlite_triggers(table: Table) -> list[str]:
     return statements
 
 
-
-
 def postgres_triggers(table: Table) -> list[str]:
     return [
         f"CREATE OR REPLACE TRIGGER _forgegraph_capture AFTER INSERT OR UPDATE OR DELETE "
@@ -320,6 +318,53 @@ class ChangeLog:
         # The first install's: a later one finds the WAL mode forgegraph switched on.
         if self.journal_mode_found is not None and meta_value(sync_conn, JOURNAL_KEY) is None:
             set_meta(sync_conn, JOURNAL_KEY, self.journal_mode_found)
+
+    async def missing_triggers(self) -> list[str]:
+        """The captured tables whose capture triggers are gone: dropped with their table, which was
+        created again since under the same name (a migration rebuilding a table), so the installed
+        digest still reads as current."""
+        async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                found = {str(name) for name in (await conn.execute(sa.text(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, 12) = '_forgegraph_'"
+                ))).scalars()}
+                return [
+                    t.sql_name for t in self.captured_tables()
+                    if any(f"_forgegraph_{t.sql_name}_{event}" not in found for event in ("insert", "update", "delete"))
+                ]
+            found = {str(name) for name in (await conn.execute(sa.text(
+                "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE t.tgname = '_forgegraph_capture' AND n.nspname = current_schema()"
+            ))).scalars()}
+            return [t.sql_name for t in self.captured_tables() if t.sql_name not in found]
+
+    async def forget_installed(self) -> None:
+        """Make the next `install` write every trigger, whatever the digest said."""
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.text(f"DELETE FROM {META} WHERE key = 'ddl_digest'"))
+
+    async def drop_stale_triggers(self) -> list[str]:
+        """Drop the SQLite capture triggers of tables renamed since they were made; their names.
+
+        SQLite keeps a renamed table's triggers, which go on logging its
+        changes under the old name (`sqlite_triggers` writes it as a literal):
+        a table later created with that name would receive them as its events.
+        PostgreSQL's trigger reads the table's name as it fires: nothing to do.
+        """
+        if self.dialect != "sqlite":
+            return []
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(sa.text(
+                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, 12) = '_forgegraph_'"
+            ))).all()
+            stale = [
+                str(name) for name, table in rows
+                if name not in {f"_forgegraph_{table}_{event}" for event in ("insert", "update", "delete")}
+            ]
+            for name in stale:
+                await conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_quote(name)}")
+        return stale
 
     async def latest(self, conn: AsyncConnection) -> int:
         return await latest_cursor(conn)

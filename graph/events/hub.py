@@ -51,6 +51,8 @@ Render = Callable[["ChangeEvent", "ChangeType"], str]
 """The payload of an event for a stream, given the change type as the stream sees it."""
 Failed = Callable[["ChangeEvent", Exception], None]
 """Told once per event that some stream could not match or render."""
+Ended = Callable[["Subscription", str], None]
+"""Told that the hub ended a subscription, and why (graph.events.capture.Realtime.end_table)."""
 
 log = logging.getLogger("forgegraph.realtime")
 
@@ -112,6 +114,9 @@ class Subscription:
     """When that was (time.monotonic)."""
     owed: int = 0
     """Live frames held or let go since then."""
+    ended: Ended | None = None
+    """Told why, when the hub ends the subscription (its table was dropped): its connection's one
+    callback, set by the transport (a pointer per subscription, no closure)."""
 
     def hold(self, cursor: int, message: Message) -> None:
         """Keep a live frame for when the replay ends, within the connection's send-queue limit.
@@ -203,6 +208,17 @@ class Hub:
             streams.remove(stream)
             if not streams:
                 del self._by_table[stream.table.name]
+
+    def end_table(self, name: str, reason: str) -> None:
+        """End every subscription to table `name`, telling each `ended` (the table was dropped)."""
+        for stream in [s for s in self.streams.values() if s.table.name == name]:
+            for subscription in list(stream.members):
+                self.leave(subscription)
+                if subscription.ended is not None:
+                    try:
+                        subscription.ended(subscription, reason)
+                    except Exception:
+                        log.exception("ending a subscription to dropped table %r failed", name)
 
     @property
     def subscriptions(self) -> int:

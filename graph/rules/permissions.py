@@ -320,3 +320,30 @@ class _Checker:
             else:
                 out[name] = self.filters.operand(column, preset, f"{where}.{name}")
         return out
+
+
+def parse_permissions_after_change(data: Any, model: DatabaseModel, source: str) -> tuple[Permissions, tuple[str, ...]]:
+    """The rules that still hold on a model the database changed while serving, and why each other failed.
+
+    `data` passed `parse_permissions` at start-up. A rule (one table, action
+    and role) that names a table, column or relationship the database no
+    longer has is left out, which denies what it granted: a role without a
+    rule is refused. A schema change never widens access; start-up, by
+    contrast, refuses such a file outright.
+    """
+    try:
+        return parse_permissions(data, model, source), ()
+    except PermissionsError:
+        pass
+    broken: list[str] = []
+    kept: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, actions in data.get("tables", {}).items():
+        for action, roles in actions.items():
+            for role, body in roles.items():
+                try:
+                    parse_permissions({"tables": {name: {action: {role: body}}}}, model, source)
+                except PermissionsError as error:
+                    broken.append(str(error))
+                    continue
+                kept.setdefault(name, {}).setdefault(action, {})[role] = body
+    return parse_permissions({**data, "tables": kept}, model, source), tuple(broken)
