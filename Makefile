@@ -13,6 +13,10 @@ BROWSER_STAMP := $(BROWSER)/node_modules/.installed
 SDK := clients/js
 SDK_STAMP := $(SDK)/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
+# Test files run in parallel processes (pytest-xdist, one file per process at a
+# time); the `faults` tests restart PostgreSQL and Redis under everyone, so
+# they run afterwards, alone.
+TEST_WORKERS ?= 3
 
 .PHONY: install run test node-deps sdk-deps browser-deps playground conformance bench bench-compare soak mutate lint clean
 
@@ -34,7 +38,8 @@ run: $(STAMP)
 test: $(STAMP) node-deps sdk-deps browser-deps
 	$(BIN)/ruff check graph tests migrations bench
 	$(BIN)/mypy graph
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not faults"
+	$(BIN)/pytest -q -m faults
 
 # The README's Apollo and urql examples run in Node (tests/test_frontend_clients.py).
 # npm ci runs again when the lock file changes or node_modules is gone; without
