@@ -1,6 +1,7 @@
 """Queries and mutations of two checkouts, alternating: median requests/s per database and operation.
 
     python bench/compare_requests.py --before ../base --after . --rounds 5
+    python bench/compare_requests.py --before ../base --operations insert --rounds 9
 
 Each run migrates a fresh database (a seeded SQLite file, then a scratch
 PostgreSQL database) with the checkout first on PYTHONPATH, so both run in
@@ -158,6 +159,8 @@ def measure(
         )
         bodies["update"] = body_of(UPDATE, {"id": post_id, "title": "bench"})
         for name, body in bodies.items():
+            if name not in args.operations:
+                continue
             problem = check(name, server.port, user_id, post_id)
             if problem:
                 # Loading an operation that fails would only measure error paths.
@@ -279,12 +282,21 @@ def main() -> int:
     add("--concurrency", type=int, default=32, help="connections (default 32, as bench/run.py)")
     add("--skip-postgres", action="store_true", help="measure SQLite only")
     add(
+        "--operations",
+        default=",".join(OPERATIONS),
+        help=f"comma-separated subset of {','.join(OPERATIONS)} (default all): more rounds of fewer",
+    )
+    add(
         "--postgres",
         metavar="URL",
         default=os.environ.get("FORGEGRAPH_TEST_POSTGRES") or DEFAULT_POSTGRES,
         help="PostgreSQL server for scratch databases, 127.0.0.1 only (default %(default)s)",
     )
     args = parser.parse_args()
+    asked = {op.strip() for op in args.operations.split(",") if op.strip()}
+    if not asked or asked - set(OPERATIONS):
+        parser.error(f"--operations: choose among {','.join(OPERATIONS)}")
+    args.operations = tuple(op for op in OPERATIONS if op in asked)
     if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.concurrency < 1:
         parser.error(
             "--rounds, --duration and --concurrency must be positive, --warmup not negative"
@@ -329,11 +341,11 @@ def main() -> int:
                         average = load_average()
                         runs += [
                             record(round_, name, database, op, results.get(op), average)
-                            for op in OPERATIONS
+                            for op in args.operations
                         ]
                         shown = ", ".join(
                             f"{r.operation} {r.requests_per_second or 0:,.0f} (CPU {r.server_cpu_percent or 0:.0f}%)"
-                            for r in runs[-len(OPERATIONS) :]
+                            for r in runs[-len(args.operations) :]
                         )
                         print(
                             f"  round {round_ + 1} {database} {name}: {shown} req/s (load {average})",
@@ -345,7 +357,7 @@ def main() -> int:
 
     summary = []
     for database in databases:
-        for operation in OPERATIONS:
+        for operation in args.operations:
             medians = {
                 name: median(
                     [
