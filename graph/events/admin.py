@@ -27,6 +27,7 @@ from graph.dialect import display_url, open_database
 from graph.dialect.sqlite import SQLiteDatabase
 from graph.errors import StartupError
 from graph.events.changelog import (
+    DIGEST_KEY,
     JOURNAL_KEY,
     LOG,
     META,
@@ -137,7 +138,7 @@ def _pause(conn: sa.Connection, dialect: str) -> int:
     # The meta table may be all there is: a pause before capture was ever installed holds too.
     conn.exec_driver_sql(META_SCHEMA)
     set_meta(conn, PAUSED_KEY, "1")
-    set_meta(conn, "ddl_digest", None)  # `resume` must re-create every trigger
+    set_meta(conn, DIGEST_KEY, None)  # `resume` must re-create every trigger
     return _drop_triggers(conn, dialect)
 
 

@@ -45,6 +45,13 @@ PAUSED_KEY = "capture_paused"
 """Set in the meta table by `forgegraph capture pause`: no process installs triggers until `resume`."""
 JOURNAL_KEY = "journal_mode_found"
 """SQLite's journal mode before forgegraph first switched it to WAL, for `forgegraph uninstall`."""
+DIGEST_KEY = "ddl_digest"
+POSTGRES_TRIGGER = "_forgegraph_capture"
+"""Every captured table's one trigger on PostgreSQL (it calls the function of the same name)."""
+SQLITE_EVENTS = ("insert", "update", "delete")
+SQLITE_OUR_TRIGGERS = (
+    "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, 12) = '_forgegraph_'"
+)
 PREFIX = "_forgegraph"
 """Every object capture adds to a database is named with it (graph.events.admin removes them)."""
 
@@ -92,7 +99,7 @@ POSTGRES_SCHEMA = (
     # The function's own settings, whatever the writer's session says: floats
     # with the shortest exact digits, timestamptz in UTC, bytea as hex; so an
     # event's values are the ones queries answer (graph.events.change).
-    f"""CREATE OR REPLACE FUNCTION _forgegraph_capture() RETURNS trigger
+    f"""CREATE OR REPLACE FUNCTION {POSTGRES_TRIGGER}() RETURNS trigger
     LANGUAGE plpgsql
     SET extra_float_digits = 1 SET "TimeZone" = 'UTC' SET bytea_output = 'hex' SET "DateStyle" = 'ISO'
     AS $$
@@ -153,6 +160,11 @@ def _sqlite_row_json(table: Table, row: str) -> str:
     return expr
 
 
+def sqlite_trigger_name(table: str, event: str) -> str:
+    """The capture trigger of a SQLite table (its database name) for one of SQLITE_EVENTS."""
+    return f"_forgegraph_{table}_{event}"
+
+
 def sqlite_triggers(table: Table) -> list[str]:
     name, quoted = table.sql_name, _quote(table.sql_name)
     insert_log = f"INSERT INTO {LOG} (table_name, op, old, new) VALUES ({_literal(name)}, "
@@ -163,7 +175,7 @@ def sqlite_triggers(table: Table) -> list[str]:
     }
     statements = []
     for event, body in bodies.items():
-        trigger = _quote(f"_forgegraph_{name}_{event}")
+        trigger = _quote(sqlite_trigger_name(name, event))
         statements.append(f"DROP TRIGGER IF EXISTS {trigger}")
         statements.append(f"CREATE TRIGGER {trigger} AFTER {event.upper()} ON {quoted} BEGIN {body}; END")
     return statements
@@ -171,8 +183,8 @@ def sqlite_triggers(table: Table) -> list[str]:
 
 def postgres_triggers(table: Table) -> list[str]:
     return [
-        f"CREATE OR REPLACE TRIGGER _forgegraph_capture AFTER INSERT OR UPDATE OR DELETE "
-        f"ON public.{_quote(table.sql_name)} FOR EACH ROW EXECUTE FUNCTION _forgegraph_capture()"
+        f"CREATE OR REPLACE TRIGGER {POSTGRES_TRIGGER} AFTER INSERT OR UPDATE OR DELETE "
+        f"ON public.{_quote(table.sql_name)} FOR EACH ROW EXECUTE FUNCTION {POSTGRES_TRIGGER}()"
     ]
 
 
@@ -299,12 +311,12 @@ class ChangeLog:
                     sync_conn.exec_driver_sql(statement)
                 self._record_journal_mode(sync_conn)
                 return
-            if meta_value(sync_conn, "ddl_digest") == digest:
+            if meta_value(sync_conn, DIGEST_KEY) == digest:
                 return
             for statement in statements:
                 sync_conn.exec_driver_sql(statement)
             self._record_journal_mode(sync_conn)
-            set_meta(sync_conn, "ddl_digest", digest)
+            set_meta(sync_conn, DIGEST_KEY, digest)
 
         async with self.engine.begin() as conn:
             await conn.run_sync(apply)
@@ -325,24 +337,22 @@ class ChangeLog:
         digest still reads as current."""
         async with self.engine.connect() as conn:
             if self.dialect == "sqlite":
-                found = {str(name) for name in (await conn.execute(sa.text(
-                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, 12) = '_forgegraph_'"
-                ))).scalars()}
+                found = {str(name) for name in (await conn.execute(sa.text(SQLITE_OUR_TRIGGERS))).scalars()}
                 return [
                     t.sql_name for t in self.captured_tables()
-                    if any(f"_forgegraph_{t.sql_name}_{event}" not in found for event in ("insert", "update", "delete"))
+                    if any(sqlite_trigger_name(t.sql_name, event) not in found for event in SQLITE_EVENTS)
                 ]
             found = {str(name) for name in (await conn.execute(sa.text(
                 "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE t.tgname = '_forgegraph_capture' AND n.nspname = current_schema()"
-            ))).scalars()}
+                "WHERE t.tgname = :trigger AND n.nspname = current_schema()"
+            ), {"trigger": POSTGRES_TRIGGER})).scalars()}
             return [t.sql_name for t in self.captured_tables() if t.sql_name not in found]
 
     async def forget_installed(self) -> None:
         """Make the next `install` write every trigger, whatever the digest said."""
         async with self.engine.begin() as conn:
-            await conn.execute(sa.text(f"DELETE FROM {META} WHERE key = 'ddl_digest'"))
+            await conn.run_sync(set_meta, DIGEST_KEY, None)
 
     async def drop_stale_triggers(self) -> list[str]:
         """Drop the SQLite capture triggers of tables renamed since they were made; their names.
@@ -355,12 +365,10 @@ class ChangeLog:
         if self.dialect != "sqlite":
             return []
         async with self.engine.begin() as conn:
-            rows = (await conn.execute(sa.text(
-                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, 12) = '_forgegraph_'"
-            ))).all()
+            rows = (await conn.execute(sa.text(SQLITE_OUR_TRIGGERS))).all()
             stale = [
                 str(name) for name, table in rows
-                if name not in {f"_forgegraph_{table}_{event}" for event in ("insert", "update", "delete")}
+                if name not in {sqlite_trigger_name(table, event) for event in SQLITE_EVENTS}
             ]
             for name in stale:
                 await conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_quote(name)}")
