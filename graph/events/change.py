@@ -109,9 +109,7 @@ def driver_row_image(table: Table, row: Sequence[Any], dialect: str) -> tuple[di
                 continue
             if postgres and column.kind is Kind.JSON and isinstance(value, str):
                 value = json.loads(value)  # asyncpg hands json over as its text
-            elif not postgres and isinstance(value, str) and zoned(column):
-                value = answer_zoned(value)
-            out[column.name] = scalar_of(column.kind).serialize(to_api(column.kind, value))
+            out[column.name] = _answer(column, value, postgres)
         except (*UNCONVERTIBLE, GraphQLError):
             # As the log would carry it: a blob as base64, anything else JSON has no value for as text.
             if isinstance(value, bytes):
@@ -128,11 +126,14 @@ def _api_value(column: Column, stored: Any, postgres: bool) -> Any:
     """The value a query answers for this column: the driver's value, `to_api`, the scalar."""
     if stored is None:
         return None
-    kind = column.kind
-    value = _driver_value(kind, stored, postgres)
+    return _answer(column, _driver_value(column.kind, stored, postgres), postgres)
+
+
+def _answer(column: Column, value: Any, postgres: bool) -> Any:
+    """A driver's value of the column as queries answer it."""
     if not postgres and isinstance(value, str) and zoned(column):
         value = answer_zoned(value)  # as the query path answers a timestamptz (graph.compile._query_sqlite)
-    return scalar_of(kind).serialize(to_api(kind, value))
+    return scalar_of(column.kind).serialize(to_api(column.kind, value))
 
 
 # asyncpg reads PostgreSQL's infinite dates and timestamps as the extremes of
