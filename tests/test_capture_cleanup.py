@@ -284,6 +284,48 @@ def test_a_paused_database_stays_paused_for_a_server_that_starts(
     assert served.value("SELECT count(*) FROM _forgegraph_changes") == 1
 
 
+def test_a_pause_committed_while_a_server_installs_is_not_undone(tmp_path: Path) -> None:
+    """A server re-installing capture (after a migration) reads the meta table, then writes
+    triggers: a pause committed in between must not find its triggers put back. The pause
+    holds SQLite's write lock first, as a `forgegraph capture pause` in another process may."""
+    from graph.dialect import open_database
+    from graph.events.changelog import DIGEST_KEY, META, PAUSED_KEY, ChangeLog
+    from graph.naming import name_model
+    from graph.reflect import reflect
+
+    served = AppDatabase("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'served.db'}")
+    served.run(*APP_SCHEMA["sqlite"])
+    triggers = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    count = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+
+    async def race() -> ChangeLog:
+        database = open_database(served.url)
+        try:
+            changelog = ChangeLog(database.engine, name_model(await reflect(database.engine)))
+            await changelog.install()
+            assert served.value(count) == 9
+            pause = sqlite3.connect(tmp_path / "served.db", isolation_level=None)
+            try:
+                pause.execute("BEGIN IMMEDIATE")
+                pause.execute(f"DELETE FROM {META} WHERE key = ?", (DIGEST_KEY,))  # as after a migration
+                install = asyncio.create_task(changelog.install())
+                await asyncio.sleep(0.3)  # the install is under way: it waits for the lock, or has read
+                pause.execute(f"INSERT INTO {META} (key, value) VALUES (?, '1')", (PAUSED_KEY,))
+                for (name,) in pause.execute(triggers).fetchall():
+                    pause.execute(f'DROP TRIGGER "{name}"')
+                pause.execute("COMMIT")
+                await asyncio.wait_for(install, TIMEOUT)
+            finally:
+                pause.close()
+            return changelog
+        finally:
+            await database.close()
+
+    changelog = asyncio.run(race())
+    assert changelog.paused
+    assert served.value(count) == 0
+
+
 def test_capture_commands_fail_in_one_line(tmp_path: Path) -> None:
     missing = f"sqlite+aiosqlite:///{tmp_path / 'missing.db'}"
     for args in (("uninstall", "--database", missing), ("capture", "pause", "--database", missing),

@@ -548,6 +548,15 @@ async def test_a_rebuild_that_fails_is_tried_once_per_schema(tmp_path: Path) -> 
     served = await fingerprint(engine)
     calls: list[str] = []
 
+    async def migrate(sql: str) -> None:
+        # In a thread, as another program would: the watch's read holds its lock until the
+        # loop takes its rows, so a write blocking the loop would wait on itself.
+        def run() -> None:
+            with contextlib.closing(sqlite3.connect(path, timeout=WAIT_SECONDS)) as conn:
+                conn.execute(sql)
+
+        await asyncio.to_thread(run)
+
     async def changed() -> None:
         calls.append(await fingerprint(engine))
         raise RuntimeError("this schema cannot be served")
@@ -563,16 +572,13 @@ async def test_a_rebuild_that_fails_is_tried_once_per_schema(tmp_path: Path) -> 
     try:
         await polled(3)
         assert calls == []  # unchanged: nothing to rebuild
-        with contextlib.closing(sqlite3.connect(path, timeout=WAIT_SECONDS)) as conn:
-            conn.execute("ALTER TABLE a ADD COLUMN b TEXT")
+        await migrate("ALTER TABLE a ADD COLUMN b TEXT")
         await polled(5)
         assert len(calls) == 1 and calls[0] != served
-        with contextlib.closing(sqlite3.connect(path, timeout=WAIT_SECONDS)) as conn:
-            conn.execute("CREATE TABLE _forgegraph_x (id INTEGER)")  # ours: not a change
+        await migrate("CREATE TABLE _forgegraph_x (id INTEGER)")  # ours: not a change
         await polled(5)
         assert len(calls) == 1
-        with contextlib.closing(sqlite3.connect(path, timeout=WAIT_SECONDS)) as conn:
-            conn.execute("ALTER TABLE a ADD COLUMN c TEXT")
+        await migrate("ALTER TABLE a ADD COLUMN c TEXT")
         await polled(5)
         assert len(calls) == 2 and calls[1] != calls[0]
     finally:

@@ -37,6 +37,7 @@ from graph.events.changelog import (
     ChangeLog,
     meta_value,
     set_meta,
+    take_install_lock,
 )
 
 if TYPE_CHECKING:
@@ -93,15 +94,8 @@ def _drop_triggers(conn: sa.Connection, dialect: str) -> int:
     return len(names)
 
 
-def _lock(conn: sa.Connection, dialect: str) -> None:
-    if dialect == "postgresql":
-        # The lock `ChangeLog.install` takes: no server installs halfway through this.
-        # (SQLite has one writer at a time already.)
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('forgegraph-install'))"))
-
-
 def _uninstall(conn: sa.Connection, dialect: str) -> Removed:
-    _lock(conn, dialect)
+    take_install_lock(conn, dialect)
     removed = Removed()
     removed.triggers = _drop_triggers(conn, dialect)
     if dialect == "postgresql":
@@ -134,7 +128,7 @@ def _uninstall(conn: sa.Connection, dialect: str) -> Removed:
 
 
 def _pause(conn: sa.Connection, dialect: str) -> int:
-    _lock(conn, dialect)
+    take_install_lock(conn, dialect)
     # The meta table may be all there is: a pause before capture was ever installed holds too.
     conn.exec_driver_sql(META_SCHEMA)
     set_meta(conn, PAUSED_KEY, "1")
@@ -143,7 +137,7 @@ def _pause(conn: sa.Connection, dialect: str) -> int:
 
 
 def _resume(conn: sa.Connection, dialect: str) -> bool:
-    _lock(conn, dialect)
+    take_install_lock(conn, dialect)
     if meta_value(conn, PAUSED_KEY) is None:
         return False
     set_meta(conn, PAUSED_KEY, None)

@@ -258,6 +258,19 @@ class Retention:
     events: int = 100_000
 
 
+def take_install_lock(conn: sa.Connection, dialect: str) -> None:
+    """Start what installs or removes capture: one process at a time, and what it reads of the
+    meta table (paused? which digest?) stays true until it commits."""
+    if dialect == "postgresql":
+        # Two processes starting at once must not interleave DDL.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('forgegraph-install'))"))
+    else:
+        # pysqlite begins a transaction only before INSERT/UPDATE/DELETE: without this the
+        # meta read and the DDL after it are separate transactions, and a `capture pause`
+        # committed between them would have its triggers put back.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class ChangeLog:
     def __init__(self, engine: AsyncEngine, model: DatabaseModel, meter: CaptureMeter | None = None) -> None:
         self.engine = engine
@@ -302,9 +315,7 @@ class ChangeLog:
         digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
 
         def apply(sync_conn: sa.Connection) -> None:
-            if self.dialect == "postgresql":
-                # Two processes starting at once must not interleave DDL.
-                sync_conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('forgegraph-install'))"))
+            take_install_lock(sync_conn, self.dialect)
             self.paused = meta_value(sync_conn, PAUSED_KEY) is not None
             if self.paused:
                 for statement in self._schema():
