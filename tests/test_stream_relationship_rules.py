@@ -196,9 +196,13 @@ async def test_decisions_share_a_pool_of_one_connection(shop: Shop) -> None:
 
 async def test_a_change_of_the_related_table_alone_is_no_event(shop: Shop) -> None:
     async with AsyncExitStack() as stack:
-        bob = await shop.customer_ws(stack, 2)
-        await subscribe(bob, "lines", "invoice_lines")
+        alice, bob = await shop.customer_ws(stack, 1), await shop.customer_ws(stack, 2)
+        for ws in (alice, bob):
+            await subscribe(ws, "lines", "invoice_lines")
         await shop.add_line(20, invoice=1)  # Alice's
+        # Decided (for Bob too: one statement decides a batch for every subscriber of a shape)
+        # before the invoice changes hands, or it would be decided against the new owner.
+        assert await seen(alice, 1) == [("create", 20)]
         # The invoice passes to Bob: his view of line 20 changes, but no line changed.
         await shop.admin("mutation { update_invoices_by_pk(pk_columns: {id: 1}, _set: {customer_id: 2}) { id } }")
         # The next change of the line is decided against the invoice as it is now.
