@@ -159,6 +159,8 @@ class CommitOutcomeUnknown(ForgeError):
 
 
 # More bind parameters than the driver takes in one statement (a 40,000-value `_in`).
+MALFORMED_JSON = "malformed json"
+"""SQLite's JSON functions' refusal of text that is not JSON."""
 TOO_MANY_PARAMETERS = ("number of query arguments cannot exceed", "too many sql variables")
 
 
@@ -184,6 +186,10 @@ def database_refusal(error: BaseException) -> ForgeError | None:
         or any(words in reason.lower() for words in TOO_MANY_PARAMETERS)
     ):
         return ValidationFailed(f"the database refused a value of the request: {reason}")
+    if MALFORMED_JSON in reason.lower():
+        # SQLite keeps any text in a JSON column (another program wrote it); its JSON
+        # functions refuse it when a filter or `_append` reads it. PostgreSQL never stores such text.
+        return ValidationFailed(f"a stored JSON value could not be read: {reason} (the row holds text that is not JSON)")
     if isinstance(error, exc.DBAPIError) and isinstance(orig, ValueError | TypeError | OverflowError):
         # Data the driver rejects before it reaches the database (asyncpg's type checks).
         return ValidationFailed(f"the database refused a value of the request: {_reason(orig)}")

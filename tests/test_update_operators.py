@@ -446,6 +446,43 @@ def test_what_jsonb_refuses_is_refused_on_both_databases(gql: GraphQL) -> None:
     assert data["update_users_by_pk"] == {"profile": None}
 
 
+def test_text_that_is_not_json_in_a_json_column_is_a_clear_error(
+    library_url: str, serve: Any, backend: str
+) -> None:
+    """SQLite keeps any text another program writes in a JSON column; editing it is the client's
+    error, named, and the other rows of the update are left as they were (PostgreSQL never stores such text)."""
+    if backend != "sqlite":
+        pytest.skip("this parameter is for the other database: PostgreSQL refuses such text when it is written")
+
+    async def add_docs() -> None:
+        engine = create_async_engine(library_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("CREATE TABLE docs (id INTEGER PRIMARY KEY, body JSON)"))
+                await conn.execute(sa.text("""INSERT INTO docs (id, body) VALUES (1, '{not json'), (2, '{"a": 1}')"""))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(add_docs())
+    gql = GraphQL(serve(database=library_url))
+    try:
+        for mutation in (
+            "update_docs(where: {}, _append: {body: {b: 2}}) { affected_rows }",
+            'update_docs_by_pk(pk_columns: {id: 1}, _delete_key: {body: "a"}) { id }',
+        ):
+            body = gql.raw(f"mutation {{ {mutation} }}")
+            assert body["data"] is None, body
+            [error] = body["errors"]
+            assert error["extensions"]["code"] == "validation-failed", error
+            assert "not JSON" in error["message"] and "malformed JSON" in error["message"], error
+        # Nothing was written; the row whose text is JSON is edited as ever.
+        assert gql("{ docs(order_by: {id: asc}) { body } }")["docs"] == [{"body": "{not json"}, {"body": {"a": 1}}]
+        data = gql("mutation { update_docs_by_pk(pk_columns: {id: 2}, _append: {body: {b: 2}}) { body } }")
+        assert data["update_docs_by_pk"] == {"body": {"a": 1, "b": 2}}
+    finally:
+        gql.http.close()
+
+
 def test_json_operators_follow_the_update_rule(library_url: str, serve: Any, tmp_path: Path) -> None:
     rules = tmp_path / "permissions.yaml"
     rules.write_text(RULES)
