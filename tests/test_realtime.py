@@ -201,7 +201,7 @@ async def test_rows_written_by_another_program_arrive_within_a_second(api: Api, 
     insert = "INSERT INTO posts (title, user_id, published) VALUES ('from outside', 3, true)"
     url = sa.make_url(library_url)
     if url.get_backend_name() == "sqlite":
-        command = ["sqlite3", str(url.database), insert]
+        command = ["sqlite3", "-cmd", ".timeout 20000", str(url.database), insert]  # waits, as programs do
         env = None
     else:
         command = ["psql", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),

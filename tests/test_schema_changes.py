@@ -49,7 +49,9 @@ async def ddl(url: str, sql: str) -> None:
     """Run `sql` with the database's own command-line client, as another program would."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        command = ["sqlite3", str(parsed.database), sql]
+        # With a busy timeout, as a migration tool has (Python's sqlite3 waits 5 s): the bare
+        # CLI gives up at once while the server writes, which no real migration does.
+        command = ["sqlite3", "-cmd", f".timeout {WAIT_SECONDS * 1000}", str(parsed.database), sql]
         env = None
     else:
         command = ["psql", "-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432),
