@@ -159,9 +159,9 @@ class CommitOutcomeUnknown(ForgeError):
 
 
 # More bind parameters than the driver takes in one statement (a 40,000-value `_in`).
+TOO_MANY_PARAMETERS = ("number of query arguments cannot exceed", "too many sql variables")
 MALFORMED_JSON = "malformed json"
 """SQLite's JSON functions' refusal of text that is not JSON."""
-TOO_MANY_PARAMETERS = ("number of query arguments cannot exceed", "too many sql variables")
 
 
 def database_refusal(error: BaseException) -> ForgeError | None:
@@ -180,13 +180,14 @@ def database_refusal(error: BaseException) -> ForgeError | None:
     ):
         return ConstraintViolation(_reason(orig if orig is not None else error))
     reason = _reason(orig if orig is not None else error)
+    lowered = reason.lower()
     if (
         isinstance(error, exc.DataError)
         or sqlstate.startswith("22")  # PostgreSQL's data exceptions: NUL in text, out of range
-        or any(words in reason.lower() for words in TOO_MANY_PARAMETERS)
+        or any(words in lowered for words in TOO_MANY_PARAMETERS)
     ):
         return ValidationFailed(f"the database refused a value of the request: {reason}")
-    if MALFORMED_JSON in reason.lower():
+    if MALFORMED_JSON in lowered:
         # SQLite keeps any text in a JSON column (another program wrote it); its JSON
         # functions refuse it when a filter or `_append` reads it. PostgreSQL never stores such text.
         return ValidationFailed(f"a stored JSON value could not be read: {reason} (the row holds text that is not JSON)")

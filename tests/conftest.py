@@ -187,6 +187,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+
+OTHER_PROGRAM_WAIT_MS = 20_000
+
+
+async def by_another_program(url: str, sql: str) -> None:
+    """Run `sql` with the database's own command-line client, as another program would."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        # With a busy timeout, as a migration tool has (Python's sqlite3 waits 5 s): the bare
+        # CLI gives up at once while the server writes, which no real migration does.
+        command = ["sqlite3", "-cmd", f".timeout {OTHER_PROGRAM_WAIT_MS}", str(parsed.database), sql]
+        env = None
+    else:
+        command = ["psql", "-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432),
+                   "-U", parsed.username or "postgres", "-d", str(parsed.database),
+                   "-v", "ON_ERROR_STOP=1", "-c", sql]
+        env = {**os.environ, "PGPASSWORD": parsed.password or ""}
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, (sql, out, err)
+
+
 @dataclass
 class LiveServer:
     """uvicorn serving an app on a real socket, in a thread of this process."""

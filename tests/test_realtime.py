@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from graph.config import Limits
 from graph.dialect import open_database
 from graph.events.changelog import ChangeLog, Retention
-from tests.conftest import LEGACY_WS, TRANSPORT_WS, Api, GraphQLWS, Launch
+from tests.conftest import LEGACY_WS, TRANSPORT_WS, Api, GraphQLWS, Launch, by_another_program
 
 CHANGES = """subscription($table: String!, $where: JSON, $since: String) {
   tableChanged(table: $table, where: $where, since: $since) { type table id record old_record cursor } }"""
@@ -199,22 +199,9 @@ async def test_cascade_delete_yields_every_deleted_row(api: Api) -> None:
 
 async def test_rows_written_by_another_program_arrive_within_a_second(api: Api, library_url: str) -> None:
     insert = "INSERT INTO posts (title, user_id, published) VALUES ('from outside', 3, true)"
-    url = sa.make_url(library_url)
-    if url.get_backend_name() == "sqlite":
-        command = ["sqlite3", "-cmd", ".timeout 20000", str(url.database), insert]  # waits, as programs do
-        env = None
-    else:
-        command = ["psql", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
-                   "-U", url.username or "postgres", "-d", str(url.database),
-                   "-v", "ON_ERROR_STOP=1", "-c", insert]
-        env = {**os.environ, "PGPASSWORD": url.password or ""}
     async with api.ws() as ws:
         await subscribe(ws, "1", "posts")
-        process = await asyncio.create_subprocess_exec(
-            *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        out, err = await process.communicate()
-        assert process.returncode == 0, (out, err)
+        await by_another_program(library_url, insert)
         written = time.monotonic()
         event = await change(ws, "1", timeout=5)
         elapsed = time.monotonic() - written
