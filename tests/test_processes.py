@@ -186,6 +186,45 @@ async def test_the_broker_wakes_other_processes_at_once(
     assert time.monotonic() - started < 10  # far below the 30 s poll
 
 
+async def test_on_postgres_the_writing_process_wakes_the_others_and_other_programs_notify(
+    tmp_path: Path, fresh_postgres: str, serve: Any
+) -> None:
+    """The capture trigger NOTIFYs for other programs' writes only: a write through forgegraph
+    wakes the other processes by its process's publish (the cursor), not by the trigger (an
+    empty payload). With polling all but off, only these wake-ups can bring the changes."""
+    import asyncpg
+
+    from graph.events.changelog import NOTIFY_CHANNEL
+
+    url = await demo_postgres(fresh_postgres, tmp_path)
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    slow = Capture(poll_interval=30)
+    first = serve(database=url, broadcast=url, capture=slow)
+    second = serve(database=url, broadcast=url, capture=slow)
+    heard: list[str] = []
+    listener, writer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *message: heard.append(message[3]))
+        async with subscriber(second.url) as ws:
+            started = time.monotonic()
+            inserted = await insert(first.url, "through forgegraph")
+            (event,) = await events(ws, 1)
+            assert (event["type"], int(event["id"])) == ("create", inserted)
+            assert time.monotonic() - started < 10  # far below the 30 s poll
+            async with asyncio.timeout(10):
+                while str(event["cursor"]) not in heard:  # the first process's publish
+                    await asyncio.sleep(0.05)
+            assert "" not in heard  # no NOTIFY from the trigger for forgegraph's own write
+
+            outside = await writer.fetchval("INSERT INTO posts (title, user_id) VALUES ('outside', 1) RETURNING id")
+            (event,) = await events(ws, 1)
+            assert (event["type"], int(event["id"])) == ("create", outside)
+            assert "" in heard  # another program's write: the trigger's NOTIFY woke the processes
+    finally:
+        await listener.close()
+        await writer.close()
+
+
 def stop_redis(url: str) -> None:
     import redis
 

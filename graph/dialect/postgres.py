@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 APPLICATION_NAME = "forgegraph"
-"""Every pooled connection's application_name: pg_stat_activity shows them."""
+"""Every pooled connection's application_name: pg_stat_activity shows them, and the capture
+trigger sends no NOTIFY for their writes (graph.events.changelog)."""
 SERVER_SETTINGS = {
     "application_name": APPLICATION_NAME,
     "DateStyle": "ISO",

@@ -10,10 +10,12 @@ and a broker that restarts loses nothing.
 `broadcaster` carries the wake-up instead of the rows: after reading new
 events a process publishes the newest cursor, and the others read the log
 at once instead of at their next poll. On PostgreSQL the capture trigger
-also NOTIFYs the same channel, so `--broadcast postgres://...` wakes every
-process for any writer. This keeps wide rows clear of NOTIFY's 8000-byte
-payload limit and lets a broker outage cost latency, never events. The
-publishing is a task of its own, so a slow broker never delays local delivery.
+also NOTIFYs the same channel for other programs' writes (forgegraph's own
+are published by the process that wrote them), so `--broadcast
+postgres://...` wakes every process for any writer. This keeps wide rows
+clear of NOTIFY's 8000-byte payload limit and lets a broker outage cost
+latency, never events. The publishing is a task of its own, so a slow
+broker never delays local delivery.
 
 Without capture (`serve --no-capture`) there is no trigger and no log: the
 mutations tell `written` the rows they wrote, once committed, and those are
