@@ -20,6 +20,7 @@ import argparse
 import datetime
 import http.client
 import json
+import math
 import os
 import shutil
 import signal
@@ -264,6 +265,24 @@ def record(
     )
 
 
+def paired_ratios(runs: list[Run], database: str, operation: str) -> list[float]:
+    """after / before of each round: the machine drifts between rounds more than within one."""
+    by_round: dict[int, dict[str, float]] = {}
+    for r in runs:
+        if r.database == database and r.operation == operation and r.requests_per_second:
+            by_round.setdefault(r.round, {})[r.checkout] = r.requests_per_second
+    return [pair["after"] / pair["before"] for pair in by_round.values() if len(pair) == 2]
+
+
+def geometric_mean(ratios: list[float]) -> float | None:
+    return math.exp(statistics.fmean(math.log(r) for r in ratios)) if ratios else None
+
+
+def standard_error(ratios: list[float]) -> float | None:
+    """Of the ratios' mean: how far from 1.00 a figure must be before it says more than the noise."""
+    return statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) > 1 else None
+
+
 def median(values: list[float | None]) -> float | None:
     clean = [v for v in values if v is not None]
     return statistics.median(clean) if clean else None
@@ -281,6 +300,7 @@ def main() -> int:
     add("--warmup", type=float, default=1.0, help="unmeasured seconds before each (default 1)")
     add("--concurrency", type=int, default=32, help="connections (default 32, as bench/run.py)")
     add("--skip-postgres", action="store_true", help="measure SQLite only")
+    add("--skip-sqlite", action="store_true", help="measure PostgreSQL only")
     add(
         "--operations",
         default=",".join(OPERATIONS),
@@ -311,7 +331,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
 
-    databases = ["sqlite"]
+    if args.skip_sqlite and args.skip_postgres:
+        parser.error("--skip-sqlite and --skip-postgres leave nothing to measure")
+    databases = [] if args.skip_sqlite else ["sqlite"]
     if not args.skip_postgres:
         try:
             drop_postgres_database(create_postgres_database(postgres_target(args.postgres)))
@@ -384,12 +406,16 @@ def main() -> int:
             }
             before, after = medians["before"], medians["after"]
             ratio = after / before if before and after is not None else None
+            pairs = paired_ratios(runs, database, operation)
             summary.append(
                 {
                     "database": database,
                     "operation": operation,
                     **medians,
                     "ratio": ratio,
+                    "pair_ratios": pairs,
+                    "pair_geomean": geometric_mean(pairs),
+                    "pair_standard_error": standard_error(pairs),
                     "cpu_us_before": cpu["before"],
                     "cpu_us_after": cpu["after"],
                 }
@@ -397,7 +423,7 @@ def main() -> int:
     load_after = load_average()
     print(
         f"\n{'database':<9} {'operation':<9} {'before':>9} {'after':>9} {'ratio':>6}   (median req/s)"
-        "   server CPU us/request before / after"
+        "   per-round ratio: geomean ± s.e.   server CPU us/request before / after"
     )
     for row in summary:
         cells = [
@@ -407,7 +433,15 @@ def main() -> int:
         cpu = " / ".join(
             f"{row[k]:.0f}" if row[k] is not None else "n/a" for k in ("cpu_us_before", "cpu_us_after")
         )
-        print(f"{row['database']:<9} {row['operation']:<9} {cells[0]} {cells[1]} {ratio}   {cpu}")
+        geomean, error = row["pair_geomean"], row["pair_standard_error"]
+        pairs = (
+            f"{geomean:.3f} ± {error:.3f} ({len(row['pair_ratios'])})"
+            if geomean is not None and error is not None
+            else "n/a"
+        )
+        print(
+            f"{row['database']:<9} {row['operation']:<9} {cells[0]} {cells[1]} {ratio}   {pairs:<28}   {cpu}"
+        )
     print(
         f"load average before / after: {load_before} / {load_after} (other processes skew every figure)"
     )
