@@ -111,6 +111,8 @@ class Metrics:
             ("operation", "status"),
             registry=self.registry,
         )
+        # Each (operation, status) child once: `labels` validates and locks on every call.
+        self._durations: dict[tuple[str, int], Histogram] = {}
         self.registry.register(_Live(self, connections))
         ProcessCollector(registry=self.registry)
 
@@ -124,7 +126,10 @@ class Metrics:
     def observe_request(self, operation: str, status: int, started: float) -> None:
         """Record one /graphql request that began at `started` (time.perf_counter())."""
         elapsed = time.perf_counter() - started
-        self.request_duration.labels(operation, str(status)).observe(elapsed)
+        child = self._durations.get((operation, status))
+        if child is None:
+            child = self._durations[(operation, status)] = self.request_duration.labels(operation, str(status))
+        child.observe(elapsed)
 
     async def handle(self, _request: Request) -> Response:
         # Async on purpose: the scrape reads the connections on the event loop

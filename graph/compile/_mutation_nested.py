@@ -67,5 +67,5 @@ def read_object(
 
 def has_nested(table: Table, objects: Sequence[Mapping[str, Any]]) -> bool:
     """Whether any object names a relationship (even as null, which inserts nothing)."""
-    names = table.relationships_by_name
-    return bool(names) and any(name in obj for obj in objects for name in names)
+    names = table.relationships_by_name.keys()
+    return bool(names) and any(not names.isdisjoint(obj) for obj in objects)
