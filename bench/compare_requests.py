@@ -434,13 +434,13 @@ def main() -> int:
             f"{row[k]:.0f}" if row[k] is not None else "n/a" for k in ("cpu_us_before", "cpu_us_after")
         )
         geomean, error = row["pair_geomean"], row["pair_standard_error"]
-        pairs = (
+        per_round = (
             f"{geomean:.3f} ± {error:.3f} ({len(row['pair_ratios'])})"
             if geomean is not None and error is not None
             else "n/a"
         )
         print(
-            f"{row['database']:<9} {row['operation']:<9} {cells[0]} {cells[1]} {ratio}   {pairs:<28}   {cpu}"
+            f"{row['database']:<9} {row['operation']:<9} {cells[0]} {cells[1]} {ratio}   {per_round:<28}   {cpu}"
         )
     print(
         f"load average before / after: {load_before} / {load_after} (other processes skew every figure)"

@@ -191,6 +191,11 @@ def free_port() -> int:
 OTHER_PROGRAM_WAIT_MS = 20_000
 
 
+def asyncpg_dsn(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as asyncpg.connect takes it (a program writing beside the server)."""
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 async def by_another_program(url: str, sql: str) -> None:
     """Run `sql` with the database's own command-line client, as another program would."""
     parsed = sa.make_url(url)

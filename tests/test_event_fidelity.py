@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import TRANSPORT_WS, GraphQLWS, LiveServer
+from tests.conftest import TRANSPORT_WS, GraphQLWS, LiveServer, asyncpg_dsn
 
 EXAMPLES = int(os.environ.get("FORGEGRAPH_PROPERTY_EXAMPLES", "25"))
 T = TypeVar("T")
@@ -152,7 +152,7 @@ class OtherProgram:
             await asyncio.to_thread(self._sqlite_execute, sql, values)
             return
         if self._conn is None:
-            dsn = self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+            dsn = asyncpg_dsn(self.url)
             self._conn = await asyncpg.connect(
                 dsn, server_settings={"TimeZone": "Asia/Kolkata", "extra_float_digits": "0"}
             )

@@ -27,7 +27,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from graph.config import Capture
-from tests.conftest import free_port
+from tests.conftest import asyncpg_dsn, free_port
 
 SUBSCRIPTION = 'subscription { tableChanged(table: "posts") { type id cursor } }'
 
@@ -140,7 +140,7 @@ async def demo_postgres(url: str, tmp_path: Path) -> str:
                    check=True, capture_output=True, cwd=tmp_path)
     import asyncpg
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute("INSERT INTO users (name) VALUES ('u')")
         assert await conn.fetchval("SELECT min(id) FROM users") == 1
@@ -197,7 +197,7 @@ async def test_on_postgres_the_writing_process_wakes_the_others_and_other_progra
     from graph.events.changelog import NOTIFY_CHANNEL
 
     url = await demo_postgres(fresh_postgres, tmp_path)
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    dsn = asyncpg_dsn(url)
     slow = Capture(poll_interval=30)
     first = serve(database=url, broadcast=url, capture=slow)
     second = serve(database=url, broadcast=url, capture=slow)

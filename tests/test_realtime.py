@@ -16,13 +16,20 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from websockets.exceptions import ConnectionClosed
 
 from graph.config import Limits
 from graph.dialect import open_database
 from graph.events.changelog import ChangeLog, Retention
-from tests.conftest import LEGACY_WS, TRANSPORT_WS, Api, GraphQLWS, Launch, by_another_program
+from tests.conftest import (
+    LEGACY_WS,
+    TRANSPORT_WS,
+    Api,
+    GraphQLWS,
+    Launch,
+    asyncpg_dsn,
+    by_another_program,
+)
 
 CHANGES = """subscription($table: String!, $where: JSON, $since: String) {
   tableChanged(table: $table, where: $where, since: $since) { type table id record old_record cursor } }"""
@@ -525,10 +532,6 @@ async def test_stopping_the_server_sends_a_close_frame(api: Api) -> None:
 # -- commit order (PostgreSQL) ---------------------------------------------------------
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.mark.parametrize("backend", ["postgres"])
 async def test_interleaved_commits_reach_a_reader_once_each_in_cursor_order(api: Api, library_url: str) -> None:
     """Writer A changes a row and holds its transaction open while writer B changes another and
@@ -537,7 +540,7 @@ async def test_interleaved_commits_reach_a_reader_once_each_in_cursor_order(api:
     smaller one, and A's change would never be delivered."""
     import asyncpg
 
-    dsn = _asyncpg_dsn(library_url)
+    dsn = asyncpg_dsn(library_url)
     first, second = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
     try:
         async with api.ws() as ws:

@@ -20,6 +20,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import asyncpg_dsn
+
 PADDING_ROWS = 20_000
 """Rows `wide` holds before the writer starts: its count takes a while to scan."""
 QUERIES = 60
@@ -49,7 +51,7 @@ def _sqlite_database(url: str) -> None:
 async def _postgres_database(url: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         for ddl in SCHEMA:
             await conn.execute(ddl)
@@ -60,10 +62,6 @@ async def _postgres_database(url: str) -> None:
         )
     finally:
         await conn.close()
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Writer:
@@ -107,7 +105,7 @@ class Writer:
     async def _run_postgres(self) -> None:
         import asyncpg
 
-        conn = await asyncpg.connect(_asyncpg_dsn(self.url))
+        conn = await asyncpg.connect(asyncpg_dsn(self.url))
         try:
             key = PADDING_ROWS
             while not self.stop.is_set():

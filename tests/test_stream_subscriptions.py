@@ -18,10 +18,9 @@ from typing import Any
 
 import jwt
 import pytest
-import sqlalchemy as sa
 
 from graph.config import Limits
-from tests.conftest import LEGACY_WS, TRANSPORT_WS, Api, GraphQLWS, Launch
+from tests.conftest import LEGACY_WS, TRANSPORT_WS, Api, GraphQLWS, Launch, asyncpg_dsn
 
 SECRET = "forgegraph-stream-tests-secret-0123456789abcdef"
 ADMIN_SECRET = "forgegraph-stream-admin-secret"
@@ -288,10 +287,6 @@ async def test_a_row_rule_and_a_where_through_relationships(launch: Launch, tmp_
 # -- concurrent writers -------------------------------------------------------------------------
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def test_a_row_whose_smaller_id_commits_later_is_still_sent(api: Api, library_url: str, backend: str) -> None:
     """Writer A draws an id and holds its transaction while B inserts a larger id and commits.
 
@@ -302,7 +297,7 @@ async def test_a_row_whose_smaller_id_commits_later_is_still_sent(api: Api, libr
         if backend == "postgres":
             import asyncpg
 
-            dsn = _asyncpg_dsn(library_url)
+            dsn = asyncpg_dsn(library_url)
             first, second = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
             try:
                 holding = first.transaction()
@@ -331,7 +326,7 @@ async def test_concurrent_writers_and_a_subscriber_joining_meanwhile_see_every_r
     async def writer_pg(name: str, count: int) -> None:
         import asyncpg
 
-        conn = await asyncpg.connect(_asyncpg_dsn(library_url))
+        conn = await asyncpg.connect(asyncpg_dsn(library_url))
         try:
             for i in range(count):
                 async with conn.transaction():

@@ -131,7 +131,7 @@ def _api_value(column: Column, stored: Any, postgres: bool) -> Any:
 
 def _answer(column: Column, value: Any, postgres: bool) -> Any:
     """A driver's value of the column as queries answer it."""
-    if not postgres and column.kind is Kind.DATETIME and isinstance(value, str) and zoned(column):
+    if not postgres and isinstance(value, str) and zoned(column):
         value = answer_zoned(value)  # as the query path answers a timestamptz (graph.compile._query_sqlite)
     return scalar_of(column.kind).serialize(to_api(column.kind, value))
 
